@@ -1,0 +1,103 @@
+"""MLP policies evaluated with explicit, per-task parameters.
+
+A policy owns the meta-parameters θ as ``nn.Parameter``s, but its forward pass is
+functional: :meth:`Policy.distribution` takes a dict of parameters whose every tensor
+has a leading *task* dimension ``T``. Before adaptation every task uses θ
+(:meth:`Policy.task_params` expands it, a view that keeps the gradient path to θ);
+after adaptation task ``i`` uses its own θ'ᵢ. One batched matmul per layer evaluates
+all tasks at once.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Categorical, Distribution, Independent, Normal
+
+Params = dict[str, Tensor]
+"""Policy parameters by name, each with a leading task dimension."""
+
+NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
+
+
+class Policy(nn.Module, abc.ABC):
+    """An MLP policy over per-task parameters: ``obs [T, ..., obs_dim]`` → distribution."""
+
+    def __init__(self, input_size: int, output_size: int, hidden_sizes: Sequence[int], nonlinearity: str):
+        super().__init__()
+        if nonlinearity not in NONLINEARITIES:
+            raise ValueError(f"nonlinearity must be one of {sorted(NONLINEARITIES)}, got {nonlinearity!r}")
+        self.input_size = input_size
+        self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
+        self.nonlinearity = nonlinearity
+        self._act = NONLINEARITIES[nonlinearity]
+        sizes = (input_size, *self.hidden_sizes, output_size)
+        self.num_layers = len(sizes) - 1
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            weight = torch.empty(n_in, n_out)
+            # Glorot-uniform weights stored as [in, out] so that x @ W needs no transpose.
+            bound = math.sqrt(6.0 / (n_in + n_out))
+            nn.init.uniform_(weight, -bound, bound)
+            self.register_parameter(f"w{i}", nn.Parameter(weight))
+            self.register_parameter(f"b{i}", nn.Parameter(torch.zeros(n_out)))
+
+    def task_params(self, num_tasks: int) -> Params:
+        """θ expanded to ``num_tasks`` tasks (views: gradients flow back to θ)."""
+        return {name: p.unsqueeze(0).expand(num_tasks, *p.shape) for name, p in self.named_parameters()}
+
+    def _mlp(self, obs: Tensor, params: Params) -> Tensor:
+        """The MLP's output for ``obs [T, ..., in]`` with per-task ``params``."""
+        lead = obs.shape[:-1]
+        x = obs.reshape(lead[0], -1, obs.shape[-1])
+        for i in range(self.num_layers):
+            x = torch.baddbmm(params[f"b{i}"].unsqueeze(1), x, params[f"w{i}"])
+            if i < self.num_layers - 1:
+                x = self._act(x)
+        return x.reshape(*lead, x.shape[-1])
+
+    @abc.abstractmethod
+    def distribution(self, obs: Tensor, params: Params) -> Distribution:
+        """The action distribution for ``obs [T, ..., obs_dim]``; batch shape ``obs.shape[:-1]``."""
+
+
+class GaussianMLPPolicy(Policy):
+    """A diagonal Gaussian whose mean is an MLP of the observation and whose log-std is a parameter."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_sizes: Sequence[int] = (64, 64),
+        nonlinearity: str = "tanh",
+        init_std: float = 1.0,
+        min_std: float = 1e-6,
+    ):
+        super().__init__(obs_dim, action_dim, hidden_sizes, nonlinearity)
+        self.log_std = nn.Parameter(torch.full((action_dim,), math.log(init_std)))
+        self.min_log_std = math.log(min_std)
+
+    def distribution(self, obs: Tensor, params: Params) -> Distribution:
+        mean = self._mlp(obs, params)
+        log_std = params["log_std"].clamp(min=self.min_log_std)
+        shape = (log_std.shape[0],) + (1,) * (mean.dim() - 2) + (log_std.shape[-1],)
+        return Independent(Normal(mean, log_std.reshape(shape).exp().expand_as(mean)), 1)
+
+
+class CategoricalMLPPolicy(Policy):
+    """A categorical distribution whose logits are an MLP of the observation."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        num_actions: int,
+        hidden_sizes: Sequence[int] = (64, 64),
+        nonlinearity: str = "tanh",
+    ):
+        super().__init__(obs_dim, num_actions, hidden_sizes, nonlinearity)
+
+    def distribution(self, obs: Tensor, params: Params) -> Distribution:
+        return Categorical(logits=self._mlp(obs, params))

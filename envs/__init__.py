@@ -1,0 +1,18 @@
+"""Task-distribution environments, registered with Gymnasium on import.
+
+>>> import gymnasium as gym, envs
+>>> env = gym.make("metarl/Navigation2D-v0")
+"""
+
+from metarl.registry import register_task_env
+
+from envs.navigation import BatchedNavigation2D, Navigation2DEnv, NavigationTask
+
+register_task_env(
+    "metarl/Navigation2D-v0",
+    entry_point="envs.navigation:Navigation2DEnv",
+    batched_entry_point="envs.navigation:BatchedNavigation2D",
+    max_episode_steps=100,
+)
+
+__all__ = ["BatchedNavigation2D", "Navigation2DEnv", "NavigationTask"]

@@ -1,0 +1,138 @@
+"""2D navigation to a random goal: the simplest task distribution of the MAML paper."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from metarl.tasks import BatchedTaskEnv
+
+GOAL_LOW, GOAL_HIGH = -0.5, 0.5
+MAX_ACTION = 0.1
+GOAL_RADIUS = 0.01
+
+
+@dataclass(frozen=True)
+class NavigationTask:
+    """A 2D-navigation task: the goal position."""
+
+    goal: tuple[float, float]
+
+
+def sample_navigation_tasks(n: int, rng: np.random.Generator) -> list[NavigationTask]:
+    """Draw ``n`` goals uniformly from ``[-0.5, 0.5]^2``."""
+    goals = rng.uniform(GOAL_LOW, GOAL_HIGH, size=(n, 2))
+    return [NavigationTask(goal=(float(x), float(y))) for x, y in goals]
+
+
+def _check_task(task: Any) -> NavigationTask:
+    if not isinstance(task, NavigationTask):
+        raise TypeError(f"Navigation2D: expected a NavigationTask, got {type(task).__name__}")
+    return task
+
+
+def _move(position: np.ndarray, action: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One step for any leading batch shape: (new position, reward, terminated)."""
+    position = position + np.clip(action, -MAX_ACTION, MAX_ACTION)
+    distance = np.sqrt(np.sum((position - goal) ** 2, axis=-1))
+    return position, -distance, distance < GOAL_RADIUS
+
+
+class Navigation2DEnv(gym.Env[np.ndarray, np.ndarray]):
+    """A point agent in the plane moves towards a goal it cannot see.
+
+    The agent starts at the origin; each task is a goal drawn uniformly from
+    ``[-0.5, 0.5]^2``. The agent only learns where the goal is from the reward, so a
+    policy has to adapt to each task from a few episodes.
+
+    ## Action space
+
+    ``Box(-0.1, 0.1, (2,), float32)``: the displacement in x and y. Actions outside
+    the box are clipped.
+
+    ## Observation space
+
+    ``Box(-inf, inf, (2,), float32)``:
+
+    | index | observation | unit |
+    |-------|-------------|------|
+    | 0     | x position  | m    |
+    | 1     | y position  | m    |
+
+    ## Rewards
+
+    The negative Euclidean distance from the position after the step to the goal.
+
+    ## Episode end
+
+    * Termination: the agent is within 0.01 of the goal.
+    * Truncation: after ``max_episode_steps`` (100 when made with ``gymnasium.make``).
+
+    ## Tasks
+
+    ``sample_tasks(n)`` returns ``n`` :class:`NavigationTask` drawn with the env's
+    ``np_random``; ``set_task`` takes one, ``get_task`` returns the current one.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(self, task: NavigationTask | None = None) -> None:
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(-MAX_ACTION, MAX_ACTION, shape=(2,), dtype=np.float32)
+        self._task = _check_task(task) if task is not None else NavigationTask(goal=(0.0, 0.0))
+        self._goal = np.asarray(self._task.goal, dtype=np.float64)
+        self._position = np.zeros(2)
+
+    def sample_tasks(self, n: int) -> list[NavigationTask]:
+        """Draw ``n`` tasks with the env's own generator."""
+        return sample_navigation_tasks(n, self.np_random)
+
+    def set_task(self, task: NavigationTask) -> None:
+        """Make ``task`` the current task."""
+        self._task = _check_task(task)
+        self._goal = np.asarray(task.goal, dtype=np.float64)
+
+    def get_task(self) -> NavigationTask:
+        """Return the current task."""
+        return self._task
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        self._position = np.zeros(2)
+        return self._position.astype(np.float32), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        self._position, reward, terminated = _move(self._position, np.asarray(action, np.float64), self._goal)
+        return self._position.astype(np.float32), float(reward), bool(terminated), False, {}
+
+
+class BatchedNavigation2D(BatchedTaskEnv):
+    """``num_envs`` 2D-navigation sub-environments stepped in one numpy call."""
+
+    def __init__(self, num_envs: int, max_episode_steps: int = 100) -> None:
+        super().__init__(num_envs, max_episode_steps)
+        single = Navigation2DEnv()
+        self._init_spaces(single.observation_space, single.action_space)
+        self._positions = np.zeros((num_envs, 2))
+        self._goals = np.zeros((num_envs, 2))
+
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[NavigationTask]:
+        """Draw ``n`` tasks with ``rng``."""
+        return sample_navigation_tasks(n, rng)
+
+    def _apply_tasks(self, tasks: Sequence[NavigationTask]) -> None:
+        self._goals = np.array([_check_task(t).goal for t in tasks], dtype=np.float64)
+
+    def _reset_subenvs(self, indices: np.ndarray, seeds: list[int | None]) -> np.ndarray:
+        self._positions[indices] = 0.0
+        return self._positions.astype(np.float32)
+
+    def _step_all(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        self._positions, reward, terminated = _move(self._positions, actions.astype(np.float64), self._goals)
+        return self._positions.astype(np.float32), reward, terminated, {}

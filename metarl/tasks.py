@@ -1,0 +1,157 @@
+"""The task protocol: single task environments and natively batched ones.
+
+A *task environment* is a Gymnasium env whose dynamics or reward depend on a task
+drawn from a task distribution. It offers three methods on top of Gymnasium's API:
+
+* ``sample_tasks(n)`` draws ``n`` tasks with the env's own ``self.np_random``;
+* ``set_task(task)`` makes ``task`` the current one (it takes effect at the next reset
+  at the latest);
+* ``get_task()`` returns the current task.
+
+Tasks are small frozen dataclasses or numpy arrays, never dicts.
+
+A *batched task environment* (:class:`BatchedTaskEnv`) steps ``num_envs``
+sub-environments, each with its own task, in one call. It is a
+:class:`gymnasium.vector.VectorEnv` with autoreset disabled: the sampler runs one
+episode per sub-environment and resets them all at the start of every phase, so a
+sub-environment whose episode has ended keeps being stepped and its outputs are
+ignored (masked) by the sampler.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
+
+Task = Any
+"""A task: a frozen dataclass or a numpy array (family specific)."""
+
+
+@runtime_checkable
+class TaskEnv(Protocol):
+    """What a single task environment offers on top of :class:`gymnasium.Env`."""
+
+    def sample_tasks(self, n: int) -> list[Task]:
+        """Draw ``n`` tasks from the task distribution with ``self.np_random``."""
+
+    def set_task(self, task: Task) -> None:
+        """Make ``task`` the current task."""
+
+    def get_task(self) -> Task:
+        """Return the current task."""
+
+
+class BatchedTaskEnv(gym.vector.VectorEnv, abc.ABC):
+    """``num_envs`` sub-environments, each with its own task, stepped in one call.
+
+    Subclasses set ``single_observation_space`` and ``single_action_space`` and
+    implement :meth:`sample_tasks`, :meth:`_apply_tasks`, :meth:`_reset_subenvs` and
+    :meth:`_step_all`. This base class keeps the tasks, counts elapsed steps and
+    reports truncation at ``max_episode_steps``, kept apart from termination.
+
+    ``reset(seed=...)`` takes one int (sub-environment ``i`` gets ``seed + i``) or a
+    list of per-sub-environment seeds; ``options={"reset_mask": mask}`` resets only
+    the sub-environments where ``mask`` is true, leaving the others untouched.
+    """
+
+    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.DISABLED}
+
+    def __init__(self, num_envs: int, max_episode_steps: int) -> None:
+        if num_envs <= 0:
+            raise ValueError(f"{type(self).__name__}: num_envs must be positive, got {num_envs}")
+        if max_episode_steps <= 0:
+            raise ValueError(
+                f"{type(self).__name__}: max_episode_steps must be positive, got {max_episode_steps}"
+            )
+        self.num_envs = num_envs
+        self.max_episode_steps = max_episode_steps
+        self._tasks: list[Task] | None = None
+        self._elapsed = np.zeros(num_envs, dtype=np.int64)
+
+    def _init_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:
+        """Set the single and batched spaces (call from the subclass constructor)."""
+        self.single_observation_space = observation_space
+        self.single_action_space = action_space
+        self.observation_space = batch_space(observation_space, self.num_envs)
+        self.action_space = batch_space(action_space, self.num_envs)
+
+    # -- task API --------------------------------------------------------------------
+    @abc.abstractmethod
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
+        """Draw ``n`` tasks of this family with the generator ``rng``."""
+
+    def set_tasks(self, tasks: Sequence[Task]) -> None:
+        """Give sub-environment ``i`` the task ``tasks[i]``; takes effect now."""
+        tasks = list(tasks)
+        if len(tasks) != self.num_envs:
+            raise ValueError(
+                f"{type(self).__name__}.set_tasks: got {len(tasks)} tasks for {self.num_envs} sub-environments"
+            )
+        self._apply_tasks(tasks)
+        self._tasks = tasks
+
+    def get_tasks(self) -> list[Task]:
+        """The task of every sub-environment."""
+        if self._tasks is None:
+            raise RuntimeError(f"{type(self).__name__}: no tasks set; call set_tasks first")
+        return list(self._tasks)
+
+    @abc.abstractmethod
+    def _apply_tasks(self, tasks: list[Task]) -> None:
+        """Store the tasks in the arrays the step uses."""
+
+    # -- stepping --------------------------------------------------------------------
+    @abc.abstractmethod
+    def _reset_subenvs(self, indices: np.ndarray, seeds: list[int | None]) -> np.ndarray:
+        """Reset the sub-environments ``indices`` (with one seed each); return all observations."""
+
+    @abc.abstractmethod
+    def _step_all(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Step every sub-environment; return ``(obs, reward, terminated, info)``."""
+
+    def reset(
+        self,
+        *,
+        seed: int | Sequence[int | None] | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset all (or the masked) sub-environments; return ``(obs, info)``."""
+        if self._tasks is None:
+            raise RuntimeError(f"{type(self).__name__}: call set_tasks before reset")
+        mask = None if options is None else options.get("reset_mask")
+        indices = np.arange(self.num_envs) if mask is None else np.flatnonzero(np.asarray(mask, bool))
+        if seed is None:
+            seeds: list[int | None] = [None] * len(indices)
+        elif isinstance(seed, (int, np.integer)):
+            seeds = [int(seed) + int(i) for i in indices]
+        else:
+            all_seeds = list(seed)
+            if len(all_seeds) != self.num_envs:
+                raise ValueError(
+                    f"{type(self).__name__}.reset: got {len(all_seeds)} seeds for {self.num_envs} sub-environments"
+                )
+            seeds = [all_seeds[i] for i in indices]
+        obs = self._reset_subenvs(indices, seeds)
+        self._elapsed[indices] = 0
+        return obs, {}
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every sub-environment with ``actions`` of shape ``(num_envs, ...)``."""
+        actions = np.asarray(actions)
+        expected = self.action_space.shape
+        if expected is not None and actions.shape != expected:
+            raise ValueError(
+                f"{type(self).__name__}.step: actions have shape {actions.shape}, expected {expected}"
+            )
+        obs, reward, terminated, info = self._step_all(actions)
+        self._elapsed += 1
+        truncated = (self._elapsed >= self.max_episode_steps) & ~terminated
+        return obs, reward, terminated, truncated, info
