@@ -1,0 +1,414 @@
+"""Training configuration: a typed dataclass, YAML presets, command-line overrides.
+
+A run's settings come from, in order: the defaults of :class:`TrainConfig`, a preset
+(``metarl/presets/<name>.yaml``) or a YAML file, then ``--key value`` overrides.
+Every value is checked; a bad one raises :class:`ConfigError` naming the field.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import functools
+import inspect
+import math
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+"""Folder holding the shipped YAML presets."""
+
+
+class ConfigError(ValueError):
+    """A configuration value, key, preset or file is invalid; the message names it."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one MAML-TRPO training run (defaults: the 2D-navigation reference)."""
+
+    env_id: str = "metarl/Navigation2D-v0"
+    """Registered id of the task-distribution environment."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments for the environment constructor."""
+    seed: int = 1
+    """Run seed; every generator is split from it with ``numpy.random.SeedSequence``."""
+    num_iterations: int = 500
+    """Number of meta-iterations (outer-loop updates)."""
+    meta_batch_size: int = 20
+    """Tasks per meta-batch."""
+    episodes_per_task: int = 20
+    """Episodes rolled out per task for each inner step and for the outer loss."""
+    horizon: int = 100
+    """Maximum episode length (time steps); episodes are truncated after it."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of the policy MLP (empty: a linear policy)."""
+    nonlinearity: str = "tanh"
+    """Hidden-layer activation: ``tanh`` or ``relu``."""
+    init_std: float = 1.0
+    """Initial standard deviation of the Gaussian policy."""
+    fast_lr: float = 0.1
+    """Inner-loop (adaptation) step size alpha."""
+    num_inner_steps: int = 1
+    """Gradient steps of adaptation per task, each on fresh rollouts."""
+    first_order: bool = False
+    """Use first-order MAML (no gradients through the inner loop)."""
+    max_kl: float = 0.01
+    """TRPO trust region: bound on the mean KL divergence of a meta-update."""
+    cg_iters: int = 10
+    """Conjugate-gradient iterations per meta-update."""
+    cg_damping: float = 1e-5
+    """Damping added to the Hessian/Fisher-vector products."""
+    ls_max_steps: int = 15
+    """Maximum backtracking line-search steps."""
+    ls_backtrack_ratio: float = 0.8
+    """Step shrink factor per line-search step, in (0, 1)."""
+    gamma: float = 0.99
+    """Discount factor, in (0, 1]."""
+    gae_lambda: float = 1.0
+    """GAE lambda, in [0, 1] (1.0: Monte-Carlo returns minus the baseline)."""
+    normalize_advantages: bool = True
+    """Normalise advantages per task to zero mean and unit variance."""
+    bootstrap_truncated: bool = False
+    """Bootstrap the value of truncated (horizon-reached) episodes from the baseline."""
+    hvp_subsample: float = 1.0
+    """Fraction of tasks used for the Fisher-vector products, in (0, 1]."""
+    num_threads: int = 2
+    """Torch intra-op threads."""
+    checkpoint_every: int = 10
+    """Write a checkpoint every this many meta-iterations."""
+    tensorboard: bool = True
+    """Also log metrics to TensorBoard (``<run>/tb``)."""
+    out_dir: str = "runs"
+    """Folder that holds run folders."""
+    run_name: str = ""
+    """Run folder name inside ``out_dir`` (empty: derived from preset name + seed)."""
+
+
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
+_TYPES: dict[str, Any] = typing.get_type_hints(TrainConfig)
+_TRUE = {"true", "1", "yes", "y", "on"}
+_FALSE = {"false", "0", "no", "n", "off"}
+NONLINEARITIES = ("tanh", "relu")
+
+
+@functools.cache
+def field_docs() -> dict[str, str]:
+    """The docstring of each :class:`TrainConfig` field (for ``--help`` texts)."""
+    tree = ast.parse(inspect.getsource(TrainConfig))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, nxt in zip(body, body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+        ):
+            docs[node.target.id] = str(nxt.value.value)
+    return docs
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def list_presets() -> list[str]:
+    """Names of the shipped presets, sorted."""
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def _preset_path(name: str) -> Path:
+    path = PRESETS_DIR / f"{name}.yaml"
+    if path.is_file():
+        return path
+    known = list_presets()
+    close = difflib.get_close_matches(name, known, n=len(known), cutoff=0.0)
+    raise ConfigError(
+        f"config: unknown preset {name!r}; valid presets (closest first): {', '.join(close) or 'none'}",
+        field="config",
+    )
+
+
+def _is_path(config: str | Path) -> bool:
+    s = str(config)
+    return isinstance(config, Path) or "/" in s or "\\" in s or s.endswith((".yaml", ".yml"))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config: file {str(path)!r} does not exist", field="config")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"config: YAML file {str(path)!r} does not parse at{where}: {problem}",
+                          field="config") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config: YAML file {str(path)!r} must hold a mapping of settings, got {type(data).__name__}",
+            field="config",
+        )
+    return data
+
+
+# ----------------------------------------------------------------- parsing & checks
+
+
+def _type_name(tp: Any) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}.get(
+        tp, "a comma-separated list of integers" if typing.get_origin(tp) is tuple else "a mapping"
+    )
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    """Convert ``value`` (from YAML or a command-line string) to the type of field ``name``."""
+    tp = _TYPES[name]
+    origin = typing.get_origin(tp)
+
+    def bad(extra: str = "") -> ConfigError:
+        return ConfigError(
+            f"config field {name!r}: expected {_type_name(tp)}, got {value!r}{extra} ({source})", field=name
+        )
+
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise bad(" (use true/false, yes/no or 1/0)")
+    if tp is int:
+        if isinstance(value, bool):
+            raise bad()
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                try:
+                    value_f = float(value)
+                except ValueError:
+                    raise bad() from None
+                value = value_f
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            return int(value)
+        raise bad()
+    if tp is float:
+        if isinstance(value, bool):
+            raise bad()
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                raise bad() from None
+        raise bad()
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise bad()
+    if origin is tuple:
+        items = value
+        if isinstance(value, str):
+            text = value.strip().strip("()[]")
+            items = [part.strip() for part in text.split(",") if part.strip()]
+        elif isinstance(value, int) and not isinstance(value, bool):
+            items = [value]
+        if not isinstance(items, list | tuple):
+            raise bad()
+        out = []
+        for item in items:
+            if isinstance(item, bool) or (isinstance(item, float) and not item.is_integer()):
+                raise bad()
+            try:
+                out.append(int(item))
+            except (TypeError, ValueError):
+                raise bad() from None
+        return tuple(out)
+    if origin is dict or tp is dict:
+        if isinstance(value, str):
+            try:
+                value = yaml.safe_load(value) if value.strip() else {}
+            except yaml.YAMLError:
+                raise bad(" (not valid YAML/JSON)") from None
+            value = {} if value is None else value
+        if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+            return dict(value)
+        raise bad()
+    raise TypeError(f"unsupported config field type {tp!r}")  # pragma: no cover
+
+
+def _check_ranges(cfg: TrainConfig) -> None:
+    def fail(name: str, problem: str) -> None:
+        raise ConfigError(f"config field {name!r}: {problem}, got {getattr(cfg, name)!r}", field=name)
+
+    def finite(name: str) -> float:
+        v = getattr(cfg, name)
+        if not math.isfinite(v):
+            fail(name, "must be a finite number")
+        return v
+
+    for name in ("num_iterations", "meta_batch_size", "episodes_per_task", "horizon", "num_inner_steps",
+                 "cg_iters", "ls_max_steps", "num_threads", "checkpoint_every"):
+        if getattr(cfg, name) < 1:
+            fail(name, "must be >= 1")
+    if cfg.seed < 0:
+        fail("seed", "must be >= 0")
+    if any(h < 1 for h in cfg.hidden_sizes):
+        fail("hidden_sizes", "every layer width must be >= 1")
+    if cfg.nonlinearity not in NONLINEARITIES:
+        fail("nonlinearity", f"must be one of {', '.join(NONLINEARITIES)}")
+    for name in ("init_std", "fast_lr", "max_kl"):
+        if not finite(name) > 0:
+            fail(name, "must be > 0")
+    if not finite("cg_damping") >= 0:
+        fail("cg_damping", "must be >= 0")
+    if not 0 < finite("ls_backtrack_ratio") < 1:
+        fail("ls_backtrack_ratio", "must be in (0, 1)")
+    if not 0 < finite("gamma") <= 1:
+        fail("gamma", "must be in (0, 1]")
+    if not 0 <= finite("gae_lambda") <= 1:
+        fail("gae_lambda", "must be in [0, 1]")
+    if not 0 < finite("hvp_subsample") <= 1:
+        fail("hvp_subsample", "must be in (0, 1]")
+    for name in ("env_id", "out_dir"):
+        if not getattr(cfg, name).strip():
+            fail(name, "must not be empty")
+    if any(c in cfg.run_name for c in "/\\") or cfg.run_name in (".", ".."):
+        fail("run_name", "must be a plain folder name (no path separators)")
+
+
+def _canonical_key(key: str, source: str) -> str:
+    name = key.strip().replace("-", "_")
+    if name in FIELD_NAMES:
+        return name
+    close = difflib.get_close_matches(name, FIELD_NAMES, n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; valid keys: {', '.join(FIELD_NAMES)}"
+    raise ConfigError(f"config: unknown key {key!r} ({source}){hint}", field=key)
+
+
+def _coerce_mapping(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+    values = {}
+    for key, value in data.items():
+        name = _canonical_key(str(key), source)
+        values[name] = _coerce(name, value, source)
+    return values
+
+
+def config_from_dict(data: Mapping[str, Any], source: str = "dict") -> TrainConfig:
+    """Build and validate a config from a mapping (unknown keys, types and ranges checked)."""
+    cfg = TrainConfig(**_coerce_mapping(data, source))
+    _check_ranges(cfg)
+    return cfg
+
+
+def parse_overrides(overrides: Sequence[str]) -> dict[str, str]:
+    """Split command-line tokens (``--key value``, ``--key=value``, bare ``--flag``) into raw strings.
+
+    A bare boolean flag (``--first_order`` with no value following) means ``true``.
+    """
+    out: dict[str, str] = {}
+    tokens = list(overrides)
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if not tok.startswith("--") or tok == "--":
+            raise ConfigError(f"config: expected an option like --key value, got {tok!r}", field=None)
+        key, eq, value = tok[2:].partition("=")
+        name = _canonical_key(key, f"from --{key}")
+        if not eq:
+            nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+            if nxt is None or (nxt.startswith("--") and len(nxt) > 2):
+                if _TYPES[name] is not bool:
+                    raise ConfigError(f"config field {name!r}: --{key} needs a value", field=name)
+                value = "true"
+            else:
+                value = nxt
+                i += 1
+        out[name] = value
+        i += 1
+    return out
+
+
+def default_run_name(preset: str, seed: int) -> str:
+    """The run folder name used when ``run_name`` is empty: ``<preset>_seed<seed>``."""
+    return f"{preset}_seed{seed}"
+
+
+def load_config(config: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Load a preset name or a YAML path (``None``: defaults), apply overrides, validate.
+
+    ``overrides`` are command-line tokens such as ``["--fast_lr", "0.05", "--hidden_sizes=100,100"]``.
+    An empty ``run_name`` is replaced by :func:`default_run_name` of the preset/file stem.
+    """
+    data: dict[str, Any] = {}
+    source_name = "default"
+    if config is not None:
+        path = Path(config) if _is_path(config) else _preset_path(str(config))
+        data = _coerce_mapping(_read_yaml(path), f"in {path}")
+        source_name = path.stem
+    for name, raw in parse_overrides(overrides).items():
+        data[name] = _coerce(name, raw, f"from --{name}")
+    cfg = TrainConfig(**data)
+    if not cfg.run_name:
+        cfg = dataclasses.replace(cfg, run_name=default_run_name(source_name, cfg.seed))
+    _check_ranges(cfg)
+    return cfg
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """Plain-data view of ``cfg`` (tuples become lists): safe for YAML, JSON and checkpoints."""
+    out: dict[str, Any] = {}
+    for name in FIELD_NAMES:
+        value = getattr(cfg, name)
+        if isinstance(value, tuple | dict):
+            value = list(value) if isinstance(value, tuple) else dict(value)
+        out[name] = value
+    return out
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> Path:
+    """Write ``cfg`` as YAML (field order kept) to ``path``; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None)
+    path.write_text("# metarl TrainConfig\n" + text)
+    return path
+
+
+def config_diff(a: TrainConfig, b: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """Fields whose values differ between ``a`` and ``b``: ``{name: (a_value, b_value)}``."""
+    return {n: (getattr(a, n), getattr(b, n)) for n in FIELD_NAMES if getattr(a, n) != getattr(b, n)}
+
+
+__all__ = [
+    "ConfigError",
+    "PRESETS_DIR",
+    "TrainConfig",
+    "config_diff",
+    "config_from_dict",
+    "config_to_dict",
+    "default_run_name",
+    "field_docs",
+    "list_presets",
+    "load_config",
+    "parse_overrides",
+    "save_config",
+]
