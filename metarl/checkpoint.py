@@ -1,0 +1,196 @@
+"""Checkpoints: atomic writes, safe (``weights_only``) loads, RNG state helpers.
+
+A checkpoint is a dict of plain data: tensors, numbers, strings, ``None``, lists, tuples
+and dicts of those. Numpy generators go in via :func:`rng_state`, torch's global RNG via
+:func:`torch_rng_state`. Files live in ``<run_dir>/checkpoints/iter_<NNNNNN>.pt``.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINT_DIR = "checkpoints"
+_NAME = re.compile(r"^iter_(\d+)\.pt$")
+_FORMAT = "metarl-checkpoint"
+_VERSION = 1
+_ATOMS = (bool, int, float, complex, str, bytes, type(None), torch.dtype, torch.device, torch.Size)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt, truncated, unsafe or not a metarl checkpoint."""
+
+
+def _check_plain(obj: Any, where: str) -> None:
+    """Raise ``CheckpointError`` naming the first value ``weights_only`` loading would reject."""
+    if isinstance(obj, torch.Tensor) or type(obj) in _ATOMS:
+        return
+    if type(obj) in (dict, collections.OrderedDict):
+        for key, value in obj.items():
+            if type(key) not in _ATOMS:
+                raise CheckpointError(f"{where}: key {key!r} of type {type(key).__name__} cannot be saved")
+            _check_plain(value, f"{where}[{key!r}]")
+        return
+    if type(obj) in (list, tuple):
+        for i, value in enumerate(obj):
+            _check_plain(value, f"{where}[{i}]")
+        return
+    hint = ""
+    if isinstance(obj, np.generic | np.ndarray):
+        hint = " (convert with .item()/.tolist() or torch.as_tensor)"
+    kind = f"{type(obj).__module__}.{type(obj).__name__}"
+    raise CheckpointError(f"{where}: {kind} cannot be saved safely{hint}")
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``path`` atomically: temp file in the same folder, fsync, rename.
+
+    A crash mid-write leaves any previous file at ``path`` intact. Raises
+    ``CheckpointError`` (before writing) if ``state`` holds a type a safe load rejects.
+    """
+    path = Path(path)
+    _check_plain(state, "state")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": _FORMAT, "version": _VERSION, "state": state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable (POSIX)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` without executing code (CPU tensors)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint file at {str(path)!r}")
+    size = path.stat().st_size
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        if "weights only load failed" in str(exc).lower():
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} holds objects that cannot be loaded safely (weights_only)"
+            ) from exc
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is corrupt or truncated ({size} bytes): {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc
+    if not (isinstance(data, dict) and data.get("format") == _FORMAT and isinstance(data.get("state"), dict)):
+        raise CheckpointError(f"{str(path)!r} is not a metarl checkpoint")
+    if data.get("version") != _VERSION:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} has format version {data.get('version')!r}; "
+            f"this metarl reads version {_VERSION}"
+        )
+    return data["state"]
+
+
+def checkpoint_path(run_dir: str | Path, iteration: int) -> Path:
+    """Where the checkpoint of ``iteration`` lives: ``<run_dir>/checkpoints/iter_<NNNNNN>.pt``."""
+    return Path(run_dir) / CHECKPOINT_DIR / f"iter_{iteration:06d}.pt"
+
+
+def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """``(iteration, path)`` of every checkpoint in ``run_dir``, oldest first (temp files ignored)."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name)) and p.is_file()]
+    return sorted(found)
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint with the highest iteration in ``run_dir``, or ``None`` if there is none."""
+    found = list_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def prune_checkpoints(run_dir: str | Path, keep: int) -> list[Path]:
+    """Delete all but the ``keep`` newest checkpoints; returns the deleted paths."""
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1, got {keep}")
+    doomed = [p for _, p in list_checkpoints(run_dir)[:-keep]]
+    for p in doomed:
+        p.unlink(missing_ok=True)
+    return doomed
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    """The bit-generator state of ``rng`` as plain data (arrays as lists) for a checkpoint."""
+    return _plain(rng.bit_generator.state)
+
+
+def restore_rng(state: dict[str, Any], into: np.random.Generator | None = None) -> np.random.Generator:
+    """A generator in ``state`` (from :func:`rng_state`); with ``into``, set that one in place."""
+    name = state.get("bit_generator") if isinstance(state, dict) else None
+    bit_gen_cls = getattr(np.random, name, None) if isinstance(name, str) else None
+    if not (isinstance(bit_gen_cls, type) and issubclass(bit_gen_cls, np.random.BitGenerator)):
+        raise CheckpointError(f"not a numpy bit-generator state (bit_generator={name!r})")
+    rng = into if into is not None else np.random.Generator(bit_gen_cls())
+    if type(rng.bit_generator) is not bit_gen_cls:
+        have = type(rng.bit_generator).__name__
+        raise CheckpointError(f"cannot restore a {name} state into a {have} generator")
+    try:
+        rng.bit_generator.state = state
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"invalid {name} generator state: {exc}") from exc
+    return rng
+
+
+def torch_rng_state() -> torch.Tensor:
+    """torch's global CPU RNG state (a uint8 tensor)."""
+    return torch.get_rng_state()
+
+
+def restore_torch_rng(state: torch.Tensor) -> None:
+    """Set torch's global CPU RNG from :func:`torch_rng_state` output."""
+    if not (isinstance(state, torch.Tensor) and state.dtype == torch.uint8):
+        raise CheckpointError("torch RNG state must be a uint8 tensor")
+    torch.set_rng_state(state)
+
+
+__all__ = [
+    "CheckpointError",
+    "checkpoint_path",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint",
+    "prune_checkpoints",
+    "restore_rng",
+    "restore_torch_rng",
+    "rng_state",
+    "save_checkpoint",
+    "torch_rng_state",
+]
