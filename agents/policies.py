@@ -84,7 +84,8 @@ class GaussianMLPPolicy(Policy):
         mean = self._mlp(obs, params)
         log_std = params["log_std"].clamp(min=self.min_log_std)
         shape = (log_std.shape[0],) + (1,) * (mean.dim() - 2) + (log_std.shape[-1],)
-        return Independent(Normal(mean, log_std.reshape(shape).exp().expand_as(mean)), 1)
+        std = log_std.reshape(shape).exp().expand_as(mean)
+        return Independent(Normal(mean, std, validate_args=False), 1, validate_args=False)
 
 
 class CategoricalMLPPolicy(Policy):
@@ -100,4 +101,4 @@ class CategoricalMLPPolicy(Policy):
         super().__init__(obs_dim, num_actions, hidden_sizes, nonlinearity)
 
     def distribution(self, obs: Tensor, params: Params) -> Distribution:
-        return Categorical(logits=self._mlp(obs, params))
+        return Categorical(logits=self._mlp(obs, params), validate_args=False)

@@ -1,0 +1,145 @@
+"""MAML-TRPO: a trust-region meta-update of θ through the inner loop."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution, kl_divergence
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+from agents.maml import AdaptationBatch, adapt
+from agents.policies import Params, Policy
+from metarl.trpo import backtracking_line_search, natural_step
+
+log = logging.getLogger("metarl")
+
+
+@dataclass(frozen=True)
+class MetaUpdateSettings:
+    """Settings of the inner loop as seen by the outer loop, and of the TRPO step."""
+
+    fast_lr: float = 0.1
+    num_inner_steps: int = 1
+    first_order: bool = False
+    max_kl: float = 0.01
+    cg_iters: int = 10
+    cg_damping: float = 1e-5
+    ls_max_steps: int = 15
+    ls_backtrack_ratio: float = 0.8
+    hvp_subsample: float = 1.0
+
+
+def _masked_task_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean over each task's valid steps ``[T]`` of task-major ``[T, H, E]`` values."""
+    return (values * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2)).clamp(min=1.0)
+
+
+class _Objective:
+    """Surrogate loss and KL of the post-adaptation episodes as functions of θ."""
+
+    def __init__(self, policy: Policy, batch: AdaptationBatch, settings: MetaUpdateSettings) -> None:
+        self.policy = policy
+        self.batch = batch
+        self.settings = settings
+        valid = batch.episodes[-1]
+        self.obs = valid.task_major(valid.observations)
+        self.actions = valid.task_major(valid.actions)
+        self.mask = valid.task_major(valid.mask)
+        self.advantages = valid.task_major(batch.advantages[-1])
+        with torch.no_grad():
+            self.old_dist: Distribution = policy.distribution(self.obs, batch.params[-1])
+            self.old_log_probs = self.old_dist.log_prob(self.actions)
+
+    def adapted(self, create_graph: bool) -> Params:
+        lrs = [self.settings.fast_lr] * self.batch.num_inner_steps
+        params = self.policy.task_params(self.batch.episodes[-1].num_tasks)
+        return adapt(self.policy, params, self.batch, lrs, create_graph and not self.settings.first_order)
+
+    def loss_and_kl(self, params: Params) -> tuple[Tensor, Tensor]:
+        dist = self.policy.distribution(self.obs, params)
+        ratio = torch.exp(dist.log_prob(self.actions) - self.old_log_probs)
+        loss = -_masked_task_mean(ratio * self.advantages, self.mask).mean()
+        kl = _masked_task_mean(kl_divergence(self.old_dist, dist), self.mask).mean()
+        return loss, kl
+
+
+class MAMLTRPO:
+    """The outer loop: one TRPO step on θ per meta-batch of tasks."""
+
+    def __init__(self, policy: Policy, settings: MetaUpdateSettings, generator: torch.Generator | None = None):
+        self.policy = policy
+        self.settings = settings
+        self.generator = generator
+
+    def _params(self) -> list[torch.nn.Parameter]:
+        return list(self.policy.parameters())
+
+    def _fisher_vector_product(self, batch: AdaptationBatch):  # noqa: ANN202
+        """``v ↦ F v + damping v``, with the KL's gradient graph built once and reused."""
+        num_tasks = batch.episodes[-1].num_tasks
+        count = max(1, math.ceil(self.settings.hvp_subsample * num_tasks))
+        if count < num_tasks:
+            index = torch.randperm(num_tasks, generator=self.generator)[:count]
+            batch = batch.select_tasks(index)
+        objective = _Objective(self.policy, batch, self.settings)
+        _, kl = objective.loss_and_kl(objective.adapted(create_graph=True))
+        grads = torch.autograd.grad(kl, self._params(), create_graph=True)
+        flat_grad_kl = torch.cat([g.reshape(-1) for g in grads])
+        damping = self.settings.cg_damping
+
+        def product(vector: Tensor) -> Tensor:
+            hv = torch.autograd.grad(flat_grad_kl.dot(vector), self._params(), retain_graph=True)
+            return torch.cat([h.reshape(-1) for h in hv]).detach() + damping * vector
+
+        return product
+
+    def step(self, batch: AdaptationBatch) -> dict[str, float]:
+        """One meta-update on ``batch``; returns its metrics. θ stays unchanged on failure."""
+        s = self.settings
+        objective = _Objective(self.policy, batch, s)
+        loss, _ = objective.loss_and_kl(objective.adapted(create_graph=True))
+        grads = torch.autograd.grad(loss, self._params())
+        gradient = torch.cat([g.reshape(-1) for g in grads]).detach()
+        old_loss = loss.item()
+        metrics = {"loss_before": old_loss, "grad_norm": float(gradient.norm())}
+        theta = parameters_to_vector(self._params()).detach()
+
+        if not (math.isfinite(old_loss) and bool(torch.isfinite(gradient).all())):
+            log.warning("meta-update skipped: non-finite loss or gradient; parameters kept")
+            return {**metrics, "step_accepted": 0.0, "step_fraction": 0.0, "kl_after": 0.0,
+                    "loss_after": old_loss, "ls_steps": 0.0, "skipped_nonfinite": 1.0}
+
+        full_step = natural_step(gradient, self._fisher_vector_product(batch), s.max_kl, s.cg_iters)
+        if not bool(torch.isfinite(full_step).all()):
+            log.warning("meta-update skipped: non-finite conjugate-gradient step; parameters kept")
+            return {**metrics, "step_accepted": 0.0, "step_fraction": 0.0, "kl_after": 0.0,
+                    "loss_after": old_loss, "ls_steps": 0.0, "skipped_nonfinite": 1.0}
+
+        def evaluate(candidate: Tensor) -> tuple[float, float]:
+            vector_to_parameters(candidate, self._params())
+            adapted = objective.adapted(create_graph=False)
+            with torch.no_grad():
+                loss, kl = objective.loss_and_kl(adapted)
+            return float(loss), float(kl)
+
+        new_theta, result = backtracking_line_search(
+            evaluate, theta, full_step, old_loss, s.max_kl, s.ls_max_steps, s.ls_backtrack_ratio
+        )
+        with torch.no_grad():
+            vector_to_parameters(new_theta, self._params())
+        if not result.accepted:
+            log.warning("line search found no improving step within max_kl=%g; parameters kept", s.max_kl)
+        return {
+            **metrics,
+            "step_accepted": float(result.accepted),
+            "step_fraction": result.step_fraction,
+            "kl_after": result.kl,
+            "loss_after": result.loss,
+            "ls_steps": float(result.num_steps),
+            "step_norm": float(full_step.norm()) * result.step_fraction,
+            "skipped_nonfinite": 0.0,
+        }

@@ -1,0 +1,100 @@
+"""A linear feature baseline fitted per task, all tasks in one batched least-squares solve."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import Tensor
+
+from metarl.advantages import discounted_returns, gae, normalize_per_task
+from metarl.episodes import Episodes, time_index
+
+log = logging.getLogger("metarl")
+
+TIME_SCALE = 100.0
+
+
+def baseline_features(observations: Tensor, steps: Tensor) -> Tensor:
+    """Features ``[o, o², t, t², t³, 1]`` (t = step / 100) for observations ``[..., D]`` and steps ``[...]``."""
+    obs = observations.to(torch.float64).clamp(-10.0, 10.0)
+    t = (steps.to(torch.float64) / TIME_SCALE).unsqueeze(-1)
+    return torch.cat([obs, obs**2, t, t**2, t**3, torch.ones_like(t)], dim=-1)
+
+
+class LinearFeatureBaseline:
+    """V(s_t) ≈ wᵢ · φ(s_t, t), one weight vector per task, ridge-regularised.
+
+    ``fit`` solves ``(XᵢᵀXᵢ + λI) wᵢ = Xᵢᵀ yᵢ`` for every task ``i`` in one batched
+    Cholesky solve over the task's valid steps, ``yᵢ`` being discounted returns.
+    If a system is not positive definite, λ grows tenfold (up to five times).
+    """
+
+    def __init__(self, reg_coeff: float = 1e-5) -> None:
+        self.reg_coeff = reg_coeff
+        self.weights: Tensor | None = None  # [T, F] float64
+
+    def _features(self, episodes: Episodes) -> Tensor:
+        steps = time_index(episodes.horizon).expand_as(episodes.mask)
+        return baseline_features(episodes.observations, steps)  # [H, T, E, F]
+
+    def fit(self, episodes: Episodes, gamma: float) -> None:
+        """Fit one weight vector per task to the discounted returns of ``episodes``."""
+        mask = episodes.mask.to(torch.float64)
+        x = self._features(episodes) * mask.unsqueeze(-1)
+        y = discounted_returns(episodes.rewards.to(torch.float64), mask, gamma)
+        x = x.transpose(0, 1).reshape(episodes.num_tasks, -1, x.shape[-1])  # [T, H*E, F]
+        y = y.transpose(0, 1).reshape(episodes.num_tasks, -1, 1)
+        xtx = x.transpose(1, 2) @ x
+        xty = x.transpose(1, 2) @ y
+        eye = torch.eye(xtx.shape[-1], dtype=xtx.dtype)
+        reg = self.reg_coeff
+        for _ in range(5):
+            chol, info = torch.linalg.cholesky_ex(xtx + reg * eye)
+            if int(info.max()) == 0:
+                break
+            log.debug("baseline: system not positive definite at reg %.1e; increasing", reg)
+            reg *= 10.0
+        else:
+            raise RuntimeError("LinearFeatureBaseline: least-squares system singular even with reg=%g" % reg)
+        self.weights = torch.cholesky_solve(xty, chol).squeeze(-1)
+
+    def predict(self, episodes: Episodes) -> Tensor:
+        """Baseline values ``[H, T, E]`` on the valid steps (0 elsewhere)."""
+        values = torch.einsum("htef,tf->hte", self._features(episodes), self._fitted())
+        return (values * episodes.mask.to(torch.float64)).to(episodes.rewards.dtype)
+
+    def predict_final(self, episodes: Episodes) -> Tensor:
+        """Baseline values ``[T, E]`` of each episode's final observation, at step ``length``."""
+        features = baseline_features(episodes.final_observations, episodes.lengths)
+        return torch.einsum("tef,tf->te", features, self._fitted()).to(episodes.rewards.dtype)
+
+    def _fitted(self) -> Tensor:
+        if self.weights is None:
+            raise RuntimeError("LinearFeatureBaseline: call fit before predict")
+        return self.weights
+
+
+def estimate_advantages(
+    episodes: Episodes,
+    gamma: float,
+    gae_lambda: float,
+    normalize: bool = True,
+    bootstrap_truncated: bool = False,
+) -> Tensor:
+    """Fit a per-task linear baseline to ``episodes`` and return GAE advantages ``[H, T, E]``.
+
+    Terminated episodes end with value 0; truncated ones are bootstrapped with the
+    baseline's value of their final observation only if ``bootstrap_truncated``
+    (the MAML objective is a finite-horizon sum, so by default they are not).
+    """
+    baseline = LinearFeatureBaseline()
+    baseline.fit(episodes, gamma)
+    values = baseline.predict(episodes)
+    last_values = torch.zeros_like(episodes.lengths, dtype=values.dtype)
+    if bootstrap_truncated:
+        last_values = torch.where(episodes.truncated, baseline.predict_final(episodes), last_values)
+    advantages = gae(episodes.rewards, values, episodes.mask, last_values, gamma, gae_lambda)
+    if normalize:
+        advantages = normalize_per_task(advantages, episodes.mask)
+    return advantages

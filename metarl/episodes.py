@@ -1,0 +1,87 @@
+"""The episodes batch: every (task, episode) pair of one sampling phase."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Episodes:
+    """Episodes of ``T`` tasks × ``E`` episodes each, padded to ``H`` steps.
+
+    Time-major tensors are shaped ``[H, T, E, ...]``; ``mask`` is 1 on the steps an
+    episode actually took (always a prefix of the ``H`` steps) and 0 after its end,
+    where every other tensor holds zeros. An episode ends by termination
+    (``terminated``), by truncation at the horizon (``truncated``), or because the
+    sub-environment produced non-finite values (``nonfinite``; the offending step is
+    dropped), and ``final_observations`` holds the observation after its last step.
+    """
+
+    observations: Tensor  # [H, T, E, obs_dim] float32
+    actions: Tensor  # [H, T, E, *action_shape]
+    rewards: Tensor  # [H, T, E] float32
+    mask: Tensor  # [H, T, E] float32
+    lengths: Tensor  # [T, E] int64
+    terminated: Tensor  # [T, E] bool
+    truncated: Tensor  # [T, E] bool
+    nonfinite: Tensor  # [T, E] bool
+    final_observations: Tensor  # [T, E, obs_dim] float32
+
+    def __post_init__(self) -> None:
+        h, t, e = self.mask.shape
+        for name in ("observations", "actions", "rewards"):
+            if getattr(self, name).shape[:3] != (h, t, e):
+                raise ValueError(f"Episodes.{name} has shape {tuple(getattr(self, name).shape)}, expected ({h}, {t}, {e}, ...)")
+        for name in ("lengths", "terminated", "truncated", "nonfinite"):
+            if getattr(self, name).shape != (t, e):
+                raise ValueError(f"Episodes.{name} has shape {tuple(getattr(self, name).shape)}, expected ({t}, {e})")
+
+    @property
+    def horizon(self) -> int:
+        """``H``, the padded number of time steps."""
+        return self.mask.shape[0]
+
+    @property
+    def num_tasks(self) -> int:
+        """``T``, the number of tasks."""
+        return self.mask.shape[1]
+
+    @property
+    def episodes_per_task(self) -> int:
+        """``E``, the number of episodes per task."""
+        return self.mask.shape[2]
+
+    @property
+    def num_steps(self) -> int:
+        """Environment steps these episodes took."""
+        return int(self.lengths.sum())
+
+    def returns(self) -> Tensor:
+        """Undiscounted return of every episode, ``[T, E]``."""
+        return (self.rewards * self.mask).sum(0)
+
+    def task_major(self, tensor: Tensor) -> Tensor:
+        """A time-major ``[H, T, ...]`` tensor as task-major ``[T, H, ...]`` (for the policy)."""
+        return tensor.transpose(0, 1)
+
+    def select_tasks(self, index: Tensor) -> Episodes:
+        """The episodes of the tasks in ``index`` only."""
+        return Episodes(
+            observations=self.observations[:, index],
+            actions=self.actions[:, index],
+            rewards=self.rewards[:, index],
+            mask=self.mask[:, index],
+            lengths=self.lengths[index],
+            terminated=self.terminated[index],
+            truncated=self.truncated[index],
+            nonfinite=self.nonfinite[index],
+            final_observations=self.final_observations[index],
+        )
+
+
+def time_index(horizon: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """``[0, 1, ..., H-1]`` as a column ``[H, 1, 1]`` for broadcasting against ``[H, T, E]``."""
+    return torch.arange(horizon, dtype=dtype).view(horizon, 1, 1)
