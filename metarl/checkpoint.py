@@ -101,8 +101,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{str(path)!r} is not a metarl checkpoint")
     if data.get("version") != _VERSION:
         raise CheckpointError(
-            f"checkpoint {str(path)!r} has format version {data.get('version')!r}; "
-            f"this metarl reads version {_VERSION}"
+            f"checkpoint {str(path)!r} has format version {data.get('version')!r}; this metarl reads version {_VERSION}"
         )
     return data["state"]
 

@@ -146,15 +146,16 @@ def _is_path(config: str | Path) -> bool:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise ConfigError(f"config: file {str(path)!r} does not exist", field="config")
+        raise ConfigError(f"config: file {str(path)!r} does not exist (or is not a file)", field="config")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"config: YAML file {str(path)!r} does not parse at{where}: {problem}",
-                          field="config") from exc
+        raise ConfigError(
+            f"config: YAML file {str(path)!r} does not parse at{where}: {problem}", field="config"
+        ) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -265,8 +266,17 @@ def _check_ranges(cfg: TrainConfig) -> None:
             fail(name, "must be a finite number")
         return v
 
-    for name in ("num_iterations", "meta_batch_size", "episodes_per_task", "horizon", "num_inner_steps",
-                 "cg_iters", "ls_max_steps", "num_threads", "checkpoint_every"):
+    for name in (
+        "num_iterations",
+        "meta_batch_size",
+        "episodes_per_task",
+        "horizon",
+        "num_inner_steps",
+        "cg_iters",
+        "ls_max_steps",
+        "num_threads",
+        "checkpoint_every",
+    ):
         if getattr(cfg, name) < 1:
             fail(name, "must be >= 1")
     if cfg.seed < 0:

@@ -117,9 +117,7 @@ class RunLogger:
         if self._file.closed:
             raise RuntimeError("RunLogger is closed")
         if self._last is not None and iteration <= self._last:
-            raise ValueError(
-                f"iteration {iteration} logged after iteration {self._last}; log each once, in order"
-            )
+            raise ValueError(f"iteration {iteration} logged after iteration {self._last}; log each once, in order")
         row: dict[str, Any] = {"iteration": int(iteration)}
         for key, value in metrics.items():
             if not isinstance(key, str) or not key or key == "iteration":
