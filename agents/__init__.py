@@ -1,0 +1,76 @@
+"""Policies and meta-learners: MLP policies, MAML adaptation, MAML-TRPO."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from agents.maml import AdaptationBatch, AdvantageSettings, adapt, sample_adaptation
+from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings
+from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Policy
+from metarl.config import TrainConfig
+from metarl.sampler import Sampler
+from metarl.tasks import BatchedTaskEnv
+
+
+def make_policy(
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    hidden_sizes: tuple[int, ...],
+    nonlinearity: str = "tanh",
+    init_std: float = 1.0,
+    env_name: str = "environment",
+) -> Policy:
+    """A Gaussian policy for a Box action space, a categorical one for a Discrete space."""
+    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+        raise ValueError(
+            f"{env_name}: the MLP policies need a flat Box observation space, got {observation_space}"
+        )
+    obs_dim = observation_space.shape[0]
+    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        return GaussianMLPPolicy(obs_dim, action_space.shape[0], hidden_sizes, nonlinearity, init_std)
+    if isinstance(action_space, gym.spaces.Discrete):
+        return CategoricalMLPPolicy(obs_dim, int(action_space.n), hidden_sizes, nonlinearity)
+    raise ValueError(
+        f"{env_name}: the MLP policies need a flat Box or a Discrete action space, got {action_space}"
+    )
+
+
+def build_maml_trpo(cfg: TrainConfig, env: BatchedTaskEnv) -> MAMLTRPO:
+    """The MAML-TRPO learner of ``cfg`` on the batched ``env`` (policy drawn from torch's RNG)."""
+    policy = make_policy(
+        env.single_observation_space,
+        env.single_action_space,
+        cfg.hidden_sizes,
+        cfg.nonlinearity,
+        cfg.init_std,
+        env_name=cfg.env_id,
+    )
+    sampler = Sampler(env, policy, cfg.meta_batch_size, cfg.episodes_per_task)
+    settings = MetaUpdateSettings(
+        fast_lr=cfg.fast_lr,
+        num_inner_steps=cfg.num_inner_steps,
+        first_order=cfg.first_order,
+        max_kl=cfg.max_kl,
+        cg_iters=cfg.cg_iters,
+        cg_damping=cfg.cg_damping,
+        ls_max_steps=cfg.ls_max_steps,
+        ls_backtrack_ratio=cfg.ls_backtrack_ratio,
+        hvp_subsample=cfg.hvp_subsample,
+    )
+    advantage = AdvantageSettings(cfg.gamma, cfg.gae_lambda, cfg.normalize_advantages, cfg.bootstrap_truncated)
+    return MAMLTRPO(policy, sampler, settings, advantage)
+
+
+__all__ = [
+    "MAMLTRPO",
+    "AdaptationBatch",
+    "AdvantageSettings",
+    "CategoricalMLPPolicy",
+    "GaussianMLPPolicy",
+    "MetaUpdateSettings",
+    "Policy",
+    "adapt",
+    "build_maml_trpo",
+    "make_policy",
+    "sample_adaptation",
+]

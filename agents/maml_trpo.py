@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import logging
 import math
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, kl_divergence
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from agents.maml import AdaptationBatch, adapt
+from agents.maml import AdaptationBatch, AdvantageSettings, adapt, sample_adaptation
 from agents.policies import Params, Policy
+from metarl.sampler import Sampler
+from metarl.tasks import Task
 from metarl.trpo import backtracking_line_search, natural_step
 
 log = logging.getLogger("metarl")
@@ -67,23 +73,78 @@ class _Objective:
         return loss, kl
 
 
-class MAMLTRPO:
-    """The outer loop: one TRPO step on θ per meta-batch of tasks."""
+def adaptation_metrics(batch: AdaptationBatch) -> dict[str, float]:
+    """Mean return per episode before adaptation and after each inner step."""
+    returns = [float(e.returns().mean()) for e in batch.episodes]
+    metrics = {"return_before": returns[0], "return_after": returns[-1]}
+    if len(returns) > 2:
+        metrics.update({f"return_after_step{k}": r for k, r in enumerate(returns[1:], start=1)})
+    metrics["nonfinite_episodes"] = float(sum(int(e.nonfinite.sum()) for e in batch.episodes))
+    return metrics
 
-    def __init__(self, policy: Policy, settings: MetaUpdateSettings, generator: torch.Generator | None = None):
+
+class MAMLTRPO:
+    """The outer loop: per meta-batch of tasks, sample and adapt, then one TRPO step on θ."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        sampler: Sampler,
+        settings: MetaUpdateSettings,
+        advantage: AdvantageSettings,
+    ):
         self.policy = policy
+        self.sampler = sampler
         self.settings = settings
-        self.generator = generator
+        self.advantage = advantage
+
+    @property
+    def inner_lrs(self) -> Sequence[float]:
+        """The inner learning rate of each adaptation step."""
+        return [self.settings.fast_lr] * self.settings.num_inner_steps
+
+    def train_iteration(self, tasks: Sequence[Task], rng: np.random.Generator) -> dict[str, float]:
+        """One meta-iteration on ``tasks``: sampling, adaptation and the meta-update; its metrics."""
+        start = time.perf_counter()
+        self.sampler.set_tasks(tasks)
+        batch = sample_adaptation(self.policy, self.sampler, rng, self.inner_lrs, self.advantage)
+        sampled = time.perf_counter()
+        update = self.step(batch, rng)
+        done = time.perf_counter()
+        env_steps = sum(e.num_steps for e in batch.episodes)
+        return {
+            **adaptation_metrics(batch),
+            **update,
+            "env_steps": float(env_steps),
+            "sample_seconds": sampled - start,
+            "update_seconds": done - sampled,
+            "env_steps_per_s": env_steps / max(sampled - start, 1e-9),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint needs to restore the learner: θ."""
+        return {"policy": self.policy.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore θ from :meth:`state_dict` output."""
+        self.policy.load_state_dict(state["policy"])
 
     def _params(self) -> list[torch.nn.Parameter]:
         return list(self.policy.parameters())
 
-    def _fisher_vector_product(self, batch: AdaptationBatch):  # noqa: ANN202
-        """``v ↦ F v + damping v``, with the KL's gradient graph built once and reused."""
+    def _fisher_vector_product(
+        self, batch: AdaptationBatch, rng: np.random.Generator | None
+    ) -> Callable[[Tensor], Tensor]:
+        """``v ↦ F v + damping v``, with the KL's gradient graph built once and reused.
+
+        With ``hvp_subsample < 1`` the KL is taken over a random subset of the tasks
+        (drawn from ``rng``), as TRPO implementations commonly do to save time.
+        """
         num_tasks = batch.episodes[-1].num_tasks
         count = max(1, math.ceil(self.settings.hvp_subsample * num_tasks))
         if count < num_tasks:
-            index = torch.randperm(num_tasks, generator=self.generator)[:count]
+            rng = rng if rng is not None else np.random.default_rng()
+            index = torch.from_numpy(np.sort(rng.permutation(num_tasks)[:count]))
             batch = batch.select_tasks(index)
         objective = _Objective(self.policy, batch, self.settings)
         _, kl = objective.loss_and_kl(objective.adapted(create_graph=True))
@@ -97,7 +158,7 @@ class MAMLTRPO:
 
         return product
 
-    def step(self, batch: AdaptationBatch) -> dict[str, float]:
+    def step(self, batch: AdaptationBatch, rng: np.random.Generator | None = None) -> dict[str, float]:
         """One meta-update on ``batch``; returns its metrics. θ stays unchanged on failure."""
         s = self.settings
         objective = _Objective(self.policy, batch, s)
@@ -113,7 +174,7 @@ class MAMLTRPO:
             return {**metrics, "step_accepted": 0.0, "step_fraction": 0.0, "kl_after": 0.0,
                     "loss_after": old_loss, "ls_steps": 0.0, "skipped_nonfinite": 1.0}
 
-        full_step = natural_step(gradient, self._fisher_vector_product(batch), s.max_kl, s.cg_iters)
+        full_step = natural_step(gradient, self._fisher_vector_product(batch, rng), s.max_kl, s.cg_iters)
         if not bool(torch.isfinite(full_step).all()):
             log.warning("meta-update skipped: non-finite conjugate-gradient step; parameters kept")
             return {**metrics, "step_accepted": 0.0, "step_fraction": 0.0, "kl_after": 0.0,

@@ -56,7 +56,7 @@ class LinearFeatureBaseline:
             log.debug("baseline: system not positive definite at reg %.1e; increasing", reg)
             reg *= 10.0
         else:
-            raise RuntimeError("LinearFeatureBaseline: least-squares system singular even with reg=%g" % reg)
+            raise RuntimeError(f"LinearFeatureBaseline: least-squares system singular even with reg={reg:g}")
         self.weights = torch.cholesky_solve(xty, chol).squeeze(-1)
 
     def predict(self, episodes: Episodes) -> Tensor:

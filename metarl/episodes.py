@@ -34,7 +34,8 @@ class Episodes:
         h, t, e = self.mask.shape
         for name in ("observations", "actions", "rewards"):
             if getattr(self, name).shape[:3] != (h, t, e):
-                raise ValueError(f"Episodes.{name} has shape {tuple(getattr(self, name).shape)}, expected ({h}, {t}, {e}, ...)")
+                shape = tuple(getattr(self, name).shape)
+                raise ValueError(f"Episodes.{name} has shape {shape}, expected ({h}, {t}, {e}, ...)")
         for name in ("lengths", "terminated", "truncated", "nonfinite"):
             if getattr(self, name).shape != (t, e):
                 raise ValueError(f"Episodes.{name} has shape {tuple(getattr(self, name).shape)}, expected ({t}, {e})")
