@@ -37,6 +37,10 @@ class ConfigError(ValueError):
 class TrainConfig:
     """Settings of one MAML-TRPO training run (defaults: the 2D-navigation reference)."""
 
+    algorithm: str = "maml-trpo"
+    """Learner: ``maml-trpo``; or a baseline trained with plain TRPO on pre-adaptation
+    episodes of all tasks, ``pretrained`` (no meta-learning) or ``oracle`` (the policy
+    also observes the task's features)."""
     env_id: str = "metarl/Navigation2D-v0"
     """Registered id of the task-distribution environment."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -100,6 +104,7 @@ _TYPES: dict[str, Any] = typing.get_type_hints(TrainConfig)
 _TRUE = {"true", "1", "yes", "y", "on"}
 _FALSE = {"false", "0", "no", "n", "off"}
 NONLINEARITIES = ("tanh", "relu")
+ALGORITHMS = ("maml-trpo", "pretrained", "oracle")
 
 
 @functools.cache
@@ -283,6 +288,8 @@ def _check_ranges(cfg: TrainConfig) -> None:
         fail("seed", "must be >= 0")
     if any(h < 1 for h in cfg.hidden_sizes):
         fail("hidden_sizes", "every layer width must be >= 1")
+    if cfg.algorithm not in ALGORITHMS:
+        fail("algorithm", f"must be one of {', '.join(ALGORITHMS)}")
     if cfg.nonlinearity not in NONLINEARITIES:
         fail("nonlinearity", f"must be one of {', '.join(NONLINEARITIES)}")
     for name in ("init_std", "fast_lr", "max_kl"):
@@ -409,6 +416,7 @@ def config_diff(a: TrainConfig, b: TrainConfig) -> dict[str, tuple[Any, Any]]:
 
 
 __all__ = [
+    "ALGORITHMS",
     "ConfigError",
     "PRESETS_DIR",
     "TrainConfig",
