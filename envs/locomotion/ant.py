@@ -1,0 +1,367 @@
+"""Ant task families: a goal velocity, a direction, or a goal position.
+
+The MAML paper's Ant tasks on Gymnasium's Ant-v5 (its model, reset, observation
+and healthy range), each as a single Gymnasium environment and as a batched
+environment on ``mujoco.batch`` that agrees with it step for step. The reward
+constants are those of the MAML reference implementations.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+from gymnasium.envs.mujoco.ant_v5 import AntEnv
+from gymnasium.utils import EzPickle
+
+from envs.locomotion.base import BatchedLocomotionEnv, LocomotionTaskMixin, _finite_float32
+from envs.locomotion.models import FRAME_SKIP, ant_model, gym_asset
+from envs.locomotion.tasks import DirectionFamily, GoalPositionFamily, GoalVelocityFamily
+
+CTRL_COST_WEIGHT = 0.005
+"""Weight of ``||a||^2`` in the reward (MAML's ``0.5 * 1e-2``)."""
+CONTACT_COST_WEIGHT = 5e-4
+"""Weight of ``||clip(cfrc_ext, -1, 1)||^2`` in the reward (MAML's ``0.5 * 1e-3``)."""
+SURVIVE_REWARD = 0.05
+"""Reward for every step the ant is healthy (MAML's survive reward)."""
+HEALTHY_Z_RANGE = (0.2, 1.0)
+"""The torso height range outside which an episode terminates."""
+
+_SPACES_DOC = """
+    ## Action space
+
+    ``Box(-1, 1, (8,), float32)``: torques on the eight hinges (motor gear 150).
+
+    | index | action                                     | range   |
+    |-------|--------------------------------------------|---------|
+    | 0, 1  | hip, ankle torque of the back right leg    | [-1, 1] |
+    | 2, 3  | hip, ankle torque of the front left leg    | [-1, 1] |
+    | 4, 5  | hip, ankle torque of the front right leg   | [-1, 1] |
+    | 6, 7  | hip, ankle torque of the back left leg     | [-1, 1] |
+
+    ## Observation space
+
+    ``Box(-inf, inf, (105,), float32)``, Ant-v5's observation; with
+    ``exclude_current_positions_from_observation=False`` (the default of AntGoal,
+    whose policy must know where it is) the torso's x and y are prepended and the
+    shape is ``(107,)``:
+
+    | index  | observation                                        | unit   |
+    |--------|----------------------------------------------------|--------|
+    | 0      | z of the torso                                     | m      |
+    | 1-4    | orientation of the torso (quaternion w, x, y, z)   |        |
+    | 5-12   | hip and ankle angles of legs 1-4                   | rad    |
+    | 13-15  | x, y, z velocity of the torso                      | m/s    |
+    | 16-18  | angular velocity of the torso                      | rad/s  |
+    | 19-26  | hip and ankle angular velocities of legs 1-4       | rad/s  |
+    | 27-104 | contact wrenches ``cfrc_ext`` of the 13 bodies     | N m, N |
+
+    Legs 1-4 are the front left, front right, back left and back right legs. The
+    contact wrenches (6 per body: torque, then force) are clipped to
+    ``contact_force_range``.
+
+    The contact forces are computed: the model carries an accelerometer so that
+    MuJoCo fills ``cfrc_ext`` (see :func:`envs.locomotion.models.ant_model`).
+
+    ## Starting state
+
+    Ant-v5's: the default pose (torso at z = 0.75) plus ``U[-0.1, 0.1]`` noise on
+    every position coordinate and ``0.1 * N(0, 1)`` noise on every velocity, drawn
+    with ``np_random``.
+
+    ## Episode end
+
+    * Termination: the ant is unhealthy, i.e. its state is not finite, the
+      simulation diverged, or the torso height ``z`` leaves ``[0.2, 1.0]``. A
+      diverged step's reward is 0.
+    * Truncation: after ``max_episode_steps`` (200 when made with ``gymnasium.make``).
+
+    ## Arguments
+
+    ``task`` (the initial task), ``ctrl_cost_weight`` (0.005),
+    ``contact_cost_weight`` (5e-4), ``healthy_reward`` (the survive reward, 0.05),
+    ``healthy_z_range`` ((0.2, 1.0)), ``contact_force_range`` ((-1, 1)),
+    ``reset_noise_scale`` (0.1), ``exclude_current_positions_from_observation``,
+    and Ant-v5's rendering arguments.
+"""
+
+
+class AntTaskEnv(LocomotionTaskMixin, AntEnv):
+    """Ant-v5 whose reward depends on a task; the families subclass it.
+
+    The reward is ``task_term(v, xy) + survive - ctrl_cost - contact_cost``:
+
+    * ``v``: the torso's x velocity over the control step, the change of ``qpos[0]``
+      over ``dt = 0.05`` s (5 physics steps of 0.01 s); ``xy``: the torso's x, y
+      after the step;
+    * ``survive = healthy_reward`` (0.05) while the ant is healthy, else 0;
+    * ``ctrl_cost = ctrl_cost_weight * ||a||^2``;
+    * ``contact_cost = contact_cost_weight * ||clip(cfrc_ext, -1, 1)||^2`` over all bodies.
+
+    Override :meth:`_get_rew` to change it.
+    """
+
+    include_positions_by_default: ClassVar[bool] = False
+    """Whether the observation includes the torso's x, y unless told otherwise."""
+
+    def __init__(
+        self,
+        task: Any | None = None,
+        *,
+        ctrl_cost_weight: float = CTRL_COST_WEIGHT,
+        contact_cost_weight: float = CONTACT_COST_WEIGHT,
+        healthy_reward: float = SURVIVE_REWARD,
+        healthy_z_range: tuple[float, float] = HEALTHY_Z_RANGE,
+        contact_force_range: tuple[float, float] = (-1.0, 1.0),
+        reset_noise_scale: float = 0.1,
+        exclude_current_positions_from_observation: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if exclude_current_positions_from_observation is None:
+            exclude_current_positions_from_observation = not self.include_positions_by_default
+        super().__init__(
+            xml_file=gym_asset("ant.xml"),
+            frame_skip=FRAME_SKIP,
+            ctrl_cost_weight=ctrl_cost_weight,
+            contact_cost_weight=contact_cost_weight,
+            healthy_reward=healthy_reward,
+            healthy_z_range=healthy_z_range,
+            contact_force_range=contact_force_range,
+            reset_noise_scale=reset_noise_scale,
+            exclude_current_positions_from_observation=exclude_current_positions_from_observation,
+            include_cfrc_ext_in_observation=True,
+            terminate_when_unhealthy=True,
+            **kwargs,
+        )
+        EzPickle.__init__(
+            self,
+            task,
+            ctrl_cost_weight=ctrl_cost_weight,
+            contact_cost_weight=contact_cost_weight,
+            healthy_reward=healthy_reward,
+            healthy_z_range=healthy_z_range,
+            contact_force_range=contact_force_range,
+            reset_noise_scale=reset_noise_scale,
+            exclude_current_positions_from_observation=exclude_current_positions_from_observation,
+            **kwargs,
+        )
+        assert self.observation_space.shape is not None
+        self.observation_space = gym.spaces.Box(
+            -np.inf, np.inf, shape=self.observation_space.shape, dtype=np.float32
+        )
+        self._init_task(task)
+
+    def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
+        model = ant_model()
+        model.vis.global_.offwidth = max(model.vis.global_.offwidth, self.width)
+        model.vis.global_.offheight = max(model.vis.global_.offheight, self.height)
+        return model, mujoco.MjData(model)
+
+    def _step_mujoco_simulation(self, ctrl: np.ndarray, n_frames: int) -> None:
+        # no mj_rnePostConstraint afterwards: the model's accelerometer has the physics
+        # steps compute cfrc_ext, as they do in the batched environment
+        self.data.ctrl[:] = ctrl
+        mujoco.mj_step(self.model, self.data, nstep=n_frames)
+
+    @property
+    def is_healthy(self) -> bool:
+        """Finite state, no divergence, torso height within ``healthy_z_range``."""
+        return bool(super().is_healthy) and not self._diverged
+
+    def _get_obs(self) -> np.ndarray:
+        return _finite_float32(super()._get_obs())
+
+    def _get_rew(self, x_velocity: float, action: np.ndarray) -> tuple[float, dict[str, float]]:
+        """Reward of a step and its components."""
+        task_reward = float(self.family.reward(self._params, np.float64(x_velocity), self.data.qpos[:2]))
+        survive_reward = float(self.healthy_reward)
+        ctrl_cost = float(self.control_cost(action))
+        contact_cost = float(self.contact_cost)
+        reward = task_reward + survive_reward - ctrl_cost - contact_cost
+        return reward, {
+            "reward_task": task_reward,
+            "reward_survive": survive_reward,
+            "reward_ctrl": -ctrl_cost,
+            "reward_contact": -contact_cost,
+        }
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        action = np.asarray(action, dtype=np.float64)
+        x_before = self.data.qpos[0]
+        diverged = self._simulate(action)
+        x_velocity = (self.data.qpos[0] - x_before) / self.dt
+        observation = self._get_obs()
+        reward, info = self._get_rew(x_velocity, action)
+        if diverged:
+            reward = 0.0
+        terminated = not self.is_healthy
+        info.update(
+            x_position=float(self.data.qpos[0]),
+            y_position=float(self.data.qpos[1]),
+            x_velocity=float(x_velocity),
+        )
+        if self.render_mode == "human":
+            self.render()
+        return observation, reward, terminated, False, info
+
+
+class AntVelEnv(AntTaskEnv):
+    """Ant that must run forwards at a goal velocity (MAML's ant-vel).
+
+    ## Tasks
+
+    :class:`~envs.locomotion.tasks.VelocityTask`: a goal velocity ``v_goal ~ U[0, 3]``
+    m/s. ``sample_tasks(n)`` draws with the env's ``np_random``; ``set_task`` and
+    ``get_task`` set and read the current one (default ``v_goal = 1.5``).
+
+    ## Rewards
+
+    ``reward = -|v - v_goal| + 1 + survive - ctrl_cost - contact_cost`` (see
+    :class:`AntTaskEnv`), with ``v`` the torso's x velocity over the control step.
+    """
+
+    family = GoalVelocityFamily(low=0.0, high=3.0, offset=1.0)
+
+
+class AntDirEnv(AntTaskEnv):
+    """Ant that must run forwards or backwards along x (MAML's ant-dir).
+
+    ## Tasks
+
+    :class:`~envs.locomotion.tasks.DirectionTask`: ``direction`` is ``+1``
+    (forwards) or ``-1`` (backwards) with probability 1/2 each. ``sample_tasks(n)``
+    draws with the env's ``np_random``; ``set_task`` and ``get_task`` set and read
+    the current one (default ``+1``).
+
+    ## Rewards
+
+    ``reward = direction * v + survive - ctrl_cost - contact_cost`` (see
+    :class:`AntTaskEnv`), with ``v`` the torso's x velocity over the control step.
+    """
+
+    family = DirectionFamily()
+
+
+class AntGoalEnv(AntTaskEnv):
+    """Ant that must walk to a goal position in the plane (MAML's ant-goal).
+
+    ## Tasks
+
+    :class:`~envs.locomotion.tasks.GoalTask`: a goal ``(x, y) ~ U[-3, 3]^2``.
+    ``sample_tasks(n)`` draws with the env's ``np_random``; ``set_task`` and
+    ``get_task`` set and read the current one (default the origin).
+
+    ## Rewards
+
+    ``reward = -(|x - x_goal| + |y - y_goal|) + 4 + survive - ctrl_cost - contact_cost``
+    (see :class:`AntTaskEnv`), with ``x, y`` the torso's position after the step.
+    The goal bonus 4 (the MAML reference implementations') keeps the reward of
+    staying alive near the goal positive, so that falling over early never pays.
+
+    The observation includes the torso's x and y by default (shape ``(107,)``).
+    """
+
+    family = GoalPositionFamily(low=-3.0, high=3.0, offset=4.0)
+    include_positions_by_default = True
+
+
+for _cls in (AntTaskEnv, AntVelEnv, AntDirEnv, AntGoalEnv):
+    _cls.__doc__ = (_cls.__doc__ or "") + _SPACES_DOC
+
+
+class BatchedAnt(BatchedLocomotionEnv):
+    """``num_envs`` Ant task sub-environments stepped in one ``mujoco.batch`` call.
+
+    Observations, actions, rewards and terminations are those of the single env of
+    the same family (:class:`AntTaskEnv`), which it matches step for step.
+    """
+
+    include_positions_by_default: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        num_envs: int,
+        max_episode_steps: int = 200,
+        *,
+        ctrl_cost_weight: float = CTRL_COST_WEIGHT,
+        contact_cost_weight: float = CONTACT_COST_WEIGHT,
+        healthy_reward: float = SURVIVE_REWARD,
+        healthy_z_range: tuple[float, float] = HEALTHY_Z_RANGE,
+        contact_force_range: tuple[float, float] = (-1.0, 1.0),
+        reset_noise_scale: float = 0.1,
+        exclude_current_positions_from_observation: bool | None = None,
+        nthread: int | None = None,
+    ) -> None:
+        if exclude_current_positions_from_observation is None:
+            exclude_current_positions_from_observation = not self.include_positions_by_default
+        model = ant_model()
+        self.ctrl_cost_weight = float(ctrl_cost_weight)
+        self.contact_cost_weight = float(contact_cost_weight)
+        self.healthy_reward = float(healthy_reward)
+        self.healthy_z_range = (float(healthy_z_range[0]), float(healthy_z_range[1]))
+        self.contact_force_range = (float(contact_force_range[0]), float(contact_force_range[1]))
+        self._skip = 2 if exclude_current_positions_from_observation else 0
+        super().__init__(
+            num_envs,
+            max_episode_steps,
+            model=model,
+            observation_size=model.nq - self._skip + model.nv + 6 * (model.nbody - 1),
+            reset_noise_scale=reset_noise_scale,
+            nthread=nthread,
+        )
+
+    def _bind_outputs(self) -> None:
+        self._cfrc_ext = self._batch.bind("cfrc_ext")
+
+    def _contact_forces(self) -> np.ndarray:
+        return np.clip(self._cfrc_ext, *self.contact_force_range)
+
+    def _healthy(self, diverged: np.ndarray) -> np.ndarray:
+        z = self._qpos[:, 2]
+        low, high = self.healthy_z_range
+        return ~diverged & (z >= low) & (z <= high)
+
+    def _observe(self) -> np.ndarray:
+        forces = self._contact_forces()[:, 1:].reshape(self.num_envs, -1)
+        return np.concatenate((self._qpos[:, self._skip :], self._qvel, forces), axis=1)
+
+    def _get_rewards(
+        self, x_velocity: np.ndarray, action: np.ndarray, diverged: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        task_reward = self.family.reward(self._params, x_velocity, self._qpos[:, :2])
+        survive_reward = self._healthy(diverged) * self.healthy_reward
+        ctrl_cost = self.ctrl_cost_weight * np.sum(np.square(action), axis=-1)
+        contact_cost = self.contact_cost_weight * np.sum(
+            np.square(self._contact_forces()).reshape(self.num_envs, -1), axis=-1
+        )
+        reward = task_reward + survive_reward - ctrl_cost - contact_cost
+        return reward, {
+            "reward_task": task_reward,
+            "reward_survive": survive_reward,
+            "reward_ctrl": -ctrl_cost,
+            "reward_contact": -contact_cost,
+        }
+
+    def _terminated(self, diverged: np.ndarray) -> np.ndarray:
+        return ~self._healthy(diverged)
+
+
+class BatchedAntVel(BatchedAnt):
+    """Batched :class:`AntVelEnv`: goal velocity ``~ U[0, 3]``."""
+
+    family = AntVelEnv.family
+
+
+class BatchedAntDir(BatchedAnt):
+    """Batched :class:`AntDirEnv`: direction ``±1`` along x."""
+
+    family = AntDirEnv.family
+
+
+class BatchedAntGoal(BatchedAnt):
+    """Batched :class:`AntGoalEnv`: goal position ``~ U[-3, 3]^2``; x, y observed."""
+
+    family = AntGoalEnv.family
+    include_positions_by_default = True

@@ -1,0 +1,60 @@
+"""The MuJoCo models of the locomotion environments: Gymnasium's v5 assets.
+
+The single environments and the batched ones build their models here, so both
+simulate exactly the same model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium
+import mujoco
+
+GYM_ASSETS = Path(gymnasium.__file__).parent / "envs" / "mujoco" / "assets"
+"""The folder of the MuJoCo XML files Gymnasium ships."""
+
+FRAME_SKIP = 5
+"""Physics steps per control step (``dt = 5 * 0.01 s = 0.05 s`` for both robots)."""
+
+# the MuJoCo warnings raised when a simulation diverges: MuJoCo then resets it to
+# the model's default state, so the state stays finite and only these tell
+DIVERGENCE_WARNINGS = (
+    int(mujoco.mjtWarning.mjWARN_BADQPOS),
+    int(mujoco.mjtWarning.mjWARN_BADQVEL),
+    int(mujoco.mjtWarning.mjWARN_BADQACC),
+)
+
+
+def gym_asset(name: str) -> str:
+    """Path of the Gymnasium asset ``name`` (e.g. ``"ant.xml"``)."""
+    path = GYM_ASSETS / name
+    if not path.is_file():
+        raise FileNotFoundError(f"Gymnasium's MuJoCo asset {name!r} is missing: {path}")
+    return str(path)
+
+
+def half_cheetah_model() -> mujoco.MjModel:
+    """Gymnasium's ``half_cheetah.xml`` (HalfCheetah-v5), unchanged."""
+    return mujoco.MjModel.from_xml_path(gym_asset("half_cheetah.xml"))
+
+
+def ant_model() -> mujoco.MjModel:
+    """Gymnasium's ``ant.xml`` (Ant-v5) plus an accelerometer in the torso.
+
+    The accelerometer changes no physics. It is there because MuJoCo computes the
+    external contact forces ``cfrc_ext`` (``mj_rnePostConstraint``) only when a sensor
+    needs them; with it, every ``mj_forward`` and the first stage of every
+    ``mj_step`` fill ``cfrc_ext``, in a single ``MjData`` and in every simulation of a
+    ``mujoco.batch.Batch`` alike. After a step of ``frame_skip`` physics steps,
+    ``cfrc_ext`` holds the contact forces at the start of the last physics step.
+    """
+    spec = mujoco.MjSpec.from_file(gym_asset("ant.xml"))
+    spec.body("torso").add_site(name="torso_imu")
+    spec.add_sensor(
+        name="torso_accelerometer",
+        type=mujoco.mjtSensor.mjSENS_ACCELEROMETER,
+        objtype=mujoco.mjtObj.mjOBJ_SITE,
+        objname="torso_imu",
+    )
+    return spec.compile()
