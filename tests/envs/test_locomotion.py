@@ -1,0 +1,304 @@
+"""Locomotion task families: conformance, rewards against the simulator, batched = single."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import envs  # noqa: F401  (registers the ids)
+from envs.locomotion.ant import AntDirEnv, AntGoalEnv, AntVelEnv, BatchedAntDir
+from envs.locomotion.half_cheetah import BatchedHalfCheetahVel, HalfCheetahDirEnv, HalfCheetahVelEnv
+from envs.locomotion.tasks import DirectionTask, GoalTask, VelocityTask
+from metarl.registry import make_batched, task_env_ids
+
+IDS = {
+    "metarl/HalfCheetahVel-v0": (17, 6),
+    "metarl/HalfCheetahDir-v0": (17, 6),
+    "metarl/AntVel-v0": (105, 8),
+    "metarl/AntDir-v0": (105, 8),
+    "metarl/AntGoal-v0": (107, 8),
+}
+DT = 0.05  # 5 physics steps of 0.01 s
+
+
+def _actions(rng: np.random.Generator, n: int, shape: tuple[int, ...]) -> np.ndarray:
+    return rng.uniform(-1.0, 1.0, size=(n, *shape)).astype(np.float32)
+
+
+def _replay(env: gym.Env, action: np.ndarray) -> tuple[mujoco.MjData, list[float]]:
+    """Step a copy of ``env``'s simulation by hand: its data after, and qvel[0] per physics step."""
+    model, data = env.unwrapped.model, env.unwrapped.data
+    copy = mujoco.MjData(model)
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    state = np.empty(mujoco.mj_stateSize(model, spec))
+    mujoco.mj_getState(model, data, state, spec)
+    mujoco.mj_setState(model, copy, state, spec)
+    copy.ctrl[:] = action
+    velocities = []
+    for _ in range(5):
+        mujoco.mj_step(model, copy)
+        velocities.append(float(copy.qvel[0]))
+    return copy, velocities
+
+
+@pytest.mark.parametrize("env_id", sorted(IDS))
+def test_check_env_spaces_and_registration(env_id: str) -> None:
+    assert env_id in task_env_ids()
+    env = gym.make(env_id)
+    assert env.spec is not None and env.spec.max_episode_steps == 200
+    obs_size, act_size = IDS[env_id]
+    assert env.observation_space.shape == (obs_size,) and env.observation_space.dtype == np.float32
+    assert env.action_space.shape == (act_size,) and env.action_space.dtype == np.float32
+    np.testing.assert_array_equal(env.action_space.low, -1.0)
+    np.testing.assert_array_equal(env.action_space.high, 1.0)
+    env.unwrapped.set_task(env.unwrapped.sample_tasks(1)[0])
+    check_env(env.unwrapped, skip_render_check=True)
+
+
+def test_task_sampling_is_seeded_and_in_range() -> None:
+    env = HalfCheetahVelEnv()
+    env.reset(seed=3)
+    first = env.sample_tasks(200)
+    env.reset(seed=3)
+    assert env.sample_tasks(200) == first
+    velocities = np.array([t.goal_velocity for t in first])
+    assert velocities.min() >= 0.0 and velocities.max() <= 2.0 and abs(velocities.mean() - 1.0) < 0.15
+
+    batched = BatchedAntDir(num_envs=2, max_episode_steps=10, nthread=1)
+    directions = np.array([t.direction for t in batched.sample_tasks(400, np.random.default_rng(0))])
+    assert set(directions.tolist()) == {-1, 1} and abs(directions.mean()) < 0.15
+    assert batched.sample_tasks(5, np.random.default_rng(7)) == batched.sample_tasks(5, np.random.default_rng(7))
+
+    ant = AntGoalEnv()
+    ant.reset(seed=0)
+    goals = np.array([t.goal for t in ant.sample_tasks(400)])
+    assert goals.min() >= -3.0 and goals.max() <= 3.0 and goals.min() < -2.5 and goals.max() > 2.5
+    velocities = np.array([t.goal_velocity for t in AntVelEnv().sample_tasks(400)])
+    assert velocities.min() >= 0.0 and velocities.max() <= 3.0 and velocities.max() > 2.5
+
+    with pytest.raises(TypeError, match="VelocityTask"):
+        env.set_task(DirectionTask(direction=1))
+    with pytest.raises(ValueError, match="-1 or 1"):
+        DirectionTask(direction=0)
+
+
+@pytest.mark.parametrize(
+    ("env_cls", "task"),
+    [(HalfCheetahVelEnv, VelocityTask(goal_velocity=1.3)), (HalfCheetahDirEnv, DirectionTask(direction=-1))],
+)
+def test_half_cheetah_reward_from_simulator_velocity(env_cls: type, task: object) -> None:
+    env = env_cls(task=task)
+    env.reset(seed=5)
+    rng = np.random.default_rng(0)
+    for action in _actions(rng, 15, (6,)):
+        x_before = float(env.data.qpos[0])
+        replay, velocities = _replay(env, action)
+        _, reward, terminated, _, info = env.step(action)
+        # semi-implicit Euler: the displacement over the control step is dt * mean(qvel)
+        v = float(np.mean(velocities))
+        assert (replay.qpos[0] - x_before) / DT == pytest.approx(v, rel=1e-9, abs=1e-12)
+        assert info["x_velocity"] == pytest.approx(v, rel=1e-9, abs=1e-12)
+        a = action.astype(np.float64)
+        if isinstance(task, VelocityTask):
+            expected = -abs(v - 1.3) - 0.05 * float(a @ a)
+        else:
+            expected = -v - 0.05 * float(a @ a)
+        assert reward == pytest.approx(expected, rel=1e-9, abs=1e-12)
+        assert not terminated
+
+
+@pytest.mark.parametrize(
+    ("env_cls", "task"),
+    [
+        (AntVelEnv, VelocityTask(goal_velocity=0.7)),
+        (AntDirEnv, DirectionTask(direction=1)),
+        (AntGoalEnv, GoalTask(goal=(1.5, -2.0))),
+    ],
+)
+def test_ant_reward_from_simulator(env_cls: type, task: object) -> None:
+    env = env_cls(task=task)
+    env.reset(seed=11)
+    rng = np.random.default_rng(1)
+    contact_costs = []
+    for action in _actions(rng, 25, (8,)):
+        x_before = float(env.data.qpos[0])
+        replay, _ = _replay(env, action)
+        _, reward, terminated, _, _ = env.step(action)
+        if terminated:
+            break
+        v = (replay.qpos[0] - x_before) / DT
+        a = action.astype(np.float64)
+        contact = 5e-4 * float(np.sum(np.clip(replay.cfrc_ext, -1.0, 1.0) ** 2))
+        contact_costs.append(contact)
+        costs = 0.005 * float(a @ a) + contact
+        if isinstance(task, VelocityTask):
+            task_reward = -abs(v - 0.7) + 1.0
+        elif isinstance(task, DirectionTask):
+            task_reward = v
+        else:
+            task_reward = -abs(replay.qpos[0] - 1.5) - abs(replay.qpos[1] + 2.0) + 4.0
+        assert reward == pytest.approx(task_reward + 0.05 - costs, rel=1e-9, abs=1e-12)
+    assert len(contact_costs) >= 10 and max(contact_costs) > 1e-3  # contact forces are computed
+
+
+def test_ant_contact_forces_carry_its_weight() -> None:
+    env = AntDirEnv()
+    obs, _ = env.reset(seed=0)
+    for _ in range(60):
+        obs, _, terminated, _, _ = env.step(np.zeros(8, np.float32))
+        assert not terminated
+    weight = mujoco.mj_getTotalmass(env.model) * 9.81
+    # standing still, the floor's vertical contact forces on the bodies sum to the ant's weight
+    assert env.data.cfrc_ext[:, 5].sum() == pytest.approx(weight, rel=0.01)
+    np.testing.assert_array_equal(obs[27:], np.clip(env.data.cfrc_ext[1:], -1, 1).ravel().astype(np.float32))
+    assert np.abs(obs[27:]).sum() > 1.0
+
+
+def test_set_task_changes_reward() -> None:
+    actions = _actions(np.random.default_rng(2), 10, (6,))
+
+    def rollout(env: gym.Env, task: object) -> np.ndarray:
+        env.unwrapped.set_task(task)
+        env.reset(seed=4)
+        return np.array([env.step(a)[1] for a in actions])
+
+    cheetah = HalfCheetahDirEnv()
+    forward, backward = rollout(cheetah, DirectionTask(1)), rollout(cheetah, DirectionTask(-1))
+    velocities = (forward - backward) / 2  # same trajectory: the difference is 2 v
+    assert np.abs(velocities).max() > 0.05
+    ctrl = 0.05 * np.sum(actions.astype(np.float64) ** 2, axis=1)
+    np.testing.assert_allclose(forward, velocities - ctrl, rtol=1e-9, atol=1e-12)
+
+    vel_env = HalfCheetahVelEnv()
+    slow, fast = rollout(vel_env, VelocityTask(0.0)), rollout(vel_env, VelocityTask(2.0))
+    assert np.all(np.abs(slow - fast) > 1e-3)
+    assert vel_env.get_task() == VelocityTask(2.0)
+
+    batched = BatchedHalfCheetahVel(num_envs=2, max_episode_steps=20, nthread=1)
+    batched.set_tasks([VelocityTask(0.0), VelocityTask(2.0)])
+    batched.reset(seed=[4, 4])
+    rewards = np.array([batched.step(np.stack([a, a]))[1] for a in actions])
+    np.testing.assert_allclose(rewards[:, 0], slow, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(rewards[:, 1], fast, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("env_id", sorted(IDS))
+def test_batched_equals_single(env_id: str) -> None:
+    num_envs, horizon = 3, 25
+    batched = make_batched(env_id, num_envs, max_episode_steps=horizon, nthread=2)
+    rng = np.random.default_rng(0)
+    tasks = batched.sample_tasks(num_envs, rng)
+    batched.set_tasks(tasks)
+    singles = [gym.make(env_id, max_episode_steps=horizon) for _ in range(num_envs)]
+    for env, task in zip(singles, tasks, strict=True):
+        env.unwrapped.set_task(task)
+    assert batched.get_tasks() == tasks
+
+    for episode, seed in enumerate([100, None]):  # a seeded episode, then one continuing the generators
+        obs, _ = batched.reset(seed=seed)
+        single_obs = [env.reset(seed=None if seed is None else seed + i)[0] for i, env in enumerate(singles)]
+        np.testing.assert_array_equal(obs, np.stack(single_obs))
+        assert obs.dtype == np.float32
+        done = np.zeros(num_envs, bool)
+        for t in range(horizon):
+            actions = _actions(rng, num_envs, batched.single_action_space.shape)
+            obs, reward, terminated, truncated, info = batched.step(actions)
+            for i, env in enumerate(singles):
+                if done[i]:  # the single env's episode is over; the batched sub-env runs on, masked
+                    continue
+                s_obs, s_reward, s_terminated, s_truncated, s_info = env.step(actions[i])
+                np.testing.assert_allclose(obs[i], s_obs, rtol=1e-6, atol=1e-6, err_msg=f"{episode} {t} {i}")
+                assert reward[i] == pytest.approx(s_reward, rel=1e-10, abs=1e-10)
+                assert (terminated[i], truncated[i]) == (s_terminated, s_truncated)
+                assert info["x_velocity"][i] == pytest.approx(s_info["x_velocity"], rel=1e-10, abs=1e-12)
+                done[i] = s_terminated or s_truncated
+        assert done.all()  # every single episode ended: terminated, or truncated at the horizon
+
+
+def test_ant_terminates_outside_healthy_range_and_on_divergence() -> None:
+    env = AntVelEnv(task=VelocityTask(1.0))
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step(np.zeros(8, np.float32))
+    assert not terminated and info["reward_survive"] == 0.05
+
+    env.data.qpos[2] = 1.6  # torso thrown above z = 1
+    _, reward, terminated, _, info = env.step(np.zeros(8, np.float32))
+    assert terminated and env.data.qpos[2] > 1.0
+    assert info["reward_survive"] == 0.0
+
+    # the lower bound: with a raised range the ant, settling from z = 0.75, leaves it
+    low_env = AntVelEnv(healthy_z_range=(0.6, 1.0))
+    low_env.reset(seed=0)
+    heights, ends = [], []
+    for _ in range(20):
+        ends.append(low_env.step(np.zeros(8, np.float32))[2])
+        heights.append(float(low_env.data.qpos[2]))
+    first = ends.index(True)
+    assert heights[first] < 0.6 and min(heights[:first]) >= 0.6 and all(ends[first:])
+
+    env.reset(seed=0)
+    env.data.qvel[:] = np.nan  # MuJoCo resets a diverged simulation; we end the episode
+    obs, reward, terminated, _, _ = env.step(np.zeros(8, np.float32))
+    assert terminated and reward == 0.0 and np.isfinite(obs).all()
+
+    # the same in a batch: only the diverged and the fallen sub-environments terminate
+    batched = BatchedAntDir(num_envs=4, max_episode_steps=50, nthread=2)
+    batched.set_tasks([DirectionTask(1)] * 4)
+    batched.reset(seed=0)
+    batched._qvel[1] = np.nan
+    batched._qpos[3, 2] = 1.6
+    obs, reward, terminated, truncated, _ = batched.step(np.zeros((4, 8), np.float32))
+    assert terminated.tolist() == [False, True, False, True] and not truncated.any()
+    assert reward[1] == 0.0 and np.isfinite(obs).all() and np.isfinite(reward).all()
+    single = AntDirEnv(task=DirectionTask(1))
+    single.reset(seed=2)
+    s_obs, s_reward, *_ = single.step(np.zeros(8, np.float32))
+    np.testing.assert_array_equal(obs[2], s_obs)
+    assert reward[2] == pytest.approx(s_reward, rel=1e-10, abs=1e-12)
+
+
+def test_half_cheetah_divergence_terminates_only_that_subenv() -> None:
+    batched = BatchedHalfCheetahVel(num_envs=3, max_episode_steps=50, nthread=2)
+    batched.set_tasks([VelocityTask(1.0)] * 3)
+    batched.reset(seed=0)
+    batched._qpos[0, 3] = np.inf
+    obs, reward, terminated, _, _ = batched.step(np.zeros((3, 6), np.float32))
+    assert terminated.tolist() == [True, False, False] and reward[0] == 0.0 and np.isfinite(obs).all()
+
+
+def test_partial_reset_leaves_other_subenvs_untouched() -> None:
+    num_envs, horizon = 4, 12
+    env_id = "metarl/AntDir-v0"
+    first = make_batched(env_id, num_envs, max_episode_steps=horizon, nthread=2)
+    twin = make_batched(env_id, num_envs, max_episode_steps=horizon, nthread=1)
+    tasks = first.sample_tasks(num_envs, np.random.default_rng(3))
+    for env in (first, twin):
+        env.set_tasks(tasks)
+        env.reset(seed=20)
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        actions = _actions(rng, num_envs, (8,))
+        obs, *_ = first.step(actions)
+        twin.step(actions)
+
+    mask = np.array([False, True, False, True])
+    reset_obs, _ = first.reset(seed=[None, 7, None, 9], options={"reset_mask": mask})
+    np.testing.assert_array_equal(reset_obs[~mask], obs[~mask])
+    for i, seed in [(1, 7), (3, 9)]:
+        single = AntDirEnv(task=tasks[i])
+        np.testing.assert_array_equal(reset_obs[i], single.reset(seed=seed)[0])
+
+    for t in range(5, horizon):
+        actions = _actions(rng, num_envs, (8,))
+        obs, reward, terminated, truncated, _ = first.step(actions)
+        t_obs, t_reward, t_terminated, t_truncated, _ = twin.step(actions)
+        np.testing.assert_array_equal(obs[~mask], t_obs[~mask])
+        np.testing.assert_array_equal(reward[~mask], t_reward[~mask])
+        np.testing.assert_array_equal(terminated[~mask], t_terminated[~mask])
+        # the step counters restarted only where reset
+        assert truncated[mask].tolist() == [False, False]
+        if t == horizon - 1:
+            assert np.all(truncated[~mask] | terminated[~mask])
