@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 
+from agents.baselines import TRPOLearner, observation_env
 from agents.maml import AdaptationBatch, AdvantageSettings, adapt, sample_adaptation
 from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings
 from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Policy
@@ -35,9 +36,9 @@ def make_policy(
     )
 
 
-def build_maml_trpo(cfg: TrainConfig, env: BatchedTaskEnv) -> MAMLTRPO:
-    """The MAML-TRPO learner of ``cfg`` on the batched ``env`` (policy drawn from torch's RNG)."""
-    policy = make_policy(
+def policy_for(cfg: TrainConfig, env: BatchedTaskEnv) -> Policy:
+    """A fresh policy of ``cfg``'s architecture for ``env``'s spaces (drawn from torch's RNG)."""
+    return make_policy(
         env.single_observation_space,
         env.single_action_space,
         cfg.hidden_sizes,
@@ -45,6 +46,13 @@ def build_maml_trpo(cfg: TrainConfig, env: BatchedTaskEnv) -> MAMLTRPO:
         cfg.init_std,
         env_name=cfg.env_id,
     )
+
+
+def _learner_parts(
+    cfg: TrainConfig, env: BatchedTaskEnv
+) -> tuple[Policy, Sampler, MetaUpdateSettings, AdvantageSettings]:
+    """Policy, sampler, update and advantage settings of ``cfg`` on ``env``."""
+    policy = policy_for(cfg, env)
     sampler = Sampler(env, policy, cfg.meta_batch_size, cfg.episodes_per_task)
     settings = MetaUpdateSettings(
         fast_lr=cfg.fast_lr,
@@ -58,7 +66,23 @@ def build_maml_trpo(cfg: TrainConfig, env: BatchedTaskEnv) -> MAMLTRPO:
         hvp_subsample=cfg.hvp_subsample,
     )
     advantage = AdvantageSettings(cfg.gamma, cfg.gae_lambda, cfg.normalize_advantages, cfg.bootstrap_truncated)
-    return MAMLTRPO(policy, sampler, settings, advantage)
+    return policy, sampler, settings, advantage
+
+
+def build_maml_trpo(cfg: TrainConfig, env: BatchedTaskEnv) -> MAMLTRPO:
+    """The MAML-TRPO learner of ``cfg`` on the batched ``env`` (policy drawn from torch's RNG)."""
+    return MAMLTRPO(*_learner_parts(cfg, env))
+
+
+def build_learner(cfg: TrainConfig, env: BatchedTaskEnv) -> MAMLTRPO:
+    """The learner ``cfg.algorithm`` names: MAML-TRPO, or a TRPO baseline (``pretrained``, ``oracle``).
+
+    For ``oracle`` the policy and sampler see ``env`` through
+    :class:`metarl.oracle.TaskFeatureObservation` (observations with the task's features).
+    """
+    if cfg.algorithm == "maml-trpo":
+        return build_maml_trpo(cfg, env)
+    return TRPOLearner(*_learner_parts(cfg, observation_env(cfg.algorithm, env)))
 
 
 __all__ = [
@@ -69,8 +93,12 @@ __all__ = [
     "GaussianMLPPolicy",
     "MetaUpdateSettings",
     "Policy",
+    "TRPOLearner",
     "adapt",
+    "build_learner",
     "build_maml_trpo",
     "make_policy",
+    "observation_env",
+    "policy_for",
     "sample_adaptation",
 ]

@@ -126,6 +126,10 @@ class BatchedNavigation2D(BatchedTaskEnv):
         """Draw ``n`` tasks with ``rng``."""
         return sample_navigation_tasks(n, rng)
 
+    def task_features(self, task: NavigationTask) -> np.ndarray:
+        """The task as the oracle sees it: the goal ``(x, y)``."""
+        return np.asarray(_check_task(task).goal, dtype=np.float32)
+
     def _apply_tasks(self, tasks: Sequence[NavigationTask]) -> None:
         self._goals = np.array([_check_task(t).goal for t in tasks], dtype=np.float64)
 

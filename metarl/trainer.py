@@ -216,11 +216,8 @@ def train(
                 if state.iteration % cfg.checkpoint_every == 0 or state.iteration == cfg.num_iterations:
                     _write_checkpoint(run_dir, last_good)
                 bar.update(1)
-                bar.set_postfix(
-                    before=f"{metrics['return_before']:.1f}",
-                    after=f"{metrics['return_after']:.1f}",
-                    s_it=f"{metrics['seconds_per_iteration']:.1f}",
-                )
+                returns = {k: f"{metrics[k]:.1f}" for k in ("return_before", "return_after") if k in metrics}
+                bar.set_postfix(**returns, s_it=f"{metrics['seconds_per_iteration']:.1f}")
     except Interrupted as exc:
         bar.close()
         path = _write_checkpoint(run_dir, last_good)
@@ -232,7 +229,7 @@ def train(
     bar.close()
     logger.close()
     env.close()
-    plot_training_curve(run_dir, run_dir / CURVE_FILE, title=f"MAML-TRPO on {cfg.env_id}")
+    plot_training_curve(run_dir, run_dir / CURVE_FILE, title=f"{cfg.algorithm} on {cfg.env_id}")
     return run_dir
 
 

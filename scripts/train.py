@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_run_config(args.resume, overrides)
         else:
             cfg = load_config(args.config, overrides)
-        run_dir = train(cfg, agents.build_maml_trpo, resume=args.resume is not None, progress=not args.no_progress)
+        run_dir = train(cfg, agents.build_learner, resume=args.resume is not None, progress=not args.no_progress)
     except (ConfigError, FileExistsError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
