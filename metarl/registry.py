@@ -1,39 +1,126 @@
 """Registering task environments and making batched ones by id.
 
-A task environment is registered with Gymnasium (so ``gymnasium.make(id)`` finds it);
-a natively batched implementation, if the family has one, is registered as
-Gymnasium's ``vector_entry_point`` and is what :func:`make_batched` builds.
+:func:`register_task_env` is the one registration call for a task environment: it
+registers the single env with Gymnasium (so ``gymnasium.make(id)`` finds it) and, if
+the family has one, its natively batched :class:`~metarl.tasks.BatchedTaskEnv` as
+Gymnasium's ``vector_entry_point``. :func:`make_batched` builds the batched env the
+trainer and the evaluator use; for a family without a batched implementation it
+vectorises the single env itself (:class:`metarl.vector.SyncBatchedTaskEnv`).
+
+What can be checked is checked at registration (id taken, protocol methods missing on
+an entry-point class); the rest at first use, by :func:`check_task_env` and
+:func:`make_batched` (``set_task`` rejecting what ``sample_tasks`` returns, spaces the
+policies cannot handle, dict tasks). Every error is a :class:`TaskEnvError` naming the
+env id and the problem.
+
+Ids may name the module that registers them, Gymnasium style: ``"my_pkg.envs:Wind-v0"``
+imports ``my_pkg.envs`` (from ``sys.path``, then the current directory) before
+looking up ``Wind-v0``. Saved in a run's config, such an id lets ``scripts/train.py``,
+``--resume`` and ``scripts/evaluate.py`` find a user's environment with no extra flag.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
-from typing import Any
+import importlib
+import inspect
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, overload
 
 import gymnasium as gym
+import numpy as np
 
-from metarl.tasks import BatchedTaskEnv
+from metarl.tasks import BatchedTaskEnv, Task
+
+PROTOCOL_METHODS: tuple[str, ...] = ("sample_tasks", "set_task", "get_task")
+"""Methods a single task environment has on top of Gymnasium's ``reset`` and ``step``."""
 
 _TASK_ENV_IDS: set[str] = set()
+_EnvT = TypeVar("_EnvT", bound=type)
+EntryPoint = str | Callable[..., Any]
+
+
+class TaskEnvError(ValueError):
+    """A task environment breaks the task protocol or cannot be registered; the message names it."""
+
+
+# ----------------------------------------------------------------------------- registration
+
+
+@overload
+def register_task_env(
+    id: str,
+    entry_point: EntryPoint,
+    *,
+    batched_entry_point: EntryPoint | None = None,
+    max_episode_steps: int | None = None,
+    kwargs: dict[str, Any] | None = None,
+) -> None: ...
+
+
+@overload
+def register_task_env(
+    id: str,
+    entry_point: None = None,
+    *,
+    batched_entry_point: EntryPoint | None = None,
+    max_episode_steps: int | None = None,
+    kwargs: dict[str, Any] | None = None,
+) -> Callable[[_EnvT], _EnvT]: ...
 
 
 def register_task_env(
     id: str,
-    entry_point: str | Callable[..., gym.Env],
+    entry_point: EntryPoint | None = None,
     *,
-    batched_entry_point: str | Callable[..., BatchedTaskEnv] | None = None,
+    batched_entry_point: EntryPoint | None = None,
     max_episode_steps: int | None = None,
     kwargs: dict[str, Any] | None = None,
-) -> None:
-    """Register a task environment with Gymnasium under ``id``.
+) -> Callable[[_EnvT], _EnvT] | None:
+    """Register a task environment under ``id`` (with Gymnasium); usable as a class decorator.
 
-    ``entry_point`` builds the single env (``"module:Class"`` or a callable);
-    ``batched_entry_point`` optionally builds a :class:`BatchedTaskEnv` and is called
-    as ``batched_entry_point(num_envs=..., max_episode_steps=..., **kwargs)``.
+    ``entry_point`` builds the single env: a ``gymnasium.Env`` class with
+    ``sample_tasks(n)``, ``set_task(task)`` and ``get_task()``, a factory, or a
+    ``"module:Class"`` string. Without it, the call returns a decorator that registers
+    the decorated class. ``batched_entry_point`` optionally builds a natively batched
+    :class:`BatchedTaskEnv`, called as ``batched_entry_point(num_envs=...,
+    max_episode_steps=..., **kwargs)``; without one, :func:`make_batched` vectorises the
+    single env. ``max_episode_steps`` is the default horizon, ``kwargs`` the default
+    constructor arguments of both.
+
+    Raises :class:`TaskEnvError` if ``id`` is taken by another environment or an
+    entry-point class misses a protocol method. Registering the same entry points
+    again (a re-imported module, a re-run notebook cell) replaces the entry.
     """
+    if entry_point is None:
+
+        def decorator(cls: _EnvT) -> _EnvT:
+            register_task_env(
+                id, cls, batched_entry_point=batched_entry_point, max_episode_steps=max_episode_steps, kwargs=kwargs
+            )
+            return cls
+
+        return decorator
+
+    _check_entry_point(id, entry_point)
+    if batched_entry_point is not None:
+        _check_batched_entry_point(id, batched_entry_point)
     if id in gym.registry:
-        raise ValueError(f"task environment id {id!r} is already registered")
+        spec = gym.registry[id]
+        same = (
+            _entry_name(spec.entry_point) == _entry_name(entry_point)
+            and _entry_name(spec.vector_entry_point) == _entry_name(batched_entry_point)
+            and id in _TASK_ENV_IDS
+        )
+        if not same:
+            raise TaskEnvError(
+                f"task environment id {id!r} is already registered (entry point "
+                f"{_entry_name(spec.entry_point)}); choose another id, e.g. with your own namespace "
+                f"'my_namespace/{spec.name}-v{spec.version or 0}'"
+            )
+        del gym.registry[id]  # the same class re-imported: replace it quietly
     gym.register(
         id=id,
         entry_point=entry_point,
@@ -42,6 +129,15 @@ def register_task_env(
         kwargs=dict(kwargs or {}),
     )
     _TASK_ENV_IDS.add(id)
+    return None
+
+
+def unregister_task_env(id: str) -> None:
+    """Remove the task environment ``id`` from the registry (and from Gymnasium's)."""
+    if id not in _TASK_ENV_IDS:
+        raise TaskEnvError(f"{id!r} is not a registered task environment")
+    _TASK_ENV_IDS.discard(id)
+    gym.registry.pop(id, None)
 
 
 def task_env_ids() -> list[str]:
@@ -49,29 +145,263 @@ def task_env_ids() -> list[str]:
     return sorted(_TASK_ENV_IDS)
 
 
-def check_env_id(id: str) -> None:
-    """Raise a ``ValueError`` naming the closest valid ids if ``id`` is not a task env."""
-    if id in _TASK_ENV_IDS:
+def _entry_name(entry_point: EntryPoint | None) -> str | None:
+    """``"module:qualname"`` of an entry point (strings as given)."""
+    if entry_point is None or isinstance(entry_point, str):
+        return entry_point
+    module = getattr(entry_point, "__module__", "?")
+    return f"{module}:{getattr(entry_point, '__qualname__', repr(entry_point))}"
+
+
+def _resolve_if_loaded(entry_point: EntryPoint) -> Any | None:
+    """The object an entry point names, if it can be had without importing anything."""
+    if not isinstance(entry_point, str):
+        return entry_point
+    module = sys.modules.get(entry_point.partition(":")[0])
+    return getattr(module, entry_point.partition(":")[2], None) if module is not None else None
+
+
+def _check_entry_point_string(id: str, entry_point: EntryPoint, what: str) -> None:
+    if isinstance(entry_point, str):
+        module, sep, attr = entry_point.partition(":")
+        if not (sep and module and attr):
+            raise TaskEnvError(f"{id}: {what} {entry_point!r} is not of the form 'module:Class'")
+    elif not callable(entry_point):
+        raise TaskEnvError(f"{id}: {what} must be a class, a factory or a 'module:Class' string, got {entry_point!r}")
+
+
+def _check_entry_point(id: str, entry_point: EntryPoint) -> None:
+    """Check the single-env class now if it is at hand (factories are checked at first use)."""
+    _check_entry_point_string(id, entry_point, "entry point")
+    cls = _resolve_if_loaded(entry_point)
+    if not inspect.isclass(cls):
         return
+    if not issubclass(cls, gym.Env):
+        raise TaskEnvError(f"{id}: entry point {cls.__qualname__} is not a gymnasium.Env subclass")
+    missing = [m for m in PROTOCOL_METHODS if not callable(getattr(cls, m, None))]
+    if missing:
+        raise TaskEnvError(
+            f"{id}: {cls.__qualname__} misses the task-protocol method(s) {', '.join(missing)} "
+            f"(a task environment needs sample_tasks(n), set_task(task) and get_task())"
+        )
+
+
+def _check_batched_entry_point(id: str, entry_point: EntryPoint) -> None:
+    """A batched entry-point class must be a concrete :class:`BatchedTaskEnv`."""
+    _check_entry_point_string(id, entry_point, "batched entry point")
+    cls = _resolve_if_loaded(entry_point)
+    if not inspect.isclass(cls):
+        return
+    if not issubclass(cls, BatchedTaskEnv):
+        raise TaskEnvError(f"{id}: batched entry point {cls.__qualname__} is not a metarl.BatchedTaskEnv subclass")
+    if inspect.isabstract(cls):
+        raise TaskEnvError(
+            f"{id}: batched entry point {cls.__qualname__} does not implement "
+            f"{', '.join(sorted(cls.__abstractmethods__))}"
+        )
+
+
+# ----------------------------------------------------------------------------- ids and modules
+
+
+def import_env_modules(*modules: str) -> list[str]:
+    """Import the modules that register task environments; return the ids they added.
+
+    A module is searched on ``sys.path`` and then in the current directory (as
+    ``python -m`` would), so ``my_envs.py`` beside the command works. Raises
+    :class:`TaskEnvError` if a module cannot be found.
+    """
+    before = set(_TASK_ENV_IDS)
+    for module in modules:
+        _import_module(module)
+    return sorted(_TASK_ENV_IDS - before)
+
+
+def _import_module(module: str) -> None:
+    try:
+        importlib.import_module(module)
+        return
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (module == exc.name or module.startswith(exc.name + ".")):
+            raise  # the module exists but imports something missing: the plain error says what
+        cwd = os.getcwd()
+        if cwd in sys.path or "" in sys.path:
+            raise TaskEnvError(f"cannot import module {module!r}: {exc}") from exc
+    sys.path.append(cwd)
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        sys.path.remove(cwd)
+        raise TaskEnvError(
+            f"cannot import module {module!r} (searched sys.path and the current directory {cwd}): {exc}"
+        ) from exc
+
+
+def check_env_id(id: str) -> str:
+    """The registered task-env id that ``id`` names; imports ``module`` of a ``"module:Id"`` id.
+
+    Raises :class:`TaskEnvError` naming the closest valid ids if there is no such task env.
+    """
+    if id in _TASK_ENV_IDS:
+        return id
+    module, sep, bare = id.partition(":")
+    if sep and module and bare:
+        added = import_env_modules(module)
+        if bare in _TASK_ENV_IDS:
+            return bare
+        what = f"it registers {', '.join(added)}" if added else "it registered no new task environment"
+        raise _unknown_id(bare, f" (module {module!r} was imported; {what})")
+    raise _unknown_id(id, "")
+
+
+def _unknown_id(id: str, note: str) -> TaskEnvError:
     known = task_env_ids()
     close = difflib.get_close_matches(id, known, n=3, cutoff=0.4)
     hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-    raise ValueError(
-        f"unknown task environment id {id!r}.{hint} Registered task environments: {', '.join(known) or 'none'}"
+    if id in gym.registry:
+        hint += " It is a Gymnasium env but not a task environment: register it with metarl.register_task_env."
+    else:
+        hint += " For an env of your own, name its module: 'my_pkg.my_envs:MyEnv-v0'."
+    return TaskEnvError(
+        f"unknown task environment id {id!r}{note}.{hint} "
+        f"Registered task environments: {', '.join(known) or 'none'}"
     )
+
+
+# ----------------------------------------------------------------------------- first-use checks
+
+
+def check_policy_spaces(name: str, observation_space: gym.Space, action_space: gym.Space) -> None:
+    """Raise :class:`TaskEnvError` unless the agents' MLP policies can handle these spaces.
+
+    Observations: a flat (1-D) Box. Actions: a flat Box (Gaussian policy) or a
+    ``Discrete(n)`` starting at 0 (categorical policy).
+    """
+    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+        raise TaskEnvError(
+            f"{name}: observation space {observation_space} is not supported; the policies need a flat "
+            "(1-D) Box (flatten it, e.g. with gymnasium.wrappers.FlattenObservation, or one-hot encode a Discrete)"
+        )
+    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        return
+    if isinstance(action_space, gym.spaces.Discrete) and int(action_space.start) == 0:
+        return
+    raise TaskEnvError(
+        f"{name}: action space {action_space} is not supported; the policies need a flat (1-D) Box "
+        "or a Discrete(n) starting at 0"
+    )
+
+
+def check_tasks(name: str, tasks: Any, n: int, where: str = "sample_tasks") -> list[Task]:
+    """``tasks`` as a list, after checking it holds ``n`` tasks and none is a dict."""
+    if isinstance(tasks, Mapping) or not isinstance(tasks, (Sequence, np.ndarray)):
+        raise TaskEnvError(f"{name}: {where}({n}) must return a list of {n} tasks, got {type(tasks).__name__}")
+    tasks = list(tasks)
+    if len(tasks) != n:
+        raise TaskEnvError(f"{name}: {where}({n}) returned {len(tasks)} tasks")
+    for task in tasks:
+        if isinstance(task, Mapping):
+            raise TaskEnvError(
+                f"{name}: {where} returned a dict task {task!r}; tasks must be frozen dataclasses "
+                "or numpy arrays, never dicts"
+            )
+    return tasks
+
+
+def check_single_env(name: str, env: gym.Env) -> None:
+    """Check a single task env against the protocol; raise :class:`TaskEnvError` naming ``name``.
+
+    Checks the protocol methods, the spaces, that ``sample_tasks(2)`` returns two
+    non-dict tasks, that ``set_task`` accepts them, and one reset and step after it.
+    """
+    base = env.unwrapped
+    missing = [m for m in PROTOCOL_METHODS if not callable(getattr(base, m, None))]
+    if missing:
+        raise TaskEnvError(
+            f"{name}: {type(base).__qualname__} misses the task-protocol method(s) {', '.join(missing)} "
+            "(a task environment needs sample_tasks(n), set_task(task) and get_task())"
+        )
+    check_policy_spaces(name, env.observation_space, env.action_space)
+    base.np_random = np.random.default_rng(0)
+    try:
+        tasks = base.sample_tasks(2)  # type: ignore[attr-defined]
+    except Exception as exc:
+        raise TaskEnvError(f"{name}: sample_tasks(2) failed: {type(exc).__name__}: {exc}") from exc
+    tasks = check_tasks(name, tasks, 2)
+    for task in tasks:
+        try:
+            env.get_wrapper_attr("set_task")(task)
+        except Exception as exc:
+            raise TaskEnvError(
+                f"{name}: set_task does not accept a task that sample_tasks returned ({task!r}): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+    try:
+        env.get_wrapper_attr("get_task")()
+        env.reset(seed=0)
+        env.action_space.seed(0)
+        env.step(env.action_space.sample())
+    except Exception as exc:
+        raise TaskEnvError(f"{name}: reset or step after set_task failed: {type(exc).__name__}: {exc}") from exc
+
+
+def check_task_env(id: str, **kwargs: Any) -> None:
+    """Make the single env ``id`` (with ``kwargs``) and check it with :func:`check_single_env`."""
+    env_id = check_env_id(id)
+    try:
+        env = gym.make(env_id, disable_env_checker=True, **kwargs)
+    except Exception as exc:
+        raise TaskEnvError(f"{env_id}: gymnasium.make failed: {type(exc).__name__}: {exc}") from exc
+    try:
+        check_single_env(env_id, env)
+    finally:
+        env.close()
+
+
+def check_batched_env(name: str, env: BatchedTaskEnv) -> None:
+    """Check a batched env's spaces and that ``set_tasks`` accepts what ``sample_tasks`` returns."""
+    check_policy_spaces(name, env.single_observation_space, env.single_action_space)
+    try:
+        tasks = env.sample_tasks(1, np.random.default_rng(0))
+    except Exception as exc:
+        raise TaskEnvError(f"{name}: sample_tasks(1, rng) failed: {type(exc).__name__}: {exc}") from exc
+    task = check_tasks(name, tasks, 1)[0]
+    try:
+        env.set_tasks([task] * env.num_envs)
+    except Exception as exc:
+        raise TaskEnvError(
+            f"{name}: set_tasks does not accept a task that sample_tasks returned ({task!r}): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def make_batched(
     id: str, num_envs: int, *, max_episode_steps: int | None = None, **kwargs: Any
 ) -> BatchedTaskEnv:
-    """Build a batched environment of ``num_envs`` sub-environments of task env ``id``."""
-    check_env_id(id)
-    spec = gym.spec(id)
+    """Build a batched environment of ``num_envs`` sub-environments of task env ``id``.
+
+    Uses the registered natively batched implementation if there is one, and otherwise
+    :class:`metarl.vector.SyncBatchedTaskEnv` over ``num_envs`` single envs. The env is
+    checked first (:func:`check_task_env`, :func:`check_batched_env`).
+    """
+    env_id = check_env_id(id)
+    spec = gym.spec(env_id)
     if spec.vector_entry_point is None:
-        raise NotImplementedError(f"{id!r} has no batched implementation")
-    if max_episode_steps is not None:
-        kwargs["max_episode_steps"] = max_episode_steps
-    env = gym.make_vec(id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
-    if not isinstance(env, BatchedTaskEnv):
-        raise TypeError(f"{id!r}: batched entry point built {type(env).__name__}, not a BatchedTaskEnv")
+        from metarl.vector import SyncBatchedTaskEnv  # (here: vector imports this module)
+
+        check_task_env(env_id, **kwargs)
+        horizon = max_episode_steps or spec.max_episode_steps
+        if horizon is None:
+            raise TaskEnvError(
+                f"{env_id}: no episode length; pass max_episode_steps (the config's horizon) "
+                "or register the env with max_episode_steps"
+            )
+        env: Any = SyncBatchedTaskEnv(env_id, num_envs, max_episode_steps=horizon, **kwargs)
+    else:
+        if max_episode_steps is not None:
+            kwargs["max_episode_steps"] = max_episode_steps
+        env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
+        if not isinstance(env, BatchedTaskEnv):
+            raise TaskEnvError(f"{env_id}: batched entry point built {type(env).__name__}, not a BatchedTaskEnv")
+    check_batched_env(env_id, env)
     return env
