@@ -1,0 +1,185 @@
+"""Comparison figures: adaptation curves and training curves of several methods and seeds.
+
+Runs are grouped by their legend name (method or label). A group of one run is drawn
+with its own 95% confidence band (adaptation: Student-t over tasks); a group of
+several runs (seeds) is drawn as the mean over runs with a Student-t 95% band over
+runs. Drawn on matplotlib's Agg canvas: no display, no pyplot state.
+(:mod:`metarl.plotting` draws a single run's training curve at the end of training.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from metarl.evaluation import AdaptationResults, t_interval
+
+METHOD_STYLES: dict[str, dict[str, str]] = {
+    "maml-trpo": {"color": "tab:blue", "marker": "o"},
+    "pretrained": {"color": "tab:orange", "marker": "s"},
+    "random": {"color": "tab:gray", "marker": "^"},
+    "oracle": {"color": "black", "marker": ""},
+}
+"""Fixed colours for the known methods, so every figure reads the same way."""
+_CYCLE = ["tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
+TRAINING_KEYS = (("return_before", "before adaptation", "--"), ("return_after", "after adaptation", "-"))
+
+
+def family_name(env_id: str) -> str:
+    """A readable task-family name: ``metarl/Navigation2D-v0`` → ``Navigation2D-v0``."""
+    return env_id.split("/")[-1]
+
+
+@dataclass(frozen=True)
+class Band:
+    """A mean line with a confidence band, over ``x``."""
+
+    name: str
+    x: np.ndarray
+    mean: np.ndarray
+    half: np.ndarray  # NaN where no interval exists (one run, one task)
+    count: int  # runs averaged
+    flat: bool = False
+
+
+def _style(name: str, index: int) -> dict[str, str]:
+    """The fixed style of a known method's name; other names (custom labels) cycle colours."""
+    return METHOD_STYLES.get(name, {"color": _CYCLE[index % len(_CYCLE)], "marker": "D"})
+
+
+def _groups(items: Sequence[tuple[str, object]]) -> dict[str, list]:
+    groups: dict[str, list] = {}
+    for name, item in items:
+        groups.setdefault(name, []).append(item)
+    return groups
+
+
+def adaptation_bands(results: Sequence[AdaptationResults]) -> list[Band]:
+    """One band per name: a single run's CI over tasks, or several runs' CI over runs."""
+    bands = []
+    for name, runs in _groups([(r.name, r) for r in results]).items():
+        if len(runs) == 1:
+            run = runs[0]
+            mean, half = t_interval(run.returns, run.confidence)
+        else:
+            widths = {r.returns.shape[1] for r in runs}
+            if len(widths) != 1:
+                raise ValueError(f"runs of {name!r} have different numbers of steps ({sorted(widths)}); cannot average")
+            mean, half = t_interval(np.stack([r.mean() for r in runs]), runs[0].confidence)
+        bands.append(Band(name, np.arange(len(mean)), mean, half, len(runs), flat=all(r.flat for r in runs)))
+    return bands
+
+
+def _fill(ax: Axes, x: np.ndarray, mean: np.ndarray, half: np.ndarray, color: str) -> None:
+    if np.isfinite(half).any():
+        ax.fill_between(x, mean - half, mean + half, color=color, alpha=0.2, linewidth=0)
+
+
+def _save(fig: Figure, out_png: str | Path) -> Path:
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    return out
+
+
+def plot_adaptation(
+    results: Sequence[AdaptationResults], out_png: str | Path, title: str | None = None
+) -> Path:
+    """Mean return per episode after 0..K gradient steps, one line per method, with 95% bands.
+
+    Flat methods (the oracle) are drawn as a horizontal line across the figure.
+    """
+    if not results:
+        raise ValueError("plot_adaptation: no results to plot")
+    env_ids = sorted({r.env_id for r in results})
+    if title is None:
+        tasks = sorted({r.returns.shape[0] for r in results})
+        title = f"Adaptation on {', '.join(map(family_name, env_ids))} ({'/'.join(map(str, tasks))} held-out tasks)"
+    bands = adaptation_bands(results)
+    max_step = max([len(b.x) - 1 for b in bands if not b.flat] or [1])
+
+    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for i, band in enumerate(bands):
+        style = _style(band.name, i)
+        label = band.name + (f" ({band.count} runs)" if band.count > 1 else "")
+        if band.flat:
+            x = np.array([0.0, max_step])
+            mean, half = np.full(2, band.mean[0]), np.full(2, band.half[0])
+            ax.plot(x, mean, color=style["color"], linestyle="--", label=label)
+        else:
+            x, mean, half = band.x, band.mean, band.half
+            ax.plot(x, mean, color=style["color"], marker=style["marker"] or None, label=label)
+        _fill(ax, x, mean, half, style["color"])
+    over = "runs" if any(b.count > 1 for b in bands) else "tasks"
+    ax.set_xlabel("gradient steps")
+    ax.set_ylabel("mean return per episode")
+    ax.set_xticks(range(max_step + 1))
+    ax.set_title(title)
+    ax.text(0.01, 0.01, f"bands: 95% CI (Student-t over {over})", transform=ax.transAxes, fontsize=8, alpha=0.7)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    return _save(fig, out_png)
+
+
+def _aligned(rows_of_runs: Sequence[Sequence[Mapping[str, float]]], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Iterations logged with a finite ``key`` in every run, and the values ``[runs, iterations]``."""
+    tables = [{int(r["iteration"]): float(r[key]) for r in rows if key in r and math.isfinite(r[key])}
+              for rows in rows_of_runs]
+    common = sorted(set.intersection(*(set(t) for t in tables))) if tables else []
+    return np.array(common), np.array([[t[i] for i in common] for t in tables]).reshape(len(tables), len(common))
+
+
+def plot_training_runs(
+    runs: Sequence[tuple[str, Sequence[Mapping[str, float]]]], out_png: str | Path, title: str
+) -> Path:
+    """Return before (dashed) and after (solid) adaptation per meta-iteration for ``(name, rows)`` runs.
+
+    Runs sharing a name are averaged (95% Student-t band over runs). A method that
+    logs no return after adaptation (the TRPO baselines) is drawn solid, "no adaptation".
+    """
+    if not runs:
+        raise ValueError("plot_training_runs: no runs to plot")
+    fig = Figure(figsize=(7.0, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    drawn = 0
+    many = False
+    for i, (name, group) in enumerate(_groups(list(runs)).items()):
+        style = _style(name, i)
+        adapted = any("return_after" in row for rows in group for row in rows)
+        for key, what, linestyle in TRAINING_KEYS:
+            x, values = _aligned(group, key)
+            if x.size == 0:
+                continue
+            if not adapted:
+                what, linestyle = "no adaptation", "-"
+            mean, half = t_interval(values, 0.95)
+            many |= len(group) > 1
+            label = f"{name}, {what}" + (f" ({len(group)} runs)" if len(group) > 1 else "")
+            ax.plot(x, mean, color=style["color"], linestyle=linestyle, label=label)
+            _fill(ax, x, mean, half, style["color"])
+            drawn += 1
+    if not drawn:
+        raise ValueError("plot_training_runs: no return_before / return_after metrics in these runs")
+    ax.set_xlabel("meta-iteration")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("mean return per episode")
+    ax.set_title(title)
+    if many:
+        ax.text(0.01, 0.01, "bands: 95% CI (Student-t over runs)", transform=ax.transAxes, fontsize=8, alpha=0.7)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, out_png)
+
+
+__all__ = ["Band", "METHOD_STYLES", "adaptation_bands", "family_name", "plot_adaptation", "plot_training_runs"]

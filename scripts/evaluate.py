@@ -1,0 +1,201 @@
+"""Evaluate adaptation on held-out tasks: ``python scripts/evaluate.py SOURCE [options]``.
+
+SOURCE is a run folder (its latest checkpoint is used) or a checkpoint file. The run's
+``algorithm`` decides how it is evaluated: ``maml-trpo`` and ``pretrained`` policies are
+fine-tuned with ``--num-steps`` inner gradient steps (each on ``--episodes-per-step``
+fresh episodes per task); an ``oracle`` is evaluated without adaptation (a flat line).
+``--random`` evaluates a freshly initialised policy of SOURCE's architecture instead
+(SOURCE may then also be a preset name or a YAML config), fine-tuned the same way.
+
+The held-out tasks, rollouts and action noise come from ``--seed`` alone (a stream
+kept apart from training's), so every method and run is evaluated on the same tasks.
+Writes ``adaptation_<method>.json`` (per task and per step mean return, mean and 95%
+Student-t confidence interval over tasks, the settings) and ``adaptation_<method>.png``
+to ``--out`` (default: ``<run>/eval``).
+
+Default episodes per step: 20, the episodes per task of the training preset. The MAML
+paper used 40 trajectories per step for 2D navigation; pass ``--episodes-per-step 40``
+to match it (twice the sampling time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import agents
+import envs  # noqa: F401  (registers the task environments)
+from agents.policies import Policy
+from metarl.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from metarl.config import ConfigError, TrainConfig, config_from_dict, load_config
+from metarl.episodes import Episodes
+from metarl.evaluation import (
+    AdaptationResults,
+    EvaluationSettings,
+    evaluation_streams,
+    heldout_tasks,
+    run_evaluation,
+)
+from metarl.figures import plot_adaptation
+from metarl.registry import check_env_id, make_batched
+from metarl.sampler import Sampler
+
+log = logging.getLogger("metarl")
+CONFIG_FILE = "config.yaml"
+EVAL_DIR = "eval"
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one learning rate")
+    return values
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", help="run folder or checkpoint file (with --random also a preset name or YAML)")
+    p.add_argument("--random", action="store_true", help="evaluate a fresh, untrained policy of SOURCE's architecture")
+    p.add_argument("--num-tasks", type=int, default=40, help="held-out tasks (default 40)")
+    p.add_argument("--num-steps", type=int, default=3, help="inner gradient steps K (default 3)")
+    p.add_argument("--episodes-per-step", type=int, default=20, help="episodes per task and step (default 20)")
+    p.add_argument("--lrs", type=_floats, default=(0.1, 0.05),
+                   help="inner learning rate per step, the last repeats (default 0.1,0.05 as in the MAML paper)")
+    p.add_argument("--seed", type=int, default=0, help="evaluation seed: tasks, rollouts, random init (default 0)")
+    p.add_argument("--label", default="", help="legend name (default: the method)")
+    p.add_argument("--out", type=Path, help="output folder (default: <run>/eval, or runs/eval for a preset)")
+    p.add_argument("--threads", type=int, help="torch threads (default: the run's num_threads)")
+    return p
+
+
+def load_source(source: str, random: bool) -> tuple[TrainConfig, dict[str, Any] | None, Path | None, Path]:
+    """``(config, checkpoint state or None, checkpoint path or None, default output folder)`` of SOURCE."""
+    path = Path(source)
+    if path.is_dir():
+        cfg = load_config(path / CONFIG_FILE)
+        ckpt = latest_checkpoint(path)
+        if ckpt is None and not random:
+            raise FileNotFoundError(f"{path} holds no checkpoint (checkpoints/iter_*.pt); train it first")
+        return cfg, (None if random else load_checkpoint(ckpt)), (None if random else ckpt), path / EVAL_DIR
+    if path.is_file() and path.suffix == ".pt":
+        state = load_checkpoint(path)
+        cfg = config_from_dict(state["config"], source=str(path))
+        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        return cfg, (None if random else state), (None if random else path), run_dir / EVAL_DIR
+    if random:
+        return load_config(source), None, None, Path("runs") / EVAL_DIR
+    raise FileNotFoundError(f"{source!r} is neither a run folder nor a checkpoint file (.pt)")
+
+
+def evaluate(
+    cfg: TrainConfig,
+    state: dict[str, Any] | None,
+    settings: EvaluationSettings,
+    *,
+    random: bool = False,
+    label: str = "",
+    source: str = "",
+    on_episodes: Any = None,
+) -> AdaptationResults:
+    """Evaluate the policy in ``state`` (or a fresh one with ``random``) as ``cfg.algorithm`` prescribes."""
+    method = "random" if random else cfg.algorithm
+    algorithm = "maml-trpo" if random else cfg.algorithm  # a random policy sees plain observations
+    check_env_id(cfg.env_id)
+    base = make_batched(
+        cfg.env_id, settings.num_tasks * settings.episodes_per_step, max_episode_steps=cfg.horizon, **cfg.env_kwargs
+    )
+    env = agents.observation_env(algorithm, base)
+    tasks = heldout_tasks(env.sample_tasks, settings.num_tasks, settings.seed)
+    torch.manual_seed(evaluation_streams(settings.seed).torch_seed)  # a random policy's init
+    policy: Policy = agents.policy_for(cfg, env)
+    if state is not None:
+        policy.load_state_dict(state["learner"]["policy"])
+    if method == "maml-trpo" and settings.num_steps and settings.step_lrs()[0] != cfg.fast_lr:
+        log.warning("evaluating with inner lr %s; the run was trained with fast_lr %s", settings.lrs, cfg.fast_lr)
+    advantage = agents.AdvantageSettings(cfg.gamma, cfg.gae_lambda, cfg.normalize_advantages, cfg.bootstrap_truncated)
+    sampler = Sampler(env, policy, settings.num_tasks, settings.episodes_per_step)
+
+    def adapt(sampler: Sampler, rng: np.random.Generator, lrs: Sequence[float]) -> list[Episodes]:
+        return agents.sample_adaptation(policy, sampler, rng, lrs, advantage).episodes
+
+    try:
+        return run_evaluation(
+            sampler,
+            tasks,
+            adapt,
+            settings,
+            method=method,
+            env_id=cfg.env_id,
+            flat=algorithm == "oracle",
+            label=label,
+            source=source,
+            extra_settings={
+                "horizon": cfg.horizon,
+                "gamma": cfg.gamma,
+                "gae_lambda": cfg.gae_lambda,
+                "normalize_advantages": cfg.normalize_advantages,
+                "bootstrap_truncated": cfg.bootstrap_truncated,
+                "env_kwargs": dict(cfg.env_kwargs),
+                "hidden_sizes": list(cfg.hidden_sizes),
+                "training_seed": None if random else cfg.seed,
+                "training_iterations": None if state is None else int(state.get("iteration", 0)),
+                "training_fast_lr": cfg.fast_lr,
+            },
+            on_episodes=on_episodes,
+        )
+    finally:
+        env.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        settings = EvaluationSettings(
+            num_tasks=args.num_tasks,
+            num_steps=args.num_steps,
+            episodes_per_step=args.episodes_per_step,
+            lrs=args.lrs,
+            seed=args.seed,
+        )
+        cfg, state, ckpt, default_out = load_source(args.source, args.random)
+        torch.set_num_threads(args.threads or cfg.num_threads)
+        start = time.perf_counter()
+        results = evaluate(
+            cfg, state, settings, random=args.random, label=args.label, source=str(ckpt or args.source)
+        )
+    except (ConfigError, CheckpointError, FileNotFoundError, ValueError, TypeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    seconds = time.perf_counter() - start
+    out = args.out or default_out
+    stem = "adaptation_" + "".join(c if c.isalnum() or c in "-_." else "_" for c in results.name)
+    json_path = results.save(out / f"{stem}.json")
+    png_path = plot_adaptation([results], out / f"{stem}.png")
+    data = results.to_json()
+    lrs = [None, *data["settings"]["step_lrs"]]
+    print(f"{results.name} on {cfg.env_id}: {settings.num_tasks} held-out tasks (seed {settings.seed}), "
+          f"{settings.episodes_per_step} episodes per step, {results.env_steps} env steps in {seconds:.1f} s")
+    print("step  lr      mean return  95% CI")
+    for k, mean, low, high in zip(data["steps"], data["mean"], data["ci_low"], data["ci_high"], strict=True):
+        lr = "-" if lrs[k] is None else f"{lrs[k]:g}"
+        print(f"{k:>4}  {lr:<6}  {mean:11.2f}  [{low:.2f}, {high:.2f}]")
+    print(f"results: {json_path}\nfigure:  {png_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
