@@ -4,6 +4,10 @@
 ``TrainConfig`` field can be overridden as ``--field value``. ``--resume RUN_DIR``
 continues a stopped run from its latest checkpoint (only num_iterations,
 checkpoint_every, tensorboard, num_threads may be changed then).
+
+A task environment of your own: name the module that registers it in the id,
+``--env_id my_pkg.my_envs:MyEnv-v0``; the module is imported (from ``sys.path``, then
+the current directory) before the env is made, and the id is saved with the run.
 """
 
 from __future__ import annotations
