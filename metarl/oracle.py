@@ -2,9 +2,11 @@
 
 A task family opts in by giving its batched environment a method
 ``task_features(task) -> np.ndarray`` (a flat float vector of fixed length, e.g. the
-goal position of 2D navigation). :class:`TaskFeatureObservation` wraps any batched
-environment and appends ``task_features(task of sub-env i)`` to every observation of
-sub-environment ``i``, so a policy trained on it sees the task it is solving.
+goal position of 2D navigation); a family registered without a batched env gives the
+method to its single env, which the generic batched fallback passes on.
+:class:`TaskFeatureObservation` wraps any batched environment and appends
+``task_features(task of sub-env i)`` to every observation of sub-environment ``i``,
+so a policy trained on it sees the task it is solving.
 """
 
 from __future__ import annotations
