@@ -356,3 +356,15 @@ def test_no_episode_length(wind: Any, ids: list[str]) -> None:
     with pytest.raises(TaskEnvError, match=r"test/NoHorizon-v0: no episode length; pass max_episode_steps"):
         make_batched("test/NoHorizon-v0", 2)
     assert make_batched("test/NoHorizon-v0", 2, max_episode_steps=4).max_episode_steps == 4
+
+
+def test_readme_example_is_the_example_file() -> None:
+    """Every code line of the README's example is in scripts/examples/wind_point.py (docstrings shortened)."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Your own task environment"):]
+    block = section[section.index("```python\n") + len("```python\n"):]
+    block = block[: block.index("```")]
+    source = {line.strip() for line in (REPO / "scripts" / "examples" / "wind_point.py").read_text().splitlines()}
+    code = [line.strip() for line in block.splitlines() if line.strip() and not line.strip().startswith('"""')]
+    assert len(code) >= 45  # the whole class, not a fragment
+    assert [line for line in code if line not in source] == []
