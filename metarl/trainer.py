@@ -8,6 +8,7 @@ meta-batch of tasks and records what comes back.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import signal
 import sys
@@ -25,7 +26,7 @@ from tqdm import tqdm
 from metarl.checkpoint import (
     CheckpointError,
     checkpoint_path,
-    latest_checkpoint,
+    list_checkpoints,
     load_checkpoint,
     prune_checkpoints,
     restore_rng,
@@ -44,7 +45,7 @@ from metarl.config import (
     save_config,
 )
 from metarl.plotting import plot_training_curve
-from metarl.registry import check_env_id, make_batched
+from metarl.registry import TaskEnvError, check_env_id, make_batched
 from metarl.runlog import RunLogger, setup_logging
 from metarl.tasks import BatchedTaskEnv, Task
 
@@ -54,7 +55,9 @@ CONFIG_FILE = "config.yaml"
 CURVE_FILE = "training_curve.png"
 KEEP_CHECKPOINTS = 3
 # Fields that may change when a run is resumed; any other difference is an error.
-RESUMABLE_FIELDS = {"num_iterations", "checkpoint_every", "tensorboard", "num_threads", "out_dir"}
+RESUMABLE_FIELDS = {"num_iterations", "checkpoint_every", "tensorboard", "num_threads"}
+# Where the run folder is: taken from the folder being resumed, not compared.
+LOCATION_FIELDS = {"out_dir", "run_name"}
 
 
 class MetaLearner(Protocol):
@@ -119,7 +122,12 @@ def resolve_run_dir(cfg: TrainConfig) -> Path:
 
 
 def load_run_config(run_dir: Path, overrides: Sequence[str] = ()) -> TrainConfig:
-    """The config saved in ``run_dir``, with ``overrides`` applied (only resumable fields)."""
+    """The config saved in ``run_dir``, with ``overrides`` applied (only resumable fields).
+
+    ``out_dir`` and ``run_name`` are set to where ``run_dir`` is now, so a run folder
+    that was moved or renamed resumes in place.
+    """
+    run_dir = Path(run_dir)
     path = run_dir / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a metarl run folder (no {CONFIG_FILE})")
@@ -129,41 +137,77 @@ def load_run_config(run_dir: Path, overrides: Sequence[str] = ()) -> TrainConfig
     if changed:
         raise ConfigError(
             f"cannot change {', '.join(sorted(changed))} when resuming {run_dir}; "
-            f"only {', '.join(sorted(RESUMABLE_FIELDS))} may change"
+            f"only {', '.join(sorted(RESUMABLE_FIELDS))} may change",
+            field=sorted(changed)[0],
         )
-    return cfg
+    return dataclasses.replace(cfg, out_dir=str(run_dir.parent), run_name=run_dir.name)
 
 
-def _prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
-    if not resume and run_dir.exists() and any(run_dir.iterdir()):
+def _check_run_dir(run_dir: Path, resume: bool) -> None:
+    """Refuse, before anything is written, a folder holding another run (or, resuming, none)."""
+    if resume:
+        if not run_dir.is_dir():
+            raise FileNotFoundError(f"cannot resume {run_dir}: no such run folder")
+    elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise FileExistsError(
-            f"run folder {run_dir} already holds a run; resume it with --resume {run_dir} "
-            "or choose another --run_name"
+            f"run folder {run_dir} already holds a run (or is not a folder); resume it with "
+            f"--resume {run_dir} or choose another --run_name / --out_dir"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / CONFIG_FILE)
 
 
-def _restore(run_dir: Path, cfg: TrainConfig, learner: MetaLearner, state: _RunState) -> None:
-    path = latest_checkpoint(run_dir)
-    if path is None:
-        log.info("no checkpoint in %s: starting from iteration 0", run_dir)
-        return
-    saved = load_checkpoint(path)
-    saved_cfg = config_from_dict(saved["config"], source=str(path))
-    changed = set(config_diff(saved_cfg, cfg)) - RESUMABLE_FIELDS
-    if changed:
-        raise CheckpointError(f"checkpoint {path} was written with a different config ({', '.join(sorted(changed))})")
+def _build_env(cfg: TrainConfig) -> BatchedTaskEnv:
+    """The batched env of ``cfg``; an ``env_kwargs`` the env rejects is a :class:`ConfigError`."""
+    num_envs = cfg.meta_batch_size * cfg.episodes_per_task
     try:
-        learner.load_state_dict(saved["learner"])
-    except (RuntimeError, KeyError) as exc:
-        raise CheckpointError(f"checkpoint {path} does not fit this model: {exc}") from exc
-    state.iteration = int(saved["iteration"])
-    state.total_env_steps = int(saved["total_env_steps"])
-    restore_rng(saved["rng"]["tasks"], into=state.task_rng)
-    restore_rng(saved["rng"]["env"], into=state.env_rng)
-    restore_torch_rng(saved["rng"]["torch"])
-    log.info("resumed %s at iteration %d from %s", run_dir, state.iteration, path)
+        return make_batched(cfg.env_id, num_envs, max_episode_steps=cfg.horizon, **cfg.env_kwargs)
+    except TaskEnvError:
+        raise
+    except (TypeError, ValueError) as exc:
+        if not cfg.env_kwargs:
+            raise
+        raise ConfigError(
+            f"config field 'env_kwargs': {cfg.env_id} rejects {cfg.env_kwargs!r}: {type(exc).__name__}: {exc}",
+            field="env_kwargs",
+        ) from exc
+
+
+def _restore(run_dir: Path, cfg: TrainConfig, learner: MetaLearner, state: _RunState) -> Path | None:
+    """Load the latest checkpoint of ``run_dir`` into ``learner`` and ``state``; its path (or None).
+
+    Any problem (corrupt or truncated file, another config, another model shape,
+    missing entries) is a :class:`CheckpointError` naming the file.
+    """
+    found = list_checkpoints(run_dir)
+    if not found:
+        return None
+    path = found[-1][1]
+    try:
+        saved = load_checkpoint(path)
+    except CheckpointError as exc:
+        hint = f"; delete it to resume from the previous checkpoint, {found[-2][1].name}" if len(found) > 1 else ""
+        raise CheckpointError(f"{exc}{hint}") from exc
+    try:
+        saved_cfg = config_from_dict(saved["config"], source=str(path))
+        changed = sorted(set(config_diff(saved_cfg, cfg)) - RESUMABLE_FIELDS - LOCATION_FIELDS)
+        if changed:
+            diffs = ", ".join(f"{n}: {getattr(saved_cfg, n)!r} there, {getattr(cfg, n)!r} here" for n in changed)
+            raise CheckpointError(f"checkpoint {path} was written with a different config ({diffs})")
+        try:
+            learner.load_state_dict(saved["learner"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {path} does not fit this model: {exc}") from exc
+        iteration, total_env_steps = int(saved["iteration"]), int(saved["total_env_steps"])
+        restore_rng(saved["rng"]["tasks"], into=state.task_rng)
+        restore_rng(saved["rng"]["env"], into=state.env_rng)
+        restore_torch_rng(saved["rng"]["torch"])
+    except CheckpointError:
+        raise
+    except (ConfigError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is not a usable metarl training checkpoint: {type(exc).__name__}: {exc}"
+        ) from exc
+    state.iteration, state.total_env_steps = iteration, total_env_steps
+    return path
 
 
 def train(
@@ -177,25 +221,37 @@ def train(
 
     With ``resume`` the run continues from its latest checkpoint, with the same
     parameters, random-number generators and metrics as if it had never stopped.
+    Bad input (unknown env id, env_kwargs the env rejects, a folder holding another
+    run, an unusable checkpoint) raises before anything is written. SIGINT/SIGTERM
+    checkpoint the last completed iteration and exit with status 130; any other error
+    in the loop checkpoints it too, then propagates.
     """
     check_env_id(cfg.env_id)
     run_dir = resolve_run_dir(cfg)
-    _prepare_run_dir(cfg, run_dir, resume)
-    setup_logging(run_dir)
+    _check_run_dir(run_dir, resume)
     torch.set_num_threads(cfg.num_threads)
 
     task_seed, env_seed, torch_seed = np.random.SeedSequence(cfg.seed).spawn(3)
     torch.manual_seed(int(torch_seed.generate_state(1)[0]))
     state = _RunState(0, np.random.default_rng(task_seed), np.random.default_rng(env_seed))
-    num_envs = cfg.meta_batch_size * cfg.episodes_per_task
-    env = make_batched(cfg.env_id, num_envs, max_episode_steps=cfg.horizon, **cfg.env_kwargs)
-    learner = build_learner(cfg, env)
+    env = _build_env(cfg)
+    try:
+        learner = build_learner(cfg, env)
+        restored = _restore(run_dir, cfg, learner, state) if resume else None
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / CONFIG_FILE)
+        setup_logging(run_dir)
+        logger = RunLogger(run_dir, tensorboard=cfg.tensorboard, resume_iteration=state.iteration if resume else None)
+    except BaseException:
+        env.close()
+        raise
     if resume:
-        _restore(run_dir, cfg, learner, state)
+        if restored is None:
+            log.info("no checkpoint in %s: starting from iteration 0", run_dir)
+        else:
+            log.info("resumed %s at iteration %d from %s", run_dir, state.iteration, restored)
     cfg_dict = config_to_dict(cfg)
     last_good = state.snapshot(learner, cfg_dict)
-
-    logger = RunLogger(run_dir, tensorboard=cfg.tensorboard, resume_iteration=state.iteration if resume else None)
     log.info("training %s for %d iterations in %s", cfg.env_id, cfg.num_iterations, run_dir)
     bar = tqdm(
         total=cfg.num_iterations, initial=state.iteration, desc=cfg.run_name, unit="it",
@@ -226,6 +282,17 @@ def train(
         logger.close()
         env.close()
         sys.exit(130)
+    except Exception:
+        bar.close()
+        try:
+            path = _write_checkpoint(run_dir, last_good)
+            log.exception("training failed; wrote %s (iteration %d, the last completed one)",
+                          path, last_good["iteration"])
+        except Exception:
+            log.exception("training failed, and so did writing a checkpoint of the last completed iteration")
+        logger.close()
+        env.close()
+        raise
     bar.close()
     logger.close()
     env.close()

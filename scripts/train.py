@@ -18,7 +18,9 @@ from pathlib import Path
 
 import agents
 import envs  # noqa: F401  (registers the task environments)
+from metarl.checkpoint import CheckpointError
 from metarl.config import ConfigError, field_docs, list_presets, load_config
+from metarl.registry import TaskEnvError
 from metarl.trainer import load_run_config, train
 
 
@@ -42,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cfg = load_config(args.config, overrides)
         run_dir = train(cfg, agents.build_learner, resume=args.resume is not None, progress=not args.no_progress)
-    except (ConfigError, FileExistsError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, TaskEnvError, CheckpointError, FileExistsError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"run folder: {run_dir}")
