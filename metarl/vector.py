@@ -42,13 +42,18 @@ import numpy as np
 from metarl.registry import TaskEnvError, check_tasks
 from metarl.tasks import BatchedTaskEnv, Task
 
+DIVERGED_INFO_KEY = "diverged"
+"""A single env's ``info`` flag for unstable physics, passed on per sub-environment
+(the sampler ends such episodes; see ``metarl.sampler.DIVERGED_INFO_KEY``)."""
+
 
 class SyncBatchedTaskEnv(BatchedTaskEnv):
     """``num_envs`` single task envs made with ``gymnasium.make(id, **kwargs)``, stepped in a loop.
 
     Sub-environment ``i`` gets its own task (``set_tasks``) and its own reset seed.
-    A sub-environment whose episode has ended (terminated or truncated) is not
-    stepped again until it is reset: it repeats its last observation with reward 0.
+    A sub-environment whose episode has ended (terminated, truncated or
+    ``info["diverged"]``) is not stepped again until it is reset: it repeats its last
+    observation with reward 0. The step's info holds only ``"diverged"``, one bool each.
     ``sample_tasks(n, rng)`` calls a separate sampling env's ``sample_tasks(n)`` with
     its ``np_random`` set to ``rng``, so it draws exactly what the single env draws.
     If the single env has ``task_features(task)`` (for the oracle baseline), so does this.
@@ -97,12 +102,14 @@ class SyncBatchedTaskEnv(BatchedTaskEnv):
     def _step_all(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
         obs, reward, terminated, ended, envs = self._obs, self._reward, self._terminated, self._ended, self.envs
         reward[:] = 0.0
+        diverged = np.zeros(self.num_envs, dtype=bool)
         for i in np.flatnonzero(~ended).tolist():
-            obs[i], r, term, trunc, _ = envs[i].step(actions[i])
+            obs[i], r, term, trunc, info = envs[i].step(actions[i])
             reward[i] = r
             terminated[i] = term
-            ended[i] = term or trunc
-        return obs.copy(), reward.copy(), terminated.copy(), {}
+            diverged[i] = bool(info.get(DIVERGED_INFO_KEY, False))
+            ended[i] = term or trunc or diverged[i]
+        return obs.copy(), reward.copy(), terminated.copy(), {DIVERGED_INFO_KEY: diverged}
 
     def close_extras(self, **kwargs: Any) -> None:
         """Close every sub-environment and the sampling env."""

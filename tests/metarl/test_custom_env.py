@@ -228,6 +228,25 @@ def test_fallback_equals_native_navigation() -> None:
             np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
 
 
+def test_fallback_passes_on_diverged(wind: Any, ids: list[str]) -> None:
+    """A single env's info["diverged"] reaches the sampler, and that sub-env stops."""
+
+    class Unstable(wind.WindPointEnv):
+        def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+            obs, reward, terminated, truncated, _ = super().step(action)
+            return obs, reward, terminated, truncated, {"diverged": self.get_task().wind[0] > 0}
+
+    ids.append("test/Unstable-v0")
+    register_task_env("test/Unstable-v0", Unstable, max_episode_steps=5)
+    batched = make_batched("test/Unstable-v0", 2)
+    batched.set_tasks([wind.WindTask(wind=(0.1, 0.0)), wind.WindTask(wind=(-0.1, 0.0))])
+    batched.reset(seed=0)
+    _, reward, _, _, info = batched.step(np.zeros((2, 2), np.float32))
+    assert info["diverged"].tolist() == [True, False]
+    _, reward, _, _, info = batched.step(np.zeros((2, 2), np.float32))
+    assert info["diverged"].tolist() == [False, False] and reward[0] == 0.0 and reward[1] < 0
+
+
 def test_fallback_forwards_task_features(wind: Any) -> None:
     batched = make_batched(WIND_ID, 2, max_episode_steps=5)
     np.testing.assert_array_equal(batched.task_features(wind.WindTask(wind=(0.25, -0.5))), [0.25, -0.5])
