@@ -133,28 +133,40 @@ class MAMLTRPO:
         return list(self.policy.parameters())
 
     def _fisher_vector_product(
-        self, batch: AdaptationBatch, rng: np.random.Generator | None
+        self, objective: _Objective, adapted: Params, rng: np.random.Generator | None
     ) -> Callable[[Tensor], Tensor]:
-        """``v ↦ F v + damping v``, with the KL's gradient graph built once and reused.
+        """``v ↦ F v + damping v`` for the KL of the post-adaptation policy, as a function of θ.
 
-        With ``hvp_subsample < 1`` the KL is taken over a random subset of the tasks
-        (drawn from ``rng``), as TRPO implementations commonly do to save time.
+        At θ_old the Hessian of the KL equals ``Jᵀ M J`` exactly, with ``J`` the Jacobian of
+        the distribution parameters (through the inner loop) and ``M`` the KL's Hessian in
+        those parameters (:meth:`Policy.fisher_metric`). ``J v`` and ``Jᵀ u`` are two
+        backward passes through a graph built once per meta-update — no third-order
+        derivatives. With ``hvp_subsample < 1`` only a random subset of the tasks (drawn
+        from ``rng``) enters the products, as TRPO implementations commonly do.
         """
-        num_tasks = batch.episodes[-1].num_tasks
+        num_tasks = objective.mask.shape[0]
         count = max(1, math.ceil(self.settings.hvp_subsample * num_tasks))
         if count < num_tasks:
             rng = rng if rng is not None else np.random.default_rng()
             index = torch.from_numpy(np.sort(rng.permutation(num_tasks)[:count]))
-            batch = batch.select_tasks(index)
-        objective = _Objective(self.policy, batch, self.settings)
-        _, kl = objective.loss_and_kl(objective.adapted(create_graph=True))
-        grads = torch.autograd.grad(kl, self._params(), create_graph=True)
-        flat_grad_kl = torch.cat([g.reshape(-1) for g in grads])
+            objective = _Objective(self.policy, objective.batch.select_tasks(index), self.settings)
+            adapted = objective.adapted(create_graph=True)
+        params = self._params()
+        outputs = self.policy.fisher_outputs(objective.obs, adapted)
+        fixed = tuple(o.detach() for o in outputs)
+        mask = objective.mask
+        # the KL is a mean over tasks of each task's mean over its valid steps
+        weights = (mask / mask.sum(dim=(1, 2), keepdim=True).clamp(min=1.0) / mask.shape[0]).unsqueeze(-1)
+        probes = tuple(torch.zeros_like(o, requires_grad=True) for o in outputs)
+        transposed = torch.autograd.grad(outputs, params, grad_outputs=probes, create_graph=True)
+        flat_transposed = torch.cat([g.reshape(-1) for g in transposed])  # Jᵀ·probe, linear in the probe
         damping = self.settings.cg_damping
 
         def product(vector: Tensor) -> Tensor:
-            hv = torch.autograd.grad(flat_grad_kl.dot(vector), self._params(), retain_graph=True)
-            return torch.cat([h.reshape(-1) for h in hv]).detach() + damping * vector
+            jv = torch.autograd.grad(flat_transposed, probes, grad_outputs=vector, retain_graph=True)
+            metric = tuple(weights * m for m in self.policy.fisher_metric(fixed, jv))
+            fv = torch.autograd.grad(outputs, params, grad_outputs=metric, retain_graph=True)
+            return torch.cat([f.reshape(-1) for f in fv]) + damping * vector
 
         return product
 
@@ -162,8 +174,9 @@ class MAMLTRPO:
         """One meta-update on ``batch``; returns its metrics. θ stays unchanged on failure."""
         s = self.settings
         objective = _Objective(self.policy, batch, s)
-        loss, _ = objective.loss_and_kl(objective.adapted(create_graph=True))
-        grads = torch.autograd.grad(loss, self._params())
+        adapted = objective.adapted(create_graph=True)
+        loss, _ = objective.loss_and_kl(adapted)
+        grads = torch.autograd.grad(loss, self._params(), retain_graph=True)
         gradient = torch.cat([g.reshape(-1) for g in grads]).detach()
         old_loss = loss.item()
         metrics = {"loss_before": old_loss, "grad_norm": float(gradient.norm())}
@@ -174,7 +187,7 @@ class MAMLTRPO:
             return {**metrics, "step_accepted": 0.0, "step_fraction": 0.0, "kl_after": 0.0,
                     "loss_after": old_loss, "ls_steps": 0.0, "skipped_nonfinite": 1.0}
 
-        full_step = natural_step(gradient, self._fisher_vector_product(batch, rng), s.max_kl, s.cg_iters)
+        full_step = natural_step(gradient, self._fisher_vector_product(objective, adapted, rng), s.max_kl, s.cg_iters)
         if not bool(torch.isfinite(full_step).all()):
             log.warning("meta-update skipped: non-finite conjugate-gradient step; parameters kept")
             return {**metrics, "step_accepted": 0.0, "step_fraction": 0.0, "kl_after": 0.0,

@@ -63,6 +63,19 @@ class Policy(nn.Module, abc.ABC):
     def distribution(self, obs: Tensor, params: Params) -> Distribution:
         """The action distribution for ``obs [T, ..., obs_dim]``; batch shape ``obs.shape[:-1]``."""
 
+    @abc.abstractmethod
+    def fisher_outputs(self, obs: Tensor, params: Params) -> tuple[Tensor, ...]:
+        """The distribution's parameters for ``obs``, each shaped ``[T, ..., k]`` (one row per observation)."""
+
+    @abc.abstractmethod
+    def fisher_metric(self, outputs: tuple[Tensor, ...], tangents: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        """Per row, the Hessian of KL(old ‖ new) in the distribution parameters at new = old, times ``tangents``.
+
+        With ``J`` the Jacobian of :meth:`fisher_outputs` in θ, the Fisher matrix is
+        ``Jᵀ M J``: the meta-update uses this to compute Fisher-vector products
+        without differentiating the KL twice.
+        """
+
 
 class GaussianMLPPolicy(Policy):
     """A diagonal Gaussian whose mean is an MLP of the observation and whose log-std is a parameter."""
@@ -80,12 +93,22 @@ class GaussianMLPPolicy(Policy):
         self.log_std = nn.Parameter(torch.full((action_dim,), math.log(init_std)))
         self.min_log_std = math.log(min_std)
 
-    def distribution(self, obs: Tensor, params: Params) -> Distribution:
+    def fisher_outputs(self, obs: Tensor, params: Params) -> tuple[Tensor, Tensor]:
+        """Mean and log-std of every row, ``[T, ..., action_dim]`` each."""
         mean = self._mlp(obs, params)
         log_std = params["log_std"].clamp(min=self.min_log_std)
         shape = (log_std.shape[0],) + (1,) * (mean.dim() - 2) + (log_std.shape[-1],)
-        std = log_std.reshape(shape).exp().expand_as(mean)
-        return Independent(Normal(mean, std, validate_args=False), 1, validate_args=False)
+        return mean, log_std.reshape(shape).expand_as(mean)
+
+    def distribution(self, obs: Tensor, params: Params) -> Distribution:
+        mean, log_std = self.fisher_outputs(obs, params)
+        return Independent(Normal(mean, log_std.exp(), validate_args=False), 1, validate_args=False)
+
+    def fisher_metric(self, outputs: tuple[Tensor, ...], tangents: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
+        """For a diagonal Gaussian: ``1/σ²`` on the mean and ``2`` on the log-std."""
+        _, log_std = outputs
+        d_mean, d_log_std = tangents
+        return d_mean * torch.exp(-2.0 * log_std), 2.0 * d_log_std
 
 
 class CategoricalMLPPolicy(Policy):
@@ -100,5 +123,15 @@ class CategoricalMLPPolicy(Policy):
     ):
         super().__init__(obs_dim, num_actions, hidden_sizes, nonlinearity)
 
+    def fisher_outputs(self, obs: Tensor, params: Params) -> tuple[Tensor]:
+        """Logits of every row, ``[T, ..., num_actions]``."""
+        return (self._mlp(obs, params),)
+
     def distribution(self, obs: Tensor, params: Params) -> Distribution:
         return Categorical(logits=self._mlp(obs, params), validate_args=False)
+
+    def fisher_metric(self, outputs: tuple[Tensor, ...], tangents: tuple[Tensor, ...]) -> tuple[Tensor]:
+        """For a softmax over logits: ``diag(p) − p pᵀ``."""
+        probs = torch.softmax(outputs[0], dim=-1)
+        (d_logits,) = tangents
+        return (probs * d_logits - probs * (probs * d_logits).sum(-1, keepdim=True),)

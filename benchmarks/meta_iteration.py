@@ -1,0 +1,98 @@
+"""Seconds per MAML-TRPO meta-iteration, split into sampling and meta-update, and the cost of
+one Fisher-vector product with all tasks versus a subsample.
+
+    .venv/bin/python benchmarks/meta_iteration.py [--config 2d-navigation] [--repeats 3] [--num_threads 2]
+
+Prints medians over ``--repeats`` iterations (after one warm-up iteration) and ratios
+measured in this one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import time
+
+import numpy as np
+import torch
+
+import agents
+import envs  # noqa: F401
+from agents.maml import sample_adaptation
+from agents.maml_trpo import _Objective
+from metarl.config import load_config
+from metarl.registry import make_batched
+
+
+def median_seconds(fn, repeats: int) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="2d-navigation")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--num_threads", type=int, default=2)
+    parser.add_argument("--subsample", type=float, default=0.25, help="hvp_subsample to compare with 1.0")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.num_threads)
+    torch.manual_seed(0)
+    cfg = load_config(args.config, [])
+    env = make_batched(cfg.env_id, cfg.meta_batch_size * cfg.episodes_per_task, max_episode_steps=cfg.horizon,
+                       **cfg.env_kwargs)
+    learner = agents.build_maml_trpo(cfg, env)
+    rng = np.random.default_rng(0)
+
+    def iteration() -> dict[str, float]:
+        return learner.train_iteration(env.sample_tasks(cfg.meta_batch_size, rng), rng)
+
+    iteration()  # warm-up
+    rows = [iteration() for _ in range(args.repeats)]
+    total = statistics.median(r["sample_seconds"] + r["update_seconds"] for r in rows)
+    sample = statistics.median(r["sample_seconds"] for r in rows)
+    update = statistics.median(r["update_seconds"] for r in rows)
+    steps_per_s = statistics.median(r["env_steps_per_s"] for r in rows)
+
+    learner.sampler.set_tasks(env.sample_tasks(cfg.meta_batch_size, rng))
+    batch = sample_adaptation(learner.policy, learner.sampler, rng, learner.inner_lrs, learner.advantage)
+    params = list(learner.policy.parameters())
+    vector = torch.randn(sum(p.numel() for p in params))
+    timings = {}
+    for name, fraction in (("ours", 1.0), ("subsample", args.subsample)):
+        learner.settings = dataclasses.replace(learner.settings, hvp_subsample=fraction)
+        objective = _Objective(learner.policy, batch, learner.settings)
+        fvp = learner._fisher_vector_product(objective, objective.adapted(create_graph=True), np.random.default_rng(1))
+        timings[name] = median_seconds(lambda fvp=fvp: fvp(vector), args.repeats * 3)
+    # reference: the Hessian of the KL by double backpropagation through its gradient
+    objective = _Objective(learner.policy, batch, learner.settings)
+    _, kl = objective.loss_and_kl(objective.adapted(create_graph=True))
+    flat_grad_kl = torch.cat([g.reshape(-1) for g in torch.autograd.grad(kl, params, create_graph=True)])
+
+    def double_backward() -> None:
+        torch.autograd.grad(flat_grad_kl.dot(vector), params, retain_graph=True)
+
+    timings["double"] = median_seconds(double_backward, args.repeats * 3)
+
+    print(f"config {args.config}: {cfg.meta_batch_size} tasks x {cfg.episodes_per_task} episodes, "
+          f"horizon {cfg.horizon}, torch threads {args.num_threads}")
+    print(f"seconds per meta-iteration (median of {args.repeats}): {total:.2f}")
+    print(f"  sampling (all phases):  {sample:.2f} s  ({sample / total:.0%}), {steps_per_s:,.0f} env steps/s")
+    print(f"  meta-update:            {update:.2f} s  ({update / total:.0%})")
+    print("Fisher-vector product (median):")
+    print(f"  double backprop through the KL gradient (reference): {timings['double'] * 1000:.0f} ms")
+    print(f"  J^T M J, all tasks (ours):                           {timings['ours'] * 1000:.0f} ms"
+          f"  -> {timings['double'] / timings['ours']:.2f}x faster")
+    print(f"  J^T M J, {args.subsample:.0%} of tasks (hvp_subsample):            "
+          f"{timings['subsample'] * 1000:.0f} ms  -> {timings['double'] / timings['subsample']:.2f}x faster")
+
+
+if __name__ == "__main__":
+    main()
