@@ -89,13 +89,15 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        if "weights only load failed" in str(exc).lower():
+        text = str(exc)
+        weights_only_refused = "weights only load failed" in text.lower()
+        if weights_only_refused and "GLOBAL" in text:  # a class or function to import: code would run
             raise CheckpointError(
                 f"checkpoint {str(path)!r} holds objects that cannot be loaded safely (weights_only)"
             ) from exc
+        detail = "unreadable pickle data" if weights_only_refused else (text.splitlines() or [""])[0]
         raise CheckpointError(
-            f"checkpoint {str(path)!r} is corrupt or truncated ({size} bytes): {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}"
+            f"checkpoint {str(path)!r} is corrupt or truncated ({size} bytes): {type(exc).__name__}: {detail}"
         ) from exc
     if not (isinstance(data, dict) and data.get("format") == _FORMAT and isinstance(data.get("state"), dict)):
         raise CheckpointError(f"{str(path)!r} is not a metarl checkpoint")

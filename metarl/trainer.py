@@ -195,7 +195,8 @@ def _restore(run_dir: Path, cfg: TrainConfig, learner: MetaLearner, state: _RunS
         try:
             learner.load_state_dict(saved["learner"])
         except (RuntimeError, KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint {path} does not fit this model: {exc}") from exc
+            detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            raise CheckpointError(f"checkpoint {path} does not fit this model: {detail}") from exc
         iteration, total_env_steps = int(saved["iteration"]), int(saved["total_env_steps"])
         restore_rng(saved["rng"]["tasks"], into=state.task_rng)
         restore_rng(saved["rng"]["env"], into=state.env_rng)
