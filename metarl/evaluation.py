@@ -282,10 +282,10 @@ class AdaptationResults:
         )
 
     def save(self, path: str | Path) -> Path:
-        """Write :meth:`to_json` to ``path`` (indented, stable key order)."""
+        """Write :meth:`to_json` to ``path``: one line per key, and per task (diff-friendly)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        path.write_text(_dumps(self.to_json()))
         return path
 
     @classmethod
@@ -293,6 +293,19 @@ class AdaptationResults:
         """Read a file written by :meth:`save`."""
         path = Path(path)
         return cls.from_json(json.loads(path.read_text()), where=str(path))
+
+
+def _dumps(data: Mapping[str, Any]) -> str:
+    """JSON with one line per top-level key and one line per entry of ``per_task``."""
+    lines = []
+    for key, value in data.items():
+        if key == "per_task":
+            rows = ",\n".join(f"  {json.dumps(row)}" for row in value)
+            text = f"[\n{rows}\n ]" if value else "[]"
+        else:
+            text = json.dumps(value)
+        lines.append(f" {json.dumps(key)}: {text}")
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 # -------------------------------------------------------------------------- evaluation
