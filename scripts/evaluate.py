@@ -96,7 +96,10 @@ def load_source(source: str, random: bool) -> tuple[TrainConfig, dict[str, Any] 
         return cfg, (None if random else state), (None if random else path), run_dir / EVAL_DIR
     if random:
         return load_config(source), None, None, Path("runs") / EVAL_DIR
-    raise FileNotFoundError(f"{source!r} is neither a run folder nor a checkpoint file (.pt)")
+    raise FileNotFoundError(
+        f"{source!r} is neither a run folder nor a checkpoint file (.pt); "
+        "a preset or YAML config is only a source for --random"
+    )
 
 
 def evaluate(
