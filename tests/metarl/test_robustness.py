@@ -499,17 +499,19 @@ def test_same_seed_same_metrics_and_parameters(reference: Path, tmp_path: Path) 
     assert _metrics(tmp_path / "other")[0] != _metrics(reference)[0]
 
 
-FAMILIES = {
-    "metarl/Navigation2D-v0": [],
-    "metarl/TabularMDP-v0": [],
-    "metarl/Bandit-K5-N10-v0": ["--horizon", "10"],
-    "metarl/HalfCheetahVel-v0": ["--cg_iters", "3"],
+RESUME_CASES = {
+    "navigation": ["--env_id", "metarl/Navigation2D-v0"],
+    # Fisher-vector products on a random half of the tasks (drawn from the env generator), 2 inner steps
+    "navigation-subsample": ["--hvp_subsample", "0.5", "--num_inner_steps", "2", "--first_order"],
+    "tabular-mdp": ["--env_id", "metarl/TabularMDP-v0"],
+    "bandit": ["--env_id", "metarl/Bandit-K5-N10-v0", "--horizon", "10"],
+    "half-cheetah": ["--env_id", "metarl/HalfCheetahVel-v0", "--cg_iters", "3"],
 }
 
 
-@pytest.mark.parametrize("env_id", list(FAMILIES))
-def test_resume_after_stop_equals_uninterrupted_run(tmp_path: Path, env_id: str) -> None:
-    extra = ["--env_id", env_id, *FAMILIES[env_id]]
+@pytest.mark.parametrize("case", list(RESUME_CASES))
+def test_resume_after_stop_equals_uninterrupted_run(tmp_path: Path, case: str) -> None:
+    extra = RESUME_CASES[case]
     assert _train(tmp_path, "whole", 4, *extra) == 0
     assert _train(tmp_path, "split", 2, *extra) == 0
     assert _resume(tmp_path / "split", 4) == 0
