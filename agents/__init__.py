@@ -9,7 +9,7 @@ from agents.maml import AdaptationBatch, AdvantageSettings, adapt, sample_adapta
 from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings
 from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Policy
 from metarl.config import TrainConfig
-from metarl.sampler import Sampler
+from metarl.sampler import Sampler, make_sampler
 from metarl.tasks import BatchedTaskEnv
 
 
@@ -53,7 +53,7 @@ def _learner_parts(
 ) -> tuple[Policy, Sampler, MetaUpdateSettings, AdvantageSettings]:
     """Policy, sampler, update and advantage settings of ``cfg`` on ``env``."""
     policy = policy_for(cfg, env)
-    sampler = Sampler(env, policy, cfg.meta_batch_size, cfg.episodes_per_task)
+    sampler = make_sampler(cfg, env, policy)  # local, or Ray actors (cfg.sampler)
     settings = MetaUpdateSettings(
         fast_lr=cfg.fast_lr,
         num_inner_steps=cfg.num_inner_steps,

@@ -14,6 +14,7 @@ import abc
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
@@ -64,6 +65,19 @@ class Policy(nn.Module, abc.ABC):
         """The action distribution for ``obs [T, ..., obs_dim]``; batch shape ``obs.shape[:-1]``."""
 
     @abc.abstractmethod
+    def draw_noise(self, rng: np.random.Generator, num_steps: int) -> np.ndarray:
+        """The noise of ``num_steps`` actions of one episode, ``[num_steps, *noise shape]``, drawn from ``rng``."""
+
+    @abc.abstractmethod
+    def sample_from_noise(self, dist: Distribution, noise: Tensor) -> Tensor:
+        """Actions of :meth:`distribution` ``dist`` made from :meth:`draw_noise` noise (shaped like its batch).
+
+        Sampling by reparameterisation from noise drawn up front makes an action a
+        function of the observation, the parameters and that noise alone, so a sampler
+        can give every episode its own random stream.
+        """
+
+    @abc.abstractmethod
     def fisher_outputs(self, obs: Tensor, params: Params) -> tuple[Tensor, ...]:
         """The distribution's parameters for ``obs``, each shaped ``[T, ..., k]`` (one row per observation)."""
 
@@ -104,6 +118,15 @@ class GaussianMLPPolicy(Policy):
         mean, log_std = self.fisher_outputs(obs, params)
         return Independent(Normal(mean, log_std.exp(), validate_args=False), 1, validate_args=False)
 
+    def draw_noise(self, rng: np.random.Generator, num_steps: int) -> np.ndarray:
+        """Standard normal ``ε``, ``[num_steps, action_dim]`` float32."""
+        return rng.standard_normal((num_steps, self.log_std.shape[0]), dtype=np.float32)
+
+    def sample_from_noise(self, dist: Distribution, noise: Tensor) -> Tensor:
+        """``mean + std · ε``."""
+        normal = dist.base_dist  # type: ignore[attr-defined]
+        return normal.loc + normal.scale * noise
+
     def fisher_metric(self, outputs: tuple[Tensor, ...], tangents: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         """For a diagonal Gaussian: ``1/σ²`` on the mean and ``2`` on the log-std."""
         _, log_std = outputs
@@ -129,6 +152,17 @@ class CategoricalMLPPolicy(Policy):
 
     def distribution(self, obs: Tensor, params: Params) -> Distribution:
         return Categorical(logits=self._mlp(obs, params), validate_args=False)
+
+    def draw_noise(self, rng: np.random.Generator, num_steps: int) -> np.ndarray:
+        """Uniform ``u`` in [0, 1), ``[num_steps]`` float64."""
+        return rng.random(num_steps)
+
+    def sample_from_noise(self, dist: Distribution, noise: Tensor) -> Tensor:
+        """The inverse CDF at ``u``: the first action whose cumulative probability exceeds ``u``."""
+        probs = dist.probs  # type: ignore[attr-defined]
+        cdf = probs.double().cumsum(-1)
+        action = (cdf <= noise.unsqueeze(-1)).sum(-1)
+        return action.clamp(max=probs.shape[-1] - 1)
 
     def fisher_metric(self, outputs: tuple[Tensor, ...], tangents: tuple[Tensor, ...]) -> tuple[Tensor]:
         """For a softmax over logits: ``diag(p) − p pᵀ``."""

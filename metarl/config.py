@@ -89,6 +89,15 @@ class TrainConfig:
     """Fraction of tasks used for the Fisher-vector products, in (0, 1]."""
     num_threads: int = 2
     """Torch intra-op threads."""
+    sampler: str = "local"
+    """Sampling backend: ``local`` (one batched env in this process) or ``ray`` (Ray actors that
+    each own a contiguous shard of the iteration's (task, episode) pairs; the same seed gives
+    exactly the same episodes). ``ray`` needs the extra: ``pip install -e ".[ray]"``."""
+    num_workers: int = 2
+    """Ray actors sampling in parallel (``sampler: ray``), one CPU and one shard each."""
+    ray_address: str = ""
+    """Ray cluster to join (``sampler: ray``): ``host:port`` of the head node (``ray start --head``
+    prints it), ``ray://host:10001`` (Ray Client) or ``auto``; empty: start a local Ray instance."""
     checkpoint_every: int = 10
     """Write a checkpoint every this many meta-iterations."""
     tensorboard: bool = True
@@ -105,6 +114,7 @@ _TRUE = {"true", "1", "yes", "y", "on"}
 _FALSE = {"false", "0", "no", "n", "off"}
 NONLINEARITIES = ("tanh", "relu")
 ALGORITHMS = ("maml-trpo", "pretrained", "oracle")
+SAMPLERS = ("local", "ray")
 
 
 @functools.cache
@@ -280,6 +290,7 @@ def _check_ranges(cfg: TrainConfig) -> None:
         "cg_iters",
         "ls_max_steps",
         "num_threads",
+        "num_workers",
         "checkpoint_every",
     ):
         if getattr(cfg, name) < 1:
@@ -290,6 +301,10 @@ def _check_ranges(cfg: TrainConfig) -> None:
         fail("hidden_sizes", "every layer width must be >= 1")
     if cfg.algorithm not in ALGORITHMS:
         fail("algorithm", f"must be one of {', '.join(ALGORITHMS)}")
+    if cfg.sampler not in SAMPLERS:
+        fail("sampler", f"must be one of {', '.join(SAMPLERS)}")
+    if cfg.ray_address and not valid_ray_address(cfg.ray_address):
+        fail("ray_address", "must be empty (a local Ray instance), 'auto', 'host:port' or 'ray://host:port'")
     if cfg.nonlinearity not in NONLINEARITIES:
         fail("nonlinearity", f"must be one of {', '.join(NONLINEARITIES)}")
     for name in ("init_std", "fast_lr", "max_kl"):
@@ -310,6 +325,16 @@ def _check_ranges(cfg: TrainConfig) -> None:
             fail(name, "must not be empty")
     if any(c in cfg.run_name for c in "/\\") or cfg.run_name in (".", ".."):
         fail("run_name", "must be a plain folder name (no path separators)")
+
+
+def valid_ray_address(address: str) -> bool:
+    """Whether ``address`` has the form ``auto``, ``host:port`` or ``ray://host:port``."""
+    if address == "auto":
+        return True
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    return bool(sep and host) and not any(c.isspace() or c == "/" for c in host) and port.isdigit() and (
+        0 < int(port) < 65536
+    )
 
 
 def _canonical_key(key: str, source: str) -> str:
@@ -419,6 +444,7 @@ __all__ = [
     "ALGORITHMS",
     "ConfigError",
     "PRESETS_DIR",
+    "SAMPLERS",
     "TrainConfig",
     "config_diff",
     "config_from_dict",
@@ -429,4 +455,5 @@ __all__ = [
     "load_config",
     "parse_overrides",
     "save_config",
+    "valid_ray_address",
 ]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -13,6 +14,9 @@ from torch.distributions import Distribution
 
 from metarl.episodes import Episodes
 from metarl.tasks import BatchedTaskEnv, Task
+
+if TYPE_CHECKING:
+    from metarl.config import TrainConfig
 
 log = logging.getLogger("metarl")
 
@@ -37,9 +41,215 @@ def _diverged(info: object, num_envs: int) -> np.ndarray:
 
 
 class PolicyLike(Protocol):
-    """What the sampler needs of a policy: a distribution from per-task parameters."""
+    """What the sampler needs of a policy: a distribution from per-task parameters, and noise → actions."""
 
     def distribution(self, obs: Tensor, params: Mapping[str, Tensor]) -> Distribution: ...
+
+    def draw_noise(self, rng: np.random.Generator, num_steps: int) -> np.ndarray: ...
+
+    def sample_from_noise(self, dist: Distribution, noise: Tensor) -> Tensor: ...
+
+
+# ------------------------------------------------------------------------------ randomness
+
+
+def draw_phase_key(rng: np.random.Generator) -> int:
+    """A sampling phase's key: the one draw a phase makes from the run's generator."""
+    return int(rng.integers(0, 2**63 - 1))
+
+
+def episode_stream(phase_key: int, task: int, episode: int) -> np.random.Generator:
+    """The random stream of episode ``episode`` of task ``task`` in the phase ``phase_key``.
+
+    A Philox (counter-based) generator keyed by all three numbers: the episode's reset
+    seed and action noise depend on nothing else, in particular not on which process
+    or shard of sub-environments samples it.
+    """
+    if not (0 <= task < 2**32 and 0 <= episode < 2**32):
+        raise ValueError(f"episode_stream: task {task} and episode {episode} must be in [0, 2**32)")
+    return np.random.Generator(np.random.Philox(key=(phase_key << 64) | (task << 32) | episode))
+
+
+# ------------------------------------------------------------------------------ shards
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The sub-environments ``start, ..., stop - 1`` of a phase (sub-env ``i·E + j``: episode ``j`` of task ``i``)."""
+
+    start: int
+    stop: int
+
+    @property
+    def size(self) -> int:
+        """Number of sub-environments."""
+        return self.stop - self.start
+
+
+def split_shards(num_envs: int, num_shards: int) -> list[Shard]:
+    """``num_envs`` sub-environments cut into ``min(num_shards, num_envs)`` contiguous shards of near-equal size."""
+    if num_envs < 1 or num_shards < 1:
+        raise ValueError(f"split_shards: need num_envs >= 1 and num_shards >= 1, got {num_envs}, {num_shards}")
+    bounds = np.linspace(0, num_envs, min(num_shards, num_envs) + 1).round().astype(int)
+    return [Shard(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+@dataclass(frozen=True)
+class ShardEpisodes:
+    """The episodes of one shard, sub-environment major: ``[H, n, ...]`` and ``[n, ...]`` numpy arrays."""
+
+    shard: Shard
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    mask: np.ndarray
+    lengths: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    nonfinite: np.ndarray
+    final_observations: np.ndarray
+
+
+_TIME_MAJOR = ("observations", "actions", "rewards", "mask")
+_PER_EPISODE = ("lengths", "terminated", "truncated", "nonfinite", "final_observations")
+
+
+def assemble_episodes(parts: Sequence[ShardEpisodes], num_tasks: int, episodes_per_task: int) -> Episodes:
+    """The :class:`Episodes` batch ``[H, T, E]`` of shards that together cover every sub-environment once."""
+    parts = sorted(parts, key=lambda part: part.shard.start)
+    covered = [(part.shard.start, part.shard.stop) for part in parts]
+    expected_stops = [start for start, _ in covered[1:]] + [num_tasks * episodes_per_task]
+    if not parts or covered[0][0] != 0 or [stop for _, stop in covered] != expected_stops:
+        raise ValueError(f"assemble_episodes: shards {covered} do not cover 0..{num_tasks * episodes_per_task}")
+    T, E = num_tasks, episodes_per_task
+
+    def joined(name: str, axis: int) -> np.ndarray:
+        arrays = [getattr(part, name) for part in parts]
+        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=axis)
+
+    time_major = {}
+    for name in _TIME_MAJOR:
+        array = joined(name, 1)
+        time_major[name] = torch.from_numpy(array).view(array.shape[0], T, E, *array.shape[2:])
+    per_episode = {}
+    for name in _PER_EPISODE:
+        array = joined(name, 0)
+        per_episode[name] = torch.from_numpy(array).view(T, E, *array.shape[1:])
+    return Episodes(**time_major, **per_episode)
+
+
+def _warn_nonfinite(count: int, when: str) -> None:
+    if count:
+        log.warning(
+            "sampler: %d episode(s) ended %s on non-finite observations/rewards or unstable physics; "
+            "their remaining steps are dropped (metric nonfinite_episodes)", count, when,
+        )
+
+
+@torch.no_grad()
+def rollout(
+    env: BatchedTaskEnv,
+    policy: PolicyLike,
+    params: Mapping[str, Tensor],
+    episodes_per_task: int,
+    phase_key: int,
+    start: int = 0,
+) -> ShardEpisodes:
+    """One episode in each sub-environment of ``env``, which holds sub-envs ``start, ...`` of the phase.
+
+    ``params`` holds the parameters of every task of the phase (leading task dimension);
+    ``env``'s tasks must already be set. Sub-environment ``k`` of ``env`` runs episode
+    ``j`` of task ``i`` with ``start + k = i·E + j``; its reset seed and action noise come
+    from :func:`episode_stream` ``(phase_key, i, j)``. The policy is evaluated on whole
+    tasks (a shard's partial first or last task is padded with zero observations), so
+    every action is computed exactly as a sampler holding all sub-environments would.
+    """
+    n, E, H = env.num_envs, episodes_per_task, env.max_episode_steps
+    first, last = start // E, (start + n - 1) // E
+    blocks, offset = last - first + 1, start - first * E
+    rows = blocks * E
+    block_params = {name: p[first : last + 1].contiguous() for name, p in params.items()}
+
+    seeds: list[int | None] = []
+    noise_rows = []
+    for k in range(n):
+        stream = episode_stream(phase_key, (start + k) // E, (start + k) % E)
+        seeds.append(int(stream.integers(0, 2**31 - 1)))
+        noise_rows.append(policy.draw_noise(stream, H))
+    noise_shape = noise_rows[0].shape[1:]
+    noise = np.zeros((H, rows, *noise_shape), noise_rows[0].dtype)
+    noise[:, offset : offset + n] = np.stack(noise_rows, axis=1)
+    noise_t = torch.from_numpy(noise)
+
+    obs, _ = env.reset(seed=seeds)
+    obs = _as_float32(obs)
+    obs_shape = obs.shape[1:]
+    act_shape = env.single_action_space.shape or ()
+    act_dtype = np.float32 if np.issubdtype(env.single_action_space.dtype, np.floating) else np.int64
+    padded = np.zeros((rows, *obs_shape), np.float32) if rows != n else None
+
+    observations = np.zeros((H, n, *obs_shape), np.float32)
+    actions = np.zeros((H, n, *act_shape), act_dtype)
+    rewards = np.zeros((H, n), np.float32)
+    mask = np.zeros((H, n), np.float32)
+    final_obs = np.zeros((n, *obs_shape), np.float32)
+    terminated_ep = np.zeros(n, bool)
+    truncated_ep = np.zeros(n, bool)
+    lengths = np.zeros(n, np.int64)
+    nonfinite_ep = ~np.isfinite(obs.reshape(n, -1)).all(axis=1)  # a bad initial state: no step at all
+    active = ~nonfinite_ep
+    obs[nonfinite_ep] = 0.0
+    _warn_nonfinite(int(nonfinite_ep.sum()), "at reset")
+
+    for t in range(H):
+        if not active.any():
+            break
+        if padded is not None:
+            padded[offset : offset + n] = obs
+            obs_rows = torch.from_numpy(padded)
+        else:
+            obs_rows = torch.from_numpy(obs)
+        dist = policy.distribution(obs_rows.view(blocks, E, *obs_shape), block_params)
+        action_rows = policy.sample_from_noise(dist, noise_t[t].view(blocks, E, *noise_shape))
+        action = action_rows.reshape(rows, *act_shape)[offset : offset + n].numpy().astype(act_dtype, copy=False)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        next_obs, reward = _as_float32(next_obs), _as_float32(reward)
+        terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
+        finite = np.isfinite(reward) & np.isfinite(next_obs.reshape(n, -1)).all(axis=1)
+        finite &= ~_diverged(info, n)
+        valid = active & finite
+        observations[t, valid] = obs[valid]
+        actions[t, valid] = action[valid]
+        rewards[t, valid] = reward[valid]
+        mask[t, valid] = 1.0
+        lengths += valid
+        bad = active & ~finite
+        nonfinite_ep |= bad
+        _warn_nonfinite(int(bad.sum()), f"at step {t}")
+        ended = valid & (terminated | truncated | (t == H - 1))
+        terminated_ep |= ended & terminated
+        truncated_ep |= ended & ~terminated
+        final_obs[ended] = next_obs[ended]
+        final_obs[bad] = obs[bad]
+        active &= ~(ended | bad)
+        # Ended sub-environments keep stepping; keep their garbage finite for the policy.
+        obs = np.where(np.isfinite(next_obs), next_obs, np.float32(0.0))
+
+    return ShardEpisodes(
+        shard=Shard(start, start + n),
+        observations=observations,
+        actions=actions,
+        rewards=rewards,
+        mask=mask,
+        lengths=lengths,
+        terminated=terminated_ep,
+        truncated=truncated_ep,
+        nonfinite=nonfinite_ep,
+        final_observations=final_obs,
+    )
+
+
+# ------------------------------------------------------------------------------ the sampler
 
 
 class Sampler:
@@ -48,6 +258,13 @@ class Sampler:
     Sub-environment ``i * E + j`` runs episode ``j`` of task ``i``. Every time step
     is one env call and one batched policy forward, in which task ``i`` uses its
     own parameters ``params[name][i]``.
+
+    Randomness: each call of :meth:`sample` draws one key from the generator it is
+    given; episode ``j`` of task ``i`` takes its reset seed and its action noise from
+    :func:`episode_stream` of that key, ``i`` and ``j``, and actions are sampled by
+    reparameterisation from that noise (:meth:`PolicyLike.sample_from_noise`). So any
+    subset of the sub-environments, sampled elsewhere (the Ray backend,
+    :mod:`metarl.ray_sampler`), reproduces exactly its part of the batch.
 
     Numerical faults do not reach the learner: a sub-environment whose reset
     observation, step observation or reward is non-finite (or beyond float32), or
@@ -78,82 +295,26 @@ class Sampler:
         self.env.set_tasks([task for task in tasks for _ in range(self.episodes_per_task)])
         self._tasks = list(tasks)
 
-    @staticmethod
-    def _warn_nonfinite(count: int, when: str) -> None:
-        if count:
-            log.warning(
-                "sampler: %d episode(s) ended %s on non-finite observations/rewards or unstable physics; "
-                "their remaining steps are dropped (metric nonfinite_episodes)", count, when,
-            )
-
-    @torch.no_grad()
     def sample(self, params: Mapping[str, Tensor], rng: np.random.Generator) -> Episodes:
-        """One episode per sub-environment with per-task ``params``; env seeds drawn from ``rng``."""
+        """One episode per sub-environment with per-task ``params``; the phase's key drawn from ``rng``."""
         if self._tasks is None:
             raise RuntimeError("Sampler.sample: call set_tasks first")
-        T, E, H, N = self.num_tasks, self.episodes_per_task, self.horizon, self.env.num_envs
-        seeds = rng.integers(0, 2**31 - 1, size=N).tolist()
-        obs, _ = self.env.reset(seed=seeds)
-        obs = _as_float32(obs)
-        obs_shape = obs.shape[1:]
-        act_shape = self.env.single_action_space.shape or ()
-        act_dtype = np.float32 if np.issubdtype(self.env.single_action_space.dtype, np.floating) else np.int64
+        part = rollout(self.env, self.policy, params, self.episodes_per_task, draw_phase_key(rng))
+        return assemble_episodes([part], self.num_tasks, self.episodes_per_task)
 
-        observations = np.zeros((H, N, *obs_shape), np.float32)
-        actions = np.zeros((H, N, *act_shape), act_dtype)
-        rewards = np.zeros((H, N), np.float32)
-        mask = np.zeros((H, N), np.float32)
-        final_obs = np.zeros((N, *obs_shape), np.float32)
-        terminated_ep = np.zeros(N, bool)
-        truncated_ep = np.zeros(N, bool)
-        lengths = np.zeros(N, np.int64)
-        nonfinite_ep = ~np.isfinite(obs.reshape(N, -1)).all(axis=1)  # a bad initial state: no step at all
-        active = ~nonfinite_ep
-        obs[nonfinite_ep] = 0.0
-        self._warn_nonfinite(int(nonfinite_ep.sum()), "at reset")
+    def close(self) -> None:
+        """Release what the sampler holds beyond its env (nothing, locally)."""
 
-        for t in range(H):
-            if not active.any():
-                break
-            obs_t = torch.from_numpy(obs).view(T, E, *obs_shape)
-            action = self.policy.distribution(obs_t, params).sample().reshape(N, *act_shape).numpy()
-            next_obs, reward, terminated, truncated, info = self.env.step(action)
-            next_obs, reward = _as_float32(next_obs), _as_float32(reward)
-            terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
-            finite = np.isfinite(reward) & np.isfinite(next_obs.reshape(N, -1)).all(axis=1)
-            finite &= ~_diverged(info, N)
-            valid = active & finite
-            observations[t, valid] = obs[valid]
-            actions[t, valid] = action[valid]
-            rewards[t, valid] = reward[valid]
-            mask[t, valid] = 1.0
-            lengths += valid
-            bad = active & ~finite
-            nonfinite_ep |= bad
-            self._warn_nonfinite(int(bad.sum()), f"at step {t}")
-            ended = valid & (terminated | truncated | (t == H - 1))
-            terminated_ep |= ended & terminated
-            truncated_ep |= ended & ~terminated
-            final_obs[ended] = next_obs[ended]
-            final_obs[bad] = obs[bad]
-            active &= ~(ended | bad)
-            # Ended sub-environments keep stepping; keep their garbage finite for the policy.
-            obs = np.where(np.isfinite(next_obs), next_obs, np.float32(0.0))
 
-        def tm(array: np.ndarray) -> Tensor:  # [H, N, ...] -> [H, T, E, ...]
-            return torch.from_numpy(array).view(H, T, E, *array.shape[2:])
+def make_sampler(cfg: TrainConfig, env: BatchedTaskEnv, policy: PolicyLike) -> Sampler:
+    """The sampler ``cfg.sampler`` names for ``cfg.meta_batch_size`` tasks × ``cfg.episodes_per_task`` episodes.
 
-        def te(array: np.ndarray) -> Tensor:  # [N, ...] -> [T, E, ...]
-            return torch.from_numpy(array).view(T, E, *array.shape[1:])
+    ``local``: a :class:`Sampler` on ``env``. ``ray``: a :class:`metarl.ray_sampler.RaySampler`
+    with ``cfg.num_workers`` actors on the cluster at ``cfg.ray_address`` (a
+    :class:`~metarl.config.ConfigError` if Ray is not installed or the cluster cannot be reached).
+    """
+    if cfg.sampler == "ray":
+        from metarl.ray_sampler import make_ray_sampler  # (here: Ray is an optional extra)
 
-        return Episodes(
-            observations=tm(observations),
-            actions=tm(actions),
-            rewards=tm(rewards),
-            mask=tm(mask),
-            lengths=te(lengths),
-            terminated=te(terminated_ep),
-            truncated=te(truncated_ep),
-            nonfinite=te(nonfinite_ep),
-            final_observations=te(final_obs),
-        )
+        return make_ray_sampler(cfg, env, policy, cfg.meta_batch_size, cfg.episodes_per_task)
+    return Sampler(env, policy, cfg.meta_batch_size, cfg.episodes_per_task)

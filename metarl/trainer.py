@@ -55,7 +55,10 @@ CONFIG_FILE = "config.yaml"
 CURVE_FILE = "training_curve.png"
 KEEP_CHECKPOINTS = 3
 # Fields that may change when a run is resumed; any other difference is an error.
-RESUMABLE_FIELDS = {"num_iterations", "checkpoint_every", "tensorboard", "num_threads"}
+# (the sampling backend changes where episodes are sampled, not which.)
+RESUMABLE_FIELDS = {
+    "num_iterations", "checkpoint_every", "tensorboard", "num_threads", "sampler", "num_workers", "ray_address",
+}
 # Where the run folder is: taken from the folder being resumed, not compared.
 LOCATION_FIELDS = {"out_dir", "run_name"}
 
@@ -236,6 +239,7 @@ def train(
     torch.manual_seed(int(torch_seed.generate_state(1)[0]))
     state = _RunState(0, np.random.default_rng(task_seed), np.random.default_rng(env_seed))
     env = _build_env(cfg)
+    learner: MetaLearner | None = None
     try:
         learner = build_learner(cfg, env)
         restored = _restore(run_dir, cfg, learner, state) if resume else None
@@ -244,7 +248,7 @@ def train(
         setup_logging(run_dir)
         logger = RunLogger(run_dir, tensorboard=cfg.tensorboard, resume_iteration=state.iteration if resume else None)
     except BaseException:
-        env.close()
+        _close(env, learner)
         raise
     if resume:
         if restored is None:
@@ -281,7 +285,7 @@ def train(
         log.warning("%s received: wrote %s (iteration %d); resume with --resume %s",
                     exc, path, last_good["iteration"], run_dir)
         logger.close()
-        env.close()
+        _close(env, learner)
         sys.exit(130)
     except Exception:
         bar.close()
@@ -292,13 +296,23 @@ def train(
         except Exception:
             log.exception("training failed, and so did writing a checkpoint of the last completed iteration")
         logger.close()
-        env.close()
+        _close(env, learner)
         raise
     bar.close()
     logger.close()
-    env.close()
+    _close(env, learner)
     plot_training_curve(run_dir, run_dir / CURVE_FILE, title=f"{cfg.algorithm} on {cfg.env_id}")
     return run_dir
+
+
+def _close(env: BatchedTaskEnv, learner: MetaLearner | None) -> None:
+    """Close the learner's sampler (e.g. stop Ray workers), if it has one, and the env."""
+    close = getattr(getattr(learner, "sampler", None), "close", None)
+    try:
+        if callable(close):
+            close()
+    finally:
+        env.close()
 
 
 def _write_checkpoint(run_dir: Path, snapshot: dict[str, Any]) -> Path:

@@ -3,13 +3,16 @@
 import math
 
 import numpy as np
+import pytest
 import torch
+from torch.distributions import Categorical
 
 import envs  # noqa: F401
-from agents.policies import GaussianMLPPolicy
+from agents import make_policy
+from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy
 from envs.navigation import NavigationTask
 from metarl import make_batched
-from metarl.sampler import Sampler
+from metarl.sampler import Sampler, Shard, assemble_episodes, draw_phase_key, rollout, split_shards
 
 T, E = 3, 4
 
@@ -79,3 +82,98 @@ def test_same_seed_same_episodes():
     torch.manual_seed(7)
     b = sampler.sample(policy.task_params(T), np.random.default_rng(3))
     assert torch.equal(a.actions, b.actions) and torch.equal(a.rewards, b.rewards)
+
+
+# ------------------------------------------------------------------ randomness per (task, episode)
+
+FIELDS = ("observations", "actions", "rewards", "mask", "lengths", "terminated", "truncated", "nonfinite",
+          "final_observations")
+FAMILIES = {  # env id, horizon, env kwargs: a Gaussian, a categorical and a MuJoCo family
+    "navigation": ("metarl/Navigation2D-v0", 25, {}),
+    "tabular-mdp": ("metarl/TabularMDP-v0", 10, {}),
+    "half-cheetah-vel": ("metarl/HalfCheetahVel-v0", 15, {"nthread": 1}),
+}
+
+
+def assert_same_episodes(a, b):
+    for name in FIELDS:
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+
+
+def family_setup(family, num_tasks, episodes_per_task):
+    env_id, horizon, kwargs = FAMILIES[family]
+    env = make_batched(env_id, num_tasks * episodes_per_task, max_episode_steps=horizon, **kwargs)
+    torch.manual_seed(0)
+    policy = make_policy(env.single_observation_space, env.single_action_space, (16,))
+    tasks = env.sample_tasks(num_tasks, np.random.default_rng(0))
+    params = {n: p + 0.1 * torch.randn(num_tasks, *p.shape[1:]) for n, p in policy.task_params(num_tasks).items()}
+    return env, policy, tasks, params
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_any_split_into_shards_reproduces_the_local_batch(family):
+    """Shards (cutting through tasks, own envs, one torch thread) give exactly the local sampler's episodes."""
+    num_tasks, episodes = 3, 4
+    env, policy, tasks, params = family_setup(family, num_tasks, episodes)
+    env_id, horizon, kwargs = FAMILIES[family]
+    sampler = Sampler(env, policy, num_tasks, episodes)
+    sampler.set_tasks(tasks)
+    torch.manual_seed(123)  # torch's global RNG plays no part
+    local = sampler.sample(params, np.random.default_rng(7))
+    key = draw_phase_key(np.random.default_rng(7))
+    threads = torch.get_num_threads()
+    parts = []
+    try:
+        torch.set_num_threads(1)
+        for shard in (Shard(0, 5), Shard(5, 6), Shard(6, 12)):
+            shard_env = make_batched(env_id, shard.size, max_episode_steps=horizon, **kwargs)
+            shard_env.set_tasks([tasks[k // episodes] for k in range(shard.start, shard.stop)])
+            parts.append(rollout(shard_env, policy, params, episodes, key, start=shard.start))
+    finally:
+        torch.set_num_threads(threads)
+    assert_same_episodes(assemble_episodes(parts[::-1], num_tasks, episodes), local)
+    assert local.num_steps > 0 and float(local.actions.float().std()) > 0
+
+
+def test_episode_depends_only_on_the_phase_key_task_and_episode_index():
+    """Episode j of task i is the same whatever the number of episodes per task and torch's RNG state."""
+    env4, policy, tasks, params = family_setup("navigation", 3, 4)
+    env2 = make_batched("metarl/Navigation2D-v0", 3 * 2, max_episode_steps=25)
+    four, two = Sampler(env4, policy, 3, 4), Sampler(env2, policy, 3, 2)
+    four.set_tasks(tasks)
+    two.set_tasks(tasks)
+    torch.manual_seed(1)
+    a = four.sample(params, np.random.default_rng(5))
+    torch.manual_seed(2)
+    b = two.sample(params, np.random.default_rng(5))
+    assert torch.equal(a.actions[:, :, :2], b.actions) and torch.equal(a.rewards[:, :, :2], b.rewards)
+    assert not torch.equal(a.actions[:, :, 0], a.actions[:, :, 1])  # each episode has its own stream
+    c = four.sample(params, np.random.default_rng(6))
+    assert not torch.equal(a.actions, c.actions)  # another phase key, other episodes
+
+
+def test_actions_from_noise_follow_the_distribution():
+    gaussian = GaussianMLPPolicy(2, 3, hidden_sizes=(4,))
+    obs = torch.randn(2, 5, 2)
+    dist = gaussian.distribution(obs, gaussian.task_params(2))
+    noise = torch.from_numpy(gaussian.draw_noise(np.random.default_rng(0), 10)[:5]).expand(2, 5, 3)
+    expected = dist.base_dist.loc + dist.base_dist.scale * noise
+    torch.testing.assert_close(gaussian.sample_from_noise(dist, noise), expected)
+
+    categorical = CategoricalMLPPolicy(2, 4)
+    probs = torch.tensor([0.2, 0.5, 0.0, 0.3])
+    dist = Categorical(probs=probs)
+    at = torch.tensor([0.0, 0.1999, 0.2001, 0.6999, 0.7001, 0.9999], dtype=torch.float64)
+    assert categorical.sample_from_noise(dist, at).tolist() == [0, 0, 1, 1, 3, 3]  # never the 0-probability action
+    u = torch.from_numpy(categorical.draw_noise(np.random.default_rng(0), 200_000))
+    counts = torch.bincount(categorical.sample_from_noise(dist, u), minlength=4).double() / len(u)
+    torch.testing.assert_close(counts, probs.double(), atol=0.005, rtol=0)
+
+
+def test_split_shards_is_contiguous_near_equal_and_clipped():
+    assert split_shards(10, 3) == [Shard(0, 3), Shard(3, 7), Shard(7, 10)]
+    assert split_shards(2, 5) == [Shard(0, 1), Shard(1, 2)]
+    shards = split_shards(800, 7)
+    assert shards[0].start == 0 and shards[-1].stop == 800
+    assert all(a.stop == b.start for a, b in zip(shards, shards[1:], strict=False))
+    assert {s.size for s in shards} <= {114, 115}

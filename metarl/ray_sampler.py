@@ -1,0 +1,399 @@
+"""The sampler's Ray backend: actors that each own a shard of the (task, episode) pairs.
+
+The ``N = T·E`` sub-environments of an iteration are cut into contiguous shards, one
+per worker (:func:`metarl.sampler.split_shards`). A worker is a Ray actor holding a
+batched environment of its shard's size and a copy of the policy (sent once). Per
+sampling phase the driver puts the per-task parameters into the object store once,
+every worker rolls its shard out with :func:`metarl.sampler.rollout`, and the driver
+joins the parts into the same :class:`~metarl.episodes.Episodes` batch the local
+sampler returns: an episode's reset seed and action noise depend only on the phase key
+and its (task, episode) index, and the policy is evaluated on whole tasks, so the
+same seed gives exactly the same episodes whatever the number of workers.
+
+Fault tolerance: a worker that dies while sampling (its process killed, its node
+lost) is replaced by a fresh actor, and its shard is sampled again on a live worker
+(or on the replacement when none is left); the result is the same, because the
+shard's randomness does not depend on who samples it. A cluster that cannot be
+reached, or workers that cannot start, are a clear error at start-up.
+
+Ray is an optional dependency (``pip install -e ".[ray]"``); this module imports
+without it and says how to install it when it is needed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+from metarl.config import ConfigError, TrainConfig
+from metarl.episodes import Episodes
+from metarl.oracle import TaskFeatureObservation
+from metarl.registry import check_env_id, import_env_modules, make_batched
+from metarl.sampler import (
+    PolicyLike,
+    Sampler,
+    Shard,
+    ShardEpisodes,
+    assemble_episodes,
+    draw_phase_key,
+    rollout,
+    split_shards,
+)
+from metarl.tasks import BatchedTaskEnv, Task
+
+log = logging.getLogger("metarl")
+
+RAY_INSTALL_HINT = 'pip install -c constraints.txt -e ".[ray]"  (or: pip install "metarl[ray]")'
+"""How to install the Ray extra."""
+WORKER_START_TIMEOUT_S = 300.0
+"""How long start-up waits for every worker to hold its environment."""
+CONNECT_TIMEOUT_S = 10.0
+"""How long start-up waits for the cluster's head node to accept a connection."""
+MAX_ATTEMPTS = 3
+"""Times a shard is sampled before a phase gives up on a series of dead workers."""
+
+
+class SamplerError(RuntimeError):
+    """The Ray sampler cannot start or cannot complete a phase; the message says why."""
+
+
+def require_ray() -> ModuleType:
+    """The ``ray`` module, or a :class:`ConfigError` on field ``sampler`` saying how to install it."""
+    try:
+        return importlib.import_module("ray")
+    except ImportError as exc:
+        raise ConfigError(
+            f"config field 'sampler': 'ray' needs the Ray package, which is not installed ({exc}); "
+            f"install the extra: {RAY_INSTALL_HINT}",
+            field="sampler",
+        ) from exc
+
+
+def _retriable_errors(ray: ModuleType) -> tuple[type[BaseException], ...]:
+    """Errors that mean a worker or its results were lost, not that the rollout itself failed."""
+    errors = ray.exceptions
+    return (errors.RayActorError, errors.ObjectLostError, errors.WorkerCrashedError, errors.NodeDiedError)
+
+
+def _probe(address: str) -> None:
+    """Raise :class:`ConfigError` on ``ray_address`` unless ``host:port`` of ``address`` accepts a connection."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"config field 'ray_address': cannot reach a Ray cluster at {address!r} "
+            f"({type(exc).__name__}: {exc}). Start the head node there with `ray start --head` and use the "
+            "address it prints, or leave ray_address empty to start a local Ray instance",
+            field="ray_address",
+        ) from exc
+
+
+def connect(address: str = "") -> bool:
+    """Connect this process to Ray: the cluster at ``address``, or a new local instance if empty.
+
+    Does nothing if Ray is already initialised. Returns whether this call connected
+    (and so should disconnect). An unreachable cluster is a :class:`ConfigError`
+    naming ``ray_address``, raised within :data:`CONNECT_TIMEOUT_S` seconds.
+    """
+    ray = require_ray()
+    if ray.is_initialized():
+        return False
+    if address and address != "auto":
+        _probe(address)
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=True)
+        else:
+            ray.init(include_dashboard=False, log_to_driver=True)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"at {address!r}" if address else "locally"
+        raise ConfigError(
+            f"config field 'ray_address': cannot connect to a Ray cluster {where}: {type(exc).__name__}: {exc}",
+            field="ray_address",
+        ) from exc
+    return True
+
+
+# ------------------------------------------------------------------------------ workers
+
+
+def _registering_modules(env_id: str) -> tuple[str, ...]:
+    """Modules whose import registers ``env_id`` (those of its entry points), for a fresh worker process."""
+    spec = gym.spec(check_env_id(env_id))
+    modules = []
+    for entry_point in (spec.entry_point, spec.vector_entry_point):
+        if isinstance(entry_point, str):
+            module = entry_point.partition(":")[0]
+        else:
+            module = getattr(entry_point, "__module__", None)
+        if module and module != "__main__" and module not in modules:
+            modules.append(module)
+    return tuple(modules)
+
+
+@dataclass(frozen=True)
+class ShardEnvFactory:
+    """Builds, in a worker process, the batched env of a shard: what the driver built, at another size."""
+
+    env_id: str
+    env_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    max_episode_steps: int | None = None
+    task_features: bool = False
+    """Wrap the env in :class:`metarl.oracle.TaskFeatureObservation` (the oracle's view)."""
+    modules: tuple[str, ...] = ()
+    """Modules to import first: they register ``env_id`` with Gymnasium."""
+
+    @classmethod
+    def for_config(cls, cfg: TrainConfig, env: BatchedTaskEnv) -> ShardEnvFactory:
+        """The factory of the env the trainer builds for ``cfg`` (``env``: as the policy sees it)."""
+        return cls(
+            env_id=cfg.env_id,
+            env_kwargs=dict(cfg.env_kwargs),
+            max_episode_steps=cfg.horizon,
+            task_features=isinstance(env, TaskFeatureObservation),
+            modules=_registering_modules(cfg.env_id),
+        )
+
+    def __call__(self, num_envs: int) -> BatchedTaskEnv:
+        """A batched env of ``num_envs`` sub-environments."""
+        import_env_modules(*self.modules)
+        env = make_batched(self.env_id, num_envs, max_episode_steps=self.max_episode_steps, **dict(self.env_kwargs))
+        return TaskFeatureObservation(env) if self.task_features else env
+
+
+class ShardWorker:
+    """The body of a sampling actor: batched envs for shards (one per shard size) and the policy."""
+
+    def __init__(self, env_factory: ShardEnvFactory, policy: PolicyLike, num_envs: int, num_threads: int = 1):
+        torch.set_num_threads(num_threads)
+        self.env_factory = env_factory
+        self.policy = policy
+        self._envs: dict[int, BatchedTaskEnv] = {}
+        self._env(num_envs)  # fail at start-up, not at the first phase
+
+    def _env(self, num_envs: int) -> BatchedTaskEnv:
+        if num_envs not in self._envs:
+            self._envs[num_envs] = self.env_factory(num_envs)
+        return self._envs[num_envs]
+
+    def ready(self) -> int:
+        """The worker's process id, once it holds its env."""
+        return os.getpid()
+
+    def sample(
+        self,
+        tasks: Sequence[Task],
+        params: Mapping[str, Tensor],
+        episodes_per_task: int,
+        shard: Shard,
+        phase_key: int,
+    ) -> tuple[ShardEpisodes, float]:
+        """The episodes of ``shard`` of the phase ``phase_key`` on ``tasks``, and the seconds it took."""
+        start = time.perf_counter()
+        env = self._env(shard.size)
+        env.set_tasks([tasks[index // episodes_per_task] for index in range(shard.start, shard.stop)])
+        part = rollout(env, self.policy, params, episodes_per_task, phase_key, start=shard.start)
+        return part, time.perf_counter() - start
+
+    def close(self) -> None:
+        """Close the envs."""
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()
+
+
+@dataclass
+class RaySamplerStats:
+    """What the Ray sampler did: phases, lost workers, and where the last phase's time went."""
+
+    phases: int = 0
+    resampled_shards: int = 0
+    replaced_workers: int = 0
+    last_phase_seconds: float = 0.0
+    """Wall time of the last phase on the driver (put, rollouts, transfer, assembly)."""
+    last_worker_seconds: list[float] = field(default_factory=list)
+    """Each shard's rollout time inside its worker in the last phase."""
+
+
+class RaySampler(Sampler):
+    """The :class:`~metarl.sampler.Sampler` interface, sampled by ``num_workers`` Ray actors.
+
+    ``env`` is the driver's batched env (its spaces and tasks are checked there);
+    ``env_factory`` builds each worker's env of its shard's size. Connects to the
+    cluster at ``address`` (empty: a local Ray instance) unless Ray is already
+    initialised, starts the workers and waits until each holds its env.
+    """
+
+    def __init__(
+        self,
+        env: BatchedTaskEnv,
+        policy: PolicyLike,
+        num_tasks: int,
+        episodes_per_task: int,
+        *,
+        env_factory: ShardEnvFactory,
+        num_workers: int,
+        address: str = "",
+        threads_per_worker: int = 1,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
+        super().__init__(env, policy, num_tasks, episodes_per_task)
+        if num_workers < 1:
+            raise ValueError(f"RaySampler: num_workers must be >= 1, got {num_workers}")
+        self._ray = require_ray()
+        self._owns_ray = connect(address)
+        self._retriable = _retriable_errors(self._ray)
+        self.env_factory = env_factory
+        self.threads_per_worker = threads_per_worker
+        self.max_attempts = max_attempts
+        self.shards = split_shards(env.num_envs, num_workers)
+        self.stats = RaySamplerStats()
+        self._actor_class = self._ray.remote(num_cpus=1, max_restarts=0)(ShardWorker)
+        self._policy_ref = self._ray.put(policy)
+        self._tasks_ref: Any = None
+        self.workers: list[Any] = []
+        try:
+            self.workers = [self._start_worker(shard.size) for shard in self.shards]
+            self._wait_ready(self.workers)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_worker(self, num_envs: int) -> Any:
+        return self._actor_class.remote(self.env_factory, self._policy_ref, num_envs, self.threads_per_worker)
+
+    def _wait_ready(self, workers: Sequence[Any]) -> None:
+        ray = self._ray
+        refs = [worker.ready.remote() for worker in workers]
+        try:
+            ray.get(refs, timeout=WORKER_START_TIMEOUT_S)
+        except ray.exceptions.GetTimeoutError:
+            started = len(ray.wait(refs, num_returns=len(refs), timeout=0)[0])
+            cpus = ray.cluster_resources().get("CPU", 0)
+            raise SamplerError(
+                f"Ray sampler: only {started} of {len(workers)} workers started within {WORKER_START_TIMEOUT_S:.0f} s; "
+                f"each needs 1 CPU and the cluster has {cpus:g} (see `ray status`); lower num_workers or add nodes"
+            ) from None
+        except self._retriable as exc:
+            raise SamplerError(f"Ray sampler: a worker failed to start: {exc}") from exc
+
+    def set_tasks(self, tasks: Sequence[Task]) -> None:
+        """Use ``tasks`` for the following phases (put into the object store once)."""
+        super().set_tasks(tasks)
+        self._tasks_ref = self._ray.put(list(tasks))
+
+    def _replace(self, slot: int, dead: Any) -> None:
+        """A fresh actor in ``slot`` if ``dead`` still holds it."""
+        if self.workers[slot] is not dead:
+            return
+        try:
+            self._ray.kill(dead)
+        except Exception:  # noqa: BLE001 (already gone)
+            pass
+        self.workers[slot] = self._start_worker(self.shards[slot].size)
+        self.stats.replaced_workers += 1
+
+    def sample(self, params: Mapping[str, Tensor], rng: np.random.Generator) -> Episodes:
+        """The same batch as :meth:`Sampler.sample`, sampled by the workers (the phase key drawn from ``rng``)."""
+        if self._tasks_ref is None:
+            raise RuntimeError("RaySampler.sample: call set_tasks first")
+        ray = self._ray
+        began = time.perf_counter()
+        phase_key = draw_phase_key(rng)
+        params_ref = ray.put({name: p.detach().contiguous() for name, p in params.items()})
+        E = self.episodes_per_task
+
+        def submit(index: int, slot: int) -> Any:
+            return self.workers[slot].sample.remote(self._tasks_ref, params_ref, E, self.shards[index], phase_key)
+
+        pending: dict[Any, tuple[int, int, Any, int]] = {}  # ref -> (shard, slot, worker, attempt)
+        for index in range(len(self.shards)):
+            pending[submit(index, index)] = (index, index, self.workers[index], 1)
+        parts: dict[int, ShardEpisodes] = {}
+        seconds: dict[int, float] = {}
+        failed: set[int] = set()  # slots whose worker died during this phase
+        while pending:
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            index, slot, worker, attempt = pending.pop(ref)
+            try:
+                parts[index], seconds[index] = ray.get(ref)
+            except self._retriable as exc:
+                failed.add(slot)
+                if attempt >= self.max_attempts:
+                    raise SamplerError(
+                        f"Ray sampler: shard {index} (sub-environments {self.shards[index].start}.."
+                        f"{self.shards[index].stop - 1}) was lost {attempt} times; last error: {exc}"
+                    ) from exc
+                self._replace(slot, worker)
+                busy = [s for _, s, _, _ in pending.values()]
+                live = [s for s in range(len(self.workers)) if s not in failed]
+                target = min(live, key=busy.count) if live else slot
+                log.warning(
+                    "Ray sampler: worker %d died while sampling shard %d (%s: %s); resampling it on %s worker %d",
+                    slot, index, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "",
+                    "live" if live else "restarted", target,
+                )
+                pending[submit(index, target)] = (index, target, self.workers[target], attempt + 1)
+                self.stats.resampled_shards += 1
+        self.stats.phases += 1
+        self.stats.last_worker_seconds = [seconds[i] for i in range(len(self.shards))]
+        episodes = assemble_episodes(list(parts.values()), self.num_tasks, E)
+        self.stats.last_phase_seconds = time.perf_counter() - began
+        return episodes
+
+    def close(self) -> None:
+        """Stop the workers (and the local Ray instance, if this sampler started it)."""
+        ray = self._ray
+        for worker in self.workers:
+            try:
+                ray.kill(worker)
+            except Exception:  # noqa: BLE001 (already gone)
+                pass
+        self.workers = []
+        if self._owns_ray and ray.is_initialized():
+            ray.shutdown()
+            self._owns_ray = False
+
+
+def make_ray_sampler(
+    cfg: TrainConfig, env: BatchedTaskEnv, policy: PolicyLike, num_tasks: int, episodes_per_task: int
+) -> RaySampler:
+    """The Ray sampler of ``cfg`` (``num_workers``, ``ray_address``) for the trainer's ``env``."""
+    return RaySampler(
+        env,
+        policy,
+        num_tasks,
+        episodes_per_task,
+        env_factory=ShardEnvFactory.for_config(cfg, env),
+        num_workers=cfg.num_workers,
+        address=cfg.ray_address,
+    )
+
+
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "MAX_ATTEMPTS",
+    "RAY_INSTALL_HINT",
+    "RaySampler",
+    "RaySamplerStats",
+    "SamplerError",
+    "ShardEnvFactory",
+    "ShardWorker",
+    "connect",
+    "make_ray_sampler",
+    "require_ray",
+]
