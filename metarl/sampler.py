@@ -65,9 +65,35 @@ def episode_stream(phase_key: int, task: int, episode: int) -> np.random.Generat
     seed and action noise depend on nothing else, in particular not on which process
     or shard of sub-environments samples it.
     """
+    return np.random.Generator(np.random.Philox(key=_stream_key(phase_key, task, episode)))
+
+
+def _stream_key(phase_key: int, task: int, episode: int) -> int:
     if not (0 <= task < 2**32 and 0 <= episode < 2**32):
         raise ValueError(f"episode_stream: task {task} and episode {episode} must be in [0, 2**32)")
-    return np.random.Generator(np.random.Philox(key=(phase_key << 64) | (task << 32) | episode))
+    return (phase_key << 64) | (task << 32) | episode
+
+
+class _EpisodeStreams:
+    """:func:`episode_stream` for many episodes, fast: one Philox generator, re-keyed (2 µs instead of 20)."""
+
+    def __init__(self, phase_key: int) -> None:
+        self.phase_key = phase_key
+        self._bit_generator = np.random.Philox(key=0)
+        self._generator = np.random.Generator(self._bit_generator)
+
+    def __call__(self, task: int, episode: int) -> np.random.Generator:
+        """The generator in the state ``episode_stream(phase_key, task, episode)`` starts in."""
+        key = _stream_key(self.phase_key, task, episode)
+        self._bit_generator.state = {
+            "bit_generator": "Philox",
+            "state": {"counter": np.zeros(4, np.uint64), "key": np.array([key & (2**64 - 1), key >> 64], np.uint64)},
+            "buffer": np.zeros(4, np.uint64),
+            "buffer_pos": 4,
+            "has_uint32": 0,
+            "uinteger": 0,
+        }
+        return self._generator
 
 
 # ------------------------------------------------------------------------------ shards
@@ -171,14 +197,17 @@ def rollout(
     block_params = {name: p[first : last + 1].contiguous() for name, p in params.items()}
 
     seeds: list[int | None] = []
-    noise_rows = []
+    streams = _EpisodeStreams(phase_key)
+    noise: np.ndarray | None = None
     for k in range(n):
-        stream = episode_stream(phase_key, (start + k) // E, (start + k) % E)
+        stream = streams((start + k) // E, (start + k) % E)
         seeds.append(int(stream.integers(0, 2**31 - 1)))
-        noise_rows.append(policy.draw_noise(stream, H))
-    noise_shape = noise_rows[0].shape[1:]
-    noise = np.zeros((H, rows, *noise_shape), noise_rows[0].dtype)
-    noise[:, offset : offset + n] = np.stack(noise_rows, axis=1)
+        episode_noise = policy.draw_noise(stream, H)
+        if noise is None:
+            noise = np.zeros((H, rows, *episode_noise.shape[1:]), episode_noise.dtype)
+        noise[:, offset + k] = episode_noise
+    assert noise is not None
+    noise_shape = noise.shape[2:]
     noise_t = torch.from_numpy(noise)
 
     obs, _ = env.reset(seed=seeds)

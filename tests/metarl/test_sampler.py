@@ -177,3 +177,13 @@ def test_split_shards_is_contiguous_near_equal_and_clipped():
     assert shards[0].start == 0 and shards[-1].stop == 800
     assert all(a.stop == b.start for a, b in zip(shards, shards[1:], strict=False))
     assert {s.size for s in shards} <= {114, 115}
+
+
+def test_the_samplers_fast_streams_are_episode_stream():
+    from metarl.sampler import _EpisodeStreams, episode_stream
+
+    streams = _EpisodeStreams(2**62 + 12345)
+    for task, episode in ((0, 0), (3, 1), (2**32 - 1, 7)):
+        fast = streams(task, episode).standard_normal(9)
+        assert np.array_equal(fast, episode_stream(2**62 + 12345, task, episode).standard_normal(9))
+    assert not np.array_equal(streams(0, 1).random(4), streams(1, 0).random(4))
