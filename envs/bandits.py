@@ -179,6 +179,22 @@ class BatchedBernoulliBandit(BatchedTaskEnv):
         """Draw ``n`` tasks with ``rng``."""
         return sample_bandit_tasks(n, self.k, rng)
 
+    def task_features(self, task: BanditTask) -> np.ndarray:
+        """The task as the oracle baseline sees it: the ``K`` arm probabilities."""
+        return np.asarray(_check_task(task, self.k, f"{type(self).__name__}.task_features").probs, np.float32)
+
+    def reference_returns(
+        self, tasks: Sequence[BanditTask], horizon: int, rng: np.random.Generator
+    ) -> dict[str, np.ndarray]:
+        """Per-task returns of episodes of ``horizon`` pulls: best arm (``n·max p``), UCB1, Thompson.
+
+        See :func:`envs.references.bandit_reference_returns`; evaluation reports them.
+        """
+        from envs.references import bandit_reference_returns  # envs.references imports this module
+
+        where = f"{type(self).__name__}.reference_returns"
+        return bandit_reference_returns([_check_task(t, self.k, where) for t in tasks], horizon, rng)
+
     def _apply_tasks(self, tasks: Sequence[BanditTask]) -> None:
         where = f"{type(self).__name__}.set_tasks"
         self._probs = np.array([_check_task(t, self.k, where).probs for t in tasks], dtype=np.float64)

@@ -15,6 +15,11 @@ Tabular MDPs (tasks as :class:`~envs.tabular_mdp.TabularMDPTask` or arrays
 * :func:`mdp_optimal_return`, :func:`mdp_random_return` — expected return from the
   initial state of the optimal and of the uniformly random policy.
 
+:func:`bandit_reference_returns` and :func:`mdp_reference_returns` bundle them per family
+as ``{name: per-task returns}``; the batched envs expose them as their
+``reference_returns(tasks, horizon, rng)`` method, which evaluation reports beside the
+learned methods (:func:`metarl.evaluation.reference_returns`).
+
 All of it is plain numpy: one Python loop over time steps, none over tasks or runs.
 """
 
@@ -158,3 +163,39 @@ def mdp_random_return(
     for _ in range(horizon):
         values = (R + np.einsum("tsaj,tj->tsa", P, values)).mean(axis=-1)
     return values[:, initial_state]
+
+
+# -- the families' evaluation hook -----------------------------------------------------
+
+BANDIT_REFERENCES = ("best arm", "UCB1", "Thompson sampling")
+"""Names of the bandit references, in the order :func:`bandit_reference_returns` returns them."""
+MDP_REFERENCES = ("optimal (value iteration)", "uniform random")
+"""Names of the tabular-MDP references, in the order :func:`mdp_reference_returns` returns them."""
+
+
+def bandit_reference_returns(
+    tasks: BanditTasks, horizon: int, rng: np.random.Generator, num_runs: int = 100
+) -> dict[str, np.ndarray]:
+    """Per-task expected return of episodes of ``horizon`` pulls: best arm, UCB1, Thompson.
+
+    UCB1 and Thompson sampling draw from their own children of ``rng``
+    (``rng.spawn(2)``, in that order), so each is reproducible on its own.
+    """
+    ucb_rng, thompson_rng = rng.spawn(2)
+    best, ucb, thompson = BANDIT_REFERENCES
+    return {
+        best: bandit_oracle_return(tasks, horizon),
+        ucb: ucb1_return(tasks, horizon, ucb_rng, num_runs),
+        thompson: thompson_return(tasks, horizon, thompson_rng, num_runs),
+    }
+
+
+def mdp_reference_returns(
+    tasks: MDPTasks, horizon: int = HORIZON, rng: np.random.Generator | None = None
+) -> dict[str, np.ndarray]:
+    """Per-task exact expected return from the initial state: optimal policy and uniform random.
+
+    Both are exact (dynamic programming), so ``rng`` is not used.
+    """
+    optimal, random = MDP_REFERENCES
+    return {optimal: mdp_optimal_return(tasks, horizon), random: mdp_random_return(tasks, horizon)}

@@ -265,6 +265,24 @@ class BatchedTabularMDP(BatchedTaskEnv):
         """Draw ``n`` tasks with ``rng``."""
         return sample_tabular_mdp_tasks(n, rng, self.num_states, self.num_actions)
 
+    def task_features(self, task: TabularMDPTask) -> np.ndarray:
+        """The task as the oracle baseline sees it: ``P`` then ``R``, flattened (``S·A·S + S·A`` values)."""
+        task = _check_task(task, self.num_states, self.num_actions, f"{type(self).__name__}.task_features")
+        return np.concatenate([task.transitions.ravel(), task.mean_rewards.ravel()]).astype(np.float32)
+
+    def reference_returns(
+        self, tasks: Sequence[TabularMDPTask], horizon: int, rng: np.random.Generator
+    ) -> dict[str, np.ndarray]:
+        """Per-task exact expected returns from state 0: optimal (value iteration) and uniform random.
+
+        See :func:`envs.references.mdp_reference_returns`; evaluation reports them.
+        """
+        from envs.references import mdp_reference_returns  # envs.references imports this module
+
+        where = f"{type(self).__name__}.reference_returns"
+        checked = [_check_task(t, self.num_states, self.num_actions, where) for t in tasks]
+        return mdp_reference_returns(checked, horizon, rng)
+
     def _apply_tasks(self, tasks: Sequence[TabularMDPTask]) -> None:
         where = f"{type(self).__name__}.set_tasks"
         tasks = [_check_task(t, self.num_states, self.num_actions, where) for t in tasks]

@@ -11,6 +11,11 @@ Uncertainty: the 95% confidence interval of a step's mean is the Student-t inter
 over tasks, ``mean ± t(0.975, n-1) · sd / sqrt(n)`` of the ``n`` per-task means (each
 task a draw from the task distribution; the episodes' own noise is inside each task's
 mean). Results are written as JSON (:meth:`AdaptationResults.save`).
+
+References: a task family whose environment has a method
+``reference_returns(tasks, horizon, rng) -> {name: per-task expected return}`` (e.g. the
+best bandit arm, UCB1, value iteration on a tabular MDP) gets those returns on the same
+held-out tasks recorded beside the method's curve (:func:`reference_returns`).
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ EVAL_SEED_TAG = 0x6D65_7461_6576_616C  # "metaeval": keeps evaluation streams ap
 AdaptFn = Callable[[Sampler, np.random.Generator, Sequence[float]], Sequence[Episodes]]
 """``adapt(sampler, rng, lrs) -> episodes``: ``len(lrs) + 1`` batches; batch ``k`` sampled
 on the sampler's tasks with the parameters after ``k`` inner steps (step ``k`` uses ``lrs[k]``)."""
+
+ReferenceFn = Callable[[list[Task], int, np.random.Generator], Mapping[str, np.ndarray]]
+"""A family's ``reference_returns(tasks, horizon, rng) -> {name: return per task, shape [T]}``."""
 
 
 # --------------------------------------------------------------------------- settings
@@ -93,6 +101,32 @@ def evaluation_streams(seed: int) -> EvaluationStreams:
     return EvaluationStreams(
         np.random.default_rng(tasks), np.random.default_rng(env), int(torch_seq.generate_state(1)[0])
     )
+
+
+def reference_rng(seed: int) -> np.random.Generator:
+    """The generator an evaluation of ``seed`` hands to ``reference_returns`` (its own stream)."""
+    return np.random.default_rng(np.random.SeedSequence([EVAL_SEED_TAG, seed]).spawn(4)[3])
+
+
+def reference_returns(env: object, tasks: Sequence[Task], horizon: int, seed: int) -> dict[str, np.ndarray]:
+    """``env.reference_returns(tasks, horizon, rng)``, checked; ``{}`` if ``env`` has no such method.
+
+    ``rng`` is :func:`reference_rng` of the evaluation ``seed``, so the values depend
+    only on the tasks, the horizon and the seed. Each value is a float64 array ``[T]``.
+    """
+    method: ReferenceFn | None = getattr(env, "reference_returns", None)
+    if not callable(method):
+        return {}
+    refs: dict[str, np.ndarray] = {}
+    for name, values in dict(method(list(tasks), horizon, reference_rng(seed))).items():
+        array = np.asarray(values, dtype=np.float64)
+        if not isinstance(name, str) or not name or array.shape != (len(tasks),) or not np.isfinite(array).all():
+            raise ValueError(
+                f"{type(env).__name__}.reference_returns: {name!r} must name {len(tasks)} finite "
+                f"per-task returns, got shape {array.shape}"
+            )
+        refs[name] = array
+    return refs
 
 
 def heldout_tasks(
@@ -198,6 +232,8 @@ class AdaptationResults:
 
     ``returns[i, k]`` is task ``i``'s mean return over the episodes sampled after
     ``k`` steps. An oracle (no adaptation) has one column, ``k = 0``, and ``flat``.
+    ``references[name][i]`` is a reference's expected return on task ``i`` (see
+    :func:`reference_returns`).
     """
 
     method: str
@@ -210,6 +246,7 @@ class AdaptationResults:
     flat: bool = False
     env_steps: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    references: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def steps(self) -> list[int]:
@@ -237,6 +274,7 @@ class AdaptationResults:
     def to_json(self) -> dict[str, Any]:
         """Plain data: settings, per-task and per-step returns, mean and confidence interval."""
         mean, half = t_interval(self.returns, self.confidence)
+        tasks = self.tasks or [None] * len(self.returns)
         return {
             "format": RESULTS_FORMAT,
             "version": RESULTS_VERSION,
@@ -253,12 +291,25 @@ class AdaptationResults:
             "ci_high": (mean + half).tolist(),
             "std_over_tasks": self.returns.std(axis=0, ddof=1).tolist() if len(self.returns) > 1 else None,
             "env_steps": self.env_steps,
+            **({"references": self._reference_summary()} if self.references else {}),
             "per_task": [
-                {"task": task, "returns": row.tolist()}
-                for task, row in zip(self.tasks or [None] * len(self.returns), self.returns, strict=True)
+                {"task": task, "returns": row.tolist(), **self._task_references(i)}
+                for i, (task, row) in enumerate(zip(tasks, self.returns, strict=True))
             ],
             **({"extra": self.extra} if self.extra else {}),
         }
+
+    def _reference_summary(self) -> dict[str, dict[str, float]]:
+        """Mean and confidence interval over tasks of every reference."""
+        summary = {}
+        for name, values in self.references.items():
+            mean, half = t_interval(values, self.confidence)
+            summary[name] = {"mean": float(mean), "ci_low": float(mean - half), "ci_high": float(mean + half)}
+        return summary
+
+    def _task_references(self, i: int) -> dict[str, dict[str, float]]:
+        """``{"references": {name: value on task i}}``, or ``{}`` without references."""
+        return {"references": {k: float(v[i]) for k, v in self.references.items()}} if self.references else {}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], where: str = "results") -> AdaptationResults:
@@ -279,6 +330,10 @@ class AdaptationResults:
             flat=bool(data.get("flat", False)),
             env_steps=int(data.get("env_steps", 0)),
             extra=dict(data.get("extra", {})),
+            references={
+                name: np.array([row["references"][name] for row in per_task], dtype=np.float64)
+                for name in data.get("references", {})
+            },
         )
 
     def save(self, path: str | Path) -> Path:
@@ -354,8 +409,11 @@ def run_evaluation(
     source: str = "",
     extra_settings: Mapping[str, Any] | None = None,
     on_episodes: Callable[[list[Episodes]], None] | None = None,
+    references: Mapping[str, np.ndarray] | None = None,
 ) -> AdaptationResults:
     """Evaluate one method on ``tasks`` with ``settings`` (``flat``: no adaptation steps).
+
+    ``references`` (per-task returns, e.g. from :func:`reference_returns`) are stored as given.
 
     Seeds torch's global RNG (the policy's action noise) and the rollouts from
     ``settings.seed``, so the same seed gives the same curve.
@@ -376,6 +434,7 @@ def run_evaluation(
         source=source,
         flat=flat,
         env_steps=env_steps,
+        references={name: np.asarray(v, dtype=np.float64) for name, v in (references or {}).items()},
     )
 
 
@@ -385,10 +444,13 @@ __all__ = [
     "EVAL_SEED_TAG",
     "EvaluationSettings",
     "EvaluationStreams",
+    "ReferenceFn",
     "evaluate_adaptation",
     "evaluation_streams",
     "heldout_tasks",
     "per_task_returns",
+    "reference_returns",
+    "reference_rng",
     "run_evaluation",
     "student_t_cdf",
     "student_t_ppf",

@@ -3,7 +3,9 @@
 Runs are grouped by their legend name (method or label). A group of one run is drawn
 with its own 95% confidence band (adaptation: Student-t over tasks); a group of
 several runs (seeds) is drawn as the mean over runs with a Student-t 95% band over
-runs. Drawn on matplotlib's Agg canvas: no display, no pyplot state.
+runs. A family's analytic references stored in the results (best bandit arm, UCB1,
+value iteration, ...) are drawn as flat dashed lines at their mean over tasks. Drawn
+on matplotlib's Agg canvas: no display, no pyplot state.
 (:mod:`metarl.plotting` draws a single run's training curve at the end of training.)
 """
 
@@ -29,6 +31,8 @@ METHOD_STYLES: dict[str, dict[str, str]] = {
     "oracle": {"color": "black", "marker": ""},
 }
 """Fixed colours for the known methods, so every figure reads the same way."""
+REFERENCE_COLORS = ["tab:green", "tab:red", "tab:purple", "tab:brown", "tab:olive", "tab:cyan", "tab:pink"]
+"""Colours of the reference lines, in the order the family names them."""
 _CYCLE = ["tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
 TRAINING_KEYS = (("return_before", "before adaptation", "--"), ("return_after", "after adaptation", "-"))
 
@@ -78,6 +82,15 @@ def adaptation_bands(results: Sequence[AdaptationResults]) -> list[Band]:
     return bands
 
 
+def reference_levels(results: Sequence[AdaptationResults]) -> dict[str, float]:
+    """Mean over tasks of every reference in ``results`` (averaged over the results holding it)."""
+    levels: dict[str, list[float]] = {}
+    for run in results:
+        for name, values in run.references.items():
+            levels.setdefault(name, []).append(float(np.mean(values)))
+    return {name: float(np.mean(means)) for name, means in levels.items()}
+
+
 def _fill(ax: Axes, x: np.ndarray, mean: np.ndarray, half: np.ndarray, color: str) -> None:
     if np.isfinite(half).any():
         ax.fill_between(x, mean - half, mean + half, color=color, alpha=0.2, linewidth=0)
@@ -95,7 +108,8 @@ def plot_adaptation(
 ) -> Path:
     """Mean return per episode after 0..K gradient steps, one line per method, with 95% bands.
 
-    Flat methods (the oracle) are drawn as a horizontal line across the figure.
+    Flat methods (the oracle) are drawn as a horizontal line across the figure, and so
+    are the references the results carry (dashed, labelled by name).
     """
     if not results:
         raise ValueError("plot_adaptation: no results to plot")
@@ -120,6 +134,9 @@ def plot_adaptation(
             x, mean, half = band.x, band.mean, band.half
             ax.plot(x, mean, color=style["color"], marker=style["marker"] or None, label=label)
         _fill(ax, x, mean, half, style["color"])
+    for j, (name, level) in enumerate(reference_levels(results).items()):
+        color = REFERENCE_COLORS[j % len(REFERENCE_COLORS)]
+        ax.axhline(level, color=color, linestyle="--", linewidth=1.2, label=name)
     over = "runs" if any(b.count > 1 for b in bands) else "tasks"
     ax.set_xlabel("gradient steps")
     ax.set_ylabel("mean return per episode")
@@ -182,4 +199,13 @@ def plot_training_runs(
     return _save(fig, out_png)
 
 
-__all__ = ["Band", "METHOD_STYLES", "adaptation_bands", "family_name", "plot_adaptation", "plot_training_runs"]
+__all__ = [
+    "METHOD_STYLES",
+    "REFERENCE_COLORS",
+    "Band",
+    "adaptation_bands",
+    "family_name",
+    "plot_adaptation",
+    "plot_training_runs",
+    "reference_levels",
+]

@@ -11,7 +11,9 @@ The held-out tasks, rollouts and action noise come from ``--seed`` alone (a stre
 kept apart from training's), so every method and run is evaluated on the same tasks.
 Writes ``adaptation_<method>.json`` (per task and per step mean return, mean and 95%
 Student-t confidence interval over tasks, the settings) and ``adaptation_<method>.png``
-to ``--out`` (default: ``<run>/eval``).
+to ``--out`` (default: ``<run>/eval``). A family with analytic references (bandits: best
+arm, UCB1, Thompson sampling; tabular MDPs: value iteration, uniform random) has them
+computed on the same tasks, written beside the curve and drawn as dashed lines.
 
 Default episodes per step: 20, the episodes per task of the training preset. The MAML
 paper used 40 trajectories per step for 2D navigation; pass ``--episodes-per-step 40``
@@ -42,6 +44,7 @@ from metarl.evaluation import (
     EvaluationSettings,
     evaluation_streams,
     heldout_tasks,
+    reference_returns,
     run_evaluation,
 )
 from metarl.figures import plot_adaptation
@@ -157,6 +160,7 @@ def evaluate(
                 "training_fast_lr": cfg.fast_lr,
             },
             on_episodes=on_episodes,
+            references=reference_returns(base, tasks, cfg.horizon, settings.seed),
         )
     finally:
         env.close()
@@ -196,6 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for k, mean, low, high in zip(data["steps"], data["mean"], data["ci_low"], data["ci_high"], strict=True):
         lr = "-" if lrs[k] is None else f"{lrs[k]:g}"
         print(f"{k:>4}  {lr:<6}  {mean:11.2f}  [{low:.2f}, {high:.2f}]")
+    for name, ref in data.get("references", {}).items():
+        print(f"reference {name}: {ref['mean']:.2f} [{ref['ci_low']:.2f}, {ref['ci_high']:.2f}]")
     print(f"results: {json_path}\nfigure:  {png_path}")
     return 0
 
