@@ -186,7 +186,7 @@ class BatchedBernoulliBandit(BatchedTaskEnv):
     def reference_returns(
         self, tasks: Sequence[BanditTask], horizon: int, rng: np.random.Generator
     ) -> dict[str, np.ndarray]:
-        """Per-task returns of episodes of ``horizon`` pulls: best arm (``n·max p``), UCB1, Thompson.
+        """Per-task returns of ``horizon`` pulls: best arm (``n·max p``), UCB1, Thompson, random (``n·mean p``).
 
         See :func:`envs.references.bandit_reference_returns`; evaluation reports them.
         """

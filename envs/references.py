@@ -167,7 +167,7 @@ def mdp_random_return(
 
 # -- the families' evaluation hook -----------------------------------------------------
 
-BANDIT_REFERENCES = ("best arm", "UCB1", "Thompson sampling")
+BANDIT_REFERENCES = ("best arm", "UCB1", "Thompson sampling", "uniform random arm")
 """Names of the bandit references, in the order :func:`bandit_reference_returns` returns them."""
 MDP_REFERENCES = ("optimal (value iteration)", "uniform random")
 """Names of the tabular-MDP references, in the order :func:`mdp_reference_returns` returns them."""
@@ -176,17 +176,18 @@ MDP_REFERENCES = ("optimal (value iteration)", "uniform random")
 def bandit_reference_returns(
     tasks: BanditTasks, horizon: int, rng: np.random.Generator, num_runs: int = 100
 ) -> dict[str, np.ndarray]:
-    """Per-task expected return of episodes of ``horizon`` pulls: best arm, UCB1, Thompson.
+    """Per-task expected return of episodes of ``horizon`` pulls: best arm, UCB1, Thompson, random.
 
     UCB1 and Thompson sampling draw from their own children of ``rng``
     (``rng.spawn(2)``, in that order), so each is reproducible on its own.
     """
     ucb_rng, thompson_rng = rng.spawn(2)
-    best, ucb, thompson = BANDIT_REFERENCES
+    best, ucb, thompson, random = BANDIT_REFERENCES
     return {
         best: bandit_oracle_return(tasks, horizon),
         ucb: ucb1_return(tasks, horizon, ucb_rng, num_runs),
         thompson: thompson_return(tasks, horizon, thompson_rng, num_runs),
+        random: bandit_random_return(tasks, horizon),
     }
 
 

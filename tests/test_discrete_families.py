@@ -126,6 +126,7 @@ def test_results_file_holds_the_references_of_the_heldout_tasks(preset: str, tmp
             "best arm": 10 * probs.max(axis=1),
             "UCB1": references.ucb1_return(tasks, 10, ucb_rng),
             "Thompson sampling": references.thompson_return(tasks, 10, thompson_rng),
+            "uniform random arm": 10 * probs.mean(axis=1),
         }
     else:
         expected = {
