@@ -262,16 +262,32 @@ class RaySampler(Sampler):
         self.max_attempts = max_attempts
         self.shards = split_shards(env.num_envs, num_workers)
         self.stats = RaySamplerStats()
+        self.workers: list[Any] = []
+        self._tasks_ref: Any = None
+        self._check_cpus(len(self.shards))
         self._actor_class = self._ray.remote(num_cpus=1, max_restarts=0)(ShardWorker)
         self._policy_ref = self._ray.put(policy)
-        self._tasks_ref: Any = None
-        self.workers: list[Any] = []
         try:
             self.workers = [self._start_worker(shard.size) for shard in self.shards]
             self._wait_ready(self.workers)
         except BaseException:
             self.close()
             raise
+
+    def _check_cpus(self, num_workers: int) -> None:
+        """Each worker takes 1 CPU: too few on a local instance is an error, on a cluster a warning (nodes may join)."""
+        cpus = self._ray.cluster_resources().get("CPU", 0)
+        if num_workers <= cpus:
+            return
+        if self._owns_ray:
+            self.close()
+            raise ConfigError(
+                f"config field 'num_workers': {num_workers} workers need {num_workers} CPUs, and the local Ray "
+                f"instance has {cpus:g}; lower num_workers or point ray_address at a cluster",
+                field="num_workers",
+            )
+        log.warning("Ray sampler: %d workers need %d CPUs and the cluster has %g; waiting up to %.0f s for nodes",
+                    num_workers, num_workers, cpus, WORKER_START_TIMEOUT_S)
 
     def _start_worker(self, num_envs: int) -> Any:
         return self._actor_class.remote(self.env_factory, self._policy_ref, num_envs, self.threads_per_worker)

@@ -23,9 +23,11 @@ import envs  # noqa: F401
 from agents.policies import GaussianMLPPolicy
 from metarl import make_batched
 from metarl.checkpoint import list_checkpoints, load_checkpoint
-from metarl.config import ConfigError, load_config
-from metarl.sampler import Sampler, make_sampler
-from metarl.trainer import train
+from metarl.config import ConfigError, load_config, save_config
+from metarl.oracle import TaskFeatureObservation
+from metarl.ray_sampler import RaySampler, ShardEnvFactory, ShardWorker
+from metarl.sampler import Sampler, Shard, draw_phase_key, make_sampler
+from metarl.trainer import load_run_config, train
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 requires_ray = pytest.mark.skipif(not HAS_RAY, reason='Ray is not installed (pip install -e ".[ray]")')
@@ -75,6 +77,41 @@ def test_ray_backend_without_ray_says_how_to_install_it(monkeypatch: pytest.Monk
     assert info.value.field == "sampler"
 
 
+def test_a_worker_body_samples_its_shard_as_the_local_sampler_does() -> None:
+    """ShardWorker (the actor's body) rebuilt from its factory, here in-process: its part of the local batch."""
+    env, policy, tasks, factory = nav_setup()
+    local = Sampler(env, policy, 3, 5)
+    local.set_tasks(tasks)
+    params = {n: p + 0.1 * torch.randn(3, *p.shape[1:]) for n, p in policy.task_params(3).items()}
+    expected = local.sample(params, np.random.default_rng(4))
+    threads = torch.get_num_threads()
+    try:
+        worker = ShardWorker(factory, policy, num_envs=6)
+        part, seconds = worker.sample(tasks, params, 5, Shard(4, 10), draw_phase_key(np.random.default_rng(4)))
+    finally:
+        torch.set_num_threads(threads)
+    assert seconds > 0 and part.shard == Shard(4, 10)
+    flat = expected.actions.reshape(expected.horizon, 15, -1)
+    assert np.array_equal(part.actions, flat[:, 4:10].numpy())
+    assert np.array_equal(part.lengths, expected.lengths.reshape(15)[4:10].numpy())
+
+
+def test_worker_env_factory_rebuilds_the_trainers_env(tmp_path: Path) -> None:
+    cfg = small_config(tmp_path, "--algorithm", "oracle")
+    env = agents.observation_env(cfg.algorithm, make_batched(NAV, 12, max_episode_steps=cfg.horizon))
+    factory = ShardEnvFactory.for_config(cfg, env)
+    assert factory.task_features and factory.modules == ("envs.navigation",) and factory.max_episode_steps == 20
+    shard_env = factory(5)
+    assert isinstance(shard_env, TaskFeatureObservation) and shard_env.num_envs == 5
+    assert shard_env.single_observation_space == env.single_observation_space
+
+
+def test_a_run_can_be_resumed_on_another_sampling_backend(tmp_path: Path) -> None:
+    save_config(small_config(tmp_path), tmp_path / "run" / "config.yaml")
+    cfg = load_run_config(tmp_path / "run", ["--sampler", "ray", "--num_workers", "3", "--ray_address", "auto"])
+    assert (cfg.sampler, cfg.num_workers, cfg.ray_address) == ("ray", 3, "auto")
+
+
 @requires_ray
 def test_unreachable_cluster_is_a_clear_error_at_start_up(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     import ray
@@ -122,8 +159,6 @@ class ExitOnMarker(GaussianMLPPolicy):
 
 
 def nav_setup(num_tasks: int = 3, episodes: int = 5, horizon: int = 30):
-    from metarl.ray_sampler import ShardEnvFactory
-
     env = make_batched(NAV, num_tasks * episodes, max_episode_steps=horizon)
     torch.manual_seed(0)
     policy = ExitOnMarker(2, 2, (16,))
@@ -139,13 +174,11 @@ def test_ray_equals_local_also_when_workers_die(
     """Shards cut through a task; a worker exits mid-phase, another is killed mid-phase: same episodes."""
     import ray
 
-    import metarl.ray_sampler as ray_sampler
-
     env, policy, tasks, factory = nav_setup()
     policy.marker = str(tmp_path / "exit-now")
     local = Sampler(env, policy, 3, 5)
     local.set_tasks(tasks)
-    sampler = ray_sampler.RaySampler(env, policy, 3, 5, env_factory=factory, num_workers=2)
+    sampler = RaySampler(env, policy, 3, 5, env_factory=factory, num_workers=2)
     try:
         assert [(s.start, s.stop) for s in sampler.shards] == [(0, 8), (8, 15)]  # task 1 is split
         sampler.set_tasks(tasks)
@@ -155,7 +188,7 @@ def test_ray_equals_local_also_when_workers_die(
 
         assert_same_episodes(sampler.sample(params, phases[0]), expected[0])
 
-        # a worker process exits while sampling (the policy is pickled by value: it lives in this test module)
+        # a worker process exits while sampling
         (tmp_path / "exit-now").touch()
         assert_same_episodes(sampler.sample(params, phases[1]), expected[1])
         assert sampler.stats.resampled_shards == 1 and sampler.stats.replaced_workers == 1
@@ -194,3 +227,17 @@ def test_training_with_ray_equals_local_training(local_ray: None, tmp_path: Path
     assert len(rows["local"]) == 2 and rows["local"] == rows["ray"]
     params = [load_checkpoint(list_checkpoints(run)[-1][1])["learner"]["policy"] for run in runs.values()]
     assert all(torch.equal(params[0][name], params[1][name]) for name in params[0])
+
+
+def test_metarl_imports_and_trains_locally_without_ray() -> None:
+    import subprocess
+
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "import agents, envs, metarl, metarl.ray_sampler, metarl.trainer\n"
+            "from metarl.config import load_config\n"
+            "cfg = load_config(None, ['--meta_batch_size', '2', '--episodes_per_task', '2'])\n"
+            "env = metarl.make_batched(cfg.env_id, 4, max_episode_steps=5)\n"
+            "print(type(agents.build_learner(cfg, env).sampler).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "Sampler"
