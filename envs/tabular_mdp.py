@@ -16,6 +16,7 @@ trajectories.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +43,7 @@ class TabularMDPTask:
       ``s``, shape ``(S, A, S)``, each ``transitions[s, a]`` sums to 1;
     * ``mean_rewards[s, a]``: expected reward of action ``a`` in ``s``, shape ``(S, A)``.
 
-    Tasks compare and hash by value.
+    Tasks compare and hash by value; a results file holds :meth:`to_json`.
     """
 
     transitions: np.ndarray
@@ -73,6 +74,23 @@ class TabularMDPTask:
     def num_actions(self) -> int:
         """The number of actions ``A``."""
         return self.transitions.shape[1]
+
+    def fingerprint(self) -> str:
+        """A short hash of the exact arrays: tells tasks apart in results files."""
+        digest = hashlib.sha256(self.transitions.tobytes() + self.mean_rewards.tobytes())
+        return digest.hexdigest()[:16]
+
+    def to_json(self) -> dict[str, Any]:
+        """The task in a results file: rewards to 4 decimals and the :meth:`fingerprint`.
+
+        The 500 transition probabilities are left out (a results file stays small); the
+        held-out tasks are reproducible from the evaluation seed, and the fingerprint
+        checks that a task is the one evaluated.
+        """
+        return {
+            "mean_rewards": np.round(self.mean_rewards, 4).tolist(),
+            "fingerprint": self.fingerprint(),
+        }
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TabularMDPTask):

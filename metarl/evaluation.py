@@ -212,7 +212,10 @@ def t_interval(values: np.ndarray, confidence: float = 0.95, axis: int = 0) -> t
 
 
 def task_to_json(task: Task) -> Any:
-    """A task as plain JSON data (dataclass fields, array lists, numbers)."""
+    """A task as plain JSON data: its own ``to_json()`` if it has one, else dataclass fields, lists, numbers."""
+    own = getattr(task, "to_json", None)
+    if callable(own) and not isinstance(task, type):
+        return own()
     if dataclasses.is_dataclass(task) and not isinstance(task, type):
         return {f.name: task_to_json(getattr(task, f.name)) for f in dataclasses.fields(task)}
     if isinstance(task, np.ndarray | np.generic):

@@ -129,6 +129,9 @@ def test_results_file_holds_the_references_of_the_heldout_tasks(preset: str, tmp
             "uniform random arm": 10 * probs.mean(axis=1),
         }
     else:
+        assert [row["task"]["fingerprint"] for row in data["per_task"]] == [t.fingerprint() for t in tasks]
+        assert data["per_task"][0]["task"]["mean_rewards"] == np.round(tasks[0].mean_rewards, 4).tolist()
+        assert len(json.dumps(data["per_task"][0])) < 1_000  # not the 500 transition probabilities
         expected = {
             "optimal (value iteration)": references.mdp_optimal_return(tasks, 10),
             "uniform random": references.mdp_random_return(tasks, 10),
