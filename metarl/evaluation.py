@@ -418,8 +418,9 @@ def run_evaluation(
 
     ``references`` (per-task returns, e.g. from :func:`reference_returns`) are stored as given.
 
-    Seeds torch's global RNG (the policy's action noise) and the rollouts from
-    ``settings.seed``, so the same seed gives the same curve.
+    The rollouts (reset seeds and action noise, which the sampler derives per task and
+    episode from its generator) come from ``settings.seed``, so the same seed gives the
+    same curve; torch's global RNG is seeded too, for anything else that draws from it.
     """
     streams = evaluation_streams(settings.seed)
     torch.manual_seed(streams.torch_seed)
