@@ -75,7 +75,8 @@ _SPACES_DOC = """
 
     * Termination: the ant is unhealthy, i.e. its state is not finite, the
       simulation diverged, or the torso height ``z`` leaves ``[0.2, 1.0]``. A
-      diverged step's reward is 0.
+      diverged step's reward is 0; the batched env also sets ``info["diverged"]``
+      for it, so the sampler drops and counts that episode.
     * Truncation: after ``max_episode_steps`` (200 when made with ``gymnasium.make``).
 
     ## Arguments

@@ -26,6 +26,7 @@ from gymnasium.utils import seeding
 
 from envs.locomotion.models import DIVERGENCE_WARNINGS, FRAME_SKIP
 from envs.locomotion.tasks import TaskFamily
+from metarl.sampler import DIVERGED_INFO_KEY
 from metarl.tasks import BatchedTaskEnv
 
 
@@ -216,4 +217,7 @@ class BatchedLocomotionEnv(BatchedTaskEnv):
         reward, info = self._get_rewards(x_velocity, action, diverged)
         reward[diverged] = 0.0
         info["x_velocity"] = x_velocity
+        # the sampler ends and counts these episodes (metric nonfinite_episodes) instead of
+        # feeding the learner a terminated step of reward 0
+        info[DIVERGED_INFO_KEY] = diverged
         return _finite_float32(self._observe()), reward, self._terminated(diverged), info

@@ -62,7 +62,8 @@ _SPACES_DOC = """
     ## Episode end
 
     * Termination: only if the simulation diverges (MuJoCo reports a non-finite
-      state, which it then resets); the reward of that step is 0.
+      state, which it then resets); the reward of that step is 0. The batched env
+      also sets ``info["diverged"]`` for it, so the sampler drops and counts that episode.
     * Truncation: after ``max_episode_steps`` (200 when made with ``gymnasium.make``).
 
     ## Arguments

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import gymnasium as gym
 import mujoco
 import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env
 
 import envs  # noqa: F401  (registers the ids)
+from agents.maml_trpo import adaptation_metrics
+from agents.policies import GaussianMLPPolicy
 from envs.locomotion.ant import AntDirEnv, AntGoalEnv, AntVelEnv, BatchedAntDir
 from envs.locomotion.half_cheetah import BatchedHalfCheetahVel, HalfCheetahDirEnv, HalfCheetahVelEnv
 from envs.locomotion.tasks import DirectionTask, GoalTask, VelocityTask
 from metarl.registry import make_batched, task_env_ids
+from metarl.sampler import Sampler
 
 IDS = {
     "metarl/HalfCheetahVel-v0": (17, 6),
@@ -302,3 +308,37 @@ def test_partial_reset_leaves_other_subenvs_untouched() -> None:
         assert truncated[mask].tolist() == [False, False]
         if t == horizon - 1:
             assert np.all(truncated[~mask] | terminated[~mask])
+
+
+class _DivergingCheetah(BatchedHalfCheetahVel):
+    """Sub-environment 1's state turns non-finite just before its 4th step."""
+
+    def _step_all(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+        self._steps = getattr(self, "_steps", 0) + 1
+        if self._steps == 4:
+            self._qvel[1] = np.nan
+        return super()._step_all(actions)
+
+
+def test_divergence_is_flagged_and_the_sampler_drops_it() -> None:
+    """``info["diverged"]`` marks the sub-env; the sampler ends and counts its episode, no 0-reward step."""
+    batched = BatchedHalfCheetahVel(num_envs=3, max_episode_steps=10, nthread=1)
+    batched.set_tasks([VelocityTask(1.0)] * 3)
+    batched.reset(seed=0)
+    batched._qvel[2] = np.nan
+    _, _, terminated, _, info = batched.step(np.zeros((3, 6), np.float32))
+    assert info["diverged"].tolist() == [False, False, True] and terminated.tolist() == [False, False, True]
+
+    env = _DivergingCheetah(num_envs=4, max_episode_steps=10, nthread=1)
+    policy = GaussianMLPPolicy(17, 6, (8,), "tanh", 1.0)
+    sampler = Sampler(env, policy, num_tasks=2, episodes_per_task=2)
+    sampler.set_tasks([VelocityTask(0.5), VelocityTask(1.5)])
+    episodes = sampler.sample(policy.task_params(2), np.random.default_rng(0))
+    assert episodes.nonfinite.reshape(-1).tolist() == [False, True, False, False]
+    assert episodes.lengths.reshape(-1).tolist() == [10, 3, 10, 10]  # the diverged step is dropped
+    assert not episodes.terminated.any()
+    assert float(episodes.mask[:, 0, 1].sum()) == 3.0
+    rewards = episodes.rewards[:3, 0, 1]
+    assert torch.isfinite(rewards).all() and (rewards != 0).all()
+    # the learner's metric counts it
+    assert adaptation_metrics(SimpleNamespace(episodes=[episodes]))["nonfinite_episodes"] == 1.0  # type: ignore[arg-type]
