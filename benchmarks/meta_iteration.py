@@ -2,9 +2,15 @@
 one Fisher-vector product with all tasks versus a subsample.
 
     .venv/bin/python benchmarks/meta_iteration.py [--config 2d-navigation] [--repeats 3] [--num_threads 2]
+    .venv/bin/python benchmarks/meta_iteration.py --config halfcheetah-vel --repeats 3 --no-fvp
 
 Prints medians over ``--repeats`` iterations (after one warm-up iteration) and ratios
-measured in this one run.
+measured in this one run. For a MuJoCo (``mujoco.batch``) environment it also times the
+pure physics of an iteration's env steps — raw ``mujoco.batch`` stepping of the same
+model with the same number of sims and threads, random controls, no observation, reward
+or policy work — and prints the iteration's ratio to it. ``--num_threads`` is torch's
+thread count for the learner; the sampler's policy forward runs with
+``--policy_threads`` (the trainer's default, 1; 0: the learner's count).
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import dataclasses
 import statistics
 import time
 
+import mujoco
+import mujoco.batch
 import numpy as np
 import torch
 
@@ -35,20 +43,47 @@ def median_seconds(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def physics_seconds(env: object, env_steps: int) -> float | None:
+    """Wall time of ``env_steps`` env steps of raw ``mujoco.batch`` stepping like ``env``'s (None: not MuJoCo)."""
+    model, nthread, frame_skip = (getattr(env, name, None) for name in ("model", "nthread", "frame_skip"))
+    if not isinstance(model, mujoco.MjModel) or nthread is None or frame_skip is None:
+        return None
+    num_envs = env.num_envs  # type: ignore[attr-defined]
+    batch = mujoco.batch.Batch(model, num_envs, nthread)
+    ctrl = batch.bind("ctrl")
+    batch.forward()
+    low, high = model.actuator_ctrlrange.T
+    controls = np.random.default_rng(0).uniform(low, high, size=(64, num_envs, model.nu))
+    rounds = max(1, round(env_steps / num_envs))
+    for k in range(8):  # warm up
+        ctrl[:] = controls[k]
+        batch.step(nstep=frame_skip)
+    start = time.perf_counter()
+    for k in range(rounds):
+        ctrl[:] = controls[k % len(controls)]
+        batch.step(nstep=frame_skip)
+    return (time.perf_counter() - start) * env_steps / (rounds * num_envs)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="2d-navigation")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--num_threads", type=int, default=2)
+    parser.add_argument("--policy_threads", type=int, default=1,
+                        help="torch threads of the sampler's policy forward (0: --num_threads)")
     parser.add_argument("--subsample", type=float, default=0.25, help="hvp_subsample to compare with 1.0")
+    parser.add_argument("--no-fvp", dest="fvp", action="store_false", help="skip the Fisher-vector product timings")
+    parser.add_argument("override", nargs="*", help="config overrides: --key value pairs after --")
     args = parser.parse_args()
 
     torch.set_num_threads(args.num_threads)
     torch.manual_seed(0)
-    cfg = load_config(args.config, [])
+    cfg = load_config(args.config, args.override)
     env = make_batched(cfg.env_id, cfg.meta_batch_size * cfg.episodes_per_task, max_episode_steps=cfg.horizon,
                        **cfg.env_kwargs)
     learner = agents.build_maml_trpo(cfg, env)
+    learner.sampler.policy_threads = args.policy_threads or args.num_threads
     rng = np.random.default_rng(0)
 
     def iteration() -> dict[str, float]:
@@ -60,6 +95,23 @@ def main() -> None:
     sample = statistics.median(r["sample_seconds"] for r in rows)
     update = statistics.median(r["update_seconds"] for r in rows)
     steps_per_s = statistics.median(r["env_steps_per_s"] for r in rows)
+    env_steps = int(statistics.median(r["env_steps"] for r in rows))
+    ls_steps = statistics.median(r["ls_steps"] for r in rows)
+    physics = statistics.median(physics_seconds(env, env_steps) or 0.0 for _ in range(args.repeats))
+
+    print(f"config {args.config} {' '.join(args.override)}: {cfg.meta_batch_size} tasks x "
+          f"{cfg.episodes_per_task} episodes, horizon {cfg.horizon}, hvp_subsample {cfg.hvp_subsample}; "
+          f"torch threads: learner {args.num_threads}, policy forward in sampling {learner.sampler.policy_threads}")
+    print(f"seconds per meta-iteration (median of {args.repeats}): {total:.2f}")
+    print(f"  sampling (all phases):  {sample:.2f} s  ({sample / total:.0%}), {steps_per_s:,.0f} env steps/s")
+    print(f"  meta-update:            {update:.2f} s  ({update / total:.0%}), {ls_steps:.0f} line-search step(s)")
+    if physics:
+        print(f"pure physics of its {env_steps:,} env steps (raw mujoco.batch, {env.num_envs} sims, "  # type: ignore[attr-defined]
+              f"{env.nthread} threads): {physics:.2f} s")  # type: ignore[attr-defined]
+        print(f"  iteration / physics: {total / physics:.2f}x   sampling / physics: {sample / physics:.2f}x   "
+              f"meta-update / physics: {update / physics:.2f}x")
+    if not args.fvp:
+        return
 
     learner.sampler.set_tasks(env.sample_tasks(cfg.meta_batch_size, rng))
     batch = sample_adaptation(learner.policy, learner.sampler, rng, learner.inner_lrs, learner.advantage)
@@ -81,11 +133,6 @@ def main() -> None:
 
     timings["double"] = median_seconds(double_backward, args.repeats * 3)
 
-    print(f"config {args.config}: {cfg.meta_batch_size} tasks x {cfg.episodes_per_task} episodes, "
-          f"horizon {cfg.horizon}, torch threads {args.num_threads}")
-    print(f"seconds per meta-iteration (median of {args.repeats}): {total:.2f}")
-    print(f"  sampling (all phases):  {sample:.2f} s  ({sample / total:.0%}), {steps_per_s:,.0f} env steps/s")
-    print(f"  meta-update:            {update:.2f} s  ({update / total:.0%})")
     print("Fisher-vector product (median):")
     print(f"  double backprop through the KL gradient (reference): {timings['double'] * 1000:.0f} ms")
     print(f"  J^T M J, all tasks (ours):                           {timings['ours'] * 1000:.0f} ms"

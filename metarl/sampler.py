@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -281,6 +282,20 @@ def rollout(
 # ------------------------------------------------------------------------------ the sampler
 
 
+@contextlib.contextmanager
+def torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Run the body with ``num_threads`` torch intra-op threads (``None``: unchanged), then restore."""
+    before = torch.get_num_threads()
+    if num_threads is None or num_threads == before:
+        yield
+        return
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class Sampler:
     """Samples ``episodes_per_task`` episodes of each of ``num_tasks`` tasks in one batched env.
 
@@ -300,10 +315,21 @@ class Sampler:
     whose step ``info["diverged"]`` flag is set, ends its episode there; the offending
     step is dropped (masked out), the episode is marked in ``Episodes.nonfinite`` and
     a warning is logged.
+
+    Threads: the per-step policy forward is many small ops, which torch's intra-op threads
+    slow down (they synchronise every op and spin against the env's own threads, e.g.
+    ``mujoco.batch``'s); so rollouts run with ``policy_threads`` torch threads (default 1)
+    and the previous setting is restored for the learner (BENCHMARKS.md, "Locomotion
+    meta-iteration"). ``None`` leaves the thread count alone.
     """
 
     def __init__(
-        self, env: BatchedTaskEnv, policy: PolicyLike, num_tasks: int, episodes_per_task: int
+        self,
+        env: BatchedTaskEnv,
+        policy: PolicyLike,
+        num_tasks: int,
+        episodes_per_task: int,
+        policy_threads: int | None = 1,
     ) -> None:
         if env.num_envs != num_tasks * episodes_per_task:
             raise ValueError(
@@ -315,6 +341,7 @@ class Sampler:
         self.num_tasks = num_tasks
         self.episodes_per_task = episodes_per_task
         self.horizon = env.max_episode_steps
+        self.policy_threads = policy_threads
         self._tasks: list[Task] | None = None
 
     def set_tasks(self, tasks: Sequence[Task]) -> None:
@@ -328,7 +355,8 @@ class Sampler:
         """One episode per sub-environment with per-task ``params``; the phase's key drawn from ``rng``."""
         if self._tasks is None:
             raise RuntimeError("Sampler.sample: call set_tasks first")
-        part = rollout(self.env, self.policy, params, self.episodes_per_task, draw_phase_key(rng))
+        with torch_threads(self.policy_threads):
+            part = rollout(self.env, self.policy, params, self.episodes_per_task, draw_phase_key(rng))
         return assemble_episodes([part], self.num_tasks, self.episodes_per_task)
 
     def close(self) -> None:

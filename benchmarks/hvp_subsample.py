@@ -1,0 +1,71 @@
+"""Does a subsampled Fisher-vector product change the MAML-TRPO meta-update? Same batch, several fractions.
+
+    .venv/bin/python benchmarks/hvp_subsample.py [--config halfcheetah-vel] [--fractions 1.0 0.25 0.1] [--batches 2]
+
+For each of ``--batches`` sampled meta-batches (the preset's size unless overridden after
+``--``), runs the meta-update from the same θ with each ``hvp_subsample`` fraction and
+prints its seconds, the surrogate-loss improvement and KL after the line search, and the
+cosine between its step and the step with all tasks (the first fraction).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import numpy as np
+import torch
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+
+import agents
+import envs  # noqa: F401  (registers the ids)
+from agents.maml import sample_adaptation
+from metarl.config import load_config
+from metarl.registry import make_batched
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="halfcheetah-vel")
+    parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.25, 0.1])
+    parser.add_argument("--batches", type=int, default=2)
+    parser.add_argument("--num_threads", type=int, default=1)
+    parser.add_argument("override", nargs="*", help="config overrides: --key value pairs after --")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.num_threads)
+    torch.manual_seed(0)
+    cfg = load_config(args.config, args.override)
+    env = make_batched(cfg.env_id, cfg.meta_batch_size * cfg.episodes_per_task, max_episode_steps=cfg.horizon,
+                       **cfg.env_kwargs)
+    learner = agents.build_maml_trpo(cfg, env)
+    params = list(learner.policy.parameters())
+    rng = np.random.default_rng(0)
+    print(f"config {args.config} {' '.join(args.override)}: {cfg.meta_batch_size} tasks x {cfg.episodes_per_task} "
+          f"episodes, horizon {cfg.horizon}; torch threads {args.num_threads}")
+    print("batch  hvp_subsample  update_s  loss_improvement  kl_after  step_fraction  cos(step, step_all)")
+    for b in range(args.batches):
+        learner.sampler.set_tasks(env.sample_tasks(cfg.meta_batch_size, rng))
+        batch = sample_adaptation(learner.policy, learner.sampler, rng, learner.inner_lrs, learner.advantage)
+        theta = parameters_to_vector(params).detach().clone()
+        reference: torch.Tensor | None = None
+        for fraction in args.fractions:
+            learner.settings = dataclasses.replace(learner.settings, hvp_subsample=fraction)
+            start = time.perf_counter()
+            metrics = learner.step(batch, np.random.default_rng(b))
+            seconds = time.perf_counter() - start
+            step = parameters_to_vector(params).detach() - theta
+            reference = step if reference is None else reference
+            cos = float(step.dot(reference) / (step.norm() * reference.norm()).clamp(min=1e-30))
+            print(f"{b:5d}  {fraction:13.2f}  {seconds:8.2f}  {metrics['loss_before'] - metrics['loss_after']:16.5f}"
+                  f"  {metrics['kl_after']:8.5f}  {metrics['step_fraction']:13.3f}  {cos:19.3f}", flush=True)
+            with torch.no_grad():
+                vector_to_parameters(theta, params)
+        assert reference is not None
+        with torch.no_grad():  # move on from the first fraction's step, as training would
+            vector_to_parameters(theta + reference, params)
+
+
+if __name__ == "__main__":
+    main()
