@@ -1,7 +1,7 @@
 """Seconds per MAML-TRPO meta-iteration, split into sampling and meta-update, and the cost of
 one Fisher-vector product with all tasks versus a subsample.
 
-    .venv/bin/python benchmarks/meta_iteration.py [--config 2d-navigation] [--repeats 3] [--num_threads 2]
+    .venv/bin/python benchmarks/meta_iteration.py [--config 2d-navigation] [--repeats 3] [--num_threads 1]
     .venv/bin/python benchmarks/meta_iteration.py --config halfcheetah-vel --repeats 3 --no-fvp
 
 Prints medians over ``--repeats`` iterations (after one warm-up iteration) and ratios
@@ -69,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="2d-navigation")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--num_threads", type=int, default=2)
+    parser.add_argument("--num_threads", type=int, default=0, help="torch threads of the learner (0: the config's)")
     parser.add_argument("--policy_threads", type=int, default=1,
                         help="torch threads of the sampler's policy forward (0: --num_threads)")
     parser.add_argument("--subsample", type=float, default=0.25, help="hvp_subsample to compare with 1.0")
@@ -77,9 +77,10 @@ def main() -> None:
     parser.add_argument("override", nargs="*", help="config overrides: --key value pairs after --")
     args = parser.parse_args()
 
+    cfg = load_config(args.config, args.override)
+    args.num_threads = args.num_threads or cfg.num_threads
     torch.set_num_threads(args.num_threads)
     torch.manual_seed(0)
-    cfg = load_config(args.config, args.override)
     env = make_batched(cfg.env_id, cfg.meta_batch_size * cfg.episodes_per_task, max_episode_steps=cfg.horizon,
                        **cfg.env_kwargs)
     learner = agents.build_maml_trpo(cfg, env)
