@@ -11,6 +11,11 @@ model with the same number of sims and threads, random controls, no observation,
 or policy work — and prints the iteration's ratio to it. ``--num_threads`` is torch's
 thread count for the learner; the sampler's policy forward runs with
 ``--policy_threads`` (the trainer's default, 1; 0: the learner's count).
+
+``--thread-ab N`` then times, on one sampled batch, the meta-update with 1 and with N
+torch threads and a sampling phase with the policy forward on 1 and on N threads,
+alternating, ``--repeats`` times each: on a shared machine whose load changes from
+minute to minute only such interleaved timings compare thread counts fairly.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import mujoco
 import mujoco.batch
 import numpy as np
 import torch
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 import agents
 import envs  # noqa: F401
@@ -65,6 +71,31 @@ def physics_seconds(env: object, env_steps: int) -> float | None:
     return (time.perf_counter() - start) * env_steps / (rounds * num_envs)
 
 
+def thread_ab(learner: agents.MAMLTRPO, batch: agents.AdaptationBatch, threads: int, repeats: int) -> None:
+    """Print median seconds of the meta-update and of a sampling phase with 1 and ``threads`` torch threads."""
+    params = list(learner.policy.parameters())
+    theta = parameters_to_vector(params).detach().clone()
+    task_params = {n: p.detach() for n, p in batch.params[-1].items()}
+    times: dict[tuple[str, int], list[float]] = {}
+    for _ in range(repeats):
+        for n in (1, threads):
+            torch.set_num_threads(n)
+            start = time.perf_counter()
+            learner.step(batch, np.random.default_rng(0))
+            times.setdefault(("meta-update", n), []).append(time.perf_counter() - start)
+            with torch.no_grad():
+                vector_to_parameters(theta, params)
+            learner.sampler.policy_threads = n
+            start = time.perf_counter()
+            learner.sampler.sample(task_params, np.random.default_rng(0))
+            times.setdefault(("sampling phase", n), []).append(time.perf_counter() - start)
+    print(f"threads A/B, interleaved, median of {repeats}:")
+    for what in ("meta-update", "sampling phase"):
+        one, many = (statistics.median(times[(what, n)]) for n in (1, threads))
+        print(f"  {what:15s} torch threads 1: {one:6.2f} s   {threads}: {many:6.2f} s"
+              f"   ({threads}/1: {many / one:.2f}x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="2d-navigation")
@@ -73,6 +104,8 @@ def main() -> None:
     parser.add_argument("--policy_threads", type=int, default=1,
                         help="torch threads of the sampler's policy forward (0: --num_threads)")
     parser.add_argument("--subsample", type=float, default=0.25, help="hvp_subsample to compare with 1.0")
+    parser.add_argument("--thread-ab", type=int, default=0, metavar="N",
+                        help="also compare 1 and N torch threads, interleaved (0: skip)")
     parser.add_argument("--no-fvp", dest="fvp", action="store_false", help="skip the Fisher-vector product timings")
     parser.add_argument("override", nargs="*", help="config overrides: --key value pairs after --")
     args = parser.parse_args()
@@ -111,6 +144,12 @@ def main() -> None:
               f"{env.nthread} threads): {physics:.2f} s")  # type: ignore[attr-defined]
         print(f"  iteration / physics: {total / physics:.2f}x   sampling / physics: {sample / physics:.2f}x   "
               f"meta-update / physics: {update / physics:.2f}x")
+    if args.thread_ab:
+        learner.sampler.set_tasks(env.sample_tasks(cfg.meta_batch_size, rng))
+        batch = sample_adaptation(learner.policy, learner.sampler, rng, learner.inner_lrs, learner.advantage)
+        thread_ab(learner, batch, args.thread_ab, args.repeats)
+        torch.set_num_threads(args.num_threads)
+        learner.sampler.policy_threads = args.policy_threads or args.num_threads
     if not args.fvp:
         return
 
