@@ -104,7 +104,9 @@ class BatchedLocomotionEnv(BatchedTaskEnv):
     Subclasses set ``family`` and implement :meth:`_observe`, :meth:`_get_rewards`
     and :meth:`_terminated`, reading the bound arrays ``self._qpos``, ``self._qvel``
     and any others they bind. ``nthread`` is the batch's thread count (default: all
-    CPUs); its threads run with the GIL released.
+    CPUs); its threads run with the GIL released. A sub-environment that terminated is
+    not simulated again until it is reset: later steps leave it as it ended and report
+    it terminated with reward 0 (so a batch of fallen ants costs no physics).
     """
 
     family: ClassVar[TaskFamily]
@@ -136,6 +138,7 @@ class BatchedLocomotionEnv(BatchedTaskEnv):
         self._params = np.repeat(self.family.encode([self.family.default_task()]), num_envs, axis=0)
         self._batch.reset()
         self._divergence_counts = self._count_divergences()
+        self._ended = np.zeros(num_envs, bool)  # terminated since their last reset: not simulated
         low, high = model.actuator_ctrlrange.astype(np.float32).T
         self._init_spaces(
             gym.spaces.Box(-np.inf, np.inf, shape=(observation_size,), dtype=np.float32),
@@ -196,6 +199,7 @@ class BatchedLocomotionEnv(BatchedTaskEnv):
             self._qvel[indices] = qvel
             self._batch.forward(indices)
             self._divergence_counts[indices] = self._count_divergences()[indices]
+            self._ended[indices] = False
         return _finite_float32(self._observe())
 
     def _step_all(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
@@ -203,8 +207,13 @@ class BatchedLocomotionEnv(BatchedTaskEnv):
         self._ctrl[:] = action
         x_before = self._qpos[:, 0].copy()
         failed: np.ndarray | None = None
+        ended = self._ended.copy()
+        # a terminated sub-environment stays as it ended until its reset (no physics spent
+        # on it); its later steps report terminated again, with reward 0
+        live = None if not ended.any() else np.flatnonzero(~ended)
         try:
-            self._batch.step(nstep=self.frame_skip)
+            if live is None or len(live):
+                self._batch.step(live, nstep=self.frame_skip)
         except mujoco.batch.SimulationError as error:  # those kept their previous state
             failed = error.ids
         x_velocity = (self._qpos[:, 0] - x_before) / self.dt
@@ -214,10 +223,13 @@ class BatchedLocomotionEnv(BatchedTaskEnv):
         diverged |= ~(np.isfinite(self._qpos).all(axis=1) & np.isfinite(self._qvel).all(axis=1))
         if failed is not None:
             diverged[failed] = True
+        diverged &= ~ended
         reward, info = self._get_rewards(x_velocity, action, diverged)
-        reward[diverged] = 0.0
+        reward[diverged | ended] = 0.0
         info["x_velocity"] = x_velocity
         # the sampler ends and counts these episodes (metric nonfinite_episodes) instead of
         # feeding the learner a terminated step of reward 0
         info[DIVERGED_INFO_KEY] = diverged
-        return _finite_float32(self._observe()), reward, self._terminated(diverged), info
+        terminated = self._terminated(diverged) | ended
+        self._ended |= terminated
+        return _finite_float32(self._observe()), reward, terminated, info

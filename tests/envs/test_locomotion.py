@@ -342,3 +342,29 @@ def test_divergence_is_flagged_and_the_sampler_drops_it() -> None:
     assert torch.isfinite(rewards).all() and (rewards != 0).all()
     # the learner's metric counts it
     assert adaptation_metrics(SimpleNamespace(episodes=[episodes]))["nonfinite_episodes"] == 1.0  # type: ignore[arg-type]
+
+
+def test_terminated_subenv_is_not_simulated_until_reset() -> None:
+    """An ended sub-env stays as it ended (terminated, reward 0) while the others step; a reset revives it."""
+    batched = BatchedAntDir(num_envs=3, max_episode_steps=50, nthread=1)
+    batched.set_tasks([DirectionTask(1)] * 3)
+    batched.reset(seed=0)
+    batched._qpos[1, 2] = 1.6  # thrown above z = 1: terminates
+    zeros = np.zeros((3, 8), np.float32)
+    obs, _, terminated, _, _ = batched.step(zeros)
+    assert terminated.tolist() == [False, True, False]
+    frozen = batched._qpos[1].copy()
+    for _ in range(3):
+        next_obs, reward, terminated, _, info = batched.step(zeros)
+        assert terminated.tolist() == [False, True, False] and reward[1] == 0.0 and not info["diverged"].any()
+        np.testing.assert_array_equal(batched._qpos[1], frozen)
+        np.testing.assert_array_equal(next_obs[1], obs[1])
+        assert not np.array_equal(next_obs[0], obs[0])
+        obs = next_obs
+    reset_obs, _ = batched.reset(seed=[None, 5, None], options={"reset_mask": np.array([False, True, False])})
+    single = AntDirEnv(task=DirectionTask(1))
+    np.testing.assert_array_equal(reset_obs[1], single.reset(seed=5)[0])
+    s_obs, s_reward, s_terminated, *_ = single.step(np.zeros(8, np.float32))
+    obs, reward, terminated, _, _ = batched.step(zeros)
+    np.testing.assert_array_equal(obs[1], s_obs)
+    assert reward[1] == pytest.approx(s_reward, rel=1e-10, abs=1e-12) and terminated[1] == s_terminated
