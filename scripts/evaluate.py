@@ -74,8 +74,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--num-tasks", type=int, default=40, help="held-out tasks (default 40)")
     p.add_argument("--num-steps", type=int, default=3, help="inner gradient steps K (default 3)")
     p.add_argument("--episodes-per-step", type=int, default=20, help="episodes per task and step (default 20)")
-    p.add_argument("--lrs", type=_floats, default=(0.1, 0.05),
-                   help="inner learning rate per step, the last repeats (default 0.1,0.05 as in the MAML paper)")
+    p.add_argument("--lrs", type=_floats, default=None,
+                   help="inner learning rate per step, the last repeats (default: the run's fast_lr, then half "
+                        "of it — 0.1,0.05 for 2d-navigation, as in the MAML paper)")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed: tasks, rollouts, random init (default 0)")
     p.add_argument("--label", default="", help="legend name (default: the method)")
     p.add_argument("--out", type=Path, help="output folder (default: <run>/eval, or runs/eval for a preset)")
@@ -171,14 +172,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
+        cfg, state, ckpt, default_out = load_source(args.source, args.random)
         settings = EvaluationSettings(
             num_tasks=args.num_tasks,
             num_steps=args.num_steps,
             episodes_per_step=args.episodes_per_step,
-            lrs=args.lrs,
+            lrs=args.lrs if args.lrs is not None else (cfg.fast_lr, cfg.fast_lr / 2),
             seed=args.seed,
         )
-        cfg, state, ckpt, default_out = load_source(args.source, args.random)
         torch.set_num_threads(args.threads or cfg.num_threads)
         start = time.perf_counter()
         results = evaluate(
