@@ -48,6 +48,7 @@ from metarl.evaluation import (
     run_evaluation,
 )
 from metarl.figures import plot_adaptation
+from metarl.memory import keep_freed_memory
 from metarl.registry import check_env_id, make_batched
 from metarl.sampler import Sampler
 
@@ -181,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
         )
         torch.set_num_threads(args.threads or cfg.num_threads)
+        keep_freed_memory()
         start = time.perf_counter()
         results = evaluate(
             cfg, state, settings, random=args.random, label=args.label, source=str(ckpt or args.source)
