@@ -1,9 +1,9 @@
-"""The meta-update with glibc malloc's defaults versus :func:`metarl.memory.keep_freed_memory`.
+"""The meta-update with glibc malloc's defaults versus the tuned settings of :mod:`metarl.memory`.
 
     .venv/bin/python benchmarks/allocator.py [--config halfcheetah-vel] [--rounds 3] [--num_threads 2]
 
-Each measurement runs in its own process (a process's malloc settings cannot be undone),
-the two settings alternating for ``--rounds`` rounds. A process samples one seeded batch
+Each measurement runs in its own process (glibc reads the settings at start-up), the two
+settings alternating for ``--rounds`` rounds. A process samples one seeded batch
 of the preset (the same episodes in every process), then times the meta-update on it
 (median of 3 after a warm-up, θ restored before each) and one elementwise multiply of a
 160,000 × 100 float tensor, counting the minor page faults of that multiply. Prints the
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -21,9 +22,11 @@ import sys
 import time
 from pathlib import Path
 
+from metarl.memory import TUNED_MALLOC_ENV
 
-def measure(config: str, num_threads: int, keep: bool) -> dict[str, float]:
-    """Time the meta-update and a large multiply in this process, with or without keeping freed memory."""
+
+def measure(config: str, num_threads: int) -> dict[str, float]:
+    """Time the meta-update and a large multiply in this process, with its malloc settings."""
     import numpy as np
     import torch
     from torch.nn.utils import parameters_to_vector, vector_to_parameters
@@ -32,11 +35,8 @@ def measure(config: str, num_threads: int, keep: bool) -> dict[str, float]:
     import envs  # noqa: F401  (registers the ids)
     from agents.maml import sample_adaptation
     from metarl.config import load_config
-    from metarl.memory import keep_freed_memory
     from metarl.registry import make_batched
 
-    if keep:
-        keep_freed_memory()
     torch.set_num_threads(num_threads)
     torch.manual_seed(0)
     cfg = load_config(config, [])
@@ -75,16 +75,19 @@ def main() -> None:
     parser.add_argument("--child", choices=["default", "keep"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.config, args.num_threads, args.child == "keep")))
+        print(json.dumps(measure(args.config, args.num_threads)))
         return
 
     results: dict[str, list[dict[str, float]]] = {"default": [], "keep": []}
     for _ in range(args.rounds):
         for setting in ("default", "keep"):
+            env = {n: v for n, v in os.environ.items() if n not in TUNED_MALLOC_ENV}
+            if setting == "keep":
+                env.update(TUNED_MALLOC_ENV)
             out = subprocess.run(
                 [sys.executable, str(Path(__file__).resolve()), "--config", args.config, "--num_threads",
                  str(args.num_threads), "--child", setting],
-                check=True, capture_output=True, text=True,
+                check=True, capture_output=True, text=True, env=env,
             ).stdout
             results[setting].append(json.loads(out.strip().splitlines()[-1]))
 
@@ -93,7 +96,7 @@ def main() -> None:
 
     print(f"config {args.config}, {args.num_threads} torch threads, {args.rounds} rounds (medians)")
     print("malloc            meta-update s   multiply 160k x 100 ms   page faults per multiply")
-    for setting, name in (("default", "glibc default"), ("keep", "keep_freed_memory")):
+    for setting, name in (("default", "glibc default"), ("keep", "tuned (keeps freed memory)")):
         print(f"{name:<18}{med(setting, 'update'):>12.2f}{med(setting, 'multiply') * 1000:>22.1f}"
               f"{med(setting, 'faults'):>24.0f}")
     print(f"default / keep: meta-update {med('default', 'update') / med('keep', 'update'):.2f}x, "

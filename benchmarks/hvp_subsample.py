@@ -22,7 +22,7 @@ import agents
 import envs  # noqa: F401  (registers the ids)
 from agents.maml import sample_adaptation
 from metarl.config import load_config
-from metarl.memory import keep_freed_memory
+from metarl.memory import restart_with_tuned_malloc
 from metarl.registry import make_batched
 
 
@@ -36,7 +36,6 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.num_threads)
-    keep_freed_memory()
     torch.manual_seed(0)
     cfg = load_config(args.config, args.override)
     env = make_batched(cfg.env_id, cfg.meta_batch_size * cfg.episodes_per_task, max_episode_steps=cfg.horizon,
@@ -70,4 +69,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    restart_with_tuned_malloc()  # large tensors reuse freed memory (metarl/memory.py)
     main()

@@ -36,6 +36,7 @@ import envs  # noqa: F401
 from agents.maml import sample_adaptation
 from agents.maml_trpo import _Objective
 from metarl.config import load_config
+from metarl.memory import restart_with_tuned_malloc
 from metarl.registry import make_batched
 
 
@@ -182,4 +183,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    restart_with_tuned_malloc()  # large tensors reuse freed memory (metarl/memory.py)
     main()

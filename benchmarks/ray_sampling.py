@@ -31,6 +31,7 @@ import agents
 import envs  # noqa: F401
 from agents.maml import sample_adaptation
 from metarl.config import ConfigError, load_config
+from metarl.memory import restart_with_tuned_malloc
 from metarl.ray_sampler import RaySampler, ShardEnvFactory
 from metarl.registry import make_batched
 from metarl.sampler import Sampler
@@ -136,4 +137,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    restart_with_tuned_malloc()  # large tensors reuse freed memory (metarl/memory.py)
     main()

@@ -44,7 +44,6 @@ from metarl.config import (
     load_config,
     save_config,
 )
-from metarl.memory import keep_freed_memory
 from metarl.plotting import plot_training_curve
 from metarl.registry import TaskEnvError, check_env_id, make_batched
 from metarl.runlog import RunLogger, setup_logging
@@ -235,7 +234,6 @@ def train(
     run_dir = resolve_run_dir(cfg)
     _check_run_dir(run_dir, resume)
     torch.set_num_threads(cfg.num_threads)
-    keep_freed_memory()  # large activations reused, not page-faulted in at every op
 
     task_seed, env_seed, torch_seed = np.random.SeedSequence(cfg.seed).spawn(3)
     torch.manual_seed(int(torch_seed.generate_state(1)[0]))

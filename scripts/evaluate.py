@@ -48,7 +48,7 @@ from metarl.evaluation import (
     run_evaluation,
 )
 from metarl.figures import plot_adaptation
-from metarl.memory import keep_freed_memory
+from metarl.memory import restart_with_tuned_malloc
 from metarl.registry import check_env_id, make_batched
 from metarl.sampler import Sampler
 
@@ -182,7 +182,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
         )
         torch.set_num_threads(args.threads or cfg.num_threads)
-        keep_freed_memory()
         start = time.perf_counter()
         results = evaluate(
             cfg, state, settings, random=args.random, label=args.label, source=str(ckpt or args.source)
@@ -210,4 +209,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    restart_with_tuned_malloc()  # large tensors reuse freed memory (metarl/memory.py)
     sys.exit(main())

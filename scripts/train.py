@@ -20,6 +20,7 @@ import agents
 import envs  # noqa: F401  (registers the task environments)
 from metarl.checkpoint import CheckpointError
 from metarl.config import ConfigError, field_docs, list_presets, load_config
+from metarl.memory import restart_with_tuned_malloc
 from metarl.registry import TaskEnvError
 from metarl.trainer import load_run_config, train
 
@@ -55,4 +56,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    restart_with_tuned_malloc()  # large tensors reuse freed memory (metarl/memory.py)
     sys.exit(main())
