@@ -8,7 +8,10 @@ Prints medians over ``--repeats`` iterations (after one warm-up iteration) and r
 measured in this one run. For a MuJoCo (``mujoco.batch``) environment it also times the
 pure physics of an iteration's env steps — raw ``mujoco.batch`` stepping of the same
 model with the same number of sims and threads, random controls, no observation, reward
-or policy work — and prints the iteration's ratio to it. ``--num_threads`` is torch's
+or policy work — and prints the iteration's ratio to it; and the pure physics of its
+samples: each measured iteration's resets (initial ``qpos``/``qvel``) and steps (controls,
+which sub-environments stepped) are recorded and replayed on a fresh ``mujoco.batch``, so
+the states and contacts are those the policy produced. ``--num_threads`` is torch's
 thread count for the learner; the sampler's policy forward runs with
 ``--policy_threads`` (the trainer's default, 1; 0: the learner's count).
 
@@ -72,6 +75,63 @@ def physics_seconds(env: object, env_steps: int) -> float | None:
     return (time.perf_counter() - start) * env_steps / (rounds * num_envs)
 
 
+class PhysicsRecorder:
+    """Stands in for a batched locomotion env's ``mujoco.batch.Batch`` and records its physics.
+
+    It forwards every call and keeps, in order, each reset (the sub-environments' initial
+    ``qpos``/``qvel``, taken at the ``forward`` that follows a reset) and each step (the
+    controls and which sub-environments stepped), so that :meth:`replay_seconds` can time
+    the same physics, with the same states and controls, on a fresh ``Batch`` with no
+    observation, reward or policy work.
+    """
+
+    def __init__(self, env: object) -> None:
+        self.env = env
+        self.batch = env._batch  # type: ignore[attr-defined]
+        self.events: list[tuple] = []
+        self.recording = False
+        env._batch = self  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str):
+        return getattr(self.batch, name)
+
+    def forward(self, ids=None):
+        out = self.batch.forward(ids) if ids is not None else self.batch.forward()
+        if self.recording:
+            index = np.arange(self.env.num_envs) if ids is None else np.asarray(ids)  # type: ignore[attr-defined]
+            self.events.append(("reset", index, self.env._qpos[index].copy(), self.env._qvel[index].copy()))  # type: ignore[attr-defined]
+        return out
+
+    def step(self, ids=None, nstep: int = 1):
+        if self.recording:
+            self.events.append(("step", None if ids is None else np.asarray(ids).copy(),
+                                self.env._ctrl.copy(), nstep))  # type: ignore[attr-defined]
+        return self.batch.step(ids, nstep=nstep)
+
+    def replay_seconds(self) -> float:
+        """Wall time of the recorded steps on a fresh ``Batch`` (same model, sims, threads)."""
+        env = self.env
+        batch = mujoco.batch.Batch(env.model, env.num_envs, env.nthread)  # type: ignore[attr-defined]
+        qpos, qvel, ctrl = batch.bind("qpos"), batch.bind("qvel"), batch.bind("ctrl")
+        total = 0.0
+        for event in self.events:
+            if event[0] == "reset":
+                _, index, q, v = event
+                batch.reset(index, stage=mujoco.mjtStage.mjSTAGE_NONE)
+                qpos[index], qvel[index] = q, v
+                batch.forward(index)
+            else:
+                _, ids, controls, nstep = event
+                ctrl[:] = controls
+                start = time.perf_counter()
+                try:
+                    batch.step(ids, nstep=nstep)
+                except mujoco.batch.SimulationError:
+                    pass
+                total += time.perf_counter() - start
+        return total
+
+
 def thread_ab(learner: agents.MAMLTRPO, batch: agents.AdaptationBatch, threads: int, repeats: int) -> None:
     """Print median seconds of the meta-update and of a sampling phase with 1 and ``threads`` torch threads."""
     params = list(learner.policy.parameters())
@@ -125,7 +185,16 @@ def main() -> None:
         return learner.train_iteration(env.sample_tasks(cfg.meta_batch_size, rng), rng)
 
     iteration()  # warm-up
-    rows = [iteration() for _ in range(args.repeats)]
+    recorder = PhysicsRecorder(env) if hasattr(env, "_batch") else None
+    rows, replays = [], []
+    for _ in range(args.repeats):
+        if recorder is not None:
+            recorder.events.clear()
+            recorder.recording = True
+        rows.append(iteration())
+        if recorder is not None:
+            recorder.recording = False
+            replays.append(recorder.replay_seconds())
     total = statistics.median(r["sample_seconds"] + r["update_seconds"] for r in rows)
     sample = statistics.median(r["sample_seconds"] for r in rows)
     update = statistics.median(r["update_seconds"] for r in rows)
@@ -145,6 +214,12 @@ def main() -> None:
               f"{env.nthread} threads): {physics:.2f} s")  # type: ignore[attr-defined]
         print(f"  iteration / physics: {total / physics:.2f}x   sampling / physics: {sample / physics:.2f}x   "
               f"meta-update / physics: {update / physics:.2f}x")
+    if replays:
+        replay = statistics.median(replays)
+        print(f"pure physics of its samples (their initial states and actions replayed on a fresh "
+              f"mujoco.batch, median of {len(replays)}): {replay:.2f} s")
+        print(f"  iteration / physics of its samples: {total / replay:.2f}x   sampling: {sample / replay:.2f}x   "
+              f"meta-update: {update / replay:.2f}x")
     if args.thread_ab:
         learner.sampler.set_tasks(env.sample_tasks(cfg.meta_batch_size, rng))
         batch = sample_adaptation(learner.policy, learner.sampler, rng, learner.inner_lrs, learner.advantage)
