@@ -157,6 +157,35 @@ def thread_ab(learner: agents.MAMLTRPO, batch: agents.AdaptationBatch, threads: 
               f"   ({threads}/1: {many / one:.2f}x)")
 
 
+def meta_update_components(learner: agents.MAMLTRPO, batch: agents.AdaptationBatch, repeats: int) -> None:
+    """Print median seconds of the meta-update's parts on ``batch`` (θ unchanged)."""
+    params = list(learner.policy.parameters())
+    objective = _Objective(learner.policy, batch, learner.settings)
+
+    def meta_gradient() -> None:
+        loss, _ = objective.loss_and_kl(objective.adapted(create_graph=True))
+        torch.autograd.grad(loss, params)
+
+    def line_search_evaluation() -> None:
+        adapted = objective.adapted(create_graph=False)
+        with torch.no_grad():
+            objective.loss_and_kl(adapted)
+
+    def build_fisher():
+        return learner._fisher_vector_product(objective, objective.adapted(create_graph=True),
+                                              np.random.default_rng(0))
+
+    product = build_fisher()
+    vector = torch.randn(sum(p.numel() for p in params))
+    print(f"meta-update parts (median of {repeats}, hvp_subsample {learner.settings.hvp_subsample}):")
+    print(f"  meta-gradient (inner step with create_graph, loss, backward): "
+          f"{median_seconds(meta_gradient, repeats):.3f} s")
+    print(f"  one line-search evaluation (inner step, loss and KL):          "
+          f"{median_seconds(line_search_evaluation, repeats):.3f} s")
+    print(f"  Fisher-vector product: build {median_seconds(build_fisher, repeats):.3f} s, "
+          f"one product {median_seconds(lambda: product(vector), repeats * 3):.3f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="2d-navigation")
@@ -168,6 +197,9 @@ def main() -> None:
     parser.add_argument("--thread-ab", type=int, default=0, metavar="N",
                         help="also compare 1 and N torch threads, interleaved (0: skip)")
     parser.add_argument("--no-fvp", dest="fvp", action="store_false", help="skip the Fisher-vector product timings")
+    parser.add_argument("--components", action="store_true",
+                        help="time the meta-update's parts on one batch: meta-gradient, line-search evaluation, "
+                             "Fisher products")
     parser.add_argument("override", nargs="*", help="config overrides: --key value pairs after --")
     args = parser.parse_args()
 
@@ -226,6 +258,10 @@ def main() -> None:
         thread_ab(learner, batch, args.thread_ab, args.repeats)
         torch.set_num_threads(args.num_threads)
         learner.sampler.policy_threads = args.policy_threads or args.num_threads
+    if args.components:
+        learner.sampler.set_tasks(env.sample_tasks(cfg.meta_batch_size, rng))
+        batch = sample_adaptation(learner.policy, learner.sampler, rng, learner.inner_lrs, learner.advantage)
+        meta_update_components(learner, batch, args.repeats)
     if not args.fvp:
         return
 
