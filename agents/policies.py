@@ -22,30 +22,7 @@ from torch.distributions import Categorical, Distribution, Independent, Normal
 Params = dict[str, Tensor]
 """Policy parameters by name, each with a leading task dimension."""
 
-
-class _Tanh(torch.autograd.Function):
-    """tanh as ``2·sigmoid(2x) − 1``: the same values to float rounding (≤ 2e-7 apart in float32),
-    2–3× faster than ``torch.tanh``'s CPU kernel (``benchmarks/activations.py``); the backward
-    is torch's own. Differentiable twice, for second-order MAML."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:  # type: ignore[override]
-        y = torch.sigmoid(x * 2.0).mul_(2.0).sub_(1.0)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:  # type: ignore[override]
-        (y,) = ctx.saved_tensors
-        return torch.ops.aten.tanh_backward(grad, y)  # grad·(1 − y²), and torch's own double backward
-
-
-def tanh(x: Tensor) -> Tensor:
-    """The hyperbolic tangent, computed through a sigmoid (see :class:`_Tanh`)."""
-    return _Tanh.apply(x)
-
-
-NONLINEARITIES = {"tanh": tanh, "relu": torch.relu}
+NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
 
 
 class Policy(nn.Module, abc.ABC):
