@@ -113,6 +113,8 @@ class BernoulliBanditEnv(gym.Env[np.ndarray, np.int64]):
 
     * ``k``: the number of arms (default 5).
     * ``task``: the initial task; defaults to every arm at ``p = 0.5``.
+    * ``pulls``: the ``n`` of the registered id (set by the registration); the batched
+      env refuses an episode length (the config's ``horizon``) other than ``n``.
 
     ## Tasks
 
@@ -122,8 +124,9 @@ class BernoulliBanditEnv(gym.Env[np.ndarray, np.int64]):
 
     metadata: dict[str, Any] = {"render_modes": []}
 
-    def __init__(self, k: int = 5, task: BanditTask | None = None) -> None:
+    def __init__(self, k: int = 5, task: BanditTask | None = None, pulls: int | None = None) -> None:
         self.k = _check_k(k, type(self).__name__)
+        self.pulls = pulls
         self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
         self.action_space = gym.spaces.Discrete(self.k)
         self._task = BanditTask(probs=(0.5,) * self.k)
@@ -167,7 +170,13 @@ class BatchedBernoulliBandit(BatchedTaskEnv):
     identical to the single environment.
     """
 
-    def __init__(self, num_envs: int, max_episode_steps: int = 100, k: int = 5) -> None:
+    def __init__(self, num_envs: int, max_episode_steps: int = 100, k: int = 5, pulls: int | None = None) -> None:
+        if pulls is not None and max_episode_steps != pulls:
+            raise ValueError(
+                f"{bandit_id(k, pulls)} has episodes of {pulls} pulls, but max_episode_steps (the config's "
+                f"horizon) is {max_episode_steps}; set horizon: {pulls}, or pick the id with "
+                f"N{max_episode_steps} if that length is the one you want"
+            )
         super().__init__(num_envs, max_episode_steps)
         self.k = _check_k(k, type(self).__name__)
         single = BernoulliBanditEnv(k=self.k)
@@ -222,7 +231,7 @@ def _register() -> None:
                 entry_point="envs.bandits:BernoulliBanditEnv",
                 batched_entry_point="envs.bandits:BatchedBernoulliBandit",
                 max_episode_steps=n,
-                kwargs={"k": k},
+                kwargs={"k": k, "pulls": n},
             )
 
 

@@ -41,7 +41,7 @@ def test_registered_ids_have_k_arms_and_n_pulls() -> None:
     batched = make_batched(bandit_id(10, 500), 3)
     assert isinstance(batched, BatchedBernoulliBandit)
     assert (batched.k, batched.max_episode_steps, batched.num_envs) == (10, 500, 3)
-    assert make_batched(bandit_id(5, 10), 2, max_episode_steps=7).max_episode_steps == 7
+    assert make_batched(bandit_id(5, 10), 2, max_episode_steps=10).max_episode_steps == 10
 
 
 def test_episode_truncates_after_n_pulls_and_never_terminates() -> None:
@@ -247,3 +247,15 @@ def test_references_are_reproducible_and_batched_over_tasks() -> None:
     np.testing.assert_array_equal(a, b)
     assert a.shape == (6,)
     assert np.all(a <= bandit_oracle_return(tasks, 50) + 5.0)
+
+
+def test_batched_bandit_refuses_a_horizon_other_than_the_ids_pulls():
+    import pytest
+
+    from metarl.registry import make_batched
+
+    env = make_batched("metarl/Bandit-K5-N10-v0", 4, max_episode_steps=10)
+    assert env.max_episode_steps == 10
+    env.close()
+    with pytest.raises(ValueError, match=r"Bandit-K5-N10-v0 has episodes of 10 pulls.*horizon\) is 100"):
+        make_batched("metarl/Bandit-K5-N10-v0", 4, max_episode_steps=100)
