@@ -113,8 +113,9 @@ class BernoulliBanditEnv(gym.Env[np.ndarray, np.int64]):
 
     * ``k``: the number of arms (default 5).
     * ``task``: the initial task; defaults to every arm at ``p = 0.5``.
-    * ``pulls``: the ``n`` of the registered id (set by the registration); the batched
-      env refuses an episode length (the config's ``horizon``) other than ``n``.
+    * ``pulls``: the ``n`` of the registered id (set by the registration; the episode
+      length comes from ``max_episode_steps``). The batched env refuses an episode
+      length (the config's ``horizon``) other than ``n``.
 
     ## Tasks
 
@@ -126,7 +127,6 @@ class BernoulliBanditEnv(gym.Env[np.ndarray, np.int64]):
 
     def __init__(self, k: int = 5, task: BanditTask | None = None, pulls: int | None = None) -> None:
         self.k = _check_k(k, type(self).__name__)
-        self.pulls = pulls
         self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
         self.action_space = gym.spaces.Discrete(self.k)
         self._task = BanditTask(probs=(0.5,) * self.k)

@@ -250,10 +250,6 @@ def test_references_are_reproducible_and_batched_over_tasks() -> None:
 
 
 def test_batched_bandit_refuses_a_horizon_other_than_the_ids_pulls():
-    import pytest
-
-    from metarl.registry import make_batched
-
     env = make_batched("metarl/Bandit-K5-N10-v0", 4, max_episode_steps=10)
     assert env.max_episode_steps == 10
     env.close()
