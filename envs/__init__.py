@@ -16,5 +16,12 @@ register_task_env(
     batched_entry_point="envs.navigation:BatchedNavigation2D",
     max_episode_steps=100,
 )
+register_task_env(  # the MAML paper's action scale: actions in [-1, 1], moves of 0.1 * a
+    "metarl/Navigation2D-v1",
+    entry_point="envs.navigation:Navigation2DEnv",
+    batched_entry_point="envs.navigation:BatchedNavigation2D",
+    max_episode_steps=100,
+    kwargs={"unit_actions": True},
+)
 
 __all__ = ["BatchedNavigation2D", "Navigation2DEnv", "NavigationTask"]

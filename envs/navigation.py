@@ -1,4 +1,14 @@
-"""2D navigation to a random goal: the simplest task distribution of the MAML paper."""
+"""2D navigation to a random goal: the simplest task distribution of the MAML paper.
+
+Two registered versions differ only in how an action becomes a displacement:
+
+* ``metarl/Navigation2D-v0``: the action *is* the displacement, clipped to ±0.1 per
+  axis (as in the widely used PyTorch port of MAML-RL);
+* ``metarl/Navigation2D-v1``: actions live in ``[-1, 1]`` and move the point by
+  ``0.1 * clip(a, -1, 1)`` — the MAML paper's own experiments, which wrapped the
+  point env in rllab's action-normalising ``normalize``. A unit-variance Gaussian
+  policy then explores on the scale of a step instead of ten times beyond it.
+"""
 
 from __future__ import annotations
 
@@ -35,9 +45,21 @@ def _check_task(task: Any) -> NavigationTask:
     return task
 
 
-def _move(position: np.ndarray, action: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _action_space(unit_actions: bool) -> gym.spaces.Box:
+    bound = 1.0 if unit_actions else MAX_ACTION
+    return gym.spaces.Box(-bound, bound, shape=(2,), dtype=np.float32)
+
+
+def _displacement(action: np.ndarray, unit_actions: bool) -> np.ndarray:
+    """The move an action makes: ``0.1 * clip(a, -1, 1)`` or ``clip(a, -0.1, 0.1)``."""
+    if unit_actions:
+        return MAX_ACTION * np.clip(action, -1.0, 1.0)
+    return np.clip(action, -MAX_ACTION, MAX_ACTION)
+
+
+def _move(position: np.ndarray, move: np.ndarray, goal: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One step for any leading batch shape: (new position, reward, terminated)."""
-    position = position + np.clip(action, -MAX_ACTION, MAX_ACTION)
+    position = position + move
     distance = np.sqrt(np.sum((position - goal) ** 2, axis=-1))
     return position, -distance, distance < GOAL_RADIUS
 
@@ -52,7 +74,9 @@ class Navigation2DEnv(gym.Env[np.ndarray, np.ndarray]):
     ## Action space
 
     ``Box(-0.1, 0.1, (2,), float32)``: the displacement in x and y. Actions outside
-    the box are clipped.
+    the box are clipped. With ``unit_actions=True`` (``Navigation2D-v1``, the MAML
+    paper's parametrisation): ``Box(-1, 1, (2,), float32)``, clipped to the box and
+    scaled by 0.1 into the displacement.
 
     ## Observation space
 
@@ -76,13 +100,19 @@ class Navigation2DEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ``sample_tasks(n)`` returns ``n`` :class:`NavigationTask` drawn with the env's
     ``np_random``; ``set_task`` takes one, ``get_task`` returns the current one.
+
+    ## Arguments
+
+    ``task`` (the initial task; goal (0, 0) by default) and ``unit_actions`` (see
+    the action space; False for ``-v0``, True for ``-v1``).
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
 
-    def __init__(self, task: NavigationTask | None = None) -> None:
+    def __init__(self, task: NavigationTask | None = None, unit_actions: bool = False) -> None:
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
-        self.action_space = gym.spaces.Box(-MAX_ACTION, MAX_ACTION, shape=(2,), dtype=np.float32)
+        self.action_space = _action_space(unit_actions)
+        self.unit_actions = unit_actions
         self._task = _check_task(task) if task is not None else NavigationTask(goal=(0.0, 0.0))
         self._goal = np.asarray(self._task.goal, dtype=np.float64)
         self._position = np.zeros(2)
@@ -108,17 +138,19 @@ class Navigation2DEnv(gym.Env[np.ndarray, np.ndarray]):
         return self._position.astype(np.float32), {}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        self._position, reward, terminated = _move(self._position, np.asarray(action, np.float64), self._goal)
+        move = _displacement(np.asarray(action, np.float64), self.unit_actions)
+        self._position, reward, terminated = _move(self._position, move, self._goal)
         return self._position.astype(np.float32), float(reward), bool(terminated), False, {}
 
 
 class BatchedNavigation2D(BatchedTaskEnv):
     """``num_envs`` 2D-navigation sub-environments stepped in one numpy call."""
 
-    def __init__(self, num_envs: int, max_episode_steps: int = 100) -> None:
+    def __init__(self, num_envs: int, max_episode_steps: int = 100, unit_actions: bool = False) -> None:
         super().__init__(num_envs, max_episode_steps)
-        single = Navigation2DEnv()
+        single = Navigation2DEnv(unit_actions=unit_actions)
         self._init_spaces(single.observation_space, single.action_space)
+        self.unit_actions = unit_actions
         self._positions = np.zeros((num_envs, 2))
         self._goals = np.zeros((num_envs, 2))
 
@@ -138,5 +170,6 @@ class BatchedNavigation2D(BatchedTaskEnv):
         return self._positions.astype(np.float32)
 
     def _step_all(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
-        self._positions, reward, terminated = _move(self._positions, actions.astype(np.float64), self._goals)
+        move = _displacement(actions.astype(np.float64), self.unit_actions)
+        self._positions, reward, terminated = _move(self._positions, move, self._goals)
         return self._positions.astype(np.float32), reward, terminated, {}

@@ -10,12 +10,24 @@ from envs.navigation import Navigation2DEnv, NavigationTask
 from metarl import make_batched
 
 ENV_ID = "metarl/Navigation2D-v0"
+PAPER_ID = "metarl/Navigation2D-v1"
 
 
-def test_check_env_passes():
-    env = gym.make(ENV_ID)
+@pytest.mark.parametrize("env_id", [ENV_ID, PAPER_ID])
+def test_check_env_passes(env_id):
+    env = gym.make(env_id)
     assert env.spec.max_episode_steps == 100
     check_env(env.unwrapped, skip_render_check=True)
+
+
+def test_v1_moves_by_a_tenth_of_the_clipped_unit_action():
+    env = gym.make(PAPER_ID)
+    assert env.action_space.low.tolist() == [-1.0, -1.0] and env.action_space.high.tolist() == [1.0, 1.0]
+    env.unwrapped.set_task(NavigationTask(goal=(0.3, -0.2)))
+    env.reset(seed=0)
+    obs, reward, *_ = env.step(np.array([0.5, -3.0], np.float32))  # y clipped to -1
+    assert obs == pytest.approx([0.05, -0.1])
+    assert reward == pytest.approx(-np.hypot(0.25, 0.1))
 
 
 def test_dynamics_reward_and_termination_by_hand():
@@ -54,14 +66,16 @@ def test_set_task_changes_the_reward():
     assert far == pytest.approx(-np.sqrt(0.5)) and near == pytest.approx(-0.1)
 
 
-def test_batched_equals_single_envs_step_for_step():
+@pytest.mark.parametrize("env_id", [ENV_ID, PAPER_ID])
+def test_batched_equals_single_envs_step_for_step(env_id):
     n = 6
     rng = np.random.default_rng(0)
-    batched = make_batched(ENV_ID, n)
+    scale = 10.0 if env_id == PAPER_ID else 1.0  # v1 actions are ten times v0's
+    batched = make_batched(env_id, n)
     tasks = batched.sample_tasks(n, rng)
     tasks[0] = NavigationTask(goal=(0.05, 0.0))  # reachable quickly: exercises termination
     batched.set_tasks(tasks)
-    singles = [gym.make(ENV_ID) for _ in range(n)]
+    singles = [gym.make(env_id) for _ in range(n)]
     for env, task in zip(singles, tasks, strict=True):
         env.unwrapped.set_task(task)
     seeds = list(range(10, 10 + n))
@@ -70,8 +84,8 @@ def test_batched_equals_single_envs_step_for_step():
     np.testing.assert_array_equal(obs_b, obs_s)
     done = np.zeros(n, bool)
     for t in range(100):
-        actions = rng.uniform(-0.15, 0.15, size=(n, 2)).astype(np.float32)
-        actions[0] = [0.1, 0.0] if t == 0 else [-0.05, 0.0]
+        actions = (scale * rng.uniform(-0.15, 0.15, size=(n, 2))).astype(np.float32)
+        actions[0] = [0.1 * scale, 0.0] if t == 0 else [-0.05 * scale, 0.0]
         out_b = batched.step(actions)
         for i, env in enumerate(singles):
             if done[i]:
