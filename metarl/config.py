@@ -41,7 +41,7 @@ class TrainConfig:
     """Learner: ``maml-trpo``; or a baseline trained with plain TRPO on pre-adaptation
     episodes of all tasks, ``pretrained`` (no meta-learning) or ``oracle`` (the policy
     also observes the task's features)."""
-    env_id: str = "metarl/Navigation2D-v0"
+    env_id: str = "metarl/Navigation2D-v1"
     """Registered id of the task-distribution environment."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for the environment constructor."""

@@ -35,7 +35,7 @@ def test_reference_preset_matches_reference_settings():
     expected = TrainConfig(run_name="2d-navigation_seed1")
     assert cfg == expected  # the dataclass defaults are the reference settings
     assert (cfg.env_id, cfg.meta_batch_size, cfg.episodes_per_task, cfg.horizon) == (
-        "metarl/Navigation2D-v0",
+        "metarl/Navigation2D-v1",
         20,
         20,
         100,

@@ -143,7 +143,7 @@ BAD_COMMAND_LINES = [
     (["--meta_batch_size", "0"], "config field 'meta_batch_size': must be >= 1, got 0"),
     (["--horizon", "0"], "config field 'horizon': must be >= 1, got 0"),
     (["--max_kl", "nan"], "config field 'max_kl': must be a finite number"),
-    (["--env_kwargs", "{goal_radius: 0.1}"], "config field 'env_kwargs': metarl/Navigation2D-v0 rejects "
+    (["--env_kwargs", "{goal_radius: 0.1}"], "config field 'env_kwargs': metarl/Navigation2D-v1 rejects "
      "{'goal_radius': 0.1}: TypeError"),
 ]
 
