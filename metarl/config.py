@@ -47,7 +47,7 @@ class TrainConfig:
     """Extra keyword arguments for the environment constructor."""
     seed: int = 1
     """Run seed; every generator is split from it with ``numpy.random.SeedSequence``."""
-    num_iterations: int = 500
+    num_iterations: int = 100
     """Number of meta-iterations (outer-loop updates)."""
     meta_batch_size: int = 20
     """Tasks per meta-batch."""

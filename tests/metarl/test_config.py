@@ -54,7 +54,7 @@ def test_reference_preset_matches_reference_settings():
         15,
         0.8,
     )
-    assert (cfg.gamma, cfg.gae_lambda, cfg.num_iterations) == (0.99, 1.0, 500)
+    assert (cfg.gamma, cfg.gae_lambda, cfg.num_iterations) == (0.99, 1.0, 100)
 
 
 def test_overrides_parse_to_field_types():
