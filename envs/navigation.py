@@ -45,6 +45,10 @@ def _check_task(task: Any) -> NavigationTask:
     return task
 
 
+def _observation_space() -> gym.spaces.Box:
+    return gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
+
+
 def _action_space(unit_actions: bool) -> gym.spaces.Box:
     bound = 1.0 if unit_actions else MAX_ACTION
     return gym.spaces.Box(-bound, bound, shape=(2,), dtype=np.float32)
@@ -110,7 +114,7 @@ class Navigation2DEnv(gym.Env[np.ndarray, np.ndarray]):
     metadata: dict[str, Any] = {"render_modes": []}
 
     def __init__(self, task: NavigationTask | None = None, unit_actions: bool = False) -> None:
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32)
+        self.observation_space = _observation_space()
         self.action_space = _action_space(unit_actions)
         self.unit_actions = unit_actions
         self._task = _check_task(task) if task is not None else NavigationTask(goal=(0.0, 0.0))
@@ -148,8 +152,7 @@ class BatchedNavigation2D(BatchedTaskEnv):
 
     def __init__(self, num_envs: int, max_episode_steps: int = 100, unit_actions: bool = False) -> None:
         super().__init__(num_envs, max_episode_steps)
-        single = Navigation2DEnv(unit_actions=unit_actions)
-        self._init_spaces(single.observation_space, single.action_space)
+        self._init_spaces(_observation_space(), _action_space(unit_actions))
         self.unit_actions = unit_actions
         self._positions = np.zeros((num_envs, 2))
         self._goals = np.zeros((num_envs, 2))
