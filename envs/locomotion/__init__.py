@@ -8,6 +8,9 @@
 | ``metarl/AntDir-v0``         | AntDirEnv           | BatchedAntDir           |
 | ``metarl/AntGoal-v0``        | AntGoalEnv          | BatchedAntGoal          |
 
+The Ant ids also come as ``-v1`` (``paper_dynamics=True``): the MAML paper's Ant
+simulation, a 0.02 s control step from a crouched start (see :mod:`envs.locomotion.ant`).
+
 >>> import gymnasium as gym, envs
 >>> env = gym.make("metarl/HalfCheetahVel-v0")
 >>> from metarl.registry import make_batched
@@ -44,6 +47,14 @@ for _name, _module in _ENVS.items():
         batched_entry_point=f"{_module}:Batched{_name}",
         max_episode_steps=HORIZON,
     )
+    if _name.startswith("Ant"):  # the MAML paper's Ant simulation: dt 0.02 s, crouched start
+        register_task_env(
+            f"metarl/{_name}-v1",
+            entry_point=f"{_module}:{_name}Env",
+            batched_entry_point=f"{_module}:Batched{_name}",
+            max_episode_steps=HORIZON,
+            kwargs={"paper_dynamics": True},
+        )
 
 _EXPORTS = {f"{name}Env": module for name, module in _ENVS.items()}
 _EXPORTS.update({f"Batched{name}": module for name, module in _ENVS.items()})

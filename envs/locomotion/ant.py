@@ -4,6 +4,15 @@ The MAML paper's Ant tasks on Gymnasium's Ant-v5 (its model, reset, observation
 and healthy range), each as a single Gymnasium environment and as a batched
 environment on ``mujoco.batch`` that agrees with it step for step. The reward
 constants are those of the MAML reference implementations.
+
+Two simulations of the same model (``paper_dynamics``):
+
+* ``-v0`` (Ant-v5's): a control step is 5 physics steps of 0.01 s (``dt = 0.05``
+  s, an episode of 200 steps lasts 10 s), starting from the model's default pose;
+* ``-v1`` (the MAML paper's, whose rllab Ant stepped its 0.02 s physics once per
+  control step): ``dt = 0.02`` s (an episode lasts 4 s), starting from the crouched
+  pose ``ant.xml`` stores as ``init_qpos``. The physics of an env step costs a
+  fifth of v0's.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.utils import EzPickle
 
 from envs.locomotion.base import BatchedLocomotionEnv, LocomotionTaskMixin, _finite_float32
-from envs.locomotion.models import FRAME_SKIP, ant_model, gym_asset
+from envs.locomotion.models import ant_frame_skip, ant_initial_qpos, ant_model, gym_asset
 from envs.locomotion.tasks import DirectionFamily, GoalPositionFamily, GoalVelocityFamily
 
 CTRL_COST_WEIGHT = 0.005
@@ -69,7 +78,9 @@ _SPACES_DOC = """
 
     Ant-v5's: the default pose (torso at z = 0.75) plus ``U[-0.1, 0.1]`` noise on
     every position coordinate and ``0.1 * N(0, 1)`` noise on every velocity, drawn
-    with ``np_random``.
+    with ``np_random``. With ``paper_dynamics`` the pose is the crouched
+    ``init_qpos`` of ``ant.xml`` (torso at z = 0.55, ankles at ±1 rad), with the
+    same noise.
 
     ## Episode end
 
@@ -85,7 +96,8 @@ _SPACES_DOC = """
     ``contact_cost_weight`` (5e-4), ``healthy_reward`` (the survive reward, 0.05),
     ``healthy_z_range`` ((0.2, 1.0)), ``contact_force_range`` ((-1, 1)),
     ``reset_noise_scale`` (0.1), ``exclude_current_positions_from_observation``,
-    and Ant-v5's rendering arguments.
+    ``paper_dynamics`` (False for ``-v0``, True for ``-v1``: see the module) and
+    Ant-v5's rendering arguments.
 """
 
 
@@ -95,7 +107,8 @@ class AntTaskEnv(LocomotionTaskMixin, AntEnv):
     The reward is ``task_term(v, xy) + survive - ctrl_cost - contact_cost``:
 
     * ``v``: the torso's x velocity over the control step, the change of ``qpos[0]``
-      over ``dt = 0.05`` s (5 physics steps of 0.01 s); ``xy``: the torso's x, y
+      over ``dt`` (0.05 s: 5 physics steps of 0.01 s; 0.02 s, one physics step,
+      with ``paper_dynamics``); ``xy``: the torso's x, y
       after the step;
     * ``survive = healthy_reward`` (0.05) while the ant is healthy, else 0;
     * ``ctrl_cost = ctrl_cost_weight * ||a||^2``;
@@ -118,13 +131,15 @@ class AntTaskEnv(LocomotionTaskMixin, AntEnv):
         contact_force_range: tuple[float, float] = (-1.0, 1.0),
         reset_noise_scale: float = 0.1,
         exclude_current_positions_from_observation: bool | None = None,
+        paper_dynamics: bool = False,
         **kwargs: Any,
     ) -> None:
         if exclude_current_positions_from_observation is None:
             exclude_current_positions_from_observation = not self.include_positions_by_default
+        self.paper_dynamics = bool(paper_dynamics)  # read by _initialize_simulation
         super().__init__(
             xml_file=gym_asset("ant.xml"),
-            frame_skip=FRAME_SKIP,
+            frame_skip=ant_frame_skip(self.paper_dynamics),
             ctrl_cost_weight=ctrl_cost_weight,
             contact_cost_weight=contact_cost_weight,
             healthy_reward=healthy_reward,
@@ -146,8 +161,10 @@ class AntTaskEnv(LocomotionTaskMixin, AntEnv):
             contact_force_range=contact_force_range,
             reset_noise_scale=reset_noise_scale,
             exclude_current_positions_from_observation=exclude_current_positions_from_observation,
+            paper_dynamics=paper_dynamics,
             **kwargs,
         )
+        self.init_qpos = ant_initial_qpos(self.model, self.paper_dynamics)
         assert self.observation_space.shape is not None
         self.observation_space = gym.spaces.Box(
             -np.inf, np.inf, shape=self.observation_space.shape, dtype=np.float32
@@ -155,7 +172,7 @@ class AntTaskEnv(LocomotionTaskMixin, AntEnv):
         self._init_task(task)
 
     def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:
-        model = ant_model()
+        model = ant_model(self.paper_dynamics)
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, self.width)
         model.vis.global_.offheight = max(model.vis.global_.offheight, self.height)
         return model, mujoco.MjData(model)
@@ -293,11 +310,13 @@ class BatchedAnt(BatchedLocomotionEnv):
         contact_force_range: tuple[float, float] = (-1.0, 1.0),
         reset_noise_scale: float = 0.1,
         exclude_current_positions_from_observation: bool | None = None,
+        paper_dynamics: bool = False,
         nthread: int | None = None,
     ) -> None:
         if exclude_current_positions_from_observation is None:
             exclude_current_positions_from_observation = not self.include_positions_by_default
-        model = ant_model()
+        self.paper_dynamics = bool(paper_dynamics)
+        model = ant_model(self.paper_dynamics)
         self.ctrl_cost_weight = float(ctrl_cost_weight)
         self.contact_cost_weight = float(contact_cost_weight)
         self.healthy_reward = float(healthy_reward)
@@ -311,6 +330,8 @@ class BatchedAnt(BatchedLocomotionEnv):
             observation_size=model.nq - self._skip + model.nv + 6 * (model.nbody - 1),
             reset_noise_scale=reset_noise_scale,
             nthread=nthread,
+            frame_skip=ant_frame_skip(self.paper_dynamics),
+            init_qpos=ant_initial_qpos(model, self.paper_dynamics),
         )
 
     def _bind_outputs(self) -> None:

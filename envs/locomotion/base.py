@@ -104,7 +104,9 @@ class BatchedLocomotionEnv(BatchedTaskEnv):
     Subclasses set ``family`` and implement :meth:`_observe`, :meth:`_get_rewards`
     and :meth:`_terminated`, reading the bound arrays ``self._qpos``, ``self._qvel``
     and any others they bind. ``nthread`` is the batch's thread count (default: all
-    CPUs); its threads run with the GIL released. A sub-environment that terminated is
+    CPUs); its threads run with the GIL released. ``frame_skip`` is the number of
+    physics steps per control step, ``init_qpos`` the pose resets start from (before
+    the noise; default the model's ``qpos0``). A sub-environment that terminated is
     not simulated again until it is reset: later steps leave it as it ended and report
     it terminated with reward 0 (so a batch of fallen ants costs no physics).
     """
@@ -120,11 +122,13 @@ class BatchedLocomotionEnv(BatchedTaskEnv):
         observation_size: int,
         reset_noise_scale: float,
         nthread: int | None = None,
+        frame_skip: int = FRAME_SKIP,
+        init_qpos: np.ndarray | None = None,
     ) -> None:
         super().__init__(num_envs, max_episode_steps)
         self.model = model
-        self.frame_skip = FRAME_SKIP
-        self.dt = float(model.opt.timestep) * FRAME_SKIP
+        self.frame_skip = int(frame_skip)
+        self.dt = float(model.opt.timestep) * self.frame_skip
         self.reset_noise_scale = float(reset_noise_scale)
         self.nthread = int(nthread) if nthread is not None else (os.cpu_count() or 1)
         self._batch = mujoco.batch.Batch(model, num_envs, self.nthread)
@@ -132,7 +136,7 @@ class BatchedLocomotionEnv(BatchedTaskEnv):
         self._qvel = self._batch.bind("qvel")
         self._ctrl = self._batch.bind("ctrl")
         self._bind_outputs()
-        self._init_qpos = model.qpos0.copy()
+        self._init_qpos = model.qpos0.copy() if init_qpos is None else np.array(init_qpos, dtype=np.float64)
         self._init_qvel = np.zeros(model.nv)
         self._rngs: list[np.random.Generator | None] = [None] * num_envs
         self._params = np.repeat(self.family.encode([self.family.default_task()]), num_envs, axis=0)

@@ -10,12 +10,16 @@ from pathlib import Path
 
 import gymnasium
 import mujoco
+import numpy as np
 
 GYM_ASSETS = Path(gymnasium.__file__).parent / "envs" / "mujoco" / "assets"
 """The folder of the MuJoCo XML files Gymnasium ships."""
 
 FRAME_SKIP = 5
 """Physics steps per control step (``dt = 5 * 0.01 s = 0.05 s`` for both robots)."""
+
+PAPER_ANT_TIMESTEP = 0.02
+"""The MAML paper's Ant: one physics step of 0.02 s per control step (rllab's model)."""
 
 # the MuJoCo warnings raised when a simulation diverges: MuJoCo then resets it to
 # the model's default state, so the state stays finite and only these tell
@@ -39,8 +43,11 @@ def half_cheetah_model() -> mujoco.MjModel:
     return mujoco.MjModel.from_xml_path(gym_asset("half_cheetah.xml"))
 
 
-def ant_model() -> mujoco.MjModel:
+def ant_model(paper_dynamics: bool = False) -> mujoco.MjModel:
     """Gymnasium's ``ant.xml`` (Ant-v5) plus an accelerometer in the torso.
+
+    With ``paper_dynamics``, the physics timestep is :data:`PAPER_ANT_TIMESTEP`
+    (the MAML paper's rllab Ant, stepped once per control step) instead of 0.01 s.
 
     The accelerometer changes no physics. It is there because MuJoCo computes the
     external contact forces ``cfrc_ext`` (``mj_rnePostConstraint``) only when a sensor
@@ -57,4 +64,27 @@ def ant_model() -> mujoco.MjModel:
         objtype=mujoco.mjtObj.mjOBJ_SITE,
         objname="torso_imu",
     )
+    if paper_dynamics:
+        spec.option.timestep = PAPER_ANT_TIMESTEP
     return spec.compile()
+
+
+def ant_frame_skip(paper_dynamics: bool) -> int:
+    """Physics steps per control step: 1 for the paper's Ant, else :data:`FRAME_SKIP`."""
+    return 1 if paper_dynamics else FRAME_SKIP
+
+
+def ant_initial_qpos(model: mujoco.MjModel, paper_dynamics: bool) -> np.ndarray:
+    """The pose every episode starts from, before the reset noise.
+
+    Ant-v5 starts from the model's ``qpos0``: torso at z = 0.75 and every joint at 0,
+    which puts each ankle outside its joint range (30-70 degrees). The paper's Ant
+    starts from the crouched pose ``ant.xml`` stores as its ``init_qpos`` numeric
+    (torso at z = 0.55, ankles at ±1 rad), which rllab applied and Gymnasium ignores.
+    """
+    if not paper_dynamics:
+        return model.qpos0.copy()
+    pose = np.array(model.numeric("init_qpos").data, dtype=np.float64)
+    if pose.shape != (model.nq,):
+        raise ValueError(f"ant.xml's init_qpos has {pose.size} values, the model {model.nq} positions")
+    return pose

@@ -26,15 +26,19 @@ IDS = {
     "metarl/AntVel-v0": (105, 8),
     "metarl/AntDir-v0": (105, 8),
     "metarl/AntGoal-v0": (107, 8),
+    "metarl/AntVel-v1": (105, 8),
+    "metarl/AntDir-v1": (105, 8),
+    "metarl/AntGoal-v1": (107, 8),
 }
 DT = 0.05  # 5 physics steps of 0.01 s
+PAPER_DT = 0.02  # the paper's Ant (-v1): one physics step of 0.02 s
 
 
 def _actions(rng: np.random.Generator, n: int, shape: tuple[int, ...]) -> np.ndarray:
     return rng.uniform(-1.0, 1.0, size=(n, *shape)).astype(np.float32)
 
 
-def _replay(env: gym.Env, action: np.ndarray) -> tuple[mujoco.MjData, list[float]]:
+def _replay(env: gym.Env, action: np.ndarray, nstep: int = 5) -> tuple[mujoco.MjData, list[float]]:
     """Step a copy of ``env``'s simulation by hand: its data after, and qvel[0] per physics step."""
     model, data = env.unwrapped.model, env.unwrapped.data
     copy = mujoco.MjData(model)
@@ -44,7 +48,7 @@ def _replay(env: gym.Env, action: np.ndarray) -> tuple[mujoco.MjData, list[float
     mujoco.mj_setState(model, copy, state, spec)
     copy.ctrl[:] = action
     velocities = []
-    for _ in range(5):
+    for _ in range(nstep):
         mujoco.mj_step(model, copy)
         velocities.append(float(copy.qvel[0]))
     return copy, velocities
@@ -148,6 +152,47 @@ def test_ant_reward_from_simulator(env_cls: type, task: object) -> None:
             task_reward = -abs(replay.qpos[0] - 1.5) - abs(replay.qpos[1] + 2.0) + 4.0
         assert reward == pytest.approx(task_reward + 0.05 - costs, rel=1e-9, abs=1e-12)
     assert len(contact_costs) >= 10 and max(contact_costs) > 1e-3  # contact forces are computed
+
+
+def test_paper_ant_steps_once_per_control_step_from_the_crouched_pose() -> None:
+    env = gym.make("metarl/AntVel-v1").unwrapped
+    env.set_task(VelocityTask(goal_velocity=0.7))
+    assert env.model.opt.timestep == PAPER_DT and env.frame_skip == 1 and env.dt == pytest.approx(PAPER_DT)
+    pose = np.array([0, 0, 0.55, 1, 0, 0, 0, 0, 1, 0, -1, 0, -1, 0, 1], dtype=np.float64)
+    np.testing.assert_array_equal(env.init_qpos, pose)
+    env.reset(seed=5)
+    assert np.abs(env.data.qpos - pose).max() <= 0.1  # Ant-v5's U[-0.1, 0.1] noise around the pose
+    low, high = env.model.jnt_range[1:].T
+    assert np.all((pose[7:] >= low) & (pose[7:] <= high))  # every joint inside its range, unlike qpos0
+    rng = np.random.default_rng(2)
+    for action in _actions(rng, 20, (8,)):
+        x_before = float(env.data.qpos[0])
+        replay, _ = _replay(env, action, nstep=1)
+        _, reward, terminated, _, info = env.step(action)
+        np.testing.assert_array_equal(env.data.qpos, replay.qpos)
+        v = (replay.qpos[0] - x_before) / PAPER_DT
+        assert info["x_velocity"] == pytest.approx(v, rel=1e-12)
+        a = action.astype(np.float64)
+        costs = 0.005 * float(a @ a) + 5e-4 * float(np.sum(np.clip(replay.cfrc_ext, -1.0, 1.0) ** 2))
+        assert reward == pytest.approx(-abs(v - 0.7) + 1.0 + 0.05 - costs, rel=1e-9, abs=1e-12)
+        assert not terminated
+
+
+def test_paper_ant_survives_random_actions_longer() -> None:
+    """Under the same random torques, v1 ants stay healthy for more of a 200-step episode."""
+    lengths = {}
+    for version in ("v0", "v1"):
+        batched = make_batched(f"metarl/AntVel-{version}", 100, max_episode_steps=200, nthread=2)
+        batched.reset(seed=0)
+        rng = np.random.default_rng(0)
+        alive = np.ones(100, bool)
+        length = np.zeros(100)
+        for _ in range(200):
+            _, _, terminated, _, _ = batched.step(_actions(rng, 100, (8,)))
+            length += alive
+            alive &= ~terminated
+        lengths[version] = length.mean()
+    assert lengths["v0"] < 100 < lengths["v1"]
 
 
 def test_ant_contact_forces_carry_its_weight() -> None:
