@@ -17,9 +17,9 @@ REPO = Path(__file__).resolve().parents[2]
 PRESETS = {
     "halfcheetah-vel": "metarl/HalfCheetahVel-v0",
     "halfcheetah-dir": "metarl/HalfCheetahDir-v0",
-    "ant-vel": "metarl/AntVel-v0",
-    "ant-dir": "metarl/AntDir-v0",
-    "ant-goal": "metarl/AntGoal-v0",
+    "ant-vel": "metarl/AntVel-v1",
+    "ant-dir": "metarl/AntDir-v1",
+    "ant-goal": "metarl/AntGoal-v1",
 }
 
 
