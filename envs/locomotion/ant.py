@@ -11,8 +11,8 @@ Two simulations of the same model (``paper_dynamics``):
   s, an episode of 200 steps lasts 10 s), starting from the model's default pose;
 * ``-v1`` (the MAML paper's, whose rllab Ant stepped its 0.02 s physics once per
   control step): ``dt = 0.02`` s (an episode lasts 4 s), starting from the crouched
-  pose ``ant.xml`` stores as ``init_qpos``. The physics of an env step costs a
-  fifth of v0's.
+  pose ``ant.xml`` stores as ``init_qpos``. An env step is one physics step
+  instead of five.
 """
 
 from __future__ import annotations
