@@ -30,7 +30,9 @@ def measure(env_id: str, std: float, soft_contacts: bool, episodes: int, seed: i
     lengths, jumps, falls = [], 0, 0
     for episode in range(episodes):
         env.reset(seed=seed + episode)
-        for step in range(1, 201):
+        length = 0
+        while True:
+            length += 1
             action = np.clip(std * rng.standard_normal(8), -1.0, 1.0).astype(np.float32)
             _, _, terminated, truncated, _ = env.step(action)
             if terminated:
@@ -39,7 +41,7 @@ def measure(env_id: str, std: float, soft_contacts: bool, episodes: int, seed: i
                 falls += z < 0.2
             if terminated or truncated:
                 break
-        lengths.append(step)
+        lengths.append(length)
     env.close()
     return {"length": float(np.mean(lengths)), "jumps": jumps, "falls": falls}
 
@@ -49,7 +51,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    print(f"{'env':22s} {'contacts':8s} {'std':>4s} {'mean length':>11s} {'jumps':>6s} {'falls':>6s}  (of {args.episodes})")
+    header = f"{'env':22s} {'contacts':8s} {'std':>4s} {'mean length':>11s} {'jumps':>6s} {'falls':>6s}"
+    print(f"{header}  (of {args.episodes})")
     for env_id in ("metarl/AntDir-v0", "metarl/AntDir-v1"):
         for soft in (False, True):
             for std in (1.0, 0.5):

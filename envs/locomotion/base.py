@@ -172,6 +172,10 @@ class BatchedLocomotionEnv(BatchedTaskEnv):
         """Draw ``n`` tasks with ``rng``."""
         return self.family.sample(n, rng)
 
+    def task_features(self, task: Any) -> np.ndarray:
+        """The task as the oracle sees it: the family's encoding (goal velocity, direction or goal)."""
+        return self.family.encode([task])[0].astype(np.float32)
+
     def _apply_tasks(self, tasks: Sequence[Any]) -> None:
         self._params = self.family.encode(tasks)
 

@@ -17,6 +17,7 @@ from agents.policies import GaussianMLPPolicy
 from envs.locomotion.ant import AntDirEnv, AntGoalEnv, AntVelEnv, BatchedAntDir
 from envs.locomotion.half_cheetah import BatchedHalfCheetahVel, HalfCheetahDirEnv, HalfCheetahVelEnv
 from envs.locomotion.tasks import DirectionTask, GoalTask, VelocityTask
+from metarl.oracle import TaskFeatureObservation
 from metarl.registry import make_batched, task_env_ids
 from metarl.sampler import Sampler
 
@@ -413,3 +414,24 @@ def test_terminated_subenv_is_not_simulated_until_reset() -> None:
     obs, reward, terminated, _, _ = batched.step(zeros)
     np.testing.assert_array_equal(obs[1], s_obs)
     assert reward[1] == pytest.approx(s_reward, rel=1e-10, abs=1e-12) and terminated[1] == s_terminated
+
+
+@pytest.mark.parametrize(
+    ("env_id", "task", "features"),
+    [
+        ("metarl/HalfCheetahVel-v0", VelocityTask(goal_velocity=1.25), [1.25]),
+        ("metarl/AntDir-v1", DirectionTask(direction=-1), [-1.0]),
+        ("metarl/AntGoal-v1", GoalTask(goal=(0.5, -2.0)), [0.5, -2.0]),
+    ],
+)
+def test_oracle_sees_each_subenvs_task(env_id: str, task: object, features: list[float]) -> None:
+    env = TaskFeatureObservation(make_batched(env_id, 2, max_episode_steps=5))
+    obs_dim = IDS[env_id][0]
+    assert env.single_observation_space.shape == (obs_dim + len(features),)
+    other = env.sample_tasks(1, np.random.default_rng(3))[0]
+    env.set_tasks([task, other])
+    obs, _ = env.reset(seed=0)
+    np.testing.assert_array_equal(obs[0, obs_dim:], np.float32(features))
+    np.testing.assert_array_equal(obs[1, obs_dim:], env.env.task_features(other))
+    obs, *_ = env.step(np.zeros((2, IDS[env_id][1]), np.float32))
+    np.testing.assert_array_equal(obs[0, obs_dim:], np.float32(features))
