@@ -3,9 +3,9 @@
 Runs the registered Ant forward/backward env (``-v0`` and ``-v1``) with actions
 ``clip(N(0, std^2), -1, 1)`` (a fresh policy with the presets' init_std of 1, and a
 narrower one), and counts episodes ended by the torso rising above z = 1 (a jump)
-or sinking below z = 0.2 (a fall). ``--soft-contacts`` also sets every geom's
-solimp to rllab's ``.8 .8 .01`` (the MAML paper's ant.xml), which metarl's
-models (Gymnasium's ant.xml) leave at MuJoCo's default.
+or sinking below z = 0.2 (a fall). Each setting runs twice: with metarl's contacts
+(Gymnasium's ant.xml, MuJoCo's default solimp) and with every geom's solimp set to
+rllab's ``.8 .8 .01`` (the MAML paper's ant.xml).
 
     .venv/bin/python results/ant_terminations.py
 """

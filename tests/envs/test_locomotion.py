@@ -417,21 +417,20 @@ def test_terminated_subenv_is_not_simulated_until_reset() -> None:
 
 
 @pytest.mark.parametrize(
-    ("env_id", "task", "features"),
+    ("env_id", "tasks", "features"),
     [
-        ("metarl/HalfCheetahVel-v0", VelocityTask(goal_velocity=1.25), [1.25]),
-        ("metarl/AntDir-v1", DirectionTask(direction=-1), [-1.0]),
-        ("metarl/AntGoal-v1", GoalTask(goal=(0.5, -2.0)), [0.5, -2.0]),
+        ("metarl/HalfCheetahVel-v0", [VelocityTask(goal_velocity=1.25), VelocityTask(goal_velocity=0.5)],
+         [[1.25], [0.5]]),
+        ("metarl/AntDir-v1", [DirectionTask(direction=-1), DirectionTask(direction=1)], [[-1.0], [1.0]]),
+        ("metarl/AntGoal-v1", [GoalTask(goal=(0.5, -2.0)), GoalTask(goal=(-1.5, 2.5))], [[0.5, -2.0], [-1.5, 2.5]]),
     ],
 )
-def test_oracle_sees_each_subenvs_task(env_id: str, task: object, features: list[float]) -> None:
+def test_oracle_sees_each_subenvs_task(env_id: str, tasks: list, features: list[list[float]]) -> None:
     env = TaskFeatureObservation(make_batched(env_id, 2, max_episode_steps=5))
     obs_dim = IDS[env_id][0]
-    assert env.single_observation_space.shape == (obs_dim + len(features),)
-    other = env.sample_tasks(1, np.random.default_rng(3))[0]
-    env.set_tasks([task, other])
+    assert env.single_observation_space.shape == (obs_dim + len(features[0]),)
+    env.set_tasks(tasks)
     obs, _ = env.reset(seed=0)
-    np.testing.assert_array_equal(obs[0, obs_dim:], np.float32(features))
-    np.testing.assert_array_equal(obs[1, obs_dim:], env.env.task_features(other))
+    np.testing.assert_array_equal(obs[:, obs_dim:], np.float32(features))
     obs, *_ = env.step(np.zeros((2, IDS[env_id][1]), np.float32))
-    np.testing.assert_array_equal(obs[0, obs_dim:], np.float32(features))
+    np.testing.assert_array_equal(obs[:, obs_dim:], np.float32(features))
