@@ -106,6 +106,10 @@ class TrainConfig:
     """Folder that holds run folders."""
     run_name: str = ""
     """Run folder name inside ``out_dir`` (empty: derived from preset name + seed)."""
+    init_from: str = ""
+    """Checkpoint file, or run folder (its latest checkpoint), whose learner state (the policy θ)
+    starts this run; iterations, generators and metrics start afresh. Its ``hidden_sizes`` and
+    ``nonlinearity`` must be this run's. Empty: a freshly initialised policy."""
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))

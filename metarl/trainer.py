@@ -26,6 +26,7 @@ from tqdm import tqdm
 from metarl.checkpoint import (
     CheckpointError,
     checkpoint_path,
+    latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
     prune_checkpoints,
@@ -214,6 +215,36 @@ def _restore(run_dir: Path, cfg: TrainConfig, learner: MetaLearner, state: _RunS
     return path
 
 
+# Fields of the policy's architecture that a run started ``init_from`` a checkpoint must share.
+MODEL_FIELDS = ("hidden_sizes", "nonlinearity")
+
+
+def _initialise(cfg: TrainConfig, learner: MetaLearner) -> Path:
+    """Load the learner state of ``cfg.init_from`` (a checkpoint or a run folder's latest) into ``learner``.
+
+    Only the learner's state is taken: the run's iteration, generators and metrics start
+    afresh. A missing or unusable checkpoint, or another architecture, is a :class:`CheckpointError`.
+    """
+    source = Path(cfg.init_from)
+    path = latest_checkpoint(source) if source.is_dir() else source
+    if path is None:
+        raise CheckpointError(f"init_from {str(source)!r}: the run folder holds no checkpoint")
+    saved = load_checkpoint(path)
+    try:
+        saved_cfg = config_from_dict(saved["config"], source=str(path))
+        changed = [name for name in MODEL_FIELDS if getattr(saved_cfg, name) != getattr(cfg, name)]
+        if changed:
+            diffs = ", ".join(f"{n}: {getattr(saved_cfg, n)!r} there, {getattr(cfg, n)!r} here" for n in changed)
+            raise CheckpointError(f"init_from checkpoint {path} has another policy architecture ({diffs})")
+        learner.load_state_dict(saved["learner"])
+    except CheckpointError:
+        raise
+    except (ConfigError, RuntimeError, KeyError, TypeError, ValueError) as exc:
+        detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise CheckpointError(f"init_from checkpoint {path} does not fit this model: {detail}") from exc
+    return path
+
+
 def train(
     cfg: TrainConfig,
     build_learner: LearnerFactory,
@@ -243,6 +274,7 @@ def train(
     try:
         learner = build_learner(cfg, env)
         restored = _restore(run_dir, cfg, learner, state) if resume else None
+        initialised = _initialise(cfg, learner) if restored is None and cfg.init_from else None
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / CONFIG_FILE)
         setup_logging(run_dir)
@@ -255,6 +287,8 @@ def train(
             log.info("no checkpoint in %s: starting from iteration 0", run_dir)
         else:
             log.info("resumed %s at iteration %d from %s", run_dir, state.iteration, restored)
+    if initialised is not None:
+        log.info("learner initialised from %s", initialised)
     cfg_dict = config_to_dict(cfg)
     last_good = state.snapshot(learner, cfg_dict)
     log.info("training %s for %d iterations in %s", cfg.env_id, cfg.num_iterations, run_dir)

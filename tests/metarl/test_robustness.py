@@ -636,3 +636,54 @@ def test_bad_checkpoint_error_names_the_file_the_problem_and_the_way_out(
     err = capsys.readouterr().err
     assert "corrupt or truncated" in err
     assert f"delete it to resume from the previous checkpoint, iter_{REFERENCE_ITERATIONS - 1:06d}.pt" in err
+
+
+# ------------------------------------------------------------------ starting a run from a checkpoint
+
+
+def test_init_from_loads_the_checkpoints_policy_exactly(reference: Path) -> None:
+    source = checkpoint_path(reference, 4)
+    cfg = load_config(None, [*TINY, "--init_from", str(source)])
+    env = make_batched(cfg.env_id, cfg.meta_batch_size * cfg.episodes_per_task, max_episode_steps=cfg.horizon)
+    learner = agents.build_learner(cfg, env)
+    fresh = {k: v.clone() for k, v in learner.state_dict()["policy"].items()}
+    assert trainer._initialise(cfg, learner) == source
+    saved = load_checkpoint(source)["learner"]["policy"]
+    loaded = learner.state_dict()["policy"]
+    assert loaded.keys() == saved.keys()
+    for name, value in saved.items():
+        assert torch.equal(loaded[name], value), name
+    assert any(not torch.equal(fresh[k], saved[k]) for k in saved)  # a real change from the fresh θ
+    env.close()
+
+
+def test_run_started_from_a_run_folder_records_it_and_starts_afresh(reference: Path, tmp_path: Path) -> None:
+    assert _train(tmp_path, "fresh", 1) == 0
+    assert _train(tmp_path, "warm", 1, "--init_from", str(reference)) == 0
+    warm, fresh = read_metrics(tmp_path / "warm"), read_metrics(tmp_path / "fresh")
+    assert [row["iteration"] for row in warm] == [0]  # iterations start afresh
+    assert warm[0]["total_env_steps"] == warm[0]["env_steps"]  # the step count starts afresh too
+    assert warm[0]["return_before"] != fresh[0]["return_before"]  # same seed and tasks, another policy
+    assert load_config(tmp_path / "warm" / "config.yaml").init_from == str(reference)
+    latest = checkpoint_path(reference, REFERENCE_ITERATIONS)
+    assert f"learner initialised from {latest}" in (tmp_path / "warm" / "train.log").read_text()
+
+
+@pytest.mark.parametrize(("source", "extra", "expected"), [
+    ("missing.pt", [], "no checkpoint file at"),
+    ("empty", [], "the run folder holds no checkpoint"),
+    ("reference", ["--hidden_sizes", "16,16"],
+     "has another policy architecture (hidden_sizes: (8, 8) there, (16, 16) here)"),
+    ("reference", ["--nonlinearity", "relu"],
+     "has another policy architecture (nonlinearity: 'tanh' there, 'relu' here)"),
+    ("reference", ["--env_id", "metarl/TabularMDP-v0"], "does not fit this model"),
+], ids=["missing", "empty-folder", "hidden-sizes", "nonlinearity", "other-shapes"])
+def test_bad_init_from_is_one_clear_error_before_anything_is_written(
+    reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], source: str, extra: list[str], expected: str,
+) -> None:
+    (tmp_path / "empty").mkdir()
+    path = reference if source == "reference" else tmp_path / source
+    capsys.readouterr()
+    rc = _train(tmp_path, "warm", 1, "--init_from", str(path), *extra)
+    _assert_one_error(capsys, rc, expected)
+    assert not (tmp_path / "warm").exists()
