@@ -75,7 +75,7 @@ class _Objective:
 
 def adaptation_metrics(batch: AdaptationBatch) -> dict[str, float]:
     """Mean return per episode before adaptation and after each inner step."""
-    returns = [float(e.returns().mean()) for e in batch.episodes]
+    returns = [e.mean_return() for e in batch.episodes]
     metrics = {"return_before": returns[0], "return_after": returns[-1]}
     if len(returns) > 2:
         metrics.update({f"return_after_step{k}": r for k, r in enumerate(returns[1:], start=1)})

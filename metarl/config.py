@@ -55,6 +55,12 @@ class TrainConfig:
     """Episodes rolled out per task for each inner step and for the outer loss."""
     horizon: int = 100
     """Maximum episode length (time steps); episodes are truncated after it."""
+    step_budget: bool = False
+    """Sample as the MAML paper's code did: each of a task's ``episodes_per_task`` sub-environments
+    steps for the whole horizon, starting a new episode whenever one ends early (the unfinished
+    one at the end is dropped), so a task gets ``episodes_per_task × horizon`` steps of episodes.
+    Same cost per iteration; more, shorter episodes where they end early (Ant), the same where
+    they never do. Off: exactly ``episodes_per_task`` episodes per task."""
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Hidden layer widths of the policy MLP (empty: a linear policy)."""
     nonlinearity: str = "tanh"

@@ -60,9 +60,23 @@ class Episodes:
         """Environment steps these episodes took."""
         return int(self.lengths.sum())
 
+    @property
+    def present(self) -> Tensor:
+        """``[T, E]`` bool: the slot holds an episode (a step-budget batch pads tasks with empty slots)."""
+        return (self.lengths > 0) | self.nonfinite
+
     def returns(self) -> Tensor:
-        """Undiscounted return of every episode, ``[T, E]``."""
+        """Undiscounted return of every episode, ``[T, E]`` (0 in an empty slot)."""
         return (self.rewards * self.mask).sum(0)
+
+    def mean_returns(self) -> Tensor:
+        """Mean undiscounted return per episode of each task, ``[T]`` float64 (empty slots left out)."""
+        present = self.present.double()
+        return (self.returns().double() * present).sum(1) / present.sum(1).clamp(min=1.0)
+
+    def mean_return(self) -> float:
+        """Mean undiscounted return per episode over all tasks' episodes (empty slots left out)."""
+        return float(self.returns()[self.present].mean())
 
     def task_major(self, tensor: Tensor) -> Tensor:
         """A time-major ``[H, T, ...]`` tensor as task-major ``[T, H, ...]`` (for the policy)."""

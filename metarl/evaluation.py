@@ -61,6 +61,9 @@ class EvaluationSettings:
     """Inner gradient steps K; returns are recorded after 0..K steps."""
     episodes_per_step: int = 20
     """Episodes per task sampled with each step's parameters (and used for the next step)."""
+    step_budget: bool = False
+    """Sample each step as the MAML paper's code did: ``episodes_per_step`` sub-environments per task,
+    each running episodes back to back for the horizon (``TrainConfig.step_budget``)."""
     lrs: tuple[float, ...] = (0.1, 0.05)
     """Inner learning rate of step 1, 2, ...; the last one repeats for later steps."""
     seed: int = 0
@@ -371,7 +374,7 @@ def _dumps(data: Mapping[str, Any]) -> str:
 
 def per_task_returns(episodes: Episodes) -> np.ndarray:
     """Mean undiscounted return per episode of each task, ``[T]`` (float64)."""
-    return episodes.returns().double().mean(dim=1).numpy()
+    return episodes.mean_returns().numpy()
 
 
 def evaluate_adaptation(

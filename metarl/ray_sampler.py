@@ -206,12 +206,15 @@ class ShardWorker:
         episodes_per_task: int,
         shard: Shard,
         phase_key: int,
+        step_budget: bool = False,
     ) -> tuple[ShardEpisodes, float]:
         """The episodes of ``shard`` of the phase ``phase_key`` on ``tasks``, and the seconds it took."""
         start = time.perf_counter()
         env = self._env(shard.size)
         env.set_tasks([tasks[index // episodes_per_task] for index in range(shard.start, shard.stop)])
-        part = rollout(env, self.policy, params, episodes_per_task, phase_key, start=shard.start)
+        part = rollout(
+            env, self.policy, params, episodes_per_task, phase_key, start=shard.start, step_budget=step_budget
+        )
         return part, time.perf_counter() - start
 
     def close(self) -> None:
@@ -255,8 +258,9 @@ class RaySampler(Sampler):
         address: str = "",
         threads_per_worker: int = 1,
         max_attempts: int = MAX_ATTEMPTS,
+        step_budget: bool = False,
     ) -> None:
-        super().__init__(env, policy, num_tasks, episodes_per_task)
+        super().__init__(env, policy, num_tasks, episodes_per_task, step_budget=step_budget)
         if num_workers < 1:
             raise ValueError(f"RaySampler: num_workers must be >= 1, got {num_workers}")
         self._ray = require_ray()
@@ -339,7 +343,9 @@ class RaySampler(Sampler):
         E = self.episodes_per_task
 
         def submit(index: int, slot: int) -> Any:
-            return self.workers[slot].sample.remote(self._tasks_ref, params_ref, E, self.shards[index], phase_key)
+            return self.workers[slot].sample.remote(
+                self._tasks_ref, params_ref, E, self.shards[index], phase_key, self.step_budget
+            )
 
         pending: dict[Any, tuple[int, int, Any, int]] = {}  # ref -> (shard, slot, worker, attempt)
         for index in range(len(self.shards)):
@@ -402,6 +408,7 @@ def make_ray_sampler(
         env_factory=ShardEnvFactory.for_config(cfg, env),
         num_workers=cfg.num_workers,
         address=cfg.ray_address,
+        step_budget=cfg.step_budget,
     )
 
 

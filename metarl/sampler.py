@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -135,6 +135,9 @@ class ShardEpisodes:
     truncated: np.ndarray
     nonfinite: np.ndarray
     final_observations: np.ndarray
+    lanes: np.ndarray | None = None
+    """With a step budget: the sub-environment (index in the phase) that ran each episode row;
+    rows are in sub-environment, then time order. ``None``: row ``k`` is sub-environment ``start + k``."""
 
 
 _TIME_MAJOR = ("observations", "actions", "rewards", "mask")
@@ -154,6 +157,10 @@ def assemble_episodes(parts: Sequence[ShardEpisodes], num_tasks: int, episodes_p
         arrays = [getattr(part, name) for part in parts]
         return arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=axis)
 
+    if any(part.lanes is not None for part in parts):
+        if not all(part.lanes is not None for part in parts):
+            raise ValueError("assemble_episodes: shards sampled with and without a step budget")
+        return _assemble_rows(parts, joined, T, E)
     time_major = {}
     for name in _TIME_MAJOR:
         array = joined(name, 1)
@@ -163,6 +170,121 @@ def assemble_episodes(parts: Sequence[ShardEpisodes], num_tasks: int, episodes_p
         array = joined(name, 0)
         per_episode[name] = torch.from_numpy(array).view(T, E, *array.shape[1:])
     return Episodes(**time_major, **per_episode)
+
+
+def _assemble_rows(
+    parts: Sequence[ShardEpisodes], joined: Callable[[str, int], np.ndarray], T: int, E: int
+) -> Episodes:
+    """Episode rows of a step-budget phase as ``[H, T, E']``, ``E'`` the most episodes any task got.
+
+    Task ``i`` fills its first ``count_i`` slots in sub-environment, then time order; the
+    remaining slots are empty (mask 0, length 0: :attr:`Episodes.present` false).
+    """
+    lanes = joined("lanes", 0)
+    tasks = lanes // E
+    counts = np.bincount(tasks, minlength=T)
+    slots = np.arange(len(lanes)) - np.repeat(np.cumsum(counts) - counts, counts)
+    width = max(int(counts.max()), 1)
+    out: dict[str, Tensor] = {}
+    for name in _TIME_MAJOR:
+        rows = joined(name, 1)
+        full = np.zeros((rows.shape[0], T, width, *rows.shape[2:]), rows.dtype)
+        full[:, tasks, slots] = rows
+        out[name] = torch.from_numpy(full)
+    for name in _PER_EPISODE:
+        rows = joined(name, 0)
+        full = np.zeros((T, width, *rows.shape[1:]), rows.dtype)
+        full[tasks, slots] = rows
+        out[name] = torch.from_numpy(full)
+    return Episodes(**out)
+
+
+class _StepBudget:
+    """A step-budget rollout's episodes: where each sub-environment's current one began, and those ended."""
+
+    def __init__(self, num_envs: int, obs_shape: tuple[int, ...]) -> None:
+        self.first = np.ones(num_envs, bool)  # still running its first episode
+        self.begin = np.zeros(num_envs, np.int64)  # step at which the current episode began
+        self.resets = np.zeros(num_envs, np.int64)  # reset seeds used so far
+        self.obs_shape = obs_shape
+        self.ends: list[dict[str, np.ndarray]] = []
+
+    def close(
+        self,
+        lanes: np.ndarray,
+        stop: int,
+        final_observations: np.ndarray,
+        terminated: np.ndarray | None = None,
+        nonfinite: bool = False,
+    ) -> None:
+        """Keep the episodes of ``lanes``, whose last kept step was ``stop - 1``.
+
+        ``terminated`` (all sub-environments' flags): the episodes ended (terminated, or
+        else truncated); ``nonfinite``: they were cut short by a numerical fault.
+        """
+        if len(lanes) == 0:
+            return
+        ended = np.zeros(len(lanes), bool) if terminated is None else terminated[lanes]
+        self.ends.append({
+            "lane": lanes,
+            "begin": self.begin[lanes].copy(),
+            "length": stop - self.begin[lanes],
+            "terminated": ended & (not nonfinite),
+            "truncated": ~ended & (not nonfinite),
+            "nonfinite": np.full(len(lanes), nonfinite),
+            "final_observations": np.asarray(final_observations[lanes], np.float32),
+        })
+
+    def restart(
+        self, env: BatchedTaskEnv, which: np.ndarray, seeds: np.ndarray | None, begin: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Reset the sub-environments ``which`` for a new episode from step ``begin``.
+
+        Returns their indices, fresh observations (zeros where non-finite) and which reset
+        well; one that did not keeps an empty episode marked non-finite and stays idle.
+        """
+        assert seeds is not None
+        lanes = np.flatnonzero(which)
+        reset_seeds: list[int | None] = [None] * len(which)
+        for lane in lanes.tolist():
+            reset_seeds[lane] = int(seeds[lane, self.resets[lane]])
+        self.resets[lanes] += 1
+        obs, _ = env.reset(seed=reset_seeds, options={"reset_mask": which})
+        fresh = _as_float32(obs)[lanes]
+        ok = np.isfinite(fresh.reshape(len(lanes), -1)).all(axis=1)
+        self.first[lanes] = False
+        self.begin[lanes] = begin
+        fresh[~ok] = 0.0
+        self.close(lanes[~ok], begin, np.zeros((len(which), *self.obs_shape), np.float32), nonfinite=True)
+        _warn_nonfinite(int((~ok).sum()), "at a reset")
+        return lanes, fresh, ok
+
+
+def _episode_rows(lane_data: dict[str, np.ndarray], ends: list[dict[str, np.ndarray]], start: int) -> dict:
+    """Cut sub-environment-major ``[H, n]`` step arrays into one padded row per ended episode."""
+    merged = {key: np.concatenate([end[key] for end in ends]) for key in ends[0]}
+    order = np.lexsort((merged["begin"], merged["lane"]))
+    merged = {key: value[order] for key, value in merged.items()}
+    lane, begin, length = merged["lane"], merged["begin"], merged["length"]
+    horizon = lane_data["mask"].shape[0]
+    offset = np.arange(horizon)[:, None]
+    valid = offset < length[None, :]
+    source = np.minimum(begin[None, :] + offset, horizon - 1)
+    rows = {}
+    for name, array in lane_data.items():
+        picked = array[source, lane[None, :]]
+        keep = valid.reshape(valid.shape + (1,) * (picked.ndim - 2))
+        rows[name] = np.where(keep, picked, np.zeros((), picked.dtype))
+    rows["mask"] = valid.astype(np.float32)
+    return {
+        **rows,
+        "lengths": length,
+        "terminated": merged["terminated"],
+        "truncated": merged["truncated"],
+        "nonfinite": merged["nonfinite"],
+        "final_observations": merged["final_observations"],
+        "lanes": lane + start,
+    }
 
 
 def _warn_nonfinite(count: int, when: str) -> None:
@@ -181,6 +303,7 @@ def rollout(
     episodes_per_task: int,
     phase_key: int,
     start: int = 0,
+    step_budget: bool = False,
 ) -> ShardEpisodes:
     """One episode in each sub-environment of ``env``, which holds sub-envs ``start, ...`` of the phase.
 
@@ -190,6 +313,13 @@ def rollout(
     from :func:`episode_stream` ``(phase_key, i, j)``. The policy is evaluated on whole
     tasks (a shard's partial first or last task is padded with zero observations), so
     every action is computed exactly as a sampler holding all sub-environments would.
+
+    ``step_budget``: every sub-environment steps for the whole horizon (its budget of
+    ``H`` steps). When its episode ends early it is reset, with the next of the reset
+    seeds its stream draws after the noise, and starts another episode, which continues
+    the stream's noise; the episode still running when the budget is spent is dropped
+    unless it is the sub-environment's first. The result then holds one row per kept
+    episode (:attr:`ShardEpisodes.lanes` names their sub-environments).
     """
     n, E, H = env.num_envs, episodes_per_task, env.max_episode_steps
     first, last = start // E, (start + n - 1) // E
@@ -198,6 +328,7 @@ def rollout(
     block_params = {name: p[first : last + 1].contiguous() for name, p in params.items()}
 
     seeds: list[int | None] = []
+    refill_seeds = np.zeros((n, H), np.int64) if step_budget else None
     streams = _EpisodeStreams(phase_key)
     noise: np.ndarray | None = None
     for k in range(n):
@@ -207,6 +338,8 @@ def rollout(
         if noise is None:
             noise = np.zeros((H, rows, *episode_noise.shape[1:]), episode_noise.dtype)
         noise[:, offset + k] = episode_noise
+        if refill_seeds is not None:
+            refill_seeds[k] = stream.integers(0, 2**31 - 1, size=H)
     assert noise is not None
     noise_shape = noise.shape[2:]
     noise_t = torch.from_numpy(noise)
@@ -230,6 +363,9 @@ def rollout(
     active = ~nonfinite_ep
     obs[nonfinite_ep] = 0.0
     _warn_nonfinite(int(nonfinite_ep.sum()), "at reset")
+    budget = _StepBudget(n, obs_shape) if step_budget else None
+    if budget is not None:
+        budget.close(np.flatnonzero(nonfinite_ep), 0, final_obs, nonfinite=True)
 
     for t in range(H):
         if not active.any():
@@ -262,9 +398,20 @@ def rollout(
         final_obs[ended] = next_obs[ended]
         final_obs[bad] = obs[bad]
         active &= ~(ended | bad)
+        if budget is not None:
+            cut = ~budget.first & ended & ~terminated & ~truncated  # ran out of budget: dropped
+            budget.close(np.flatnonzero(ended & ~cut), t + 1, next_obs, terminated=terminated)
+            budget.close(np.flatnonzero(bad), t, obs, nonfinite=True)
         # Ended sub-environments keep stepping; keep their garbage finite for the policy.
         obs = np.where(np.isfinite(next_obs), next_obs, np.float32(0.0))
+        if budget is not None and t < H - 1 and (ended | bad).any():
+            lanes, fresh, ok = budget.restart(env, ended | bad, refill_seeds, t + 1)
+            obs[lanes] = fresh
+            active[lanes[ok]] = True
 
+    if budget is not None:
+        lane_data = {"observations": observations, "actions": actions, "rewards": rewards, "mask": mask}
+        return ShardEpisodes(shard=Shard(start, start + n), **_episode_rows(lane_data, budget.ends, start))
     return ShardEpisodes(
         shard=Shard(start, start + n),
         observations=observations,
@@ -299,6 +446,10 @@ def torch_threads(num_threads: int | None) -> Iterator[None]:
 class Sampler:
     """Samples ``episodes_per_task`` episodes of each of ``num_tasks`` tasks in one batched env.
 
+    With ``step_budget`` each sub-environment instead runs episodes back to back for the
+    horizon (:func:`rollout`), and the batch holds as many episode slots per task as the
+    task with the most episodes needs.
+
     Sub-environment ``i * E + j`` runs episode ``j`` of task ``i``. Every time step
     is one env call and one batched policy forward, in which task ``i`` uses its
     own parameters ``params[name][i]``.
@@ -330,6 +481,7 @@ class Sampler:
         num_tasks: int,
         episodes_per_task: int,
         policy_threads: int | None = 1,
+        step_budget: bool = False,
     ) -> None:
         if env.num_envs != num_tasks * episodes_per_task:
             raise ValueError(
@@ -342,6 +494,7 @@ class Sampler:
         self.episodes_per_task = episodes_per_task
         self.horizon = env.max_episode_steps
         self.policy_threads = policy_threads
+        self.step_budget = step_budget
         self._tasks: list[Task] | None = None
 
     def set_tasks(self, tasks: Sequence[Task]) -> None:
@@ -356,7 +509,9 @@ class Sampler:
         if self._tasks is None:
             raise RuntimeError("Sampler.sample: call set_tasks first")
         with torch_threads(self.policy_threads):
-            part = rollout(self.env, self.policy, params, self.episodes_per_task, draw_phase_key(rng))
+            part = rollout(
+                self.env, self.policy, params, self.episodes_per_task, draw_phase_key(rng), step_budget=self.step_budget
+            )
         return assemble_episodes([part], self.num_tasks, self.episodes_per_task)
 
     def close(self) -> None:
@@ -374,4 +529,4 @@ def make_sampler(cfg: TrainConfig, env: BatchedTaskEnv, policy: PolicyLike) -> S
         from metarl.ray_sampler import make_ray_sampler  # (here: Ray is an optional extra)
 
         return make_ray_sampler(cfg, env, policy, cfg.meta_batch_size, cfg.episodes_per_task)
-    return Sampler(env, policy, cfg.meta_batch_size, cfg.episodes_per_task)
+    return Sampler(env, policy, cfg.meta_batch_size, cfg.episodes_per_task, step_budget=cfg.step_budget)

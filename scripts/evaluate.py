@@ -17,7 +17,10 @@ computed on the same tasks, written beside the curve and drawn as dashed lines.
 
 Default episodes per step: 20, the episodes per task of the training preset. The MAML
 paper used 40 trajectories per step for 2D navigation; pass ``--episodes-per-step 40``
-to match it (twice the sampling time).
+to match it (twice the sampling time). ``--step-budget`` samples each step as the paper's
+code did, ``episodes-per-step × horizon`` steps of back-to-back episodes per task (its Ant
+test scripts: 20 for goal velocity, 40 for forward/backward); it matters only where
+episodes end early.
 """
 
 from __future__ import annotations
@@ -75,6 +78,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--num-tasks", type=int, default=40, help="held-out tasks (default 40)")
     p.add_argument("--num-steps", type=int, default=3, help="inner gradient steps K (default 3)")
     p.add_argument("--episodes-per-step", type=int, default=20, help="episodes per task and step (default 20)")
+    p.add_argument("--step-budget", action="store_true",
+                   help="each of a task's episodes-per-step sub-environments runs episodes back to back "
+                        "for the horizon (the MAML paper code's sampling)")
     p.add_argument("--lrs", type=_floats, default=None,
                    help="inner learning rate per step, the last repeats (default: the run's fast_lr, then half "
                         "of it — 0.1,0.05 for 2d-navigation, as in the MAML paper)")
@@ -133,7 +139,7 @@ def evaluate(
     if method == "maml-trpo" and settings.num_steps and settings.step_lrs()[0] != cfg.fast_lr:
         log.warning("evaluating with inner lr %s; the run was trained with fast_lr %s", settings.lrs, cfg.fast_lr)
     advantage = agents.AdvantageSettings(cfg.gamma, cfg.gae_lambda, cfg.normalize_advantages, cfg.bootstrap_truncated)
-    sampler = Sampler(env, policy, settings.num_tasks, settings.episodes_per_step)
+    sampler = Sampler(env, policy, settings.num_tasks, settings.episodes_per_step, step_budget=settings.step_budget)
 
     def adapt(sampler: Sampler, rng: np.random.Generator, lrs: Sequence[float]) -> list[Episodes]:
         return agents.sample_adaptation(policy, sampler, rng, lrs, advantage).episodes
@@ -178,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             num_tasks=args.num_tasks,
             num_steps=args.num_steps,
             episodes_per_step=args.episodes_per_step,
+            step_budget=args.step_budget,
             lrs=args.lrs if args.lrs is not None else (cfg.fast_lr, cfg.fast_lr / 2),
             seed=args.seed,
         )

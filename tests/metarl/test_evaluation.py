@@ -177,6 +177,21 @@ def test_cli_writes_results_and_figure_for_run_checkpoint_and_random(tiny_run: P
     assert "neither a run folder nor a checkpoint" in capsys.readouterr().err
 
 
+def test_cli_step_budget_samples_back_to_back_episodes_and_records_it(tmp_path: Path):
+    """On an ant, whose fresh policy's episodes end early, ``--step-budget`` gathers more steps per task."""
+    evaluate = load_script("evaluate")
+    common = ["ant-vel", "--random", "--num-tasks", "2", "--num-steps", "1", "--episodes-per-step", "3",
+              "--threads", "1"]
+    results = {}
+    for name, extra in (("plain", []), ("budget", ["--step-budget"])):
+        assert evaluate.main([*common, *extra, "--out", str(tmp_path / name)]) == 0
+        results[name] = json.loads((tmp_path / name / "adaptation_random.json").read_text())
+    plain, budget = results["plain"], results["budget"]
+    assert plain["settings"]["step_budget"] is False and budget["settings"]["step_budget"] is True
+    assert plain["env_steps"] < budget["env_steps"] <= 2 * 2 * 3 * 200  # 2 phases × 2 tasks × 3 sub-envs × H
+    assert [t["task"] for t in plain["per_task"]] == [t["task"] for t in budget["per_task"]]
+
+
 def test_oracle_is_evaluated_without_adaptation(tmp_path: Path):
     evaluate = load_script("evaluate")
     run = train(tiny_config(tmp_path, "oracle", iterations=1), agents.build_learner, progress=False)

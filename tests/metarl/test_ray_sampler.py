@@ -212,12 +212,22 @@ def test_ray_equals_local_also_when_workers_die(
     assert sampler.workers == []
 
 
+STEP_BUDGET_ANT = ["--env_id", "metarl/AntVel-v1", "--env_kwargs", "{nthread: 1}", "--horizon", "150",
+                   "--step_budget", "true", "--cg_iters", "3"]
+
+
 @requires_ray
-def test_training_with_ray_equals_local_training(local_ray: None, tmp_path: Path) -> None:
-    """Same seed, same metrics and parameters: 2 meta-iterations, adapted per-task parameters sent to workers."""
+@pytest.mark.parametrize("case", ["navigation", "ant-step-budget"])
+def test_training_with_ray_equals_local_training(local_ray: None, tmp_path: Path, case: str) -> None:
+    """Same seed, same metrics and parameters: 2 meta-iterations, adapted per-task parameters sent to workers.
+
+    With a step budget on an ant, whose episodes end early, the shards' episode rows are assembled
+    into the same padded batch as the local sampler's.
+    """
     runs = {}
+    extra = STEP_BUDGET_ANT if case == "ant-step-budget" else []
     for backend in ("local", "ray"):
-        cfg = small_config(tmp_path, "--sampler", backend, "--num_workers", "2", "--run_name", backend)
+        cfg = small_config(tmp_path, "--sampler", backend, "--num_workers", "2", "--run_name", backend, *extra)
         runs[backend] = train(cfg, agents.build_learner, progress=False)
     rows = {}
     for backend, run_dir in runs.items():

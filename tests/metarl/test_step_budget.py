@@ -1,0 +1,194 @@
+"""Step-budget sampling (``step_budget``): the MAML paper code's episodes back to back per sub-environment."""
+
+import numpy as np
+import pytest
+import torch
+
+import envs  # noqa: F401
+from agents import make_policy
+from agents.maml import inner_loss
+from metarl import make_batched
+from metarl.baseline import estimate_advantages
+from metarl.episodes import Episodes
+from metarl.evaluation import per_task_returns
+from metarl.sampler import Sampler, Shard, assemble_episodes, draw_phase_key, rollout
+
+TASKS, LANES, HORIZON = 2, 4, 200
+FIELDS = ("observations", "actions", "rewards", "mask", "lengths", "terminated", "truncated", "nonfinite",
+          "final_observations")
+
+
+def ant_setup(num_envs=TASKS * LANES, env_id="metarl/AntVel-v1", horizon=HORIZON):
+    """An ant whose fresh std-1 policy ends most episodes early, by jumping out of the healthy range."""
+    env = make_batched(env_id, num_envs, max_episode_steps=horizon, nthread=1)
+    torch.manual_seed(0)
+    policy = make_policy(env.single_observation_space, env.single_action_space, (16,))
+    tasks = env.sample_tasks(TASKS, np.random.default_rng(0))
+    return env, policy, tasks, policy.task_params(TASKS)
+
+
+def sample(env, policy, tasks, params, step_budget, seed=7):
+    sampler = Sampler(env, policy, TASKS, LANES, step_budget=step_budget)
+    sampler.set_tasks(tasks)
+    return sampler.sample(params, np.random.default_rng(seed))
+
+
+@pytest.fixture(scope="module")
+def batches():
+    env, policy, tasks, params = ant_setup()
+    plain = sample(env, policy, tasks, params, step_budget=False)
+    budget = sample(env, policy, tasks, params, step_budget=True)
+    env.close()
+    return plain, budget
+
+
+def test_first_episode_of_each_subenv_is_the_plain_samplers_episode():
+    """Refills do not disturb the other sub-environments: each one's first episode is exactly the plain one."""
+    env, policy, tasks, params = ant_setup()
+    env.set_tasks([task for task in tasks for _ in range(LANES)])
+    key = draw_phase_key(np.random.default_rng(7))
+    plain = rollout(env, policy, params, LANES, key)
+    rows = rollout(env, policy, params, LANES, key, step_budget=True)
+    env.close()
+    assert rows.lanes is not None and plain.lanes is None
+    assert (np.diff(rows.lanes) >= 0).all()  # sub-environment order
+    firsts = np.searchsorted(rows.lanes, np.arange(TASKS * LANES))
+    for name in FIELDS:
+        a, b = getattr(rows, name), getattr(plain, name)
+        if name in ("observations", "actions", "rewards", "mask"):
+            np.testing.assert_array_equal(a[:, firsts], b, err_msg=name)
+        else:
+            np.testing.assert_array_equal(a[firsts], b, err_msg=name)
+    # the later episodes of a sub-environment fit in what its first one left of the horizon
+    used = np.bincount(rows.lanes, weights=rows.lengths, minlength=TASKS * LANES)
+    assert (used <= HORIZON).all() and (used > plain.lengths).any()
+
+
+def test_budget_gives_more_shorter_episodes_that_all_start_from_a_reset(batches):
+    plain, budget = batches
+    assert plain.episodes_per_task == LANES
+    early = int((plain.lengths < HORIZON).sum())
+    assert early >= TASKS * LANES // 2  # most fresh-policy ant episodes end early (jumps)
+    counts = budget.present.sum(1)
+    assert (counts >= LANES).all() and int(counts.sum()) > TASKS * LANES
+    assert budget.episodes_per_task == int(counts.max())
+    present = budget.present
+    # every extra episode ended by termination (an unfinished one at the budget's end is dropped)
+    extra = int(counts.sum()) - TASKS * LANES
+    assert int((budget.terminated & present).sum()) >= extra
+    assert not bool((budget.truncated & (budget.lengths < HORIZON)).any())
+    # each starts from the crouched reset pose: torso height 0.55 ± the reset noise of 0.1
+    z0 = budget.observations[0, :, :, 0][present]
+    assert float(z0.min()) >= 0.45 and float(z0.max()) <= 0.65
+    # the steps of each task fit its budget of LANES × HORIZON, and used more of it than plain sampling
+    steps = (budget.lengths * present).sum(1)
+    assert (steps <= LANES * HORIZON).all() and (steps > plain.lengths.sum(1)).all()
+
+
+def test_empty_slots_are_left_out_of_returns_and_the_learning_signal(batches):
+    _, budget = batches
+    present = budget.present
+    assert not bool(present.all())  # tasks got different numbers of episodes: some slots are empty
+    empty = ~present
+    assert float(budget.mask.sum(0)[empty].abs().sum()) == 0.0
+    assert int(budget.lengths[empty].sum()) == 0
+    for task in range(TASKS):
+        manual = budget.returns()[task][present[task]].double().mean()
+        assert per_task_returns(budget)[task] == pytest.approx(float(manual), rel=1e-12)
+    assert budget.mean_return() == pytest.approx(float(budget.returns()[present].mean()), rel=1e-6)
+
+    # the same episodes with extra empty slots: the same advantages and inner-loop loss
+    widened = _with_empty_slots(budget, 3)
+    torch.manual_seed(0)
+    policy = make_policy_for(budget)
+    params = policy.task_params(TASKS)
+    adv = estimate_advantages(budget, 0.99, 1.0)
+    adv_wide = estimate_advantages(widened, 0.99, 1.0)
+    torch.testing.assert_close(adv_wide[:, :, : budget.episodes_per_task], adv, rtol=1e-5, atol=1e-5)
+    assert float(adv_wide[:, :, budget.episodes_per_task :].abs().sum()) == 0.0
+    torch.testing.assert_close(
+        inner_loss(policy, params, widened, adv_wide), inner_loss(policy, params, budget, adv), rtol=1e-5, atol=1e-6
+    )
+
+
+def make_policy_for(batch: Episodes):
+    obs_dim, act_dim = batch.observations.shape[-1], batch.actions.shape[-1]
+    env = make_batched("metarl/AntVel-v1", 1, max_episode_steps=HORIZON, nthread=1)
+    assert env.single_observation_space.shape == (obs_dim,) and env.single_action_space.shape == (act_dim,)
+    policy = make_policy(env.single_observation_space, env.single_action_space, (16,))
+    env.close()
+    return policy
+
+
+def _with_empty_slots(batch: Episodes, extra: int) -> Episodes:
+    def pad(tensor: torch.Tensor, axis: int) -> torch.Tensor:
+        shape = list(tensor.shape)
+        shape[axis] = extra
+        return torch.cat([tensor, torch.zeros(shape, dtype=tensor.dtype)], dim=axis)
+
+    return Episodes(
+        **{name: pad(getattr(batch, name), 2) for name in ("observations", "actions", "rewards", "mask")},
+        **{name: pad(getattr(batch, name), 1) for name in ("lengths", "terminated", "truncated", "nonfinite",
+                                                           "final_observations")},
+    )
+
+
+def test_shards_reproduce_the_local_step_budget_batch():
+    """Shards cutting through tasks (own envs) give exactly the local sampler's step-budget batch."""
+    env, policy, tasks, params = ant_setup()
+    local = sample(env, policy, tasks, params, step_budget=True)
+    key = draw_phase_key(np.random.default_rng(7))
+    parts = []
+    for shard in (Shard(0, 3), Shard(3, 4), Shard(4, 8)):
+        shard_env = make_batched("metarl/AntVel-v1", shard.size, max_episode_steps=HORIZON, nthread=1)
+        shard_env.set_tasks([tasks[k // LANES] for k in range(shard.start, shard.stop)])
+        parts.append(rollout(shard_env, policy, params, LANES, key, start=shard.start, step_budget=True))
+        shard_env.close()
+    sharded = assemble_episodes(parts[::-1], TASKS, LANES)
+    for name in FIELDS:
+        assert torch.equal(getattr(sharded, name), getattr(local, name)), name
+    mixed_env = make_batched("metarl/AntVel-v1", 3, max_episode_steps=HORIZON, nthread=1)
+    mixed_env.set_tasks([tasks[k // LANES] for k in range(3)])
+    plain_part = rollout(mixed_env, policy, params, LANES, key)
+    with pytest.raises(ValueError, match="with and without a step budget"):
+        assemble_episodes([plain_part, *parts[1:]], TASKS, LANES)
+    mixed_env.close()
+    env.close()
+
+
+def test_budget_changes_nothing_where_episodes_never_end_early():
+    """HalfCheetah episodes always run to the horizon: the step-budget batch is the plain one."""
+    env = make_batched("metarl/HalfCheetahVel-v0", TASKS * LANES, max_episode_steps=30, nthread=1)
+    torch.manual_seed(0)
+    policy = make_policy(env.single_observation_space, env.single_action_space, (16,))
+    tasks = env.sample_tasks(TASKS, np.random.default_rng(0))
+    params = policy.task_params(TASKS)
+    plain = sample(env, policy, tasks, params, step_budget=False)
+    budget = sample(env, policy, tasks, params, step_budget=True)
+    assert plain.num_steps == TASKS * LANES * 30
+    for name in FIELDS:
+        assert torch.equal(getattr(budget, name), getattr(plain, name)), name
+    env.close()
+
+
+def test_training_with_a_step_budget_learns_from_more_steps_at_the_same_cost(tmp_path):
+    """One meta-iteration on an ant: the same sub-environments and horizon, more episodes and env steps."""
+    import agents
+    from metarl.config import load_config
+    from metarl.runlog import read_metrics
+    from metarl.trainer import train
+
+    rows = {}
+    for budget in ("false", "true"):
+        cfg = load_config("ant-vel", [
+            "--meta_batch_size", "2", "--episodes_per_task", "3", "--hidden_sizes", "16", "--num_iterations", "1",
+            "--cg_iters", "3", "--num_threads", "1", "--env_kwargs", "{nthread: 1}", "--tensorboard", "false",
+            "--step_budget", budget, "--out_dir", str(tmp_path), "--run_name", budget,
+        ])
+        rows[budget] = read_metrics(train(cfg, agents.build_learner, progress=False))[0]
+    plain, budget = rows["false"], rows["true"]
+    assert budget["env_steps"] > 1.3 * plain["env_steps"]
+    assert budget["env_steps"] <= 2 * 2 * 3 * 200  # two phases of 2 tasks × 3 sub-environments × 200 steps
+    for name in ("return_before", "return_after", "loss_before", "kl_after"):
+        assert np.isfinite(budget[name]), name
+    assert load_config(tmp_path / "true" / "config.yaml").step_budget is True
