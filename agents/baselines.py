@@ -38,6 +38,7 @@ class TRPOLearner(MAMLTRPO):
         """Sample θ on ``tasks`` and take one TRPO step; metrics have ``return_before`` only."""
         metrics = super().train_iteration(tasks, rng)
         metrics.pop("return_after", None)  # nothing was adapted
+        metrics.pop("episodes_after", None)
         return metrics
 
 

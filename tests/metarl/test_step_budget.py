@@ -188,6 +188,8 @@ def test_training_with_a_step_budget_learns_from_more_steps_at_the_same_cost(tmp
         rows[budget] = read_metrics(train(cfg, agents.build_learner, progress=False))[0]
     plain, budget = rows["false"], rows["true"]
     assert budget["env_steps"] > 1.3 * plain["env_steps"]
+    assert plain["episodes_before"] == plain["episodes_after"] == 3.0  # exactly episodes_per_task
+    assert budget["episodes_before"] > 3.5 and budget["episodes_after"] > 3.5
     assert budget["env_steps"] <= 2 * 2 * 3 * 200  # two phases of 2 tasks × 3 sub-environments × 200 steps
     for name in ("return_before", "return_after", "loss_before", "kl_after"):
         assert np.isfinite(budget[name]), name
