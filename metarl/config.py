@@ -61,6 +61,13 @@ class TrainConfig:
     one at the end is dropped), so a task gets ``episodes_per_task × horizon`` steps of episodes.
     Same cost per iteration; more, shorter episodes where they end early (Ant), the same where
     they never do. Off: exactly ``episodes_per_task`` episodes per task."""
+    budget_lanes: int = 0
+    """With ``step_budget``: how many sub-environments share each task's budget of
+    ``episodes_per_task × horizon`` steps, each running ``episodes_per_task / budget_lanes``
+    horizons of steps back to back; it must divide ``episodes_per_task``. Fewer lanes drop
+    fewer unfinished episodes (one per lane); 1 is the MAML paper code's sampler (one
+    environment per task), at the cost of less batching across sub-environments.
+    0 (default): one per episode."""
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Hidden layer widths of the policy MLP (empty: a linear policy)."""
     nonlinearity: str = "tanh"
@@ -307,6 +314,12 @@ def _check_ranges(cfg: TrainConfig) -> None:
             fail(name, "must be >= 1")
     if cfg.seed < 0:
         fail("seed", "must be >= 0")
+    if cfg.budget_lanes < 0:
+        fail("budget_lanes", "must be >= 0 (0: one sub-environment per episode)")
+    if cfg.budget_lanes and not cfg.step_budget:
+        fail("budget_lanes", "needs step_budget true")
+    if cfg.budget_lanes and cfg.episodes_per_task % cfg.budget_lanes:
+        fail("budget_lanes", f"must divide episodes_per_task ({cfg.episodes_per_task})")
     if any(h < 1 for h in cfg.hidden_sizes):
         fail("hidden_sizes", "every layer width must be >= 1")
     if cfg.algorithm not in ALGORITHMS:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from metarl.episodes import Episodes
-from metarl.sampler import Sampler
+from metarl.sampler import Sampler, envs_per_task
 from metarl.tasks import Task
 
 RESULTS_FORMAT = "metarl-adaptation-results"
@@ -64,6 +64,9 @@ class EvaluationSettings:
     step_budget: bool = False
     """Sample each step as the MAML paper's code did: ``episodes_per_step`` sub-environments per task,
     each running episodes back to back for the horizon (``TrainConfig.step_budget``)."""
+    budget_lanes: int = 0
+    """With ``step_budget``: sub-environments sharing each task's budget (``TrainConfig.budget_lanes``;
+    0: ``episodes_per_step`` of them)."""
     lrs: tuple[float, ...] = (0.1, 0.05)
     """Inner learning rate of step 1, 2, ...; the last one repeats for later steps."""
     seed: int = 0
@@ -81,6 +84,10 @@ class EvaluationSettings:
             raise ValueError(f"evaluation setting 'lrs' must be positive numbers, got {self.lrs}")
         if self.seed < 0:
             raise ValueError(f"evaluation setting 'seed' must be >= 0, got {self.seed}")
+        try:
+            envs_per_task(self.episodes_per_step, self.step_budget, self.budget_lanes)
+        except ValueError as exc:
+            raise ValueError(f"evaluation setting 'budget_lanes': {exc}") from None
         if not 0 < self.confidence < 1:
             raise ValueError(f"evaluation setting 'confidence' must be in (0, 1), got {self.confidence}")
 

@@ -203,17 +203,25 @@ class ShardWorker:
         self,
         tasks: Sequence[Task],
         params: Mapping[str, Tensor],
-        episodes_per_task: int,
+        envs_per_task: int,
         shard: Shard,
         phase_key: int,
         step_budget: bool = False,
+        budget_horizons: int = 1,
     ) -> tuple[ShardEpisodes, float]:
         """The episodes of ``shard`` of the phase ``phase_key`` on ``tasks``, and the seconds it took."""
         start = time.perf_counter()
         env = self._env(shard.size)
-        env.set_tasks([tasks[index // episodes_per_task] for index in range(shard.start, shard.stop)])
+        env.set_tasks([tasks[index // envs_per_task] for index in range(shard.start, shard.stop)])
         part = rollout(
-            env, self.policy, params, episodes_per_task, phase_key, start=shard.start, step_budget=step_budget
+            env,
+            self.policy,
+            params,
+            envs_per_task,
+            phase_key,
+            start=shard.start,
+            step_budget=step_budget,
+            budget_horizons=budget_horizons,
         )
         return part, time.perf_counter() - start
 
@@ -259,8 +267,9 @@ class RaySampler(Sampler):
         threads_per_worker: int = 1,
         max_attempts: int = MAX_ATTEMPTS,
         step_budget: bool = False,
+        budget_lanes: int = 0,
     ) -> None:
-        super().__init__(env, policy, num_tasks, episodes_per_task, step_budget=step_budget)
+        super().__init__(env, policy, num_tasks, episodes_per_task, step_budget=step_budget, budget_lanes=budget_lanes)
         if num_workers < 1:
             raise ValueError(f"RaySampler: num_workers must be >= 1, got {num_workers}")
         self._ray = require_ray()
@@ -340,11 +349,11 @@ class RaySampler(Sampler):
         began = time.perf_counter()
         phase_key = draw_phase_key(rng)
         params_ref = ray.put({name: p.detach().contiguous() for name, p in params.items()})
-        E = self.episodes_per_task
+        E = self.envs_per_task
 
         def submit(index: int, slot: int) -> Any:
             return self.workers[slot].sample.remote(
-                self._tasks_ref, params_ref, E, self.shards[index], phase_key, self.step_budget
+                self._tasks_ref, params_ref, E, self.shards[index], phase_key, self.step_budget, self.budget_horizons
             )
 
         pending: dict[Any, tuple[int, int, Any, int]] = {}  # ref -> (shard, slot, worker, attempt)
@@ -409,6 +418,7 @@ def make_ray_sampler(
         num_workers=cfg.num_workers,
         address=cfg.ray_address,
         step_budget=cfg.step_budget,
+        budget_lanes=cfg.budget_lanes,
     )
 
 

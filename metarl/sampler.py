@@ -100,9 +100,29 @@ class _EpisodeStreams:
 # ------------------------------------------------------------------------------ shards
 
 
+def envs_per_task(episodes_per_task: int, step_budget: bool = False, budget_lanes: int = 0) -> int:
+    """How many sub-environments each task runs on: one per episode, or ``budget_lanes`` with a step budget.
+
+    With ``step_budget`` and ``budget_lanes > 0``, a task's budget of
+    ``episodes_per_task × horizon`` steps is shared by ``budget_lanes`` sub-environments,
+    each running ``episodes_per_task / budget_lanes`` horizons of steps (``1``: one
+    environment per task, the MAML paper code's sampler). ``budget_lanes = 0``: one per episode.
+    """
+    if budget_lanes < 0:
+        raise ValueError(f"budget_lanes must be >= 0, got {budget_lanes}")
+    if budget_lanes == 0:
+        return episodes_per_task
+    if not step_budget:
+        raise ValueError(f"budget_lanes {budget_lanes} needs step_budget (plain sampling runs one sub-env per episode)")
+    if episodes_per_task % budget_lanes:
+        raise ValueError(f"budget_lanes {budget_lanes} must divide episodes_per_task {episodes_per_task}")
+    return budget_lanes
+
+
+
 @dataclass(frozen=True)
 class Shard:
-    """The sub-environments ``start, ..., stop - 1`` of a phase (sub-env ``i·E + j``: episode ``j`` of task ``i``)."""
+    """The sub-environments ``start, ..., stop - 1`` of a phase (sub-env ``i·E + j``: the ``j``-th of task ``i``)."""
 
     start: int
     stop: int
@@ -144,14 +164,18 @@ _TIME_MAJOR = ("observations", "actions", "rewards", "mask")
 _PER_EPISODE = ("lengths", "terminated", "truncated", "nonfinite", "final_observations")
 
 
-def assemble_episodes(parts: Sequence[ShardEpisodes], num_tasks: int, episodes_per_task: int) -> Episodes:
-    """The :class:`Episodes` batch ``[H, T, E]`` of shards that together cover every sub-environment once."""
+def assemble_episodes(parts: Sequence[ShardEpisodes], num_tasks: int, envs_per_task: int) -> Episodes:
+    """The :class:`Episodes` batch ``[H, T, E]`` of shards that together cover every sub-environment once.
+
+    ``envs_per_task``: sub-environments per task (``E`` in plain sampling; with a step
+    budget the batch's width is instead the most episodes any task got).
+    """
     parts = sorted(parts, key=lambda part: part.shard.start)
     covered = [(part.shard.start, part.shard.stop) for part in parts]
-    expected_stops = [start for start, _ in covered[1:]] + [num_tasks * episodes_per_task]
+    expected_stops = [start for start, _ in covered[1:]] + [num_tasks * envs_per_task]
     if not parts or covered[0][0] != 0 or [stop for _, stop in covered] != expected_stops:
-        raise ValueError(f"assemble_episodes: shards {covered} do not cover 0..{num_tasks * episodes_per_task}")
-    T, E = num_tasks, episodes_per_task
+        raise ValueError(f"assemble_episodes: shards {covered} do not cover 0..{num_tasks * envs_per_task}")
+    T, E = num_tasks, envs_per_task
 
     def joined(name: str, axis: int) -> np.ndarray:
         arrays = [getattr(part, name) for part in parts]
@@ -260,16 +284,18 @@ class _StepBudget:
         return lanes, fresh, ok
 
 
-def _episode_rows(lane_data: dict[str, np.ndarray], ends: list[dict[str, np.ndarray]], start: int) -> dict:
-    """Cut sub-environment-major ``[H, n]`` step arrays into one padded row per ended episode."""
+def _episode_rows(
+    lane_data: dict[str, np.ndarray], ends: list[dict[str, np.ndarray]], start: int, horizon: int
+) -> dict:
+    """Cut sub-environment-major ``[steps, n]`` step arrays into one ``horizon``-long padded row per kept episode."""
     merged = {key: np.concatenate([end[key] for end in ends]) for key in ends[0]}
     order = np.lexsort((merged["begin"], merged["lane"]))
     merged = {key: value[order] for key, value in merged.items()}
     lane, begin, length = merged["lane"], merged["begin"], merged["length"]
-    horizon = lane_data["mask"].shape[0]
+    steps = lane_data["mask"].shape[0]
     offset = np.arange(horizon)[:, None]
     valid = offset < length[None, :]
-    source = np.minimum(begin[None, :] + offset, horizon - 1)
+    source = np.minimum(begin[None, :] + offset, steps - 1)
     rows = {}
     for name, array in lane_data.items():
         picked = array[source, lane[None, :]]
@@ -300,46 +326,52 @@ def rollout(
     env: BatchedTaskEnv,
     policy: PolicyLike,
     params: Mapping[str, Tensor],
-    episodes_per_task: int,
+    envs_per_task: int,
     phase_key: int,
     start: int = 0,
     step_budget: bool = False,
+    budget_horizons: int = 1,
 ) -> ShardEpisodes:
     """One episode in each sub-environment of ``env``, which holds sub-envs ``start, ...`` of the phase.
 
     ``params`` holds the parameters of every task of the phase (leading task dimension);
     ``env``'s tasks must already be set. Sub-environment ``k`` of ``env`` runs episode
-    ``j`` of task ``i`` with ``start + k = i·E + j``; its reset seed and action noise come
-    from :func:`episode_stream` ``(phase_key, i, j)``. The policy is evaluated on whole
-    tasks (a shard's partial first or last task is padded with zero observations), so
-    every action is computed exactly as a sampler holding all sub-environments would.
+    ``j`` of task ``i`` with ``start + k = i·E + j`` (``E = envs_per_task``); its reset
+    seed and action noise come from :func:`episode_stream` ``(phase_key, i, j)``. The
+    policy is evaluated on whole tasks (a shard's partial first or last task is padded
+    with zero observations), so every action is computed exactly as a sampler holding
+    all sub-environments would.
 
-    ``step_budget``: every sub-environment steps for the whole horizon (its budget of
-    ``H`` steps). When its episode ends early it is reset, with the next of the reset
-    seeds its stream draws after the noise, and starts another episode, which continues
-    the stream's noise; the episode still running when the budget is spent is dropped
-    unless it is the sub-environment's first. The result then holds one row per kept
-    episode (:attr:`ShardEpisodes.lanes` names their sub-environments).
+    ``step_budget``: every sub-environment steps for its whole budget of
+    ``budget_horizons × H`` steps. When an episode ends (early, or at the horizon ``H``)
+    the sub-environment is reset, with the next of the reset seeds its stream draws
+    after the noise, and starts another episode, which continues the stream's noise;
+    the episode still running when the budget is spent is dropped unless it is the
+    sub-environment's first. The result then holds one ``H``-long row per kept episode
+    (:attr:`ShardEpisodes.lanes` names their sub-environments).
     """
-    n, E, H = env.num_envs, episodes_per_task, env.max_episode_steps
+    if budget_horizons < 1 or (budget_horizons > 1 and not step_budget):
+        raise ValueError(f"rollout: budget_horizons {budget_horizons} needs step_budget and must be >= 1")
+    n, E, H = env.num_envs, envs_per_task, env.max_episode_steps
+    steps = H * budget_horizons
     first, last = start // E, (start + n - 1) // E
     blocks, offset = last - first + 1, start - first * E
     rows = blocks * E
     block_params = {name: p[first : last + 1].contiguous() for name, p in params.items()}
 
     seeds: list[int | None] = []
-    refill_seeds = np.zeros((n, H), np.int64) if step_budget else None
+    refill_seeds = np.zeros((n, steps), np.int64) if step_budget else None
     streams = _EpisodeStreams(phase_key)
     noise: np.ndarray | None = None
     for k in range(n):
         stream = streams((start + k) // E, (start + k) % E)
         seeds.append(int(stream.integers(0, 2**31 - 1)))
-        episode_noise = policy.draw_noise(stream, H)
+        episode_noise = policy.draw_noise(stream, steps)
         if noise is None:
-            noise = np.zeros((H, rows, *episode_noise.shape[1:]), episode_noise.dtype)
+            noise = np.zeros((steps, rows, *episode_noise.shape[1:]), episode_noise.dtype)
         noise[:, offset + k] = episode_noise
         if refill_seeds is not None:
-            refill_seeds[k] = stream.integers(0, 2**31 - 1, size=H)
+            refill_seeds[k] = stream.integers(0, 2**31 - 1, size=steps)
     assert noise is not None
     noise_shape = noise.shape[2:]
     noise_t = torch.from_numpy(noise)
@@ -351,10 +383,10 @@ def rollout(
     act_dtype = np.float32 if np.issubdtype(env.single_action_space.dtype, np.floating) else np.int64
     padded = np.zeros((rows, *obs_shape), np.float32) if rows != n else None
 
-    observations = np.zeros((H, n, *obs_shape), np.float32)
-    actions = np.zeros((H, n, *act_shape), act_dtype)
-    rewards = np.zeros((H, n), np.float32)
-    mask = np.zeros((H, n), np.float32)
+    observations = np.zeros((steps, n, *obs_shape), np.float32)
+    actions = np.zeros((steps, n, *act_shape), act_dtype)
+    rewards = np.zeros((steps, n), np.float32)
+    mask = np.zeros((steps, n), np.float32)
     final_obs = np.zeros((n, *obs_shape), np.float32)
     terminated_ep = np.zeros(n, bool)
     truncated_ep = np.zeros(n, bool)
@@ -367,7 +399,7 @@ def rollout(
     if budget is not None:
         budget.close(np.flatnonzero(nonfinite_ep), 0, final_obs, nonfinite=True)
 
-    for t in range(H):
+    for t in range(steps):
         if not active.any():
             break
         if padded is not None:
@@ -392,7 +424,10 @@ def rollout(
         bad = active & ~finite
         nonfinite_ep |= bad
         _warn_nonfinite(int(bad.sum()), f"at step {t}")
-        ended = valid & (terminated | truncated | (t == H - 1))
+        # the horizon ends an episode whether or not the env truncates it
+        at_horizon = (t + 1 - budget.begin >= H) if budget is not None else np.full(n, t == H - 1)
+        truncated = truncated | (at_horizon & ~terminated)
+        ended = valid & (terminated | truncated | (t == steps - 1))
         terminated_ep |= ended & terminated
         truncated_ep |= ended & ~terminated
         final_obs[ended] = next_obs[ended]
@@ -404,14 +439,14 @@ def rollout(
             budget.close(np.flatnonzero(bad), t, obs, nonfinite=True)
         # Ended sub-environments keep stepping; keep their garbage finite for the policy.
         obs = np.where(np.isfinite(next_obs), next_obs, np.float32(0.0))
-        if budget is not None and t < H - 1 and (ended | bad).any():
+        if budget is not None and t < steps - 1 and (ended | bad).any():
             lanes, fresh, ok = budget.restart(env, ended | bad, refill_seeds, t + 1)
             obs[lanes] = fresh
             active[lanes[ok]] = True
 
     if budget is not None:
         lane_data = {"observations": observations, "actions": actions, "rewards": rewards, "mask": mask}
-        return ShardEpisodes(shard=Shard(start, start + n), **_episode_rows(lane_data, budget.ends, start))
+        return ShardEpisodes(shard=Shard(start, start + n), **_episode_rows(lane_data, budget.ends, start, H))
     return ShardEpisodes(
         shard=Shard(start, start + n),
         observations=observations,
@@ -448,7 +483,9 @@ class Sampler:
 
     With ``step_budget`` each sub-environment instead runs episodes back to back for the
     horizon (:func:`rollout`), and the batch holds as many episode slots per task as the
-    task with the most episodes needs.
+    task with the most episodes needs. ``budget_lanes > 0`` shares each task's budget of
+    ``E × H`` steps among that many sub-environments instead of ``E``
+    (:func:`envs_per_task`); ``env`` must then hold ``num_tasks × budget_lanes`` of them.
 
     Sub-environment ``i * E + j`` runs episode ``j`` of task ``i``. Every time step
     is one env call and one batched policy forward, in which task ``i`` uses its
@@ -482,11 +519,13 @@ class Sampler:
         episodes_per_task: int,
         policy_threads: int | None = 1,
         step_budget: bool = False,
+        budget_lanes: int = 0,
     ) -> None:
-        if env.num_envs != num_tasks * episodes_per_task:
+        self.envs_per_task = envs_per_task(episodes_per_task, step_budget, budget_lanes)
+        if env.num_envs != num_tasks * self.envs_per_task:
             raise ValueError(
-                f"Sampler: env has {env.num_envs} sub-environments, "
-                f"expected num_tasks * episodes_per_task = {num_tasks * episodes_per_task}"
+                f"Sampler: env has {env.num_envs} sub-environments, expected {num_tasks * self.envs_per_task} "
+                f"({num_tasks} tasks × {self.envs_per_task} sub-environments per task)"
             )
         self.env = env
         self.policy = policy
@@ -495,13 +534,14 @@ class Sampler:
         self.horizon = env.max_episode_steps
         self.policy_threads = policy_threads
         self.step_budget = step_budget
+        self.budget_horizons = episodes_per_task // self.envs_per_task if step_budget else 1
         self._tasks: list[Task] | None = None
 
     def set_tasks(self, tasks: Sequence[Task]) -> None:
         """Use ``tasks`` (one per task slot) for the following calls to :meth:`sample`."""
         if len(tasks) != self.num_tasks:
             raise ValueError(f"Sampler.set_tasks: got {len(tasks)} tasks, expected {self.num_tasks}")
-        self.env.set_tasks([task for task in tasks for _ in range(self.episodes_per_task)])
+        self.env.set_tasks([task for task in tasks for _ in range(self.envs_per_task)])
         self._tasks = list(tasks)
 
     def sample(self, params: Mapping[str, Tensor], rng: np.random.Generator) -> Episodes:
@@ -510,9 +550,15 @@ class Sampler:
             raise RuntimeError("Sampler.sample: call set_tasks first")
         with torch_threads(self.policy_threads):
             part = rollout(
-                self.env, self.policy, params, self.episodes_per_task, draw_phase_key(rng), step_budget=self.step_budget
+                self.env,
+                self.policy,
+                params,
+                self.envs_per_task,
+                draw_phase_key(rng),
+                step_budget=self.step_budget,
+                budget_horizons=self.budget_horizons,
             )
-        return assemble_episodes([part], self.num_tasks, self.episodes_per_task)
+        return assemble_episodes([part], self.num_tasks, self.envs_per_task)
 
     def close(self) -> None:
         """Release what the sampler holds beyond its env (nothing, locally)."""
@@ -520,6 +566,9 @@ class Sampler:
 
 def make_sampler(cfg: TrainConfig, env: BatchedTaskEnv, policy: PolicyLike) -> Sampler:
     """The sampler ``cfg.sampler`` names for ``cfg.meta_batch_size`` tasks × ``cfg.episodes_per_task`` episodes.
+
+    ``env`` must hold ``cfg.meta_batch_size × envs_per_task(cfg...)`` sub-environments
+    (:func:`envs_per_task`; :func:`metarl.trainer` builds it so).
 
     ``local``: a :class:`Sampler` on ``env``. ``ray``: a :class:`metarl.ray_sampler.RaySampler`
     with ``cfg.num_workers`` actors on the cluster at ``cfg.ray_address`` (a
@@ -529,4 +578,11 @@ def make_sampler(cfg: TrainConfig, env: BatchedTaskEnv, policy: PolicyLike) -> S
         from metarl.ray_sampler import make_ray_sampler  # (here: Ray is an optional extra)
 
         return make_ray_sampler(cfg, env, policy, cfg.meta_batch_size, cfg.episodes_per_task)
-    return Sampler(env, policy, cfg.meta_batch_size, cfg.episodes_per_task, step_budget=cfg.step_budget)
+    return Sampler(
+        env,
+        policy,
+        cfg.meta_batch_size,
+        cfg.episodes_per_task,
+        step_budget=cfg.step_budget,
+        budget_lanes=cfg.budget_lanes,
+    )

@@ -48,6 +48,7 @@ from metarl.config import (
 from metarl.plotting import plot_training_curve
 from metarl.registry import TaskEnvError, check_env_id, make_batched
 from metarl.runlog import RunLogger, setup_logging
+from metarl.sampler import envs_per_task
 from metarl.tasks import BatchedTaskEnv, Task
 
 log = logging.getLogger("metarl")
@@ -161,7 +162,7 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
 
 def _build_env(cfg: TrainConfig) -> BatchedTaskEnv:
     """The batched env of ``cfg``; an ``env_kwargs`` the env rejects is a :class:`ConfigError`."""
-    num_envs = cfg.meta_batch_size * cfg.episodes_per_task
+    num_envs = cfg.meta_batch_size * envs_per_task(cfg.episodes_per_task, cfg.step_budget, cfg.budget_lanes)
     try:
         return make_batched(cfg.env_id, num_envs, max_episode_steps=cfg.horizon, **cfg.env_kwargs)
     except TaskEnvError:

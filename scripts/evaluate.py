@@ -20,7 +20,8 @@ paper used 40 trajectories per step for 2D navigation; pass ``--episodes-per-ste
 to match it (twice the sampling time). ``--step-budget`` samples each step as the paper's
 code did, ``episodes-per-step × horizon`` steps of back-to-back episodes per task (its Ant
 test scripts: 20 for goal velocity, 40 for forward/backward); it matters only where
-episodes end early.
+episodes end early. ``--budget-lanes K`` shares each task's budget among K sub-environments
+(1: one per task, as the paper's code ran).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from metarl.evaluation import (
 from metarl.figures import plot_adaptation
 from metarl.memory import restart_with_tuned_malloc
 from metarl.registry import check_env_id, make_batched
-from metarl.sampler import Sampler
+from metarl.sampler import Sampler, envs_per_task
 
 log = logging.getLogger("metarl")
 CONFIG_FILE = "config.yaml"
@@ -81,6 +82,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--step-budget", action="store_true",
                    help="each of a task's episodes-per-step sub-environments runs episodes back to back "
                         "for the horizon (the MAML paper code's sampling)")
+    p.add_argument("--budget-lanes", type=int, default=0,
+                   help="with --step-budget: sub-environments sharing each task's budget of episodes-per-step x "
+                        "horizon steps; must divide episodes-per-step (1: one per task, the paper code's sampler; "
+                        "default 0: one per episode)")
     p.add_argument("--lrs", type=_floats, default=None,
                    help="inner learning rate per step, the last repeats (default: the run's fast_lr, then half "
                         "of it — 0.1,0.05 for 2d-navigation, as in the MAML paper)")
@@ -127,9 +132,9 @@ def evaluate(
     method = "random" if random else cfg.algorithm
     algorithm = "maml-trpo" if random else cfg.algorithm  # a random policy sees plain observations
     check_env_id(cfg.env_id)
-    base = make_batched(
-        cfg.env_id, settings.num_tasks * settings.episodes_per_step, max_episode_steps=cfg.horizon, **cfg.env_kwargs
-    )
+    per_task = envs_per_task(settings.episodes_per_step, settings.step_budget, settings.budget_lanes)
+    num_envs = settings.num_tasks * per_task
+    base = make_batched(cfg.env_id, num_envs, max_episode_steps=cfg.horizon, **cfg.env_kwargs)
     env = agents.observation_env(algorithm, base)
     tasks = heldout_tasks(env.sample_tasks, settings.num_tasks, settings.seed)
     torch.manual_seed(evaluation_streams(settings.seed).torch_seed)  # a random policy's init
@@ -139,7 +144,14 @@ def evaluate(
     if method == "maml-trpo" and settings.num_steps and settings.step_lrs()[0] != cfg.fast_lr:
         log.warning("evaluating with inner lr %s; the run was trained with fast_lr %s", settings.lrs, cfg.fast_lr)
     advantage = agents.AdvantageSettings(cfg.gamma, cfg.gae_lambda, cfg.normalize_advantages, cfg.bootstrap_truncated)
-    sampler = Sampler(env, policy, settings.num_tasks, settings.episodes_per_step, step_budget=settings.step_budget)
+    sampler = Sampler(
+        env,
+        policy,
+        settings.num_tasks,
+        settings.episodes_per_step,
+        step_budget=settings.step_budget,
+        budget_lanes=settings.budget_lanes,
+    )
 
     def adapt(sampler: Sampler, rng: np.random.Generator, lrs: Sequence[float]) -> list[Episodes]:
         return agents.sample_adaptation(policy, sampler, rng, lrs, advantage).episodes
@@ -185,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             num_steps=args.num_steps,
             episodes_per_step=args.episodes_per_step,
             step_budget=args.step_budget,
+            budget_lanes=args.budget_lanes,
             lrs=args.lrs if args.lrs is not None else (cfg.fast_lr, cfg.fast_lr / 2),
             seed=args.seed,
         )

@@ -177,19 +177,25 @@ def test_cli_writes_results_and_figure_for_run_checkpoint_and_random(tiny_run: P
     assert "neither a run folder nor a checkpoint" in capsys.readouterr().err
 
 
-def test_cli_step_budget_samples_back_to_back_episodes_and_records_it(tmp_path: Path):
+def test_cli_step_budget_samples_back_to_back_episodes_and_records_it(tmp_path: Path, capsys):
     """On an ant, whose fresh policy's episodes end early, ``--step-budget`` gathers more steps per task."""
     evaluate = load_script("evaluate")
     common = ["ant-vel", "--random", "--num-tasks", "2", "--num-steps", "1", "--episodes-per-step", "3",
               "--threads", "1"]
     results = {}
-    for name, extra in (("plain", []), ("budget", ["--step-budget"])):
+    for name, extra in (("plain", []), ("budget", ["--step-budget"]),
+                        ("one-lane", ["--step-budget", "--budget-lanes", "1"])):
         assert evaluate.main([*common, *extra, "--out", str(tmp_path / name)]) == 0
         results[name] = json.loads((tmp_path / name / "adaptation_random.json").read_text())
-    plain, budget = results["plain"], results["budget"]
+    plain, budget, one_lane = results["plain"], results["budget"], results["one-lane"]
     assert plain["settings"]["step_budget"] is False and budget["settings"]["step_budget"] is True
+    assert budget["settings"]["budget_lanes"] == 0 and one_lane["settings"]["budget_lanes"] == 1
     assert plain["env_steps"] < budget["env_steps"] <= 2 * 2 * 3 * 200  # 2 phases × 2 tasks × 3 sub-envs × H
-    assert [t["task"] for t in plain["per_task"]] == [t["task"] for t in budget["per_task"]]
+    # one sub-environment per task drops only its last, unfinished episode (shorter than H) of 3 × H steps
+    assert 2 * 2 * (3 - 1) * 200 < one_lane["env_steps"] <= 2 * 2 * 3 * 200
+    assert [t["task"] for t in plain["per_task"]] == [t["task"] for t in one_lane["per_task"]]
+    assert evaluate.main([*common, "--budget-lanes", "1", "--out", str(tmp_path / "bad")]) == 2
+    assert "needs step_budget" in capsys.readouterr().err
 
 
 def test_oracle_is_evaluated_without_adaptation(tmp_path: Path):

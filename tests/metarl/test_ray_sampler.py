@@ -213,7 +213,7 @@ def test_ray_equals_local_also_when_workers_die(
 
 
 STEP_BUDGET_ANT = ["--env_id", "metarl/AntVel-v1", "--env_kwargs", "{nthread: 1}", "--horizon", "150",
-                   "--step_budget", "true", "--cg_iters", "3"]
+                   "--step_budget", "true", "--budget_lanes", "2", "--cg_iters", "3"]
 
 
 @requires_ray
@@ -221,8 +221,8 @@ STEP_BUDGET_ANT = ["--env_id", "metarl/AntVel-v1", "--env_kwargs", "{nthread: 1}
 def test_training_with_ray_equals_local_training(local_ray: None, tmp_path: Path, case: str) -> None:
     """Same seed, same metrics and parameters: 2 meta-iterations, adapted per-task parameters sent to workers.
 
-    With a step budget on an ant, whose episodes end early, the shards' episode rows are assembled
-    into the same padded batch as the local sampler's.
+    With a step budget on an ant, whose episodes end early, shared by 2 sub-environments per task,
+    the shards' episode rows are assembled into the same padded batch as the local sampler's.
     """
     runs = {}
     extra = STEP_BUDGET_ANT if case == "ant-step-budget" else []

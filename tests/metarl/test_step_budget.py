@@ -9,26 +9,27 @@ from agents import make_policy
 from agents.maml import inner_loss
 from metarl import make_batched
 from metarl.baseline import estimate_advantages
+from metarl.config import ConfigError, load_config
 from metarl.episodes import Episodes
 from metarl.evaluation import per_task_returns
-from metarl.sampler import Sampler, Shard, assemble_episodes, draw_phase_key, rollout
+from metarl.sampler import Sampler, Shard, assemble_episodes, draw_phase_key, envs_per_task, rollout
 
 TASKS, LANES, HORIZON = 2, 4, 200
 FIELDS = ("observations", "actions", "rewards", "mask", "lengths", "terminated", "truncated", "nonfinite",
           "final_observations")
 
 
-def ant_setup():
+def ant_setup(lanes=LANES):
     """An ant whose fresh std-1 policy ends most episodes early, by jumping out of the healthy range."""
-    env = make_batched("metarl/AntVel-v1", TASKS * LANES, max_episode_steps=HORIZON, nthread=1)
+    env = make_batched("metarl/AntVel-v1", TASKS * lanes, max_episode_steps=HORIZON, nthread=1)
     torch.manual_seed(0)
     policy = make_policy(env.single_observation_space, env.single_action_space, (16,))
     tasks = env.sample_tasks(TASKS, np.random.default_rng(0))
     return env, policy, tasks, policy.task_params(TASKS)
 
 
-def sample(env, policy, tasks, params, step_budget, seed=7):
-    sampler = Sampler(env, policy, TASKS, LANES, step_budget=step_budget)
+def sample(env, policy, tasks, params, step_budget, seed=7, budget_lanes=0):
+    sampler = Sampler(env, policy, TASKS, LANES, step_budget=step_budget, budget_lanes=budget_lanes)
     sampler.set_tasks(tasks)
     return sampler.sample(params, np.random.default_rng(seed))
 
@@ -125,27 +126,35 @@ def _with_empty_slots(batch: Episodes, extra: int) -> Episodes:
     )
 
 
-def test_shards_reproduce_the_local_step_budget_batch():
-    """Shards cutting through tasks (own envs) give exactly the local sampler's step-budget batch."""
-    env, policy, tasks, params = ant_setup()
-    local = sample(env, policy, tasks, params, step_budget=True)
+@pytest.mark.parametrize("budget_lanes", [0, 2])
+def test_shards_reproduce_the_local_step_budget_batch(budget_lanes):
+    """Shards cutting through tasks (own envs) give exactly the local sampler's step-budget batch.
+
+    Also with the budget shared by 2 sub-environments per task (400 steps each).
+    """
+    per_task = envs_per_task(LANES, True, budget_lanes)
+    env, policy, tasks, params = ant_setup(per_task)
+    local = sample(env, policy, tasks, params, step_budget=True, budget_lanes=budget_lanes)
+    env.close()
     key = draw_phase_key(np.random.default_rng(7))
     parts = []
-    for shard in (Shard(0, 3), Shard(3, 4), Shard(4, 8)):
+    bounds = (0, 3, 4, TASKS * per_task) if per_task == LANES else (0, 1, 2, TASKS * per_task)
+    for shard in (Shard(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)):
         shard_env = make_batched("metarl/AntVel-v1", shard.size, max_episode_steps=HORIZON, nthread=1)
-        shard_env.set_tasks([tasks[k // LANES] for k in range(shard.start, shard.stop)])
-        parts.append(rollout(shard_env, policy, params, LANES, key, start=shard.start, step_budget=True))
+        shard_env.set_tasks([tasks[k // per_task] for k in range(shard.start, shard.stop)])
+        parts.append(rollout(shard_env, policy, params, per_task, key, start=shard.start, step_budget=True,
+                             budget_horizons=LANES // per_task))
         shard_env.close()
-    sharded = assemble_episodes(parts[::-1], TASKS, LANES)
+    sharded = assemble_episodes(parts[::-1], TASKS, per_task)
     for name in FIELDS:
         assert torch.equal(getattr(sharded, name), getattr(local, name)), name
-    mixed_env = make_batched("metarl/AntVel-v1", 3, max_episode_steps=HORIZON, nthread=1)
-    mixed_env.set_tasks([tasks[k // LANES] for k in range(3)])
-    plain_part = rollout(mixed_env, policy, params, LANES, key)
-    with pytest.raises(ValueError, match="with and without a step budget"):
-        assemble_episodes([plain_part, *parts[1:]], TASKS, LANES)
-    mixed_env.close()
-    env.close()
+    if not budget_lanes:  # a plain shard among step-budget ones is refused
+        mixed_env = make_batched("metarl/AntVel-v1", 3, max_episode_steps=HORIZON, nthread=1)
+        mixed_env.set_tasks([tasks[k // LANES] for k in range(3)])
+        plain_part = rollout(mixed_env, policy, params, LANES, key)
+        with pytest.raises(ValueError, match="with and without a step budget"):
+            assemble_episodes([plain_part, *parts[1:]], TASKS, LANES)
+        mixed_env.close()
 
 
 def test_budget_changes_nothing_where_episodes_never_end_early():
@@ -171,14 +180,18 @@ def test_training_with_a_step_budget_learns_from_more_steps_at_the_same_cost(tmp
     from metarl.trainer import train
 
     rows = {}
-    for budget in ("false", "true"):
+    for name, extra in (("false", []), ("true", []), ("one-lane", ["--budget_lanes", "1"])):
         cfg = load_config("ant-vel", [
             "--meta_batch_size", "2", "--episodes_per_task", "3", "--hidden_sizes", "16", "--num_iterations", "1",
             "--cg_iters", "3", "--num_threads", "1", "--env_kwargs", "{nthread: 1}", "--tensorboard", "false",
-            "--step_budget", budget, "--out_dir", str(tmp_path), "--run_name", budget,
+            "--step_budget", "false" if name == "false" else "true", "--out_dir", str(tmp_path), "--run_name", name,
+            *extra,
         ])
-        rows[budget] = read_metrics(train(cfg, agents.build_learner, progress=False))[0]
-    plain, budget = rows["false"], rows["true"]
+        rows[name] = read_metrics(train(cfg, agents.build_learner, progress=False))[0]
+    plain, budget, one_lane = rows["false"], rows["true"], rows["one-lane"]
+    # one sub-environment per task (600 steps) keeps all but its last, unfinished episode, shorter than 200
+    assert 2 * 2 * (3 - 1) * 200 < one_lane["env_steps"] <= 2 * 2 * 3 * 200
+    assert np.isfinite(one_lane["return_after"]) and np.isfinite(one_lane["kl_after"])
     assert budget["env_steps"] > 1.3 * plain["env_steps"]
     assert plain["episodes_before"] == plain["episodes_after"] == 3.0  # exactly episodes_per_task
     assert budget["episodes_before"] > 3.5 and budget["episodes_after"] > 3.5
@@ -186,3 +199,65 @@ def test_training_with_a_step_budget_learns_from_more_steps_at_the_same_cost(tmp
     for name in ("return_before", "return_after", "loss_before", "kl_after"):
         assert np.isfinite(budget[name]), name
     assert load_config(tmp_path / "true" / "config.yaml").step_budget is True
+    assert load_config(tmp_path / "one-lane" / "config.yaml").budget_lanes == 1
+
+
+def test_one_lane_per_task_spends_the_whole_budget_but_one_unfinished_episode(batches):
+    """``budget_lanes 1``, the paper code's sampler: each task's 4 × 200 steps run in one sub-environment.
+
+    Only the episode still running at the end of the 800 steps is dropped, so a task keeps
+    more steps than with a lane per episode, each of which drops its own unfinished one.
+    """
+    _, per_episode_lanes = batches
+    env, policy, tasks, params = ant_setup(lanes=1)
+    batch = sample(env, policy, tasks, params, step_budget=True, budget_lanes=1)
+    env.close()
+    present = batch.present
+    steps = (batch.lengths * present).sum(1)
+    assert (steps <= LANES * HORIZON).all() and (steps > LANES * HORIZON - HORIZON).all()
+    assert (steps > (per_episode_lanes.lengths * per_episode_lanes.present).sum(1)).all()
+    assert (present.sum(1) > LANES).all()
+    # episodes are cut at the horizon (truncated) or end by falling (terminated), never both or neither
+    lengths = batch.lengths[present]
+    assert int(lengths.max()) <= HORIZON and bool((batch.terminated ^ batch.truncated)[present].all())
+    assert bool((batch.truncated[present] == (lengths == HORIZON)).all())
+    z0 = batch.observations[0, :, :, 0][present]  # each from the crouched reset pose
+    assert float(z0.min()) >= 0.45 and float(z0.max()) <= 0.65
+    assert float(batch.mask.sum()) == float(steps.sum())
+
+
+def test_lanes_cut_episodes_at_the_horizon_where_they_never_end_early():
+    """HalfCheetah with one lane per task of 4 horizons: exactly 4 whole episodes per task, each from a reset."""
+    horizon = 30
+    env = make_batched("metarl/HalfCheetahVel-v0", TASKS, max_episode_steps=horizon, nthread=1)
+    torch.manual_seed(0)
+    policy = make_policy(env.single_observation_space, env.single_action_space, (16,))
+    tasks = env.sample_tasks(TASKS, np.random.default_rng(0))
+    params = policy.task_params(TASKS)
+    batch = sample(env, policy, tasks, params, step_budget=True, budget_lanes=1)
+    env.close()
+    assert batch.episodes_per_task == LANES and bool(batch.present.all())
+    assert (batch.lengths == horizon).all() and bool(batch.truncated.all()) and not bool(batch.terminated.any())
+    assert batch.num_steps == TASKS * LANES * horizon
+    # every episode starts at the reset pose (root x = 0 is not observed; its height and angle are ≈ 0)
+    first_obs = batch.observations[0]
+    assert float(first_obs[..., :2].abs().max()) <= 0.1
+    assert float(batch.observations[horizon - 1, ..., :2].abs().max()) > 0.1  # ...and they do move away from it
+
+
+def test_budget_lanes_is_checked():
+    assert envs_per_task(40, True, 1) == 1 and envs_per_task(40, True, 0) == 40 and envs_per_task(40, False) == 40
+    for args, match in (((40, False, 2), "needs step_budget"), ((40, True, 3), "must divide"),
+                        ((40, True, -1), ">= 0")):
+        with pytest.raises(ValueError, match=match):
+            envs_per_task(*args)
+    assert load_config("ant-dir", ["--step_budget", "true", "--budget_lanes", "4"]).budget_lanes == 4
+    for overrides, match in ((["--budget_lanes", "2"], "needs step_budget"),
+                             (["--step_budget", "true", "--budget_lanes", "3"], "must divide"),
+                             (["--step_budget", "true", "--budget_lanes", "-1"], ">= 0")):
+        with pytest.raises(ConfigError, match=match):
+            load_config("ant-dir", overrides)
+    env = make_batched("metarl/AntVel-v1", TASKS * LANES, max_episode_steps=HORIZON, nthread=1)
+    with pytest.raises(ValueError, match="expected 2 .2 tasks × 1 sub-environments per task"):
+        Sampler(env, None, TASKS, LANES, step_budget=True, budget_lanes=1)
+    env.close()
