@@ -119,7 +119,6 @@ def envs_per_task(episodes_per_task: int, step_budget: bool = False, budget_lane
     return budget_lanes
 
 
-
 @dataclass(frozen=True)
 class Shard:
     """The sub-environments ``start, ..., stop - 1`` of a phase (sub-env ``i·E + j``: the ``j``-th of task ``i``)."""
@@ -227,7 +226,6 @@ class _StepBudget:
     """A step-budget rollout's episodes: where each sub-environment's current one began, and those ended."""
 
     def __init__(self, num_envs: int, obs_shape: tuple[int, ...]) -> None:
-        self.first = np.ones(num_envs, bool)  # still running its first episode
         self.begin = np.zeros(num_envs, np.int64)  # step at which the current episode began
         self.resets = np.zeros(num_envs, np.int64)  # reset seeds used so far
         self.obs_shape = obs_shape
@@ -276,7 +274,6 @@ class _StepBudget:
         obs, _ = env.reset(seed=reset_seeds, options={"reset_mask": which})
         fresh = _as_float32(obs)[lanes]
         ok = np.isfinite(fresh.reshape(len(lanes), -1)).all(axis=1)
-        self.first[lanes] = False
         self.begin[lanes] = begin
         fresh[~ok] = 0.0
         self.close(lanes[~ok], begin, np.zeros((len(which), *self.obs_shape), np.float32), nonfinite=True)
@@ -346,9 +343,9 @@ def rollout(
     ``budget_horizons × H`` steps. When an episode ends (early, or at the horizon ``H``)
     the sub-environment is reset, with the next of the reset seeds its stream draws
     after the noise, and starts another episode, which continues the stream's noise;
-    the episode still running when the budget is spent is dropped unless it is the
-    sub-environment's first. The result then holds one ``H``-long row per kept episode
-    (:attr:`ShardEpisodes.lanes` names their sub-environments).
+    the episode still running when the budget is spent is dropped (never the first,
+    which the horizon ends in time). The result then holds one ``H``-long row per kept
+    episode (:attr:`ShardEpisodes.lanes` names their sub-environments).
     """
     if budget_horizons < 1 or (budget_horizons > 1 and not step_budget):
         raise ValueError(f"rollout: budget_horizons {budget_horizons} needs step_budget and must be >= 1")
@@ -434,7 +431,7 @@ def rollout(
         final_obs[bad] = obs[bad]
         active &= ~(ended | bad)
         if budget is not None:
-            cut = ~budget.first & ended & ~terminated & ~truncated  # ran out of budget: dropped
+            cut = ended & ~terminated & ~truncated  # ran out of budget before its horizon: dropped
             budget.close(np.flatnonzero(ended & ~cut), t + 1, next_obs, terminated=terminated)
             budget.close(np.flatnonzero(bad), t, obs, nonfinite=True)
         # Ended sub-environments keep stepping; keep their garbage finite for the policy.
