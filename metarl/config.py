@@ -59,8 +59,8 @@ class TrainConfig:
     """Sample as the MAML paper's code did: each of a task's ``episodes_per_task`` sub-environments
     steps for the whole horizon, starting a new episode whenever one ends early (the unfinished
     one at the end is dropped), so a task gets ``episodes_per_task × horizon`` steps of episodes.
-    Same cost per iteration; more, shorter episodes where they end early (Ant), the same where
-    they never do. Off: exactly ``episodes_per_task`` episodes per task."""
+    The same physics steps per iteration; more, shorter episodes where they end early (Ant), the
+    same where they never do. Off: exactly ``episodes_per_task`` episodes per task."""
     budget_lanes: int = 0
     """With ``step_budget``: how many sub-environments share each task's budget of
     ``episodes_per_task × horizon`` steps, each running ``episodes_per_task / budget_lanes``
