@@ -9,7 +9,7 @@ warm-up round, on ``--tasks`` tasks with a budget of ``episodes_per_task`` × ho
 steps each (default: the preset's; the MAML paper's Ant forward/backward run had
 40 × 200). ``0`` is one sub-environment per episode; ``1`` one per task, the MAML paper
 code's sampler. ``--checkpoint`` loads a trained policy (a fresh one's Ant episodes end
-within a few dozen steps, a trained one's later). Prints per setting the median seconds
+early, a trained one's later). Prints per setting the median seconds
 per phase, the env steps the batch keeps (steps of dropped unfinished episodes are
 simulated but not kept), episodes per task, and the ratios to ``--lanes``' first value.
 MuJoCo and torch run on ``--threads`` threads.
@@ -51,14 +51,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     kwargs = {**cfg.env_kwargs, "nthread": args.threads}
-    samplers: dict[int, Sampler] = {}
-    for k in lanes:
-        env = make_batched(cfg.env_id, T * envs_per_task(E, True, k), max_episode_steps=H, **kwargs)
-        policy = agents.policy_for(cfg, env)
-        if args.checkpoint:
-            policy.load_state_dict(load_checkpoint(args.checkpoint)["learner"]["policy"])
-        samplers[k] = Sampler(env, policy, T, E, step_budget=True, budget_lanes=k)
-    tasks = env.sample_tasks(T, np.random.default_rng(0))
+    lane_envs = {
+        k: make_batched(cfg.env_id, T * envs_per_task(E, True, k), max_episode_steps=H, **kwargs) for k in lanes
+    }
+    policy = agents.policy_for(cfg, lane_envs[lanes[0]])  # one policy (and parameters) for every setting
+    if args.checkpoint:
+        policy.load_state_dict(load_checkpoint(args.checkpoint)["learner"]["policy"])
+    samplers = {k: Sampler(env, policy, T, E, step_budget=True, budget_lanes=k) for k, env in lane_envs.items()}
+    tasks = lane_envs[lanes[0]].sample_tasks(T, np.random.default_rng(0))
     params = {n: p.detach() for n, p in policy.task_params(T).items()}
     for sampler in samplers.values():
         sampler.set_tasks(tasks)

@@ -421,9 +421,8 @@ def rollout(
         bad = active & ~finite
         nonfinite_ep |= bad
         _warn_nonfinite(int(bad.sum()), f"at step {t}")
-        # the horizon ends an episode whether or not the env truncates it
-        at_horizon = (t + 1 - budget.begin >= H) if budget is not None else np.full(n, t == H - 1)
-        truncated = truncated | (at_horizon & ~terminated)
+        if budget is not None:  # within a lane, the horizon ends an episode whether or not the env truncates it
+            truncated = truncated | ((t + 1 - budget.begin >= H) & ~terminated)
         ended = valid & (terminated | truncated | (t == steps - 1))
         terminated_ep |= ended & terminated
         truncated_ep |= ended & ~terminated
