@@ -65,11 +65,11 @@ class AdaptationBatch:
 
 def inner_loss(policy: Policy, params: Params, episodes: Episodes, advantages: Tensor) -> Tensor:
     """REINFORCE loss per task ``[T]``: −mean over valid steps of log π(a|s) · A."""
-    obs = episodes.task_major(episodes.observations)
-    actions = episodes.task_major(episodes.actions)
-    mask = episodes.task_major(episodes.mask)
+    obs = episodes.packed(episodes.observations)
+    actions = episodes.packed(episodes.actions)
+    mask = episodes.packed(episodes.mask)
     log_probs = policy.distribution(obs, params).log_prob(actions)
-    weighted = log_probs * episodes.task_major(advantages) * mask
+    weighted = log_probs * episodes.packed(advantages) * mask
     return -weighted.sum(dim=(1, 2)) / mask.sum(dim=(1, 2)).clamp(min=1.0)
 
 

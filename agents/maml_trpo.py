@@ -40,7 +40,7 @@ class MetaUpdateSettings:
 
 
 def _masked_task_mean(values: Tensor, mask: Tensor) -> Tensor:
-    """Mean over each task's valid steps ``[T]`` of task-major ``[T, H, E]`` values."""
+    """Mean over each task's valid steps ``[T]`` of packed ``[T, N, 1]`` values."""
     return (values * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2)).clamp(min=1.0)
 
 
@@ -52,10 +52,10 @@ class _Objective:
         self.batch = batch
         self.settings = settings
         valid = batch.episodes[-1]
-        self.obs = valid.task_major(valid.observations)
-        self.actions = valid.task_major(valid.actions)
-        self.mask = valid.task_major(valid.mask)
-        self.advantages = valid.task_major(batch.advantages[-1])
+        self.obs = valid.packed(valid.observations)
+        self.actions = valid.packed(valid.actions)
+        self.mask = valid.packed(valid.mask)
+        self.advantages = valid.packed(batch.advantages[-1])
         with torch.no_grad():
             self.old_dist: Distribution = policy.distribution(self.obs, batch.params[-1])
             self.old_log_probs = self.old_dist.log_prob(self.actions)

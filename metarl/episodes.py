@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -81,6 +82,35 @@ class Episodes:
     def task_major(self, tensor: Tensor) -> Tensor:
         """A time-major ``[H, T, ...]`` tensor as task-major ``[T, H, ...]`` (for the policy)."""
         return tensor.transpose(0, 1)
+
+    @cached_property
+    def valid_step_index(self) -> Tensor:
+        """``[T, N]``: where each task's valid steps lie among its ``H·E`` task-major steps.
+
+        ``N`` is the most valid steps any task has; a task with fewer is filled up with
+        indices of its padding steps (mask 0). Without any padding this is ``0..H·E-1``.
+        """
+        mask = self.task_major(self.mask).reshape(self.num_tasks, -1)
+        count = int(mask.sum(1).max()) if mask.numel() else 0
+        if count == mask.shape[1]:
+            return torch.arange(count).expand(self.num_tasks, count)
+        # a stable sort puts each task's valid steps first, in their original order
+        return torch.sort(mask, dim=1, descending=True, stable=True).indices[:, :count]
+
+    def packed(self, tensor: Tensor) -> Tensor:
+        """A time-major ``[H, T, E, ...]`` tensor as task-major ``[T, N, 1, ...]`` of valid steps only.
+
+        The losses of the inner and outer loop are means over each task's valid steps, so
+        they need no time structure; leaving out the padding (episodes that ended early,
+        the empty slots of a step-budget batch) spares the policy evaluating it. Positions
+        past a task's own count hold padding steps, where :attr:`mask` packs to 0.
+        """
+        index = self.valid_step_index
+        flat = self.task_major(tensor).reshape(self.num_tasks, -1, *tensor.shape[3:])
+        if index.shape[1] == flat.shape[1] and self.mask.all():  # no padding: nothing to move
+            return flat.unsqueeze(2)
+        gather = index.view(*index.shape, *(1,) * (flat.dim() - 2)).expand(*index.shape, *flat.shape[2:])
+        return torch.gather(flat, 1, gather).unsqueeze(2)
 
     def select_tasks(self, index: Tensor) -> Episodes:
         """The episodes of the tasks in ``index`` only."""

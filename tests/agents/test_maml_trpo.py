@@ -95,3 +95,36 @@ def test_meta_update_improves_the_surrogate_within_the_bound():
     objective = _Objective(policy, batch, learner.settings)
     loss, kl = objective.loss_and_kl(objective.adapted(create_graph=False))
     assert loss.item() == pytest.approx(metrics["loss_after"]) and kl.item() == pytest.approx(metrics["kl_after"])
+
+
+def test_packed_steps_give_the_padded_layouts_meta_update(monkeypatch):
+    """Leaving the padding out changes no number: loss, gradient, Fisher-vector product and the new θ."""
+    torch.manual_seed(4)
+    policy = GaussianMLPPolicy(OBS, 2, (5,)).double()
+    batch = make_batch(policy, discrete=False, seed=4)  # every task ends episodes early
+    settings = MetaUpdateSettings(fast_lr=0.5, max_kl=0.01)
+    start = {n: p.detach().clone() for n, p in policy.named_parameters()}
+
+    def meta_update():
+        policy.load_state_dict(start)
+        learner = MAMLTRPO(policy, None, settings, AdvantageSettings())
+        objective = _Objective(policy, batch, settings)
+        adapted = objective.adapted(create_graph=True)
+        loss, _ = objective.loss_and_kl(adapted)
+        grad = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(policy.parameters()),
+                                                                     retain_graph=True)])
+        v = torch.randn(grad.numel(), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        fvp = learner._fisher_vector_product(objective, adapted, None)(v)
+        n_steps = objective.obs.shape[1]
+        learner.step(batch, np.random.default_rng(0))
+        theta = torch.cat([p.detach().reshape(-1) for p in policy.parameters()])
+        return loss.detach(), grad, fvp, theta, n_steps
+
+    packed = meta_update()
+    for episodes in batch.episodes:
+        everything = torch.arange(H * E).expand(T, H * E)
+        monkeypatch.setitem(episodes.__dict__, "valid_step_index", everything)  # the padded layout
+    padded = meta_update()
+    assert packed[4] < padded[4] == H * E
+    for a, b in zip(packed[:4], padded[:4], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
