@@ -16,14 +16,11 @@ import time
 
 import numpy as np
 import torch
+from learner_setup import build
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-import agents
-import envs  # noqa: F401  (registers the ids)
 from agents.maml import sample_adaptation
-from metarl.config import load_config
 from metarl.memory import restart_with_tuned_malloc
-from metarl.registry import make_batched
 
 
 def main() -> None:
@@ -35,12 +32,7 @@ def main() -> None:
     parser.add_argument("override", nargs="*", help="config overrides: --key value pairs after --")
     args = parser.parse_args()
 
-    torch.set_num_threads(args.num_threads)
-    torch.manual_seed(0)
-    cfg = load_config(args.config, args.override)
-    env = make_batched(cfg.env_id, cfg.meta_batch_size * cfg.episodes_per_task, max_episode_steps=cfg.horizon,
-                       **cfg.env_kwargs)
-    learner = agents.build_maml_trpo(cfg, env)
+    cfg, env, learner = build(args.config, args.override, args.num_threads)
     params = list(learner.policy.parameters())
     rng = np.random.default_rng(0)
     print(f"config {args.config} {' '.join(args.override)}: {cfg.meta_batch_size} tasks x {cfg.episodes_per_task} "

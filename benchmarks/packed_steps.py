@@ -19,16 +19,11 @@ import time
 
 import numpy as np
 import torch
+from learner_setup import build
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-import agents
-import envs  # noqa: F401  (registers the ids)
 from agents.maml import AdaptationBatch, sample_adaptation
-from metarl.checkpoint import load_checkpoint
-from metarl.config import load_config
 from metarl.memory import restart_with_tuned_malloc
-from metarl.registry import make_batched
-from metarl.sampler import envs_per_task
 
 
 def set_layout(batch: AdaptationBatch, padded: bool) -> None:
@@ -49,14 +44,7 @@ def main() -> None:
     parser.add_argument("override", nargs="*", help="config overrides: --key value pairs after --")
     args = parser.parse_args()
 
-    torch.set_num_threads(args.num_threads)
-    torch.manual_seed(0)
-    cfg = load_config(args.config, args.override)
-    num_envs = cfg.meta_batch_size * envs_per_task(cfg.episodes_per_task, cfg.step_budget, cfg.budget_lanes)
-    env = make_batched(cfg.env_id, num_envs, max_episode_steps=cfg.horizon, **cfg.env_kwargs)
-    learner = agents.build_maml_trpo(cfg, env)
-    if args.checkpoint:
-        learner.load_state_dict(load_checkpoint(args.checkpoint)["learner"])
+    cfg, env, learner = build(args.config, args.override, args.num_threads, args.checkpoint)
     params = list(learner.policy.parameters())
     rng = np.random.default_rng(0)
     learner.sampler.set_tasks(env.sample_tasks(cfg.meta_batch_size, rng))

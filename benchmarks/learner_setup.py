@@ -1,0 +1,32 @@
+"""Shared by the meta-update benchmarks: a preset's MAML-TRPO learner on its batched env."""
+
+from __future__ import annotations
+
+import torch
+
+import agents
+import envs  # noqa: F401  (registers the ids)
+from agents.maml_trpo import MAMLTRPO
+from metarl.checkpoint import load_checkpoint
+from metarl.config import TrainConfig, load_config
+from metarl.registry import make_batched
+from metarl.sampler import envs_per_task
+from metarl.tasks import BatchedTaskEnv
+
+
+def build(
+    config: str, overrides: list[str], num_threads: int, checkpoint: str | None = None
+) -> tuple[TrainConfig, BatchedTaskEnv, MAMLTRPO]:
+    """Config ``config`` with ``overrides``, its env sized as training sizes it, and its learner.
+
+    Torch runs on ``num_threads`` threads, parameters start from seed 0 or from ``checkpoint``.
+    """
+    torch.set_num_threads(num_threads)
+    torch.manual_seed(0)
+    cfg = load_config(config, overrides)
+    num_envs = cfg.meta_batch_size * envs_per_task(cfg.episodes_per_task, cfg.step_budget, cfg.budget_lanes)
+    env = make_batched(cfg.env_id, num_envs, max_episode_steps=cfg.horizon, **cfg.env_kwargs)
+    learner = agents.build_maml_trpo(cfg, env)
+    if checkpoint:
+        learner.load_state_dict(load_checkpoint(checkpoint)["learner"])
+    return cfg, env, learner
