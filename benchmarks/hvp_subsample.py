@@ -1,6 +1,7 @@
 """Does a subsampled Fisher-vector product change the MAML-TRPO meta-update? Same batch, several fractions.
 
     .venv/bin/python benchmarks/hvp_subsample.py [--config halfcheetah-vel] [--fractions 1.0 0.25 0.1] [--batches 2]
+        [--checkpoint CKPT] [-- config overrides]
 
 For each of ``--batches`` sampled meta-batches (the preset's size unless overridden after
 ``--``), runs the meta-update from the same θ with each ``hvp_subsample`` fraction and
@@ -29,10 +30,11 @@ def main() -> None:
     parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.25, 0.1])
     parser.add_argument("--batches", type=int, default=2)
     parser.add_argument("--num_threads", type=int, default=1)
+    parser.add_argument("--checkpoint", default=None, help="start from this checkpoint's θ (the config's architecture)")
     parser.add_argument("override", nargs="*", help="config overrides: --key value pairs after --")
     args = parser.parse_args()
 
-    cfg, env, learner = build(args.config, args.override, args.num_threads)
+    cfg, env, learner = build(args.config, args.override, args.num_threads, args.checkpoint)
     params = list(learner.policy.parameters())
     rng = np.random.default_rng(0)
     print(f"config {args.config} {' '.join(args.override)}: {cfg.meta_batch_size} tasks x {cfg.episodes_per_task} "
