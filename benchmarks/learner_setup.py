@@ -9,9 +9,8 @@ import envs  # noqa: F401  (registers the ids)
 from agents.maml_trpo import MAMLTRPO
 from metarl.checkpoint import load_checkpoint
 from metarl.config import TrainConfig, load_config
-from metarl.registry import make_batched
-from metarl.sampler import envs_per_task
 from metarl.tasks import BatchedTaskEnv
+from metarl.trainer import build_env
 
 
 def build(
@@ -24,8 +23,7 @@ def build(
     torch.set_num_threads(num_threads)
     torch.manual_seed(0)
     cfg = load_config(config, overrides)
-    num_envs = cfg.meta_batch_size * envs_per_task(cfg.episodes_per_task, cfg.step_budget, cfg.budget_lanes)
-    env = make_batched(cfg.env_id, num_envs, max_episode_steps=cfg.horizon, **cfg.env_kwargs)
+    env = build_env(cfg)
     learner = agents.build_maml_trpo(cfg, env)
     if checkpoint:
         learner.load_state_dict(load_checkpoint(checkpoint)["learner"])

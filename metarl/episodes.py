@@ -107,7 +107,7 @@ class Episodes:
         """
         index = self.valid_step_index
         flat = self.task_major(tensor).reshape(self.num_tasks, -1, *tensor.shape[3:])
-        if index.shape[1] == flat.shape[1] and self.mask.all():  # no padding: nothing to move
+        if index.shape[1] == flat.shape[1]:  # every step kept (the index is 0..H·E-1): nothing to move
             return flat.unsqueeze(2)
         gather = index.view(*index.shape, *(1,) * (flat.dim() - 2)).expand(*index.shape, *flat.shape[2:])
         return torch.gather(flat, 1, gather).unsqueeze(2)

@@ -160,8 +160,11 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
         )
 
 
-def _build_env(cfg: TrainConfig) -> BatchedTaskEnv:
-    """The batched env of ``cfg``; an ``env_kwargs`` the env rejects is a :class:`ConfigError`."""
+def build_env(cfg: TrainConfig) -> BatchedTaskEnv:
+    """The batched env of ``cfg``, one sub-env per task × ``envs_per_task``.
+
+    An ``env_kwargs`` the env rejects is a :class:`ConfigError`.
+    """
     num_envs = cfg.meta_batch_size * envs_per_task(cfg.episodes_per_task, cfg.step_budget, cfg.budget_lanes)
     try:
         return make_batched(cfg.env_id, num_envs, max_episode_steps=cfg.horizon, **cfg.env_kwargs)
@@ -270,7 +273,7 @@ def train(
     task_seed, env_seed, torch_seed = np.random.SeedSequence(cfg.seed).spawn(3)
     torch.manual_seed(int(torch_seed.generate_state(1)[0]))
     state = _RunState(0, np.random.default_rng(task_seed), np.random.default_rng(env_seed))
-    env = _build_env(cfg)
+    env = build_env(cfg)
     learner: MetaLearner | None = None
     try:
         learner = build_learner(cfg, env)
