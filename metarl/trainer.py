@@ -61,8 +61,25 @@ KEEP_CHECKPOINTS = 3
 RESUMABLE_FIELDS = {
     "num_iterations", "checkpoint_every", "tensorboard", "num_threads", "sampler", "num_workers", "ray_address",
 }
-# Where the run folder is: taken from the folder being resumed, not compared.
-LOCATION_FIELDS = {"out_dir", "run_name"}
+# Where the run folder is: taken from the folder being resumed, not compared. ``init_from``
+# names where the policy came from when the run started; a resumed run loads its own
+# checkpoint, so that path may have moved too.
+LOCATION_FIELDS = {"out_dir", "run_name", "init_from"}
+# Environment keyword arguments that may change on resume: they set how fast, not what, is
+# simulated (``nthread``: the mujoco.batch thread count; each simulation is stepped alone).
+RESUMABLE_ENV_KWARGS = {"nthread"}
+
+
+def resume_changes(saved: TrainConfig, cfg: TrainConfig) -> list[str]:
+    """The fields of ``cfg`` that differ from ``saved`` and may not change on resume."""
+    changed = set(config_diff(saved, cfg)) - RESUMABLE_FIELDS
+
+    def fixed_kwargs(c: TrainConfig) -> dict[str, Any]:
+        return {k: v for k, v in c.env_kwargs.items() if k not in RESUMABLE_ENV_KWARGS}
+
+    if "env_kwargs" in changed and fixed_kwargs(saved) == fixed_kwargs(cfg):
+        changed.discard("env_kwargs")
+    return sorted(changed)
 
 
 class MetaLearner(Protocol):
@@ -138,12 +155,13 @@ def load_run_config(run_dir: Path, overrides: Sequence[str] = ()) -> TrainConfig
         raise FileNotFoundError(f"{run_dir} is not a metarl run folder (no {CONFIG_FILE})")
     saved = load_config(path)
     cfg = load_config(path, overrides)
-    changed = set(config_diff(saved, cfg)) - RESUMABLE_FIELDS
+    changed = resume_changes(saved, cfg)
     if changed:
         raise ConfigError(
-            f"cannot change {', '.join(sorted(changed))} when resuming {run_dir}; "
-            f"only {', '.join(sorted(RESUMABLE_FIELDS))} may change",
-            field=sorted(changed)[0],
+            f"cannot change {', '.join(changed)} when resuming {run_dir}; "
+            f"only {', '.join(sorted(RESUMABLE_FIELDS))} and env_kwargs' {', '.join(sorted(RESUMABLE_ENV_KWARGS))} "
+            "may change",
+            field=changed[0],
         )
     return dataclasses.replace(cfg, out_dir=str(run_dir.parent), run_name=run_dir.name)
 
@@ -196,7 +214,7 @@ def _restore(run_dir: Path, cfg: TrainConfig, learner: MetaLearner, state: _RunS
         raise CheckpointError(f"{exc}{hint}") from exc
     try:
         saved_cfg = config_from_dict(saved["config"], source=str(path))
-        changed = sorted(set(config_diff(saved_cfg, cfg)) - RESUMABLE_FIELDS - LOCATION_FIELDS)
+        changed = [n for n in resume_changes(saved_cfg, cfg) if n not in LOCATION_FIELDS]
         if changed:
             diffs = ", ".join(f"{n}: {getattr(saved_cfg, n)!r} there, {getattr(cfg, n)!r} here" for n in changed)
             raise CheckpointError(f"checkpoint {path} was written with a different config ({diffs})")

@@ -520,6 +520,23 @@ def test_resume_after_stop_equals_uninterrupted_run(tmp_path: Path, case: str) -
     _assert_same_run_state(tmp_path / "split", tmp_path / "whole", 4)
 
 
+def test_resume_with_another_mujoco_thread_count_equals_uninterrupted_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``env_kwargs``' nthread may change on resume (a machine with more cores), nothing else of it."""
+    cheetah = ["--env_id", "metarl/HalfCheetahVel-v0", "--cg_iters", "3"]
+    assert _train(tmp_path, "whole", 4, *cheetah, "--env_kwargs", "{nthread: 2}") == 0
+    assert _train(tmp_path, "split", 2, *cheetah, "--env_kwargs", "{nthread: 1}") == 0
+    capsys.readouterr()
+    _assert_one_error(
+        capsys, _resume(tmp_path / "split", 4, "--env_kwargs", "{nthread: 2, forward_reward_weight: 2.0}"),
+        "cannot change env_kwargs when resuming",
+    )
+    assert _resume(tmp_path / "split", 4, "--env_kwargs", "{nthread: 2}") == 0
+    _assert_same_metrics(tmp_path / "split", tmp_path / "whole", 4)
+    _assert_same_run_state(tmp_path / "split", tmp_path / "whole", 4)
+
+
 def _episode(env: Any, tasks: list[Any], seeds: list[int], actions: list[np.ndarray]) -> list[np.ndarray]:
     env.set_tasks(tasks)
     obs, _ = env.reset(seed=seeds)
@@ -667,6 +684,20 @@ def test_run_started_from_a_run_folder_records_it_and_starts_afresh(reference: P
     assert load_config(tmp_path / "warm" / "config.yaml").init_from == str(reference)
     latest = checkpoint_path(reference, REFERENCE_ITERATIONS)
     assert f"learner initialised from {latest}" in (tmp_path / "warm" / "train.log").read_text()
+
+
+def test_run_started_from_a_checkpoint_resumes_after_the_source_moved(reference: Path, tmp_path: Path) -> None:
+    """A committed run folder names its source by where it is now: resume loads its own checkpoint."""
+    source = tmp_path / "source"
+    shutil.copytree(reference, source)
+    assert _train(tmp_path, "warm", 1, "--init_from", str(source)) == 0
+    moved = tmp_path / "results" / "source"
+    shutil.move(source, moved)
+    config = tmp_path / "warm" / "config.yaml"
+    config.write_text(config.read_text().replace(str(source), str(moved)))
+    assert _resume(tmp_path / "warm", 2) == 0
+    assert [row["iteration"] for row in read_metrics(tmp_path / "warm")] == [0, 1]
+    assert "resumed" in (tmp_path / "warm" / "train.log").read_text()
 
 
 @pytest.mark.parametrize(("source", "extra", "expected"), [
