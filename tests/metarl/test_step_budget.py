@@ -252,7 +252,7 @@ def test_budget_lanes_is_checked():
         with pytest.raises(ValueError, match=match):
             envs_per_task(*args)
     assert load_config("ant-dir", ["--step_budget", "true", "--budget_lanes", "4"]).budget_lanes == 4
-    for overrides, match in ((["--budget_lanes", "2"], "needs step_budget"),
+    for overrides, match in ((["--step_budget", "false", "--budget_lanes", "2"], "needs step_budget"),
                              (["--step_budget", "true", "--budget_lanes", "3"], "must divide"),
                              (["--step_budget", "true", "--budget_lanes", "-1"], ">= 0")):
         with pytest.raises(ConfigError, match=match):
