@@ -33,6 +33,8 @@ METHOD_STYLES: dict[str, dict[str, str]] = {
 """Fixed colours for the known methods, so every figure reads the same way."""
 REFERENCE_COLORS = ["tab:green", "tab:red", "tab:purple", "tab:brown", "tab:olive", "tab:cyan", "tab:pink"]
 """Colours of the reference lines, in the order the family names them."""
+LEGEND_INSIDE_MAX = 5
+"""Legend entries an adaptation figure keeps inside its axes; more go in two columns below."""
 _CYCLE = ["tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
 TRAINING_KEYS = (("return_before", "before adaptation", "--"), ("return_after", "after adaptation", "-"))
 
@@ -144,7 +146,11 @@ def plot_adaptation(
     ax.set_title(title)
     ax.text(0.01, 0.01, f"bands: 95% CI (Student-t over {over})", transform=ax.transAxes, fontsize=8, alpha=0.7)
     ax.grid(alpha=0.3)
-    ax.legend(loc="best")
+    if len(ax.get_legend_handles_labels()[1]) > LEGEND_INSIDE_MAX:
+        fig.set_figheight(fig.get_figheight() + 1.2)
+        fig.legend(loc="outside lower center", ncols=2, fontsize=8)  # below the axes: no curve hidden
+    else:
+        ax.legend(loc="best")
     return _save(fig, out_png)
 
 

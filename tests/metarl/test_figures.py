@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from metarl.evaluation import AdaptationResults, t_interval
-from metarl.figures import adaptation_bands
+from metarl.figures import LEGEND_INSIDE_MAX, adaptation_bands, plot_adaptation
 from metarl.runlog import RunLogger
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +50,17 @@ def test_adaptation_figure_from_saved_results(tmp_path: Path, capsys):
     assert _plot_script().main(args) == 0
     _assert_png(out)
     assert "figure:" in capsys.readouterr().out
+
+
+def test_many_curves_put_the_legend_below_the_axes(tmp_path: Path):
+    """Past LEGEND_INSIDE_MAX entries the legend goes below the axes, so the figure is taller."""
+    curves = [_results(f"method{i}", 5 * i, seed=i) for i in range(LEGEND_INSIDE_MAX + 3)]
+    few = plot_adaptation(curves[:LEGEND_INSIDE_MAX], tmp_path / "few.png")
+    many = plot_adaptation(curves, tmp_path / "many.png")
+    _assert_png(many)
+    height_few, width_few = mpimg.imread(few).shape[:2]
+    height_many, width_many = mpimg.imread(many).shape[:2]
+    assert width_many == width_few and height_many == height_few + round(1.2 * 110)  # 1.2 inches at 110 dpi
 
 
 def test_several_seeds_are_averaged_with_a_band_over_runs():
