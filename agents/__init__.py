@@ -9,6 +9,7 @@ from agents.maml import AdaptationBatch, AdvantageSettings, adapt, sample_adapta
 from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings
 from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Policy
 from metarl.config import TrainConfig
+from metarl.precision import resolve_precision
 from metarl.sampler import Sampler, make_sampler
 from metarl.tasks import BatchedTaskEnv
 
@@ -48,6 +49,21 @@ def policy_for(cfg: TrainConfig, env: BatchedTaskEnv) -> Policy:
     )
 
 
+def fisher_settings(cfg: TrainConfig) -> dict[str, object]:
+    """The Fisher-vector product settings of the meta-update ``cfg.meta_update`` names.
+
+    ``exact`` is the fp32 reference on every step; ``fast`` resolves ``auto`` precision
+    for this CPU (:func:`metarl.precision.resolve_precision`, which logs its choice).
+    """
+    if cfg.meta_update == "exact":
+        return {"fvp_step_subsample": 1.0, "fvp_inner_subsample": 1.0, "fisher_precision": "fp32"}
+    return {
+        "fvp_step_subsample": cfg.fvp_step_subsample,
+        "fvp_inner_subsample": cfg.fvp_inner_subsample,
+        "fisher_precision": resolve_precision(cfg.fisher_precision),
+    }
+
+
 def _learner_parts(
     cfg: TrainConfig, env: BatchedTaskEnv
 ) -> tuple[Policy, Sampler, MetaUpdateSettings, AdvantageSettings]:
@@ -64,6 +80,7 @@ def _learner_parts(
         ls_max_steps=cfg.ls_max_steps,
         ls_backtrack_ratio=cfg.ls_backtrack_ratio,
         hvp_subsample=cfg.hvp_subsample,
+        **fisher_settings(cfg),
     )
     advantage = AdvantageSettings(cfg.gamma, cfg.gae_lambda, cfg.normalize_advantages, cfg.bootstrap_truncated)
     return policy, sampler, settings, advantage

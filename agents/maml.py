@@ -63,14 +63,64 @@ class AdaptationBatch:
         )
 
 
+@dataclass(frozen=True)
+class Steps:
+    """Each task's valid steps, task-major ``[T, N, 1, ...]`` (see :meth:`Episodes.packed`).
+
+    ``mask`` is 1 on a task's own steps and 0 on the positions past its count.
+    """
+
+    observations: Tensor
+    actions: Tensor
+    advantages: Tensor
+    mask: Tensor
+
+    @classmethod
+    def of(cls, episodes: Episodes, advantages: Tensor) -> Steps:
+        """The valid steps of ``episodes`` with their ``advantages`` ``[H, T, E]``."""
+        return cls(
+            observations=episodes.packed(episodes.observations),
+            actions=episodes.packed(episodes.actions),
+            advantages=episodes.packed(advantages),
+            mask=episodes.packed(episodes.mask),
+        )
+
+    def subsample(self, fraction: float, generator: torch.Generator) -> Steps:
+        """A random ``fraction`` of every task's valid steps (at least one), drawn without replacement.
+
+        All tasks at once: random keys sort each task's valid steps into a random order
+        ahead of its padding, and the first ``ceil(fraction · count)`` are kept.
+
+        Args:
+            fraction: share of each task's steps to keep, in (0, 1].
+            generator: the random stream of the draw.
+        """
+        mask = self.mask.reshape(self.mask.shape[0], -1)
+        counts = mask.sum(1)
+        keep = torch.ceil(fraction * counts).clamp(min=1.0)
+        keys = torch.rand(mask.shape, generator=generator, dtype=torch.float64) + (mask <= 0).double()
+        width = int(keep.max())
+        index = torch.argsort(keys, dim=1)[:, :width]
+
+        def take(tensor: Tensor) -> Tensor:
+            flat = tensor.reshape(tensor.shape[0], tensor.shape[1], *tensor.shape[3:])
+            gather = index.view(*index.shape, *(1,) * (flat.dim() - 2)).expand(*index.shape, *flat.shape[2:])
+            return torch.gather(flat, 1, gather).unsqueeze(2)
+
+        kept = (torch.arange(width).unsqueeze(0) < torch.minimum(keep, counts).unsqueeze(1)).to(self.mask.dtype)
+        return Steps(take(self.observations), take(self.actions), take(self.advantages), kept.view(*kept.shape, 1))
+
+
+def steps_loss(policy: Policy, params: Params, steps: Steps) -> Tensor:
+    """REINFORCE loss per task ``[T]`` on packed ``steps``: −mean over them of log π(a|s) · A."""
+    log_probs = policy.distribution(steps.observations, params).log_prob(steps.actions)
+    weighted = log_probs * steps.advantages * steps.mask
+    return -weighted.sum(dim=(1, 2)) / steps.mask.sum(dim=(1, 2)).clamp(min=1.0)
+
+
 def inner_loss(policy: Policy, params: Params, episodes: Episodes, advantages: Tensor) -> Tensor:
     """REINFORCE loss per task ``[T]``: −mean over valid steps of log π(a|s) · A."""
-    obs = episodes.packed(episodes.observations)
-    actions = episodes.packed(episodes.actions)
-    mask = episodes.packed(episodes.mask)
-    log_probs = policy.distribution(obs, params).log_prob(actions)
-    weighted = log_probs * episodes.packed(advantages) * mask
-    return -weighted.sum(dim=(1, 2)) / mask.sum(dim=(1, 2)).clamp(min=1.0)
+    return steps_loss(policy, params, Steps.of(episodes, advantages))
 
 
 def inner_step(
@@ -81,8 +131,13 @@ def inner_step(
     With ``create_graph`` the result is differentiable through the gradient
     (second-order MAML); without it the gradient is a constant (first order).
     """
+    return steps_inner_step(policy, params, Steps.of(episodes, advantages), lr, create_graph)
+
+
+def steps_inner_step(policy: Policy, params: Params, steps: Steps, lr: float, create_graph: bool) -> Params:
+    """:func:`inner_step` on packed ``steps``."""
     names = list(params)
-    loss = inner_loss(policy, params, episodes, advantages).sum()
+    loss = steps_loss(policy, params, steps).sum()
     grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=create_graph)
     return {n: params[n] - lr * g for n, g in zip(names, grads, strict=True)}
 

@@ -15,8 +15,9 @@ from torch import Tensor
 from torch.distributions import Distribution, kl_divergence
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from agents.maml import AdaptationBatch, AdvantageSettings, adapt, sample_adaptation
+from agents.maml import AdaptationBatch, AdvantageSettings, Steps, adapt, sample_adaptation, steps_inner_step
 from agents.policies import Params, Policy
+from metarl.precision import cpu_description
 from metarl.sampler import Sampler
 from metarl.tasks import Task
 from metarl.trpo import backtracking_line_search, natural_step
@@ -37,6 +38,23 @@ class MetaUpdateSettings:
     ls_max_steps: int = 15
     ls_backtrack_ratio: float = 0.8
     hvp_subsample: float = 1.0
+    fvp_step_subsample: float = 1.0
+    fvp_inner_subsample: float = 1.0
+    fisher_precision: str = "fp32"
+
+    def describe(self) -> str:
+        """The Fisher-vector products these settings make, in words (for the run's log)."""
+        tasks = "every task" if self.hvp_subsample >= 1.0 else f"{self.hvp_subsample:.0%} of the tasks"
+        if self.exact_fisher:
+            return f"exact: fp32 Fisher-vector products on every step of {tasks}"
+        return (f"fast: Fisher-vector products on {self.fvp_step_subsample:.0%} of the post-adaptation steps and "
+                f"{self.fvp_inner_subsample:.0%} of the inner loop's steps of {tasks}, in {self.fisher_precision} "
+                f"(CPU with {cpu_description()})")
+
+    @property
+    def exact_fisher(self) -> bool:
+        """Whether the Fisher-vector products are the reference: fp32 on every step of the chosen tasks."""
+        return self.fvp_step_subsample >= 1.0 and self.fvp_inner_subsample >= 1.0 and self.fisher_precision == "fp32"
 
 
 def _masked_task_mean(values: Tensor, mask: Tensor) -> Tensor:
@@ -73,6 +91,11 @@ class _Objective:
         return loss, kl
 
 
+def _widened(tensor: Tensor) -> Tensor:
+    """``tensor`` in fp32 if it is bf16 (an autocast output), else as it is."""
+    return tensor.float() if tensor.dtype == torch.bfloat16 else tensor
+
+
 def adaptation_metrics(batch: AdaptationBatch) -> dict[str, float]:
     """Mean return per episode before adaptation and after each inner step; episodes per task."""
     returns = [e.mean_return() for e in batch.episodes]
@@ -99,6 +122,7 @@ class MAMLTRPO:
         self.sampler = sampler
         self.settings = settings
         self.advantage = advantage
+        self._described = False
 
     @property
     def inner_lrs(self) -> Sequence[float]:
@@ -145,51 +169,107 @@ class MAMLTRPO:
         backward passes through a graph built once per meta-update — no third-order
         derivatives. With ``hvp_subsample < 1`` only a random subset of the tasks (drawn
         from ``rng``) enters the products, as TRPO implementations commonly do.
+
+        The fast path approximates ``F`` (conjugate gradient tolerates inexact products;
+        the line search still judges every step by the exact fp32 surrogate and KL):
+        ``fvp_step_subsample < 1`` estimates it from a random share of each task's
+        post-adaptation steps, ``fvp_inner_subsample < 1`` the inner loop's Hessian inside
+        it from a random share of the steps each inner step learnt from, and
+        ``fisher_precision: bf16`` builds and differentiates its graph under bf16 autocast.
         """
+        s = self.settings
         num_tasks = objective.mask.shape[0]
-        count = max(1, math.ceil(self.settings.hvp_subsample * num_tasks))
+        count = max(1, math.ceil(s.hvp_subsample * num_tasks))
         if count < num_tasks:
             rng = rng if rng is not None else np.random.default_rng()
             index = torch.from_numpy(np.sort(rng.permutation(num_tasks)[:count]))
-            objective = _Objective(self.policy, objective.batch.select_tasks(index), self.settings)
+            objective = _Objective(self.policy, objective.batch.select_tasks(index), s)
             adapted = objective.adapted(create_graph=True)
         params = self._params()
-        outputs = self.policy.fisher_outputs(objective.obs, adapted)
-        fixed = tuple(o.detach() for o in outputs)
-        mask = objective.mask
-        # the KL is a mean over tasks of each task's mean over its valid steps
-        weights = (mask / mask.sum(dim=(1, 2), keepdim=True).clamp(min=1.0) / mask.shape[0]).unsqueeze(-1)
-        probes = tuple(torch.zeros_like(o, requires_grad=True) for o in outputs)
-        transposed = torch.autograd.grad(outputs, params, grad_outputs=probes, create_graph=True)
+        obs, mask = objective.obs, objective.mask
+        low_precision = s.fisher_precision == "bf16"
+        if not s.exact_fisher:
+            rng = rng if rng is not None else np.random.default_rng()
+            generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            if s.fvp_step_subsample < 1.0:
+                post = Steps(objective.obs, objective.actions, objective.advantages, objective.mask)
+                post = post.subsample(s.fvp_step_subsample, generator)
+                obs, mask = post.observations, post.mask
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low_precision):
+                adapted = self._fisher_adaptation(objective.batch, generator)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low_precision):
+            outputs = self.policy.fisher_outputs(obs, adapted)
+            fixed = tuple(_widened(o.detach()) for o in outputs)
+            # the KL is a mean over tasks of each task's mean over its valid steps
+            weights = (mask / mask.sum(dim=(1, 2), keepdim=True).clamp(min=1.0) / mask.shape[0]).unsqueeze(-1)
+            probes = tuple(torch.zeros_like(o, requires_grad=True) for o in outputs)
+            transposed = torch.autograd.grad(outputs, params, grad_outputs=probes, create_graph=True)
         flat_transposed = torch.cat([g.reshape(-1) for g in transposed])  # Jᵀ·probe, linear in the probe
-        damping = self.settings.cg_damping
+        damping = s.cg_damping
 
         def product(vector: Tensor) -> Tensor:
-            jv = torch.autograd.grad(flat_transposed, probes, grad_outputs=vector, retain_graph=True)
-            metric = tuple(weights * m for m in self.policy.fisher_metric(fixed, jv))
-            fv = torch.autograd.grad(outputs, params, grad_outputs=metric, retain_graph=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low_precision):
+                jv = torch.autograd.grad(flat_transposed, probes, grad_outputs=vector, retain_graph=True)
+                metric = self.policy.fisher_metric(fixed, tuple(_widened(t) for t in jv))
+                metric = tuple((weights * m).to(o.dtype) for m, o in zip(metric, outputs, strict=True))
+                fv = torch.autograd.grad(outputs, params, grad_outputs=metric, retain_graph=True)
             return torch.cat([f.reshape(-1) for f in fv]) + damping * vector
 
         return product
 
-    def step(self, batch: AdaptationBatch, rng: np.random.Generator | None = None) -> dict[str, float]:
-        """One meta-update on ``batch``; returns its metrics. θ stays unchanged on failure."""
+    def _fisher_adaptation(self, batch: AdaptationBatch, generator: torch.Generator) -> Params:
+        """The adapted parameters for the fast Fisher: exact values, derivatives from subsampled inner steps.
+
+        Each inner step's gradient is taken on a random ``fvp_inner_subsample`` share of that
+        step's steps (all of them at 1.0); its value is replaced by the parameters the
+        episodes were sampled with (``batch.params``), so the Jacobian is that of the
+        subsampled inner loop, taken at the true adapted parameters.
+        """
         s = self.settings
-        objective = _Objective(self.policy, batch, s)
+        params = self.policy.task_params(batch.episodes[-1].num_tasks)
+        for k in range(batch.num_inner_steps):
+            steps = Steps.of(batch.episodes[k], batch.advantages[k])
+            if s.fvp_inner_subsample < 1.0:
+                steps = steps.subsample(s.fvp_inner_subsample, generator)
+            stepped = steps_inner_step(self.policy, params, steps, s.fast_lr, create_graph=not s.first_order)
+            value = batch.params[k + 1]
+            params = {n: value[n].to(p.dtype) + (p - p.detach()) for n, p in stepped.items()}
+        return params
+
+    def proposed_step(
+        self, batch: AdaptationBatch, rng: np.random.Generator | None = None
+    ) -> tuple[_Objective, Tensor, Tensor, float]:
+        """The meta-update's objective, its fp32 gradient, the full natural-gradient step and the loss at θ.
+
+        The step is ``F⁻¹g`` scaled to the trust region by conjugate gradient on this
+        learner's Fisher-vector products (exact or fast); NaN where it is not finite.
+        """
+        objective = _Objective(self.policy, batch, self.settings)
         adapted = objective.adapted(create_graph=True)
         loss, _ = objective.loss_and_kl(adapted)
         grads = torch.autograd.grad(loss, self._params(), retain_graph=True)
         gradient = torch.cat([g.reshape(-1) for g in grads]).detach()
         old_loss = loss.item()
-        metrics = {"loss_before": old_loss, "grad_norm": float(gradient.norm())}
+        if not (math.isfinite(old_loss) and bool(torch.isfinite(gradient).all())):
+            return objective, gradient, torch.full_like(gradient, math.nan), old_loss
+        fvp = self._fisher_vector_product(objective, adapted, rng)
+        return objective, gradient, natural_step(gradient, fvp, self.settings.max_kl, self.settings.cg_iters), old_loss
+
+    def step(self, batch: AdaptationBatch, rng: np.random.Generator | None = None) -> dict[str, float]:
+        """One meta-update on ``batch``; returns its metrics. θ stays unchanged on failure."""
+        s = self.settings
+        if not self._described:  # once, from inside the run, so that the line reaches its train.log
+            log.info("meta-update %s", s.describe())
+            self._described = True
         theta = parameters_to_vector(self._params()).detach()
+        objective, gradient, full_step, old_loss = self.proposed_step(batch, rng)
+        metrics = {"loss_before": old_loss, "grad_norm": float(gradient.norm())}
 
         if not (math.isfinite(old_loss) and bool(torch.isfinite(gradient).all())):
             log.warning("meta-update skipped: non-finite loss or gradient; parameters kept")
             return {**metrics, "step_accepted": 0.0, "step_fraction": 0.0, "kl_after": 0.0,
                     "loss_after": old_loss, "ls_steps": 0.0, "skipped_nonfinite": 1.0}
 
-        full_step = natural_step(gradient, self._fisher_vector_product(objective, adapted, rng), s.max_kl, s.cg_iters)
         if not bool(torch.isfinite(full_step).all()):
             log.warning("meta-update skipped: non-finite conjugate-gradient step; parameters kept")
             return {**metrics, "step_accepted": 0.0, "step_fraction": 0.0, "kl_after": 0.0,

@@ -100,6 +100,20 @@ class TrainConfig:
     """Bootstrap the value of truncated (horizon-reached) episodes from the baseline."""
     hvp_subsample: float = 1.0
     """Fraction of tasks used for the Fisher-vector products, in (0, 1]."""
+    meta_update: str = "fast"
+    """How the conjugate gradient's Fisher-vector products are computed: ``fast`` (on random
+    shares of the steps, ``fvp_step_subsample`` and ``fvp_inner_subsample``, in
+    ``fisher_precision``) or ``exact`` (fp32 on every step: the reference). Either way the
+    line search judges every step by the exact fp32 surrogate and KL."""
+    fvp_step_subsample: float = 0.1
+    """With ``meta_update: fast``: fraction of each task's post-adaptation steps that the
+    Fisher-vector products use, in (0, 1]."""
+    fvp_inner_subsample: float = 0.1
+    """With ``meta_update: fast``: fraction of the steps of each inner step that the inner
+    loop's Hessian inside the Fisher-vector products uses, in (0, 1]."""
+    fisher_precision: str = "auto"
+    """With ``meta_update: fast``: arithmetic of the Fisher-vector products, ``auto`` (bf16 on a
+    CPU with AMX, fp32 elsewhere: ``metarl/precision.py``), ``bf16`` or ``fp32``."""
     num_threads: int = 2
     """Torch intra-op threads."""
     sampler: str = "local"
@@ -132,6 +146,8 @@ _FALSE = {"false", "0", "no", "n", "off"}
 NONLINEARITIES = ("tanh", "relu")
 ALGORITHMS = ("maml-trpo", "pretrained", "oracle")
 SAMPLERS = ("local", "ray")
+META_UPDATES = ("fast", "exact")
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 @functools.cache
@@ -343,6 +359,13 @@ def _check_ranges(cfg: TrainConfig) -> None:
         fail("gae_lambda", "must be in [0, 1]")
     if not 0 < finite("hvp_subsample") <= 1:
         fail("hvp_subsample", "must be in (0, 1]")
+    for name in ("fvp_step_subsample", "fvp_inner_subsample"):
+        if not 0 < finite(name) <= 1:
+            fail(name, "must be in (0, 1]")
+    if cfg.meta_update not in META_UPDATES:
+        fail("meta_update", f"must be one of {', '.join(META_UPDATES)}")
+    if cfg.fisher_precision not in PRECISIONS:
+        fail("fisher_precision", f"must be one of {', '.join(PRECISIONS)}")
     for name in ("env_id", "out_dir"):
         if not getattr(cfg, name).strip():
             fail(name, "must not be empty")
@@ -438,6 +461,16 @@ def load_config(config: str | Path | None, overrides: Sequence[str] = ()) -> Tra
     return cfg
 
 
+PREDATED_FIELD_VALUES: dict[str, Any] = {"meta_update": "exact"}
+"""What a saved run (a run folder's config or a checkpoint's) means by a field it predates:
+runs written before ``meta_update`` existed made the exact meta-update, and resume so."""
+
+
+def predated_fields(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`PREDATED_FIELD_VALUES` that the saved config mapping ``saved`` lacks."""
+    return {name: value for name, value in PREDATED_FIELD_VALUES.items() if name not in saved}
+
+
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
     """Plain-data view of ``cfg`` (tuples become lists): safe for YAML, JSON and checkpoints."""
     out: dict[str, Any] = {}
@@ -477,6 +510,7 @@ __all__ = [
     "list_presets",
     "load_config",
     "parse_overrides",
+    "predated_fields",
     "save_config",
     "valid_ray_address",
 ]

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
+import yaml
 from tqdm import tqdm
 
 from metarl.checkpoint import (
@@ -43,6 +44,7 @@ from metarl.config import (
     config_from_dict,
     config_to_dict,
     load_config,
+    predated_fields,
     save_config,
 )
 from metarl.plotting import plot_training_curve
@@ -153,8 +155,13 @@ def load_run_config(run_dir: Path, overrides: Sequence[str] = ()) -> TrainConfig
     path = run_dir / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a metarl run folder (no {CONFIG_FILE})")
-    saved = load_config(path)
-    cfg = load_config(path, overrides)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        raw = None  # load_config below names the file and the line
+    predated = [f"--{name}={value}" for name, value in predated_fields(raw if isinstance(raw, dict) else {}).items()]
+    saved = load_config(path, predated)
+    cfg = load_config(path, [*predated, *overrides])
     changed = resume_changes(saved, cfg)
     if changed:
         raise ConfigError(
@@ -213,7 +220,7 @@ def _restore(run_dir: Path, cfg: TrainConfig, learner: MetaLearner, state: _RunS
         hint = f"; delete it to resume from the previous checkpoint, {found[-2][1].name}" if len(found) > 1 else ""
         raise CheckpointError(f"{exc}{hint}") from exc
     try:
-        saved_cfg = config_from_dict(saved["config"], source=str(path))
+        saved_cfg = config_from_dict({**predated_fields(saved["config"]), **saved["config"]}, source=str(path))
         changed = [n for n in resume_changes(saved_cfg, cfg) if n not in LOCATION_FIELDS]
         if changed:
             diffs = ", ".join(f"{n}: {getattr(saved_cfg, n)!r} there, {getattr(cfg, n)!r} here" for n in changed)

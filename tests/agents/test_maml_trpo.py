@@ -12,8 +12,9 @@ from metarl.episodes import Episodes
 T, H, E, OBS = 3, 4, 2, 2
 
 
-def make_batch(policy, discrete, seed=0):
+def make_batch(policy, discrete, seed=0, horizon=H, episodes_per_task=E):
     g = torch.Generator().manual_seed(seed)
+    H, E = horizon, episodes_per_task  # noqa: N806
 
     def episodes():
         actions = (

@@ -1,0 +1,160 @@
+"""The fast meta-update against the exact one: speed, step quality, FLOPs and the matmul peaks, in one run.
+
+    .venv/bin/python benchmarks/fast_meta_update.py [--config 2d-navigation] [--batches 3]
+        [--options exact bf16:1.0 fp32:0.1 bf16:0.1] [--checkpoint CKPT] [--num_threads 2] [-- overrides]
+
+For each of ``--batches`` sampled meta-batches (the preset's size), runs the meta-update
+from the same θ with every option — ``exact`` (fp32 Fisher-vector products on every
+step) or ``PRECISION:FRACTION`` (the fast path: products in ``bf16`` or ``fp32`` on a
+random ``FRACTION`` of each task's steps) — interleaved, and prints per option the median
+seconds and its ratio to ``exact``, the cosine between its full natural-gradient step and
+the exact one, the surrogate improvement and KL of the step the line search accepted and
+the line-search steps taken. Then, per option, the matmul FLOPs of one meta-update
+(``torch.utils.flop_counter``) and its achieved GFLOP/s, next to the fp32 and bf16
+batched-matmul peaks measured in the same run on the policy's own layer shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import time
+
+import numpy as np
+import torch
+from learner_setup import build
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
+from torch.utils.flop_counter import FlopCounterMode
+
+from agents.maml import sample_adaptation
+from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings
+from metarl.memory import restart_with_tuned_malloc
+
+
+def option_settings(base: MetaUpdateSettings, option: str) -> MetaUpdateSettings:
+    """``base`` with the Fisher-vector products that ``option`` names (``exact`` or ``PRECISION:FRACTION``)."""
+    if option == "exact":
+        return dataclasses.replace(base, fvp_step_subsample=1.0, fisher_precision="fp32")
+    precision, _, fraction = option.partition(":")
+    if precision not in ("bf16", "fp32") or not fraction:
+        raise SystemExit(f"option {option!r}: expected 'exact' or PRECISION:FRACTION, e.g. bf16:0.1")
+    return dataclasses.replace(base, fvp_step_subsample=float(fraction), fisher_precision=precision)
+
+
+def matmul_peak(batch: int, rows: int, width: int, dtype: torch.dtype, repeats: int = 20) -> float:
+    """GFLOP/s of ``[batch, rows, width] @ [batch, width, width]`` in ``dtype`` (median of ``repeats``)."""
+    a = torch.randn(batch, rows, width).to(dtype)
+    b = torch.randn(batch, width, width).to(dtype)
+    for _ in range(3):
+        torch.bmm(a, b)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.bmm(a, b)
+        times.append(time.perf_counter() - start)
+    return 2 * batch * rows * width * width / statistics.median(times) / 1e9
+
+
+def matmul_flops(learner: MAMLTRPO, batch, rng_seed: int) -> float:
+    """Matmul FLOPs of one meta-update on ``batch`` (θ restored afterwards)."""
+    params = list(learner.policy.parameters())
+    theta = parameters_to_vector(params).detach().clone()
+    with FlopCounterMode(display=False) as counter:
+        learner.step(batch, np.random.default_rng(rng_seed))
+    with torch.no_grad():
+        vector_to_parameters(theta, params)
+    return float(counter.get_total_flops())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="2d-navigation")
+    parser.add_argument("--options", nargs="+", default=["exact", "bf16:1.0", "fp32:0.1", "bf16:0.1"])
+    parser.add_argument("--batches", type=int, default=3)
+    parser.add_argument("--num_threads", type=int, default=2)
+    parser.add_argument("--checkpoint", default=None, help="start from this checkpoint's θ (the config's architecture)")
+    parser.add_argument("--no-flops", dest="flops", action="store_false", help="skip the FLOP count and peaks")
+    parser.add_argument("override", nargs="*", help="config overrides: --key value pairs after --")
+    args = parser.parse_args()
+    if "exact" not in args.options:
+        args.options.insert(0, "exact")
+
+    cfg, env, learner = build(args.config, args.override, args.num_threads, args.checkpoint)
+    base = learner.settings
+    params = list(learner.policy.parameters())
+    rng = np.random.default_rng(0)
+    print(f"config {args.config} {' '.join(args.override)}: {cfg.meta_batch_size} tasks x {cfg.episodes_per_task} "
+          f"episodes, horizon {cfg.horizon}, hidden {cfg.hidden_sizes}, hvp_subsample {cfg.hvp_subsample}, "
+          f"cg_iters {cfg.cg_iters}; torch threads {args.num_threads}"
+          + (f"; θ from {args.checkpoint}" if args.checkpoint else ""))
+    rows: dict[str, list[dict[str, float]]] = {o: [] for o in args.options}
+    batch = None
+    for b in range(args.batches + 1):  # batch 0 warms up every option and is not counted
+        learner.sampler.set_tasks(env.sample_tasks(cfg.meta_batch_size, rng))
+        batch = sample_adaptation(learner.policy, learner.sampler, rng, learner.inner_lrs, learner.advantage)
+        theta = parameters_to_vector(params).detach().clone()
+        exact_step: torch.Tensor | None = None
+        accepted_exact: torch.Tensor | None = None
+        for option in args.options:
+            learner.settings = option_settings(base, option)
+            _, _, full_step, _ = learner.proposed_step(batch, np.random.default_rng(b))
+            with torch.no_grad():
+                vector_to_parameters(theta, params)
+            start = time.perf_counter()
+            metrics = learner.step(batch, np.random.default_rng(b))
+            seconds = time.perf_counter() - start
+            accepted = parameters_to_vector(params).detach() - theta
+            with torch.no_grad():
+                vector_to_parameters(theta, params)
+            if option == "exact":
+                exact_step, accepted_exact = full_step, accepted
+            assert exact_step is not None
+            cos = float(full_step.dot(exact_step) / (full_step.norm() * exact_step.norm()).clamp(min=1e-30))
+            print(f"  batch {b}{' (warm-up)' if not b else ''} {option}: {seconds:.2f} s, cos {cos:.4f}, "
+                  f"gain {metrics['loss_before'] - metrics['loss_after']:.5f}, ls_steps {metrics['ls_steps']:.0f}",
+                  flush=True)
+            if b:
+                rows[option].append({
+                    "seconds": seconds, "cos": cos,
+                    "improvement": metrics["loss_before"] - metrics["loss_after"],
+                    "kl": metrics["kl_after"], "ls_steps": metrics["ls_steps"],
+                    "step_fraction": metrics["step_fraction"],
+                })
+        assert accepted_exact is not None
+        with torch.no_grad():  # move on from the exact step, as training would
+            vector_to_parameters(theta + accepted_exact, params)
+
+    def med(option: str, key: str) -> float:
+        return statistics.median(r[key] for r in rows[option])
+
+    exact_seconds = med("exact", "seconds")
+    print(f"\nper option, medians over {args.batches} batches (the same batches and θ for every option):")
+    print("option        update_s  vs_exact  cos(step,exact) [min]  surrogate_gain  kl_after  ls_steps")
+    for option in args.options:
+        print(f"{option:12s}  {med(option, 'seconds'):8.3f}  {exact_seconds / med(option, 'seconds'):7.2f}x"
+              f"  {med(option, 'cos'):9.4f} [{min(r['cos'] for r in rows[option]):.4f}]"
+              f"  {med(option, 'improvement'):14.5f}  {med(option, 'kl'):8.5f}  {med(option, 'ls_steps'):8.1f}")
+    print("per batch: " + "; ".join(
+        f"{o}: gain " + "/".join(f"{r['improvement']:.4f}" for r in rows[o]) for o in args.options))
+    if not args.flops:
+        return
+
+    width = max(cfg.hidden_sizes) if cfg.hidden_sizes else 1
+    steps = batch.episodes[-1].packed(batch.episodes[-1].mask).shape[1] if batch is not None else 1
+    peaks = {name: matmul_peak(cfg.meta_batch_size, steps, width, dtype)
+             for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    print(f"\nbatched-matmul peak, [{cfg.meta_batch_size}, {steps}, {width}] x [{width}, {width}], this run: "
+          f"fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s ({peaks['bf16'] / peaks['fp32']:.1f}x)")
+    print("option        matmul GFLOP per meta-update  achieved GFLOP/s  share of its precision's peak")
+    for option in args.options:
+        learner.settings = option_settings(base, option)
+        flops = matmul_flops(learner, batch, 0)
+        achieved = flops / med(option, "seconds") / 1e9
+        peak = peaks["bf16" if option.startswith("bf16") else "fp32"]
+        print(f"{option:12s}  {flops / 1e9:28.1f}  {achieved:16.1f}  {achieved / peak:8.0%} (of {peak:.0f})")
+
+
+if __name__ == "__main__":
+    restart_with_tuned_malloc()  # large tensors reuse freed memory (metarl/memory.py)
+    main()
