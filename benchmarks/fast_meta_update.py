@@ -5,8 +5,10 @@
 
 For each of ``--batches`` sampled meta-batches (the preset's size), runs the meta-update
 from the same θ with every option — ``exact`` (fp32 Fisher-vector products on every
-step) or ``PRECISION:FRACTION`` (the fast path: products in ``bf16`` or ``fp32`` on a
-random ``FRACTION`` of each task's steps) — interleaved, and prints per option the median
+step of every task: the reference), or changes to it joined by ``+``: ``tasks=F`` (a
+share of the tasks, ``hvp_subsample``), ``post=F`` and ``inner=F`` (a random share of
+each task's post-adaptation steps and of the inner loop's steps), ``bf16`` — interleaved,
+and prints per option the median
 seconds and its ratio to ``exact``, the cosine between its full natural-gradient step and
 the exact one, the surrogate improvement and KL of the step the line search accepted and
 the line-search steps taken. Then, per option, the matmul FLOPs of one meta-update
@@ -33,13 +35,26 @@ from metarl.memory import restart_with_tuned_malloc
 
 
 def option_settings(base: MetaUpdateSettings, option: str) -> MetaUpdateSettings:
-    """``base`` with the Fisher-vector products that ``option`` names (``exact`` or ``PRECISION:FRACTION``)."""
-    if option == "exact":
-        return dataclasses.replace(base, fvp_step_subsample=1.0, fisher_precision="fp32")
-    precision, _, fraction = option.partition(":")
-    if precision not in ("bf16", "fp32") or not fraction:
-        raise SystemExit(f"option {option!r}: expected 'exact' or PRECISION:FRACTION, e.g. bf16:0.1")
-    return dataclasses.replace(base, fvp_step_subsample=float(fraction), fisher_precision=precision)
+    """``base`` with the Fisher-vector products that ``option`` names.
+
+    ``exact`` (fp32, every step of every task), or ``+``-joined changes to it: ``tasks=F``
+    (``hvp_subsample``), ``post=F`` (``fvp_step_subsample``), ``inner=F``
+    (``fvp_inner_subsample``), ``bf16`` — e.g. ``post=0.1+inner=0.1`` or ``tasks=0.1``.
+    """
+    settings = dataclasses.replace(base, hvp_subsample=1.0, fvp_step_subsample=1.0, fvp_inner_subsample=1.0,
+                                   fisher_precision="fp32")
+    fields = {"tasks": "hvp_subsample", "post": "fvp_step_subsample", "inner": "fvp_inner_subsample"}
+    for token in option.split("+"):
+        name, _, value = token.partition("=")
+        if token == "exact":
+            continue
+        if token == "bf16":
+            settings = dataclasses.replace(settings, fisher_precision="bf16")
+        elif name in fields and value:
+            settings = dataclasses.replace(settings, **{fields[name]: float(value)})
+        else:
+            raise SystemExit(f"option {option!r}: expected 'exact' or tasks=F, post=F, inner=F, bf16 joined by '+'")
+    return settings
 
 
 def matmul_peak(batch: int, rows: int, width: int, dtype: torch.dtype, repeats: int = 20) -> float:
@@ -70,15 +85,14 @@ def matmul_flops(learner: MAMLTRPO, batch, rng_seed: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="2d-navigation")
-    parser.add_argument("--options", nargs="+", default=["exact", "bf16:1.0", "fp32:0.1", "bf16:0.1"])
+    parser.add_argument("--options", nargs="+", default=["exact", "bf16", "post=0.2", "post=0.1+inner=0.1"])
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--num_threads", type=int, default=2)
     parser.add_argument("--checkpoint", default=None, help="start from this checkpoint's θ (the config's architecture)")
     parser.add_argument("--no-flops", dest="flops", action="store_false", help="skip the FLOP count and peaks")
     parser.add_argument("override", nargs="*", help="config overrides: --key value pairs after --")
     args = parser.parse_args()
-    if "exact" not in args.options:
-        args.options.insert(0, "exact")
+    args.options = ["exact", *(o for o in args.options if o != "exact")]  # the reference comes first
 
     cfg, env, learner = build(args.config, args.override, args.num_threads, args.checkpoint)
     base = learner.settings
@@ -90,6 +104,7 @@ def main() -> None:
           + (f"; θ from {args.checkpoint}" if args.checkpoint else ""))
     rows: dict[str, list[dict[str, float]]] = {o: [] for o in args.options}
     batch = None
+    theta = parameters_to_vector(params).detach().clone()
     for b in range(args.batches + 1):  # batch 0 warms up every option and is not counted
         learner.sampler.set_tasks(env.sample_tasks(cfg.meta_batch_size, rng))
         batch = sample_adaptation(learner.policy, learner.sampler, rng, learner.inner_lrs, learner.advantage)
@@ -130,9 +145,9 @@ def main() -> None:
 
     exact_seconds = med("exact", "seconds")
     print(f"\nper option, medians over {args.batches} batches (the same batches and θ for every option):")
-    print("option        update_s  vs_exact  cos(step,exact) [min]  surrogate_gain  kl_after  ls_steps")
+    print("option                 update_s  vs_exact  cos(step,exact) [min]  surrogate_gain  kl_after  ls_steps")
     for option in args.options:
-        print(f"{option:12s}  {med(option, 'seconds'):8.3f}  {exact_seconds / med(option, 'seconds'):7.2f}x"
+        print(f"{option:21s}  {med(option, 'seconds'):8.3f}  {exact_seconds / med(option, 'seconds'):7.2f}x"
               f"  {med(option, 'cos'):9.4f} [{min(r['cos'] for r in rows[option]):.4f}]"
               f"  {med(option, 'improvement'):14.5f}  {med(option, 'kl'):8.5f}  {med(option, 'ls_steps'):8.1f}")
     print("per batch: " + "; ".join(
@@ -140,19 +155,21 @@ def main() -> None:
     if not args.flops:
         return
 
+    with torch.no_grad():  # the last batch's θ, where its episodes were sampled
+        vector_to_parameters(theta, params)
     width = max(cfg.hidden_sizes) if cfg.hidden_sizes else 1
     steps = batch.episodes[-1].packed(batch.episodes[-1].mask).shape[1] if batch is not None else 1
     peaks = {name: matmul_peak(cfg.meta_batch_size, steps, width, dtype)
              for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
     print(f"\nbatched-matmul peak, [{cfg.meta_batch_size}, {steps}, {width}] x [{width}, {width}], this run: "
           f"fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s ({peaks['bf16'] / peaks['fp32']:.1f}x)")
-    print("option        matmul GFLOP per meta-update  achieved GFLOP/s  share of its precision's peak")
+    print("option                 matmul GFLOP per meta-update  achieved GFLOP/s  share of its precision's peak")
     for option in args.options:
         learner.settings = option_settings(base, option)
         flops = matmul_flops(learner, batch, 0)
         achieved = flops / med(option, "seconds") / 1e9
-        peak = peaks["bf16" if option.startswith("bf16") else "fp32"]
-        print(f"{option:12s}  {flops / 1e9:28.1f}  {achieved:16.1f}  {achieved / peak:8.0%} (of {peak:.0f})")
+        peak = peaks["bf16" if "bf16" in option.split("+") else "fp32"]
+        print(f"{option:21s}  {flops / 1e9:28.1f}  {achieved:16.1f}  {achieved / peak:8.0%} (of {peak:.0f})")
 
 
 if __name__ == "__main__":
