@@ -57,16 +57,19 @@ def option_settings(base: MetaUpdateSettings, option: str) -> MetaUpdateSettings
     return settings
 
 
-def matmul_peak(batch: int, rows: int, width: int, dtype: torch.dtype, repeats: int = 20) -> float:
-    """GFLOP/s of ``[batch, rows, width] @ [batch, width, width]`` in ``dtype`` (median of ``repeats``)."""
+def matmul_peak(batch: int, rows: int, width: int, dtype: torch.dtype, batched: bool, repeats: int = 20) -> float:
+    """GFLOP/s of ``[batch, rows, width] @ [batch, width, width]`` (or, not ``batched``, of one
+    ``[batch · rows, width] @ [width, width]`` matmul) in ``dtype``, median of ``repeats``."""
     a = torch.randn(batch, rows, width).to(dtype)
     b = torch.randn(batch, width, width).to(dtype)
+    if not batched:
+        a, b = a.reshape(batch * rows, width), b[0]
     for _ in range(3):
-        torch.bmm(a, b)
+        torch.matmul(a, b)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        torch.bmm(a, b)
+        torch.matmul(a, b)
         times.append(time.perf_counter() - start)
     return 2 * batch * rows * width * width / statistics.median(times) / 1e9
 
@@ -159,10 +162,16 @@ def main() -> None:
         vector_to_parameters(theta, params)
     width = max(cfg.hidden_sizes) if cfg.hidden_sizes else 1
     steps = batch.episodes[-1].packed(batch.episodes[-1].mask).shape[1] if batch is not None else 1
-    peaks = {name: matmul_peak(cfg.meta_batch_size, steps, width, dtype)
+    peaks = {name: matmul_peak(cfg.meta_batch_size, steps, width, dtype, batched=True)
              for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
-    print(f"\nbatched-matmul peak, [{cfg.meta_batch_size}, {steps}, {width}] x [{width}, {width}], this run: "
-          f"fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s ({peaks['bf16'] / peaks['fp32']:.1f}x)")
+    flat = {name: matmul_peak(cfg.meta_batch_size, steps, width, dtype, batched=False)
+            for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
+    print(f"\nmatmul peaks in this run, {args.num_threads} threads: batched "
+          f"[{cfg.meta_batch_size}, {steps}, {width}] x [{cfg.meta_batch_size}, {width}, {width}] "
+          f"(the policy's layers): fp32 {peaks['fp32']:.0f} GFLOP/s, "
+          f"bf16 {peaks['bf16']:.0f} GFLOP/s (bf16/fp32 {peaks['bf16'] / peaks['fp32']:.2f}x); one "
+          f"[{cfg.meta_batch_size * steps}, {width}] x [{width}, {width}]: fp32 {flat['fp32']:.0f}, "
+          f"bf16 {flat['bf16']:.0f} GFLOP/s ({flat['bf16'] / flat['fp32']:.2f}x)")
     print("option                 matmul GFLOP per meta-update  achieved GFLOP/s  share of its precision's peak")
     for option in args.options:
         learner.settings = option_settings(base, option)

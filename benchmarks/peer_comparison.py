@@ -1,7 +1,7 @@
 """metarl's 2D-navigation training against pytorch-maml-rl's, seconds per meta-iteration, in one run.
 
-    .venv/bin/python benchmarks/peer_comparison.py [--rounds 2] [--iterations 12] [--peer ../shared/peers/pytorch-maml-rl]
-        [-- metarl overrides]
+    .venv/bin/python benchmarks/peer_comparison.py [--rounds 2] [--iterations 12]
+        [--peer ../shared/peers/pytorch-maml-rl] [-- metarl overrides]
 
 Alternates, ``--rounds`` times: a short training of metarl's ``2d-navigation`` preset
 (``scripts/train.py``, ``--iterations`` meta-iterations, its own ``seconds_per_iteration``

@@ -196,13 +196,15 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config: file {str(path)!r} does not exist (or is not a file)", field="config")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        key = getattr(exc, "key", None)
         raise ConfigError(
-            f"config: YAML file {str(path)!r} does not parse at{where}: {problem}", field="config"
+            f"config: YAML file {str(path)!r} does not parse at{where}: {problem}",
+            field=key if key in FIELD_NAMES else "config",
         ) from exc
     if data is None:
         return {}
@@ -221,6 +223,52 @@ def _type_name(tp: Any) -> str:
     return {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}.get(
         tp, "a comma-separated list of integers" if typing.get_origin(tp) is tuple else "a mapping"
     )
+
+
+def _split_int_list(text: str) -> list[str] | None:
+    """The items of ``"64,64"``, ``"[64, 64]"`` or ``"(64, 64)"`` (``[]``/empty: none); None if malformed.
+
+    One optional pair of matching brackets around comma-separated items, none of them empty.
+    """
+    text = text.strip()
+    if text and text[0] in "[(":
+        closing = {"[": "]", "(": ")"}[text[0]]
+        if not text.endswith(closing) or len(text) < 2:
+            return None
+        text = text[1:-1].strip()
+    if any(c in text for c in "[]()"):
+        return None
+    if not text:
+        return []
+    parts = [part.strip() for part in text.split(",")]
+    return None if any(not part for part in parts) else parts
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A YAML mapping gives one key twice; ``key`` is that key."""
+
+    def __init__(self, key: Any, problem: str, mark: yaml.Mark):
+        super().__init__(None, None, problem, mark)
+        self.key = key
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a mapping key given twice."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                lines = f"lines {seen[key] + 1} and {key_node.start_mark.line + 1}"
+                raise DuplicateKeyError(key, f"key {key!r} given twice ({lines})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that also refuses a key given twice in a mapping (:class:`yaml.YAMLError`)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:
@@ -276,8 +324,9 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     if origin is tuple:
         items = value
         if isinstance(value, str):
-            text = value.strip().strip("()[]")
-            items = [part.strip() for part in text.split(",") if part.strip()]
+            items = _split_int_list(value)
+            if items is None:
+                raise bad(" (write it as 64,64 or [64, 64]; [] or an empty string for none)")
         elif isinstance(value, int) and not isinstance(value, bool):
             items = [value]
         if not isinstance(items, list | tuple):
@@ -294,7 +343,9 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     if origin is dict or tp is dict:
         if isinstance(value, str):
             try:
-                value = yaml.safe_load(value) if value.strip() else {}
+                value = load_yaml(value) if value.strip() else {}
+            except DuplicateKeyError as exc:
+                raise bad(f" ({exc.problem})") from None
             except yaml.YAMLError:
                 raise bad(" (not valid YAML/JSON)") from None
             value = {} if value is None else value

@@ -97,10 +97,31 @@ def test_overrides_parse_to_field_types():
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("64", (64,)), ("[32, 16]", (32, 16)), ("(8,4,2)", (8, 4, 2)), ("", ())],
+    [("64", (64,)), ("[32, 16]", (32, 16)), ("(8,4,2)", (8, 4, 2)), ("", ()), ("[]", ()), (" 64 , 64 ", (64, 64))],
 )
 def test_tuple_forms(raw, expected):
     assert load_config(None, ["--hidden_sizes", raw]).hidden_sizes == expected
+
+
+@pytest.mark.parametrize("raw", ["[64,", "[64,,64]", "((64]", ",", "64,", "[64]x", "(64]", "[[64]]"])
+def test_malformed_lists_are_errors_naming_the_field(raw):
+    with pytest.raises(ConfigError, match="config field 'hidden_sizes': expected a comma-separated list") as info:
+        load_config(None, ["--hidden_sizes", raw])
+    assert info.value.field == "hidden_sizes"
+
+
+def test_a_yaml_key_given_twice_is_an_error(tmp_path: Path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("fast_lr: 0.1\nseed: 2\nfast_lr: 0.5\n")
+    with pytest.raises(ConfigError, match=r"key 'fast_lr' given twice \(lines 1 and 3\)") as info:
+        load_config(path)
+    assert info.value.field == "fast_lr" and str(path) in str(info.value)
+    path.write_text("env_kwargs: {nthread: 1, nthread: 2}\n")
+    with pytest.raises(ConfigError, match="key 'nthread' given twice"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="config field 'env_kwargs'.*key 'nthread' given twice") as info:
+        load_config(None, ["--env_kwargs", "{nthread: 1, nthread: 2}"])
+    assert info.value.field == "env_kwargs"
 
 
 @pytest.mark.parametrize("raw", ["True", "YES", "1", "on"])
