@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
+import math
 import os
 import re
 import tempfile
@@ -21,7 +23,8 @@ import torch
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^iter_(\d+)\.pt$")
 _FORMAT = "metarl-checkpoint"
-_VERSION = 1
+_VERSION = 2  # 2: with a SHA-256 checksum of the state; version 1 files (no checksum) still load
+_READABLE_VERSIONS = (1, 2)
 _ATOMS = (bool, int, float, complex, str, bytes, type(None), torch.dtype, torch.device, torch.Size)
 
 
@@ -50,6 +53,56 @@ def _check_plain(obj: Any, where: str) -> None:
     raise CheckpointError(f"{where}: {kind} cannot be saved safely{hint}")
 
 
+def _digest(obj: Any, sha: Any) -> None:
+    """Feed ``obj`` (plain checkpoint data) into ``sha`` in a canonical order: types, shapes and bytes."""
+    if isinstance(obj, torch.Tensor):
+        tensor = obj.detach().cpu().contiguous()
+        sha.update(f"T{tensor.dtype}{tuple(tensor.shape)}".encode())
+        if tensor.numel():
+            sha.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, dict):
+        sha.update(f"D{len(obj)}".encode())
+        for key in sorted(obj, key=repr):
+            sha.update(repr(key).encode())
+            _digest(obj[key], sha)
+    elif isinstance(obj, list | tuple):
+        sha.update(f"{type(obj).__name__[0]}{len(obj)}".encode())
+        for value in obj:
+            _digest(value, sha)
+    else:
+        sha.update(f"A{type(obj).__name__}:{obj!r}".encode())
+
+
+def state_checksum(state: dict[str, Any]) -> str:
+    """SHA-256 (hex) of a checkpoint's state: every tensor's dtype, shape and bytes, every value and key."""
+    sha = hashlib.sha256()
+    _digest(state, sha)
+    return sha.hexdigest()
+
+
+def _first_nonfinite(obj: Any, where: str) -> str | None:
+    """The key path of the first floating tensor or float in ``obj`` holding NaN or infinity, if any."""
+    if isinstance(obj, torch.Tensor):
+        return where if obj.is_floating_point() and not bool(torch.isfinite(obj).all()) else None
+    if isinstance(obj, float):
+        return where if not math.isfinite(obj) else None
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list | tuple) else ()
+    for key, value in items:
+        found = _first_nonfinite(value, f"{where}[{key!r}]")
+        if found:
+            return found
+    return None
+
+
+def _fallback_hint(path: Path) -> str:
+    """``; delete it to resume from the previous checkpoint, NAME`` when ``path``'s folder holds an older one."""
+    match = _NAME.match(path.name)
+    if not match:
+        return ""
+    older = [p for i, p in list_checkpoints(path.parent.parent) if i < int(match.group(1)) and p.parent == path.parent]
+    return f"; delete it to resume from the previous checkpoint, {older[-1].name}" if older else ""
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` to ``path`` atomically: temp file in the same folder, fsync, rename.
 
@@ -63,7 +116,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     try:
         os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": _FORMAT, "version": _VERSION, "state": state}, f)
+            torch.save({"format": _FORMAT, "version": _VERSION, "checksum": state_checksum(state), "state": state}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -98,14 +151,27 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         detail = "unreadable pickle data" if weights_only_refused else (text.splitlines() or [""])[0]
         raise CheckpointError(
             f"checkpoint {str(path)!r} is corrupt or truncated ({size} bytes): {type(exc).__name__}: {detail}"
+            + _fallback_hint(path)
         ) from exc
     if not (isinstance(data, dict) and data.get("format") == _FORMAT and isinstance(data.get("state"), dict)):
         raise CheckpointError(f"{str(path)!r} is not a metarl checkpoint")
-    if data.get("version") != _VERSION:
+    if data.get("version") not in _READABLE_VERSIONS:
         raise CheckpointError(
-            f"checkpoint {str(path)!r} has format version {data.get('version')!r}; this metarl reads version {_VERSION}"
+            f"checkpoint {str(path)!r} has format version {data.get('version')!r}; "
+            f"this metarl reads versions {', '.join(map(str, _READABLE_VERSIONS))}"
         )
-    return data["state"]
+    state = data["state"]
+    if data["version"] >= 2 and data.get("checksum") != state_checksum(state):
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is corrupt: its contents do not match the checksum written with them"
+            + _fallback_hint(path)
+        )
+    nonfinite = _first_nonfinite(state.get("learner", {}), "learner")
+    if nonfinite:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} holds non-finite values (NaN or infinity) in {nonfinite}" + _fallback_hint(path)
+        )
+    return state
 
 
 def checkpoint_path(run_dir: str | Path, iteration: int) -> Path:
@@ -193,5 +259,6 @@ __all__ = [
     "restore_torch_rng",
     "rng_state",
     "save_checkpoint",
+    "state_checksum",
     "torch_rng_state",
 ]

@@ -214,11 +214,7 @@ def _restore(run_dir: Path, cfg: TrainConfig, learner: MetaLearner, state: _RunS
     if not found:
         return None
     path = found[-1][1]
-    try:
-        saved = load_checkpoint(path)
-    except CheckpointError as exc:
-        hint = f"; delete it to resume from the previous checkpoint, {found[-2][1].name}" if len(found) > 1 else ""
-        raise CheckpointError(f"{exc}{hint}") from exc
+    saved = load_checkpoint(path)  # a corrupt one's error names the previous checkpoint to fall back to
     try:
         saved_cfg = config_from_dict({**predated_fields(saved["config"]), **saved["config"]}, source=str(path))
         changed = [n for n in resume_changes(saved_cfg, cfg) if n not in LOCATION_FIELDS]

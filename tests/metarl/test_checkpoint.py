@@ -20,6 +20,7 @@ from metarl.checkpoint import (
     restore_torch_rng,
     rng_state,
     save_checkpoint,
+    state_checksum,
     torch_rng_state,
 )
 
@@ -147,3 +148,49 @@ def test_latest_list_and_prune(tmp_path: Path):
     deleted = prune_checkpoints(tmp_path, keep=2)
     assert deleted == [checkpoint_path(tmp_path, 2)]
     assert [it for it, _ in list_checkpoints(tmp_path)] == [7, 10]
+
+
+def _flip_a_bit_of(path: Path, pattern: bytes) -> None:
+    """Flip the lowest bit of the first byte of ``pattern`` where it occurs in ``path``."""
+    data = bytearray(path.read_bytes())
+    at = data.find(pattern)
+    assert at >= 0, "pattern not in the file"
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_bit_in_tensor_data_is_refused_naming_the_previous_checkpoint(tmp_path: Path):
+    weights = torch.full((64,), 1.2345678)
+    state = {"learner": {"policy": {"w0": weights}}, "iteration": 2}
+    save_checkpoint(checkpoint_path(tmp_path, 1), {**state, "iteration": 1})
+    path = save_checkpoint(checkpoint_path(tmp_path, 2), state)
+    assert torch.equal(load_checkpoint(path)["learner"]["policy"]["w0"], weights)
+    _flip_a_bit_of(path, weights[:4].numpy().tobytes())
+    raw = torch.load(path, weights_only=True)["state"]["learner"]["policy"]["w0"]
+    assert not torch.equal(raw, weights)  # torch itself loads the damaged tensor without complaint
+    with pytest.raises(CheckpointError, match=r"is corrupt: its contents do not match the checksum") as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value)
+    assert "delete it to resume from the previous checkpoint, iter_000001.pt" in str(info.value)
+
+
+def test_the_checksum_covers_values_keys_dtypes_and_shapes():
+    base = {"a": torch.zeros(2, 3), "b": [1, 2.0, "x"], "c": None}
+    reference = state_checksum(base)
+    assert state_checksum({"c": None, "b": [1, 2.0, "x"], "a": torch.zeros(2, 3)}) == reference  # key order
+    for changed in ({**base, "a": torch.zeros(3, 2)}, {**base, "a": torch.zeros(2, 3, dtype=torch.float64)},
+                    {**base, "b": [1, 2.0, "y"]}, {**base, "b": (1, 2.0, "x")}, {"a": base["a"], "b": base["b"]},
+                    {**base, "a": torch.tensor([[0.0, 0, 0], [0, 0, 1e-30]])}):
+        assert state_checksum(changed) != reference
+
+
+def test_non_finite_parameters_are_a_clear_error(tmp_path: Path):
+    path = save_checkpoint(tmp_path / "nan.pt", {"learner": {"policy": {"w0": torch.tensor([0.0, float("nan")])}}})
+    with pytest.raises(CheckpointError, match=r"non-finite values \(NaN or infinity\) in learner\['policy'\]\['w0'\]"):
+        load_checkpoint(path)
+
+
+def test_checkpoints_of_format_version_1_still_load(tmp_path: Path):
+    state = {"learner": {"policy": {"w0": torch.ones(3)}}, "iteration": 4}
+    torch.save({"format": "metarl-checkpoint", "version": 1, "state": state}, tmp_path / "v1.pt")
+    assert load_checkpoint(tmp_path / "v1.pt")["iteration"] == 4
