@@ -15,8 +15,10 @@ env id and the problem.
 
 Ids may name the module that registers them, Gymnasium style: ``"my_pkg.envs:Wind-v0"``
 imports ``my_pkg.envs`` (from ``sys.path``, then the current directory) before
-looking up ``Wind-v0``. Saved in a run's config, such an id lets ``scripts/train.py``,
-``--resume`` and ``scripts/evaluate.py`` find a user's environment with no extra flag.
+looking up ``Wind-v0``. Saved in a run's config, such an id tells ``--resume`` and
+``scripts/evaluate.py`` which module registers the run's environment; since importing a
+module runs its code, a module named only by a run folder or a checkpoint is imported
+only when the user vouches for it (:func:`check_trusted_env_id`, ``--trust-env-module``).
 """
 
 from __future__ import annotations
@@ -235,6 +237,30 @@ def _import_module(module: str) -> None:
         raise TaskEnvError(
             f"cannot import module {module!r} (searched sys.path and the current directory {cwd}): {exc}"
         ) from exc
+
+
+def check_trusted_env_id(id: str, trusted: Sequence[str], source: str) -> None:
+    """Refuse ``id`` from ``source`` (a run folder or checkpoint) if using it would import an unvouched module.
+
+    Nothing is imported. A registered id, an id without a module, or one whose module is
+    already imported or in ``trusted`` (modules the user named) passes; otherwise a
+    :class:`TaskEnvError` says how to opt in.
+
+    Args:
+        id: the env id the saved config names.
+        trusted: module names the user vouches for.
+        source: what the id came from, for the message.
+    """
+    if id in _TASK_ENV_IDS:
+        return
+    module, sep, bare = id.partition(":")
+    if not (sep and module and bare) or module in sys.modules or module in trusted:
+        return
+    raise TaskEnvError(
+        f"{source} names its environment {id!r}; using it would import module {module!r}, running its code. "
+        f"A run folder or checkpoint runs no code of its own unless you say so: if you trust {module!r}, "
+        f"pass --trust-env-module {module}"
+    )
 
 
 def check_env_id(id: str) -> str:

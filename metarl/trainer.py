@@ -44,11 +44,12 @@ from metarl.config import (
     config_from_dict,
     config_to_dict,
     load_config,
+    parse_overrides,
     predated_fields,
     save_config,
 )
 from metarl.plotting import plot_training_curve
-from metarl.registry import TaskEnvError, check_env_id, make_batched
+from metarl.registry import TaskEnvError, check_env_id, check_trusted_env_id, make_batched
 from metarl.runlog import RunLogger, setup_logging
 from metarl.sampler import envs_per_task
 from metarl.tasks import BatchedTaskEnv, Task
@@ -145,11 +146,20 @@ def resolve_run_dir(cfg: TrainConfig) -> Path:
     return Path(cfg.out_dir) / cfg.run_name
 
 
-def load_run_config(run_dir: Path, overrides: Sequence[str] = ()) -> TrainConfig:
+def load_run_config(
+    run_dir: Path, overrides: Sequence[str] = (), trust_env_modules: Sequence[str] = ()
+) -> TrainConfig:
     """The config saved in ``run_dir``, with ``overrides`` applied (only resumable fields).
 
     ``out_dir`` and ``run_name`` are set to where ``run_dir`` is now, so a run folder
-    that was moved or renamed resumes in place.
+    that was moved or renamed resumes in place. An env id naming a module that is not
+    imported yet is refused unless the module is in ``trust_env_modules`` (or the
+    overrides name the same ``--env_id``): the folder may not be the user's.
+
+    Args:
+        run_dir: the run folder.
+        overrides: command-line tokens (``--num_iterations 800`` ...).
+        trust_env_modules: modules the user vouches for, which the run's env id may import.
     """
     run_dir = Path(run_dir)
     path = run_dir / CONFIG_FILE
@@ -170,6 +180,9 @@ def load_run_config(run_dir: Path, overrides: Sequence[str] = ()) -> TrainConfig
             "may change",
             field=changed[0],
         )
+    named = parse_overrides(overrides).get("env_id", "")
+    trusted = [*trust_env_modules, *([named.partition(":")[0]] if ":" in named else [])]
+    check_trusted_env_id(cfg.env_id, trusted, f"run folder {run_dir}")
     return dataclasses.replace(cfg, out_dir=str(run_dir.parent), run_name=run_dir.name)
 
 

@@ -53,7 +53,7 @@ from metarl.evaluation import (
 )
 from metarl.figures import plot_adaptation
 from metarl.memory import restart_with_tuned_malloc
-from metarl.registry import check_env_id, make_batched
+from metarl.registry import check_env_id, check_trusted_env_id, make_batched
 from metarl.sampler import Sampler, envs_per_task
 
 log = logging.getLogger("metarl")
@@ -93,14 +93,24 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--label", default="", help="legend name (default: the method)")
     p.add_argument("--out", type=Path, help="output folder (default: <run>/eval, or runs/eval for a preset)")
     p.add_argument("--threads", type=int, help="torch threads (default: the run's num_threads)")
+    p.add_argument("--trust-env-module", action="append", default=[], metavar="MODULE",
+                   help="import MODULE if SOURCE's env id names it (a run folder's or checkpoint's config "
+                        "imports no module unless you vouch for it); repeatable")
     return p
 
 
-def load_source(source: str, random: bool) -> tuple[TrainConfig, dict[str, Any] | None, Path | None, Path]:
-    """``(config, checkpoint state or None, checkpoint path or None, default output folder)`` of SOURCE."""
+def load_source(
+    source: str, random: bool, trust_env_modules: Sequence[str] = ()
+) -> tuple[TrainConfig, dict[str, Any] | None, Path | None, Path]:
+    """``(config, checkpoint state or None, checkpoint path or None, default output folder)`` of SOURCE.
+
+    A run folder's or checkpoint's env id that would import a module not in
+    ``trust_env_modules`` is a :class:`TaskEnvError` (:func:`check_trusted_env_id`).
+    """
     path = Path(source)
     if path.is_dir():
         cfg = load_config(path / CONFIG_FILE)
+        check_trusted_env_id(cfg.env_id, trust_env_modules, f"run folder {path}")
         ckpt = latest_checkpoint(path)
         if ckpt is None and not random:
             raise FileNotFoundError(f"{path} holds no checkpoint (checkpoints/iter_*.pt); train it first")
@@ -108,6 +118,7 @@ def load_source(source: str, random: bool) -> tuple[TrainConfig, dict[str, Any] 
     if path.is_file() and path.suffix == ".pt":
         state = load_checkpoint(path)
         cfg = config_from_dict(state["config"], source=str(path))
+        check_trusted_env_id(cfg.env_id, trust_env_modules, f"checkpoint {path}")
         run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
         return cfg, (None if random else state), (None if random else path), run_dir / EVAL_DIR
     if random:
@@ -191,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        cfg, state, ckpt, default_out = load_source(args.source, args.random)
+        cfg, state, ckpt, default_out = load_source(args.source, args.random, args.trust_env_module)
         settings = EvaluationSettings(
             num_tasks=args.num_tasks,
             num_steps=args.num_steps,

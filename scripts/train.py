@@ -7,7 +7,9 @@ checkpoint_every, tensorboard, num_threads may be changed then).
 
 A task environment of your own: name the module that registers it in the id,
 ``--env_id my_pkg.my_envs:MyEnv-v0``; the module is imported (from ``sys.path``, then
-the current directory) before the env is made, and the id is saved with the run.
+the current directory) before the env is made, and the id is saved with the run. Resuming
+a run whose id names a module imports it only with ``--trust-env-module MODULE`` (or the
+same ``--env_id`` given again): a run folder may come from someone else.
 """
 
 from __future__ import annotations
@@ -35,13 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     parser.add_argument("--list-presets", action="store_true", help="print the preset names and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--trust-env-module", action="append", default=[], metavar="MODULE",
+                        help="with --resume: import MODULE if the run's env id names it (a run folder's own "
+                             "config imports no module unless you vouch for it); repeatable")
     args, overrides = parser.parse_known_args(argv)
     if args.list_presets:
         print("\n".join(list_presets()))
         return 0
     try:
         if args.resume is not None:
-            cfg = load_run_config(args.resume, overrides)
+            cfg = load_run_config(args.resume, overrides, trust_env_modules=args.trust_env_module)
         else:
             cfg = load_config(args.config, overrides)
         run_dir = train(cfg, agents.build_learner, resume=args.resume is not None, progress=not args.no_progress)
