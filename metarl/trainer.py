@@ -50,6 +50,7 @@ from metarl.config import (
 )
 from metarl.plotting import plot_training_curve
 from metarl.registry import TaskEnvError, check_env_id, check_trusted_env_id, make_batched
+from metarl.runlock import hold_run_folder, holds_a_run
 from metarl.runlog import RunLogger, setup_logging
 from metarl.sampler import envs_per_task
 from metarl.tasks import BatchedTaskEnv, Task
@@ -191,7 +192,7 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
     if resume:
         if not run_dir.is_dir():
             raise FileNotFoundError(f"cannot resume {run_dir}: no such run folder")
-    elif run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    elif holds_a_run(run_dir):
         raise FileExistsError(
             f"run folder {run_dir} already holds a run (or is not a folder); resume it with "
             f"--resume {run_dir} or choose another --run_name / --out_dir"
@@ -302,6 +303,13 @@ def train(
     check_env_id(cfg.env_id)
     run_dir = resolve_run_dir(cfg)
     _check_run_dir(run_dir, resume)
+    with hold_run_folder(run_dir):
+        _check_run_dir(run_dir, resume)  # again, now that no other run can change it
+        return _train_in(run_dir, cfg, build_learner, resume=resume, progress=progress)
+
+
+def _train_in(run_dir: Path, cfg: TrainConfig, build_learner: LearnerFactory, *, resume: bool, progress: bool) -> Path:
+    """:func:`train` in ``run_dir``, whose lock the caller holds."""
     torch.set_num_threads(cfg.num_threads)
 
     task_seed, env_seed, torch_seed = np.random.SeedSequence(cfg.seed).spawn(3)

@@ -24,6 +24,7 @@ from metarl.checkpoint import CheckpointError
 from metarl.config import ConfigError, field_docs, list_presets, load_config
 from metarl.memory import restart_with_tuned_malloc
 from metarl.registry import TaskEnvError
+from metarl.runlock import RunFolderInUseError
 from metarl.trainer import load_run_config, train
 
 
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cfg = load_config(args.config, overrides)
         run_dir = train(cfg, agents.build_learner, resume=args.resume is not None, progress=not args.no_progress)
-    except (ConfigError, TaskEnvError, CheckpointError, FileExistsError, FileNotFoundError) as exc:
+    except (ConfigError, TaskEnvError, CheckpointError, FileExistsError, FileNotFoundError, RunFolderInUseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"run folder: {run_dir}")

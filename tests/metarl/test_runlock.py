@@ -1,0 +1,83 @@
+"""One training per run folder: a second one stops before touching it, naming the holder's PID."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from metarl.runlock import LOCK_FILE, RunFolderInUseError, hold_run_folder, holds_a_run
+from metarl.runlog import read_metrics
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["--config", "2d-navigation", "--meta_batch_size", "2", "--episodes_per_task", "2", "--horizon", "5",
+        "--hidden_sizes", "4", "--tensorboard", "false", "--no-progress"]
+
+
+def _train_script() -> Any:
+    spec = importlib.util.spec_from_file_location("metarl_train_script_lock", REPO / "scripts" / "train.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_second_run_on_a_held_folder_stops_naming_the_holder(tmp_path: Path, capsys) -> None:
+    train = _train_script()
+    run = tmp_path / "run"
+    assert train.main([*TINY, "--num_iterations", "1", "--out_dir", str(tmp_path), "--run_name", "run"]) == 0
+    before = _files(run)
+    with hold_run_folder(run):  # as another training in this process would
+        capsys.readouterr()
+        assert train.main(["--resume", str(run), "--num_iterations", "2", "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ")
+        assert f"run folder {run} is in use by another training (PID {os.getpid()})" in err
+        assert _files(run) == before
+        with pytest.raises(RunFolderInUseError):
+            with hold_run_folder(run):
+                pass
+    assert train.main(["--resume", str(run), "--num_iterations", "2", "--no-progress"]) == 0  # released
+    assert [r["iteration"] for r in read_metrics(run)] == [0, 1]
+
+
+def test_a_lock_held_by_another_process_and_then_left_by_a_dead_one(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); from metarl.runlock import "
+         "hold_run_folder; from pathlib import Path\nwith hold_run_folder(Path(sys.argv[2])):\n print('held', "
+         "flush=True); time.sleep(60)", str(REPO), str(run)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        train = _train_script()
+        argv = [*TINY, "--num_iterations", "1", "--out_dir", str(tmp_path), "--run_name", "run"]
+        assert train.main(argv) == 2
+        assert f"in use by another training (PID {holder.pid})" in capsys.readouterr().err
+        assert [p.name for p in run.iterdir()] == [LOCK_FILE] and not holds_a_run(run)
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    assert train.main(argv) == 0  # the dead process's lock file is taken over
+    assert (run / LOCK_FILE).read_text().strip() == str(os.getpid())
+    assert len(read_metrics(run)) == 1
+
+
+def test_a_run_that_fails_before_writing_leaves_no_folder(tmp_path: Path) -> None:
+    out = tmp_path / "deep" / "runs"
+    with pytest.raises(ZeroDivisionError):
+        with hold_run_folder(out / "run"):
+            raise ZeroDivisionError
+    assert not (tmp_path / "deep").exists()
