@@ -194,6 +194,19 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return found[-1][1] if found else None
 
 
+def remove_orphaned_temp_files(run_dir: str | Path) -> list[Path]:
+    """Delete the ``.iter_*.pt.*.tmp`` files a killed checkpoint write left in ``run_dir``; returns them.
+
+    Call it only while holding the run folder's lock (:mod:`metarl.runlock`): no other
+    writer can be mid-write then.
+    """
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    orphans = sorted(folder.glob(".iter_*.pt.*.tmp")) if folder.is_dir() else []
+    for p in orphans:
+        p.unlink(missing_ok=True)
+    return orphans
+
+
 def prune_checkpoints(run_dir: str | Path, keep: int) -> list[Path]:
     """Delete all but the ``keep`` newest checkpoints; returns the deleted paths."""
     if keep < 1:
@@ -255,6 +268,7 @@ __all__ = [
     "list_checkpoints",
     "load_checkpoint",
     "prune_checkpoints",
+    "remove_orphaned_temp_files",
     "restore_rng",
     "restore_torch_rng",
     "rng_state",

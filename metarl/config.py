@@ -13,6 +13,7 @@ import difflib
 import functools
 import inspect
 import math
+import os
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -534,11 +535,20 @@ def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> Path:
-    """Write ``cfg`` as YAML (field order kept) to ``path``; returns the path."""
+    """Write ``cfg`` as YAML (field order kept) to ``path`` atomically; returns the path.
+
+    The text goes to a temporary file beside ``path`` that then replaces it, so a crash
+    or a full disk mid-write leaves the previous file whole.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None)
-    path.write_text("# metarl TrainConfig\n" + text)
+    text = "# metarl TrainConfig\n" + yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -31,6 +31,7 @@ from metarl.checkpoint import (
     list_checkpoints,
     load_checkpoint,
     prune_checkpoints,
+    remove_orphaned_temp_files,
     restore_rng,
     restore_torch_rng,
     rng_state,
@@ -324,6 +325,8 @@ def _train_in(run_dir: Path, cfg: TrainConfig, build_learner: LearnerFactory, *,
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / CONFIG_FILE)
         setup_logging(run_dir)
+        for orphan in remove_orphaned_temp_files(run_dir):
+            log.info("removed %s, left by an interrupted checkpoint write", orphan.name)
         logger = RunLogger(run_dir, tensorboard=cfg.tensorboard, resume_iteration=state.iteration if resume else None)
     except BaseException:
         _close(env, learner)

@@ -81,3 +81,15 @@ def test_a_run_that_fails_before_writing_leaves_no_folder(tmp_path: Path) -> Non
         with hold_run_folder(out / "run"):
             raise ZeroDivisionError
     assert not (tmp_path / "deep").exists()
+
+
+def test_resume_removes_orphaned_checkpoint_temp_files(tmp_path: Path) -> None:
+    train = _train_script()
+    run = tmp_path / "run"
+    assert train.main([*TINY, "--num_iterations", "1", "--out_dir", str(tmp_path), "--run_name", "run"]) == 0
+    orphan = run / "checkpoints" / ".iter_000002.pt.abc123.tmp"  # as a write killed mid-way leaves it
+    orphan.write_bytes(b"half a checkpoint")
+    assert train.main(["--resume", str(run), "--num_iterations", "2", "--no-progress"]) == 0
+    assert not orphan.exists()
+    assert "removed .iter_000002.pt.abc123.tmp" in (run / "train.log").read_text()
+    assert not list(run.glob(".config.yaml.*.tmp"))  # config.yaml rewritten through a temp file, none left
