@@ -14,11 +14,14 @@ import io
 import logging
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from tqdm import tqdm
 
 METRICS_FILE = "metrics.csv"
 TB_DIR = "tb"
@@ -174,28 +177,45 @@ class RunLogger:
         self.close()
 
 
-def setup_logging(run_dir: str | Path, level: int = logging.INFO) -> logging.Logger:
-    """Send the ``metarl`` logger (and its children) to ``<run_dir>/train.log`` (appending).
+class _ConsoleWarnings(logging.Handler):
+    """Warnings and errors to stderr through ``tqdm.write``, so that a progress bar stays whole."""
 
-    Calling it again moves the file handler to the new run folder. Console output is left
-    to the caller (e.g. ``logging.basicConfig`` in a script).
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # a logging handler must not raise
+            self.handleError(record)
+
+
+_HANDLER_NAMES = ("metarl-run-log", "metarl-console")
+
+
+def setup_logging(run_dir: str | Path, level: int = logging.INFO) -> logging.Logger:
+    """Send the ``metarl`` logger (and its children) to ``<run_dir>/train.log`` (appending), and its
+    warnings also to the console (through ``tqdm.write``, above a progress bar).
+
+    Calling it again moves the file handler to the new run folder.
     """
     close_logging()
     root = logging.getLogger(LOGGER_NAME)
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(Path(run_dir) / LOG_FILE, mode="a", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.set_name("metarl-run-log")
+    handler.set_name(_HANDLER_NAMES[0])
     root.addHandler(handler)
+    console = _ConsoleWarnings(logging.WARNING)
+    console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    console.set_name(_HANDLER_NAMES[1])
+    root.addHandler(console)
     root.setLevel(level)
     return root
 
 
 def close_logging() -> None:
-    """Detach and close the file handler added by :func:`setup_logging`, if any."""
+    """Detach and close the handlers added by :func:`setup_logging`, if any."""
     root = logging.getLogger(LOGGER_NAME)
     for handler in list(root.handlers):
-        if handler.get_name() == "metarl-run-log":
+        if handler.get_name() in _HANDLER_NAMES:
             root.removeHandler(handler)
             handler.close()
 

@@ -93,3 +93,14 @@ def test_resume_removes_orphaned_checkpoint_temp_files(tmp_path: Path) -> None:
     assert not orphan.exists()
     assert "removed .iter_000002.pt.abc123.tmp" in (run / "train.log").read_text()
     assert not list(run.glob(".config.yaml.*.tmp"))  # config.yaml rewritten through a temp file, none left
+
+
+def test_warnings_reach_the_console_as_well_as_train_log(tmp_path: Path, capsys, monkeypatch) -> None:
+    import agents.maml_trpo as maml_trpo
+
+    monkeypatch.setattr(maml_trpo, "natural_step", lambda g, *a, **k: g * float("nan"))  # every step non-finite
+    train = _train_script()
+    assert train.main([*TINY, "--num_iterations", "1", "--out_dir", str(tmp_path), "--run_name", "run"]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING: meta-update skipped: non-finite conjugate-gradient step; parameters kept" in err
+    assert "meta-update skipped" in (tmp_path / "run" / "train.log").read_text()
