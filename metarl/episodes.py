@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -76,8 +77,14 @@ class Episodes:
         return (self.returns().double() * present).sum(1) / present.sum(1).clamp(min=1.0)
 
     def mean_return(self) -> float:
-        """Mean undiscounted return per episode over all tasks' episodes (empty slots left out)."""
-        return float(self.returns()[self.present].mean())
+        """Mean undiscounted return per episode over all tasks' episodes.
+
+        Empty slots are left out, and so are episodes cut short by non-finite values (counted
+        in :attr:`nonfinite`): a batch of bad episodes cannot look better than a clean one.
+        NaN when no episode is clean.
+        """
+        clean = self.present & ~self.nonfinite
+        return float(self.returns()[clean].mean()) if bool(clean.any()) else math.nan
 
     def task_major(self, tensor: Tensor) -> Tensor:
         """A time-major ``[H, T, ...]`` tensor as task-major ``[T, H, ...]`` (for the policy)."""

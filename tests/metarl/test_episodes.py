@@ -48,3 +48,17 @@ def test_packed_without_padding_is_the_task_major_layout():
         tensor = getattr(batch, name)
         expected = batch.task_major(tensor).reshape(T, H * E, 1, *tensor.shape[3:])
         torch.testing.assert_close(batch.packed(tensor), expected, rtol=0, atol=0)
+
+
+def test_mean_return_leaves_out_episodes_cut_short_by_nonfinite_values():
+    import dataclasses
+    import math
+
+    batch = episodes(torch.full((T, E), H))
+    returns = batch.returns()
+    bad = torch.zeros(T, E, dtype=torch.bool)
+    bad[0, 1] = bad[2, 3] = True
+    damaged = dataclasses.replace(batch, nonfinite=bad)
+    assert damaged.mean_return() == float(returns[~bad].mean())
+    assert math.isclose(batch.mean_return(), float(returns.mean()), rel_tol=1e-6)
+    assert math.isnan(dataclasses.replace(batch, nonfinite=torch.ones(T, E, dtype=torch.bool)).mean_return())
