@@ -151,7 +151,15 @@ def evaluate(
     torch.manual_seed(evaluation_streams(settings.seed).torch_seed)  # a random policy's init
     policy: Policy = agents.policy_for(cfg, env)
     if state is not None:
-        policy.load_state_dict(state["learner"]["policy"])
+        try:
+            policy.load_state_dict(state["learner"]["policy"])
+        except (RuntimeError, KeyError, TypeError) as exc:
+            detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            env.close()
+            raise CheckpointError(
+                f"{source or 'the checkpoint'} does not fit the policy of its config (hidden_sizes "
+                f"{list(cfg.hidden_sizes)}, {cfg.nonlinearity}, {cfg.env_id}): {type(exc).__name__}: {detail}"
+            ) from exc
     if method == "maml-trpo" and settings.num_steps and settings.step_lrs()[0] != cfg.fast_lr:
         log.warning("evaluating with inner lr %s; the run was trained with fast_lr %s", settings.lrs, cfg.fast_lr)
     advantage = agents.AdvantageSettings(cfg.gamma, cfg.gae_lambda, cfg.normalize_advantages, cfg.bootstrap_truncated)

@@ -1,0 +1,49 @@
+"""Faults that are the user's to fix end in one ``error:`` line naming the cause, not a traceback."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from metarl.config import ConfigError, load_config
+from metarl.trainer import check_memory
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["--config", "2d-navigation", "--meta_batch_size", "2", "--episodes_per_task", "2", "--horizon", "5",
+        "--hidden_sizes", "4", "--tensorboard", "false", "--no-progress"]
+
+
+def _script(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"metarl_{name}_script_errors", REPO / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _one_error(capsys: pytest.CaptureFixture[str], rc: int, expected: str) -> None:
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and expected in err, err
+    assert err.strip().count("\n") == 0, err
+
+
+def test_an_absurd_batch_is_refused_before_anything_is_allocated(tmp_path: Path, capsys) -> None:
+    argv = [*TINY, "--meta_batch_size", "2000000", "--episodes_per_task", "100", "--out_dir", str(tmp_path / "runs")]
+    _one_error(capsys, _script("train").main(argv), "steps per sampling phase need at least")
+    assert not (tmp_path / "runs").exists()
+    with pytest.raises(ConfigError) as info:
+        check_memory(load_config("ant-dir"), available=2**28)  # 256 MiB: less than its 0.5 GiB lower bound
+    assert info.value.field == "meta_batch_size"
+    check_memory(load_config("ant-dir"), available=24 * 2**30)  # the presets fit this machine
+
+
+def test_evaluating_a_checkpoint_that_does_not_fit_its_config(tmp_path: Path, capsys) -> None:
+    assert _script("train").main([*TINY, "--num_iterations", "1", "--out_dir", str(tmp_path), "--run_name", "run"]) == 0
+    config = tmp_path / "run" / "config.yaml"
+    config.write_text(config.read_text().replace("hidden_sizes: [4]", "hidden_sizes: [8]"))
+    capsys.readouterr()
+    _one_error(capsys, _script("evaluate").main([str(tmp_path / "run"), "--num-tasks", "2"]),
+               "does not fit the policy of its config (hidden_sizes [8], tanh, metarl/Navigation2D-v1)")
