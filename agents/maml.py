@@ -17,6 +17,7 @@ from torch import Tensor
 from agents.policies import Params, Policy
 from metarl.baseline import estimate_advantages
 from metarl.episodes import Episodes
+from metarl.registry import TaskEnvError
 from metarl.sampler import Sampler
 
 
@@ -177,6 +178,13 @@ def sample_adaptation(
     episodes, advantages, used = [], [], []
     for k in range(len(lrs) + 1):
         eps = sampler.sample(current, rng)
+        if eps.num_steps == 0:
+            bad = int(eps.nonfinite.sum())
+            raise TaskEnvError(
+                f"no usable step in a whole sampling phase: {bad} of {int(eps.present.sum())} episodes ended in "
+                "non-finite values (NaN or infinity in an observation or reward) at reset or at their first step; "
+                "check the environment's reset and step"
+            )
         adv = advantage.estimate(eps)
         episodes.append(eps)
         advantages.append(adv)

@@ -65,8 +65,3 @@ def hold_run_folder(run_dir: Path) -> Iterator[Path]:
     finally:
         os.close(fd)  # releases the flock
 
-
-def holds_a_run(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds anything besides its lock file (or is not a folder)."""
-    run_dir = Path(run_dir)
-    return run_dir.exists() and (not run_dir.is_dir() or any(p.name != LOCK_FILE for p in run_dir.iterdir()))

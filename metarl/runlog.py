@@ -178,11 +178,14 @@ class RunLogger:
 
 
 class _ConsoleWarnings(logging.Handler):
-    """Warnings and errors to stderr through ``tqdm.write``, so that a progress bar stays whole."""
+    """Warnings (only: an error reaches the console as the script's ``error:`` line) to stderr through
+    ``tqdm.write``, one line each, so that a progress bar stays whole."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno != logging.WARNING:
+            return
         try:
-            tqdm.write(self.format(record), file=sys.stderr)
+            tqdm.write(f"{record.levelname}: {record.getMessage()}", file=sys.stderr)
         except Exception:  # a logging handler must not raise
             self.handleError(record)
 
@@ -192,7 +195,7 @@ _HANDLER_NAMES = ("metarl-run-log", "metarl-console")
 
 def setup_logging(run_dir: str | Path, level: int = logging.INFO) -> logging.Logger:
     """Send the ``metarl`` logger (and its children) to ``<run_dir>/train.log`` (appending), and its
-    warnings also to the console (through ``tqdm.write``, above a progress bar).
+    warnings also to the console (one line each, through ``tqdm.write``, above a progress bar).
 
     Calling it again moves the file handler to the new run folder.
     """
@@ -204,7 +207,6 @@ def setup_logging(run_dir: str | Path, level: int = logging.INFO) -> logging.Log
     handler.set_name(_HANDLER_NAMES[0])
     root.addHandler(handler)
     console = _ConsoleWarnings(logging.WARNING)
-    console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     console.set_name(_HANDLER_NAMES[1])
     root.addHandler(console)
     root.setLevel(level)

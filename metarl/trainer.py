@@ -52,7 +52,7 @@ from metarl.config import (
 )
 from metarl.plotting import plot_training_curve
 from metarl.registry import TaskEnvError, check_env_id, check_trusted_env_id, make_batched
-from metarl.runlock import hold_run_folder, holds_a_run
+from metarl.runlock import hold_run_folder
 from metarl.runlog import RunLogger, setup_logging
 from metarl.sampler import envs_per_task
 from metarl.tasks import BatchedTaskEnv, Task
@@ -187,6 +187,21 @@ def load_run_config(
     trusted = [*trust_env_modules, *([named.partition(":")[0]] if ":" in named else [])]
     check_trusted_env_id(cfg.env_id, trusted, f"run folder {run_dir}")
     return dataclasses.replace(cfg, out_dir=str(run_dir.parent), run_name=run_dir.name)
+
+
+# What a run folder holds; a folder with nothing else and no completed iteration (no checkpoint,
+# no metrics row: a run that failed at its first iteration) may be started afresh.
+RUN_FOLDER_ENTRIES = {CONFIG_FILE, CURVE_FILE, "train.log", "metrics.csv", "tb", "checkpoints", ".lock"}
+
+
+def holds_a_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a run with a completed iteration, or anything that is not a run's (or is a file)."""
+    if not run_dir.exists():
+        return False
+    if not run_dir.is_dir() or {p.name for p in run_dir.iterdir()} - RUN_FOLDER_ENTRIES:
+        return True
+    metrics = run_dir / "metrics.csv"
+    return bool(list_checkpoints(run_dir)) or (metrics.is_file() and metrics.stat().st_size > 0)
 
 
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
@@ -367,6 +382,7 @@ def _train_in(run_dir: Path, cfg: TrainConfig, build_learner: LearnerFactory, *,
         log.info("learner initialised from %s", initialised)
     cfg_dict = config_to_dict(cfg)
     last_good = state.snapshot(learner, cfg_dict)
+    started_at = state.iteration
     log.info("training %s for %d iterations in %s", cfg.env_id, cfg.num_iterations, run_dir)
     bar = tqdm(
         total=cfg.num_iterations, initial=state.iteration, desc=cfg.run_name, unit="it",
@@ -399,12 +415,15 @@ def _train_in(run_dir: Path, cfg: TrainConfig, build_learner: LearnerFactory, *,
         sys.exit(130)
     except Exception:
         bar.close()
-        try:
-            path = _write_checkpoint(run_dir, last_good)
-            log.exception("training failed; wrote %s (iteration %d, the last completed one)",
-                          path, last_good["iteration"])
-        except Exception:
-            log.exception("training failed, and so did writing a checkpoint of the last completed iteration")
+        if last_good["iteration"] == started_at:
+            log.exception("training failed at iteration %d, before completing it; no checkpoint written", started_at)
+        else:
+            try:
+                path = _write_checkpoint(run_dir, last_good)
+                log.exception("training failed; wrote %s (iteration %d, the last completed one)",
+                              path, last_good["iteration"])
+            except Exception:
+                log.exception("training failed, and so did writing a checkpoint of the last completed iteration")
         logger.close()
         _close(env, learner)
         raise

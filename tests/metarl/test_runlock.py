@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from metarl.runlock import LOCK_FILE, RunFolderInUseError, hold_run_folder, holds_a_run
+from metarl.runlock import LOCK_FILE, RunFolderInUseError, hold_run_folder
 from metarl.runlog import read_metrics
+from metarl.trainer import holds_a_run
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--config", "2d-navigation", "--meta_batch_size", "2", "--episodes_per_task", "2", "--horizon", "5",

@@ -47,3 +47,31 @@ def test_evaluating_a_checkpoint_that_does_not_fit_its_config(tmp_path: Path, ca
     capsys.readouterr()
     _one_error(capsys, _script("evaluate").main([str(tmp_path / "run"), "--num-tasks", "2"]),
                "does not fit the policy of its config (hidden_sizes [8], tanh, metarl/Navigation2D-v1)")
+
+
+def test_an_env_that_is_nonfinite_from_reset_is_one_error_and_blocks_nothing(tmp_path: Path, capsys, monkeypatch):
+    import numpy as np
+
+    from envs.navigation import BatchedNavigation2D
+
+    real_reset = BatchedNavigation2D.reset
+
+    def nan_reset(self, *args, **kwargs):
+        obs, info = real_reset(self, *args, **kwargs)
+        return np.full_like(obs, np.nan), info
+
+    monkeypatch.setattr(BatchedNavigation2D, "reset", nan_reset)
+    train = _script("train")
+    argv = [*TINY, "--num_iterations", "2", "--out_dir", str(tmp_path), "--run_name", "run"]
+    rc, err = train.main(argv), capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err, err
+    lines = err.strip().splitlines()  # the sampler's warning about the episodes, then the error
+    assert lines[0].startswith("WARNING: sampler: 4 episode(s) ended at reset on non-finite")
+    assert lines[-1].startswith("error: no usable step in a whole sampling phase: 4 of 4 episodes ended")
+    run = tmp_path / "run"
+    log = (run / "train.log").read_text()
+    assert "failed at iteration 0, before completing it; no checkpoint written" in log
+    assert "last completed one" not in log and not (run / "checkpoints").exists()
+    monkeypatch.setattr(BatchedNavigation2D, "reset", real_reset)
+    assert train.main(argv) == 0  # the failed run's folder does not block its name
+    assert len((run / "metrics.csv").read_text().splitlines()) == 3
