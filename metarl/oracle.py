@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium as gym
 import numpy as np
 
+from metarl.registry import TaskEnvError
 from metarl.tasks import BatchedTaskEnv, Task
 
 TaskFeatures = Callable[[Task], np.ndarray]
@@ -32,12 +33,16 @@ class HasTaskFeatures(Protocol):
 
 
 def task_features_of(env: BatchedTaskEnv) -> TaskFeatures:
-    """``env.task_features``, or a ``TypeError`` saying how a task family adds it."""
+    """``env.task_features``, or a :class:`TaskEnvError` saying how a task family adds it."""
     features = getattr(env, "task_features", None)
     if not callable(features):
-        raise TypeError(
-            f"{type(env).__name__} has no task_features(task) method, so an oracle cannot see its tasks; "
-            "add `def task_features(self, task) -> np.ndarray` (a flat float vector) to the batched env class"
+        spec = getattr(env, "spec", None)
+        name = getattr(env, "env_id", None) or getattr(spec, "id", None) or type(env).__name__
+        raise TaskEnvError(
+            f"{name} has no task_features(task) method, so --algorithm oracle cannot show the policy its tasks; "
+            "give the task environment (its class, or its batched class if it has one) a method "
+            "`task_features(self, task) -> np.ndarray` returning the task as a flat float vector, "
+            "or train another --algorithm"
         )
     return features
 

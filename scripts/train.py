@@ -24,7 +24,7 @@ from metarl.checkpoint import CheckpointError
 from metarl.config import ConfigError, field_docs, list_presets, load_config
 from metarl.memory import restart_with_tuned_malloc
 from metarl.registry import TaskEnvError
-from metarl.runlock import RunFolderInUseError
+from metarl.runlock import RunFolderInUseError, os_error_message
 from metarl.trainer import load_run_config, train
 
 
@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = train(cfg, agents.build_learner, resume=args.resume is not None, progress=not args.no_progress)
     except (ConfigError, TaskEnvError, CheckpointError, FileExistsError, FileNotFoundError, RunFolderInUseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # permissions, a read-only file system, a full disk, a path through a file
+        print(f"error: {os_error_message(exc)}", file=sys.stderr)
         return 2
     print(f"run folder: {run_dir}")
     print(f"  metrics:    {run_dir / 'metrics.csv'}")

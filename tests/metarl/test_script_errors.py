@@ -75,3 +75,37 @@ def test_an_env_that_is_nonfinite_from_reset_is_one_error_and_blocks_nothing(tmp
     monkeypatch.setattr(BatchedNavigation2D, "reset", real_reset)
     assert train.main(argv) == 0  # the failed run's folder does not block its name
     assert len((run / "metrics.csv").read_text().splitlines()) == 3
+
+
+def test_an_out_dir_that_is_a_file_and_a_full_disk_are_one_error(tmp_path: Path, capsys, monkeypatch) -> None:
+    import errno
+
+    import metarl.trainer as trainer
+
+    train = _script("train")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    _one_error(capsys, train.main([*TINY, "--num_iterations", "1", "--out_dir", str(blocker)]), "a-file")
+
+    def full_disk(cfg, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(trainer, "save_config", full_disk)
+    argv = [*TINY, "--num_iterations", "1", "--out_dir", str(tmp_path / "runs"), "--run_name", "full"]
+    _one_error(capsys, train.main(argv), "No space left on device")
+    assert not (tmp_path / "runs").exists()  # nothing was written, nothing left behind
+
+
+
+def test_an_oracle_on_an_env_without_task_features_is_a_clear_error() -> None:
+    from metarl.oracle import task_features_of
+    from metarl.registry import TaskEnvError
+
+    class Vectorised:  # as metarl vectorises a single env of the user's that has no task_features
+        env_id = "my_pkg.envs:Wind-v0"
+
+    with pytest.raises(TaskEnvError) as info:
+        task_features_of(Vectorised())  # type: ignore[arg-type]
+    message = str(info.value)
+    assert message.startswith("my_pkg.envs:Wind-v0 has no task_features(task) method")
+    assert "Vectorised" not in message and "--algorithm oracle" in message
