@@ -8,7 +8,7 @@ import pytest
 import envs  # noqa: F401  (registers the task environments)
 from envs.navigation import BatchedNavigation2D, NavigationTask
 from metarl.oracle import TaskFeatureObservation, task_features_of
-from metarl.registry import make_batched
+from metarl.registry import TaskEnvError, make_batched
 
 
 def test_observation_contains_the_task_after_reset_and_every_step():
@@ -36,7 +36,7 @@ def test_a_family_without_task_features_gets_a_clear_error():
     env = make_batched("metarl/Navigation2D-v0", 2)
     assert task_features_of(env)(NavigationTask((0.2, 0.3))).tolist() == pytest.approx([0.2, 0.3])
     no_hook = type("NoFeatures", (BatchedNavigation2D,), {"task_features": None})(num_envs=2)
-    with pytest.raises(TypeError, match="task_features"):
+    with pytest.raises(TaskEnvError, match="task_features"):
         TaskFeatureObservation(no_hook)
 
 
