@@ -372,7 +372,8 @@ class RaySampler(Sampler):
                 if attempt >= self.max_attempts:
                     raise SamplerError(
                         f"Ray sampler: shard {index} (sub-environments {self.shards[index].start}.."
-                        f"{self.shards[index].stop - 1}) was lost {attempt} times; last error: {exc}"
+                        f"{self.shards[index].stop - 1}) was lost {attempt} times; last error: "
+                        f"{' '.join(str(exc).split())[:300]}. Check the cluster (ray status) and --resume the run"
                     ) from exc
                 self._replace(slot, worker)
                 busy = [s for _, s, _, _ in pending.values()]

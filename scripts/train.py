@@ -23,6 +23,7 @@ import envs  # noqa: F401  (registers the task environments)
 from metarl.checkpoint import CheckpointError
 from metarl.config import ConfigError, field_docs, list_presets, load_config
 from metarl.memory import restart_with_tuned_malloc
+from metarl.ray_sampler import SamplerError
 from metarl.registry import TaskEnvError
 from metarl.runlock import RunFolderInUseError, os_error_message
 from metarl.trainer import load_run_config, train
@@ -51,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cfg = load_config(args.config, overrides)
         run_dir = train(cfg, agents.build_learner, resume=args.resume is not None, progress=not args.no_progress)
-    except (ConfigError, TaskEnvError, CheckpointError, FileExistsError, FileNotFoundError, RunFolderInUseError) as exc:
+    except (ConfigError, TaskEnvError, CheckpointError, FileExistsError, FileNotFoundError, RunFolderInUseError,
+            SamplerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # permissions, a read-only file system, a full disk, a path through a file

@@ -109,3 +109,23 @@ def test_an_oracle_on_an_env_without_task_features_is_a_clear_error() -> None:
     message = str(info.value)
     assert message.startswith("my_pkg.envs:Wind-v0 has no task_features(task) method")
     assert "Vectorised" not in message and "--algorithm oracle" in message
+
+
+def test_a_lost_ray_shard_is_one_error_and_keeps_the_last_completed_iteration(tmp_path: Path, capsys, monkeypatch):
+    import agents.maml_trpo as maml_trpo
+    from metarl.checkpoint import list_checkpoints
+    from metarl.ray_sampler import SamplerError
+
+    real = maml_trpo.sample_adaptation
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise SamplerError("Ray sampler: shard 0 (sub-environments 0..3) was lost 3 times; last error: gone")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(maml_trpo, "sample_adaptation", flaky)
+    argv = [*TINY, "--num_iterations", "3", "--out_dir", str(tmp_path), "--run_name", "run"]
+    _one_error(capsys, _script("train").main(argv), "shard 0 (sub-environments 0..3) was lost 3 times")
+    assert [i for i, _ in list_checkpoints(tmp_path / "run")] == [1]  # the completed iteration is kept
