@@ -24,10 +24,11 @@ def _script(name: str) -> Any:
     return module
 
 
-def _one_error(capsys: pytest.CaptureFixture[str], rc: int, expected: str) -> None:
+def _one_error(capsys: pytest.CaptureFixture[str], rc: int, expected: str) -> str:
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error: ") and expected in err, err
     assert err.strip().count("\n") == 0, err
+    return err
 
 
 def test_an_absurd_batch_is_refused_before_anything_is_allocated(tmp_path: Path, capsys) -> None:
@@ -87,13 +88,17 @@ def test_an_out_dir_that_is_a_file_and_a_full_disk_are_one_error(tmp_path: Path,
     blocker.write_text("not a folder")
     _one_error(capsys, train.main([*TINY, "--num_iterations", "1", "--out_dir", str(blocker)]), "a-file")
 
-    def full_disk(cfg, path):
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    for code, text, hint in ((errno.ENOSPC, "No space left on device", "free some space"),
+                             (errno.EROFS, "Read-only file system", "on a writable file system"),
+                             (errno.EACCES, "Permission denied", "you may write to")):
+        def failing(cfg, path, code=code, text=text):
+            raise OSError(code, text, str(path))
 
-    monkeypatch.setattr(trainer, "save_config", full_disk)
-    argv = [*TINY, "--num_iterations", "1", "--out_dir", str(tmp_path / "runs"), "--run_name", "full"]
-    _one_error(capsys, train.main(argv), "No space left on device")
-    assert not (tmp_path / "runs").exists()  # nothing was written, nothing left behind
+        monkeypatch.setattr(trainer, "save_config", failing)
+        argv = [*TINY, "--num_iterations", "1", "--out_dir", str(tmp_path / "runs"), "--run_name", "full"]
+        err = _one_error(capsys, train.main(argv), f"{text} ({tmp_path / 'runs' / 'full' / 'config.yaml'}); ")
+        assert hint in err
+        assert not (tmp_path / "runs").exists()  # nothing was written, nothing left behind
 
 
 
