@@ -105,3 +105,18 @@ def test_warnings_reach_the_console_as_well_as_train_log(tmp_path: Path, capsys,
     err = capsys.readouterr().err
     assert "WARNING: meta-update skipped: non-finite conjugate-gradient step; parameters kept" in err
     assert "meta-update skipped" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_exactly_one_of_two_trainings_started_together_runs(tmp_path: Path) -> None:
+    argv = [sys.executable, str(REPO / "scripts" / "train.py"), *TINY, "--num_iterations", "3",
+            "--out_dir", str(tmp_path), "--run_name", "race"]
+    env = {**os.environ, "METARL_DEFAULT_MALLOC": "1"}
+    runs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stderr.read() if p.stderr else "") for p in runs]
+    codes = sorted(rc for rc, _ in results)
+    assert codes == [0, 2], results
+    loser = next(err for rc, err in results if rc == 2)
+    assert "is in use by another training (PID" in loser or "already holds a run" in loser, loser
+    rows = read_metrics(tmp_path / "race")
+    assert [r["iteration"] for r in rows] == [0, 1, 2]  # one header, one run's rows
