@@ -80,6 +80,7 @@ def _learner_parts(
         ls_max_steps=cfg.ls_max_steps,
         ls_backtrack_ratio=cfg.ls_backtrack_ratio,
         hvp_subsample=cfg.hvp_subsample,
+        inner_estimator=cfg.inner_estimator,
         **fisher_settings(cfg),
     )
     advantage = AdvantageSettings(cfg.gamma, cfg.gae_lambda, cfg.normalize_advantages, cfg.bootstrap_truncated)

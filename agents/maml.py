@@ -1,8 +1,21 @@
 """The MAML inner loop: policy-gradient adaptation of every task's parameters at once.
 
-θ'ᵢ = θ − α ∇θ Lᵢ(θ), where Lᵢ is the REINFORCE loss on task ``i``'s episodes. The
+θ'ᵢ = θ − α ∇θ Lᵢ(θ), where Lᵢ is a policy-gradient loss on task ``i``'s episodes. The
 gradient of Σᵢ Lᵢ with respect to the per-task (expanded) parameters is, row by row,
 each task's own gradient, so one backward pass adapts all tasks.
+
+Three estimators of Lᵢ share their value's first derivative (so θ' is the same) and differ
+in the second, which the meta-update differentiates through:
+
+* ``reinforce``: −mean log π(a|s)·A, as MAML (Finn et al. 2017, https://arxiv.org/abs/1703.03400)
+  and its common implementations do. Its Hessian misses the terms that come from the
+  episodes' own dependence on θ (Foerster et al. 2018, https://arxiv.org/abs/1802.05098).
+* ``lvc``: the low-variance curvature estimator, −mean π(a|s)/⊥π(a|s)·A (Rothfuss et al.
+  2019, ProMP, https://arxiv.org/abs/1810.06784): it adds each step's own score outer
+  product, not the cross-step ones.
+* ``dice``: −Σ_t (𝓜(c_t) − 𝓜(c_{t−1}))·A_t with c_t the episode's causal log-probability
+  up to step t and 𝓜(x) = exp(x − ⊥x): DiCE with its baseline (Farquhar et al. 2019,
+  Loaded DiCE, https://arxiv.org/abs/1909.10549, at λ = 1), unbiased at every order.
 """
 
 from __future__ import annotations
@@ -16,6 +29,7 @@ from torch import Tensor
 
 from agents.policies import Params, Policy
 from metarl.baseline import estimate_advantages
+from metarl.config import ESTIMATORS
 from metarl.episodes import Episodes
 from metarl.registry import TaskEnvError
 from metarl.sampler import Sampler
@@ -112,33 +126,86 @@ class Steps:
         return Steps(take(self.observations), take(self.actions), take(self.advantages), kept.view(*kept.shape, 1))
 
 
-def steps_loss(policy: Policy, params: Params, steps: Steps) -> Tensor:
-    """REINFORCE loss per task ``[T]`` on packed ``steps``: −mean over them of log π(a|s) · A."""
+def _magic_box(x: Tensor) -> Tensor:
+    """DiCE's 𝓜(x) = exp(x − ⊥x): 1 in value, its derivatives those of exp at x."""
+    return torch.exp(x - x.detach())
+
+
+def steps_loss(policy: Policy, params: Params, steps: Steps, estimator: str = "reinforce") -> Tensor:
+    """Inner loss per task ``[T]`` on packed ``steps``: −mean of log π(a|s)·A (``reinforce``) or of
+    π(a|s)/⊥π(a|s)·A (``lvc``); ``dice`` needs episodes (:func:`inner_loss`)."""
     log_probs = policy.distribution(steps.observations, params).log_prob(steps.actions)
+    if estimator == "lvc":
+        log_probs = _magic_box(log_probs)
+    elif estimator != "reinforce":
+        raise ValueError(f"steps_loss: estimator must be reinforce or lvc, got {estimator!r}")
     weighted = log_probs * steps.advantages * steps.mask
     return -weighted.sum(dim=(1, 2)) / steps.mask.sum(dim=(1, 2)).clamp(min=1.0)
 
 
-def inner_loss(policy: Policy, params: Params, episodes: Episodes, advantages: Tensor) -> Tensor:
-    """REINFORCE loss per task ``[T]``: −mean over valid steps of log π(a|s) · A."""
-    return steps_loss(policy, params, Steps.of(episodes, advantages))
+def dice_loss(policy: Policy, params: Params, episodes: Episodes, advantages: Tensor) -> Tensor:
+    """DiCE inner loss per task ``[T]``: −Σ_t (𝓜(c_t) − 𝓜(c_{t−1}))·A_t over valid steps / their count.
+
+    ``c_t`` is the sum of the episode's log-probabilities up to and including step ``t``; the
+    episodes keep their time axis, so this evaluates the padded ``[T, H, E]`` layout.
+    """
+    obs = episodes.task_major(episodes.observations)
+    mask = episodes.task_major(episodes.mask)
+    log_probs = policy.distribution(obs, params).log_prob(episodes.task_major(episodes.actions)) * mask
+    causal = torch.cumsum(log_probs, dim=1)
+    weights = (_magic_box(causal) - _magic_box(causal - log_probs)) * mask
+    weighted = weights * episodes.task_major(advantages)
+    return -weighted.sum(dim=(1, 2)) / mask.sum(dim=(1, 2)).clamp(min=1.0)
+
+
+def inner_loss(
+    policy: Policy, params: Params, episodes: Episodes, advantages: Tensor, estimator: str = "reinforce"
+) -> Tensor:
+    """The inner loss per task ``[T]`` by ``estimator`` (``reinforce``, ``lvc``, ``dice``; module docstring).
+
+    Args:
+        policy: the policy.
+        params: per-task parameters.
+        episodes: the episodes the inner step learns from.
+        advantages: their advantages ``[H, T, E]``.
+        estimator: one of :data:`metarl.config.ESTIMATORS`.
+    """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"inner_loss: estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
+    if estimator == "dice":
+        return dice_loss(policy, params, episodes, advantages)
+    return steps_loss(policy, params, Steps.of(episodes, advantages), estimator)
 
 
 def inner_step(
-    policy: Policy, params: Params, episodes: Episodes, advantages: Tensor, lr: float, create_graph: bool
+    policy: Policy,
+    params: Params,
+    episodes: Episodes,
+    advantages: Tensor,
+    lr: float,
+    create_graph: bool,
+    estimator: str = "reinforce",
 ) -> Params:
     """One gradient step for every task: ``params - lr * ∇ inner_loss``.
 
     With ``create_graph`` the result is differentiable through the gradient
-    (second-order MAML); without it the gradient is a constant (first order).
+    (second-order MAML) — with the curvature of ``estimator`` —; without it the gradient
+    is a constant (first order), the same for every estimator.
     """
-    return steps_inner_step(policy, params, Steps.of(episodes, advantages), lr, create_graph)
+    if estimator == "dice":
+        return _step(params, dice_loss(policy, params, episodes, advantages).sum(), lr, create_graph)
+    return steps_inner_step(policy, params, Steps.of(episodes, advantages), lr, create_graph, estimator)
 
 
-def steps_inner_step(policy: Policy, params: Params, steps: Steps, lr: float, create_graph: bool) -> Params:
-    """:func:`inner_step` on packed ``steps``."""
+def steps_inner_step(
+    policy: Policy, params: Params, steps: Steps, lr: float, create_graph: bool, estimator: str = "reinforce"
+) -> Params:
+    """:func:`inner_step` on packed ``steps`` (``reinforce`` or ``lvc``)."""
+    return _step(params, steps_loss(policy, params, steps, estimator).sum(), lr, create_graph)
+
+
+def _step(params: Params, loss: Tensor, lr: float, create_graph: bool) -> Params:
     names = list(params)
-    loss = steps_loss(policy, params, steps).sum()
     grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=create_graph)
     return {n: params[n] - lr * g for n, g in zip(names, grads, strict=True)}
 
@@ -149,10 +216,11 @@ def adapt(
     batch: AdaptationBatch,
     lrs: Sequence[float],
     create_graph: bool,
+    estimator: str = "reinforce",
 ) -> Params:
-    """Apply the batch's K inner steps to ``params`` (recomputed as a function of them)."""
+    """Apply the batch's K inner steps to ``params`` (recomputed as a function of them), by ``estimator``."""
     for k in range(batch.num_inner_steps):
-        params = inner_step(policy, params, batch.episodes[k], batch.advantages[k], lrs[k], create_graph)
+        params = inner_step(policy, params, batch.episodes[k], batch.advantages[k], lrs[k], create_graph, estimator)
     return params
 
 

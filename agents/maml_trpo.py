@@ -15,7 +15,15 @@ from torch import Tensor
 from torch.distributions import Distribution, kl_divergence
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from agents.maml import AdaptationBatch, AdvantageSettings, Steps, adapt, sample_adaptation, steps_inner_step
+from agents.maml import (
+    AdaptationBatch,
+    AdvantageSettings,
+    Steps,
+    adapt,
+    inner_step,
+    sample_adaptation,
+    steps_inner_step,
+)
 from agents.policies import Params, Policy
 from metarl.precision import cpu_description
 from metarl.sampler import Sampler
@@ -41,15 +49,20 @@ class MetaUpdateSettings:
     fvp_step_subsample: float = 1.0
     fvp_inner_subsample: float = 1.0
     fisher_precision: str = "fp32"
+    inner_estimator: str = "reinforce"
 
     def describe(self) -> str:
         """The Fisher-vector products these settings make, in words (for the run's log)."""
         tasks = "every task" if self.hvp_subsample >= 1.0 else f"{self.hvp_subsample:.0%} of the tasks"
         if self.exact_fisher:
-            return f"exact: fp32 Fisher-vector products on every step of {tasks}"
+            return f"exact: fp32 Fisher-vector products on every step of {tasks}" + self._estimator_note()
         return (f"fast: Fisher-vector products on {self.fvp_step_subsample:.0%} of the post-adaptation steps and "
                 f"{self.fvp_inner_subsample:.0%} of the inner loop's steps of {tasks}, in {self.fisher_precision} "
-                f"(CPU with {cpu_description()})")
+                f"(CPU with {cpu_description()})" + self._estimator_note())
+
+    def _estimator_note(self) -> str:
+        return "" if self.inner_estimator == "reinforce" or self.first_order else (
+            f"; inner loss {self.inner_estimator}")
 
     @property
     def exact_fisher(self) -> bool:
@@ -81,7 +94,8 @@ class _Objective:
     def adapted(self, create_graph: bool) -> Params:
         lrs = [self.settings.fast_lr] * self.batch.num_inner_steps
         params = self.policy.task_params(self.batch.episodes[-1].num_tasks)
-        return adapt(self.policy, params, self.batch, lrs, create_graph and not self.settings.first_order)
+        return adapt(self.policy, params, self.batch, lrs, create_graph and not self.settings.first_order,
+                     self.settings.inner_estimator)
 
     def loss_and_kl(self, params: Params) -> tuple[Tensor, Tensor]:
         dist = self.policy.distribution(self.obs, params)
@@ -228,10 +242,15 @@ class MAMLTRPO:
         s = self.settings
         params = self.policy.task_params(batch.episodes[-1].num_tasks)
         for k in range(batch.num_inner_steps):
-            steps = Steps.of(batch.episodes[k], batch.advantages[k])
-            if s.fvp_inner_subsample < 1.0:
-                steps = steps.subsample(s.fvp_inner_subsample, generator)
-            stepped = steps_inner_step(self.policy, params, steps, s.fast_lr, create_graph=not s.first_order)
+            if s.inner_estimator == "dice":  # its causal sums need whole episodes: no subsample
+                stepped = inner_step(self.policy, params, batch.episodes[k], batch.advantages[k], s.fast_lr,
+                                     not s.first_order, "dice")
+            else:
+                steps = Steps.of(batch.episodes[k], batch.advantages[k])
+                if s.fvp_inner_subsample < 1.0:
+                    steps = steps.subsample(s.fvp_inner_subsample, generator)
+                stepped = steps_inner_step(self.policy, params, steps, s.fast_lr, not s.first_order,
+                                           s.inner_estimator)
             value = batch.params[k + 1]
             params = {n: value[n].to(p.dtype) + (p - p.detach()) for n, p in stepped.items()}
         return params

@@ -112,6 +112,11 @@ class TrainConfig:
     fvp_inner_subsample: float = 0.1
     """With ``meta_update: fast``: fraction of the steps of each inner step that the inner
     loop's Hessian inside the Fisher-vector products uses, in (0, 1]."""
+    inner_estimator: str = "reinforce"
+    """Inner loss the second-order meta-update differentiates through: ``reinforce`` (log π·A),
+    ``lvc`` (π/⊥π·A, ProMP's low-variance curvature) or ``dice`` (DiCE over each episode's causal
+    log-probabilities). The same first derivative, so the same adaptation; they differ in the
+    curvature the meta-gradient sees (agents/maml.py)."""
     fisher_precision: str = "auto"
     """With ``meta_update: fast``: arithmetic of the Fisher-vector products, ``auto`` (bf16 on a
     CPU with AMX, fp32 elsewhere: ``metarl/precision.py``), ``bf16`` or ``fp32``."""
@@ -148,6 +153,7 @@ NONLINEARITIES = ("tanh", "relu")
 ALGORITHMS = ("maml-trpo", "pretrained", "oracle")
 SAMPLERS = ("local", "ray")
 META_UPDATES = ("fast", "exact")
+ESTIMATORS = ("reinforce", "lvc", "dice")
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
@@ -416,6 +422,8 @@ def _check_ranges(cfg: TrainConfig) -> None:
             fail(name, "must be in (0, 1]")
     if cfg.meta_update not in META_UPDATES:
         fail("meta_update", f"must be one of {', '.join(META_UPDATES)}")
+    if cfg.inner_estimator not in ESTIMATORS:
+        fail("inner_estimator", f"must be one of {', '.join(ESTIMATORS)}")
     if cfg.fisher_precision not in PRECISIONS:
         fail("fisher_precision", f"must be one of {', '.join(PRECISIONS)}")
     for name in ("env_id", "out_dir"):
