@@ -18,6 +18,8 @@ are measured against.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
@@ -57,48 +59,47 @@ def expected_return(probs: Tensor, transitions: Tensor, rewards: Tensor, initial
     return total
 
 
-def exact_maml(
-    policy: Policy,
-    observations: Tensor,
-    transitions: Tensor,
-    rewards: Tensor,
-    initial: Tensor,
-    horizon: int,
-    fast_lr: float,
-) -> tuple[Tensor, Tensor]:
+@dataclass(frozen=True)
+class TabularProblem:
+    """A tabular MDP of episodes of ``horizon`` steps, and the observation the policy sees in each state.
+
+    ``observations [S, obs_dim]``, ``transitions [S, A, S]``, ``rewards [S, A]`` (mean
+    rewards), ``initial [S]`` (the initial state distribution). A bandit is one state.
+    """
+
+    observations: Tensor
+    transitions: Tensor
+    rewards: Tensor
+    initial: Tensor
+    horizon: int
+
+    def value(self, policy: Policy, params: Params) -> Tensor:
+        """J of ``policy`` with ``params`` (task dimension 1), differentiable in them."""
+        probs = policy_table(policy, params, self.observations)
+        return expected_return(probs, self.transitions, self.rewards, self.initial, self.horizon)
+
+
+def exact_maml(policy: Policy, problem: TabularProblem, fast_lr: float) -> tuple[Tensor, Tensor]:
     """The exact MAML objective ``J(θ')`` after one inner step, and its exact gradient in θ (flat).
 
     Args:
         policy: a categorical policy; θ is its parameters.
-        observations: one observation per state ``[S, obs_dim]``.
-        transitions: ``[S, A, S]``.
-        rewards: ``[S, A]``.
-        initial: ``[S]``.
-        horizon: steps per episode.
+        problem: the MDP.
         fast_lr: the inner step size α (on the per-step mean loss, as metarl's inner loop takes it).
     """
     params = policy.task_params(1)
     names = list(params)
-    j = expected_return(policy_table(policy, params, observations), transitions, rewards, initial, horizon)
-    grads = torch.autograd.grad(j, [params[n] for n in names], create_graph=True)
-    adapted = {n: params[n] + (fast_lr / horizon) * g for n, g in zip(names, grads, strict=True)}
-    objective = expected_return(policy_table(policy, adapted, observations), transitions, rewards, initial, horizon)
+    grads = torch.autograd.grad(problem.value(policy, params), [params[n] for n in names], create_graph=True)
+    adapted = {n: params[n] + (fast_lr / problem.horizon) * g for n, g in zip(names, grads, strict=True)}
+    objective = problem.value(policy, adapted)
     gradient = torch.autograd.grad(objective, list(policy.parameters()))
     return objective.detach(), torch.cat([g.reshape(-1) for g in gradient])
 
 
 def sample_episodes(
-    policy: Policy,
-    params: Params,
-    observations: Tensor,
-    transitions: Tensor,
-    rewards: Tensor,
-    initial: Tensor,
-    horizon: int,
-    num_episodes: int,
-    generator: torch.Generator,
+    policy: Policy, params: Params, problem: TabularProblem, num_episodes: int, generator: torch.Generator
 ) -> tuple[Episodes, Tensor]:
-    """``num_episodes`` episodes of the MDP under ``params`` (one task), with returns-to-go as advantages.
+    """``num_episodes`` episodes of ``problem`` under ``params`` (one task), with returns-to-go as advantages.
 
     Rewards are the mean rewards ``R[s, a]`` (the noise of a sampled reward would only add
     variance); advantages are the undiscounted returns-to-go, with no baseline, so that the
@@ -107,17 +108,15 @@ def sample_episodes(
     Args:
         policy: a categorical policy.
         params: its parameters with a leading task dimension of 1.
-        observations: one observation per state ``[S, obs_dim]``.
-        transitions: ``[S, A, S]``.
-        rewards: ``[S, A]``.
-        initial: ``[S]``.
-        horizon: steps per episode.
+        problem: the MDP.
         num_episodes: episodes to sample.
         generator: the random stream.
     """
+    observations, transitions, rewards = problem.observations, problem.transitions, problem.rewards
+    horizon = problem.horizon
     with torch.no_grad():
         probs = policy_table(policy, params, observations)
-    states = torch.multinomial(initial.expand(num_episodes, -1), 1, generator=generator).squeeze(-1)
+    states = torch.multinomial(problem.initial.expand(num_episodes, -1), 1, generator=generator).squeeze(-1)
     obs, actions, rews = [], [], []
     for _ in range(horizon):
         action = torch.multinomial(probs[states], 1, generator=generator).squeeze(-1)
@@ -144,33 +143,32 @@ def sample_episodes(
 
 def sampled_meta_gradient(
     policy: Policy,
-    observations: Tensor,
-    transitions: Tensor,
-    rewards: Tensor,
-    initial: Tensor,
-    horizon: int,
+    problem: TabularProblem,
     fast_lr: float,
     num_episodes: int,
     estimator: str,
     generator: torch.Generator,
 ) -> Tensor:
-    """The meta-update's gradient as MAML-TRPO computes it from ``num_episodes`` episodes before and after
-    one inner step with ``estimator``, scaled to estimate ∇θ J(θ') (flat), the quantity :func:`exact_maml` gives.
+    """The meta-update's gradient as MAML-TRPO computes it from ``num_episodes`` episodes before and
+    after one inner step with ``estimator``, scaled to estimate ∇θ J(θ') (flat): what :func:`exact_maml` gives.
 
-    Args are those of :func:`exact_maml` and :func:`sample_episodes`, plus ``estimator``
-    (``reinforce``, ``lvc`` or ``dice``).
+    Args:
+        policy: a categorical policy; θ is its parameters.
+        problem: the MDP.
+        fast_lr: the inner step size α.
+        num_episodes: episodes per sampling phase.
+        estimator: the inner loss, ``reinforce``, ``lvc`` or ``dice``.
+        generator: the random stream.
     """
     theta = {n: p.detach() for n, p in policy.task_params(1).items()}
-    pre, pre_advantages = sample_episodes(policy, theta, observations, transitions, rewards, initial, horizon,
-                                          num_episodes, generator)
+    pre, pre_advantages = sample_episodes(policy, theta, problem, num_episodes, generator)
     with torch.enable_grad():
         start = {n: p.clone().requires_grad_(True) for n, p in theta.items()}
         adapted = {n: p.detach() for n, p in inner_step(policy, start, pre, pre_advantages, fast_lr, False).items()}
-    post, post_advantages = sample_episodes(policy, adapted, observations, transitions, rewards, initial, horizon,
-                                            num_episodes, generator)
+    post, post_advantages = sample_episodes(policy, adapted, problem, num_episodes, generator)
     batch = AdaptationBatch(episodes=[pre, post], advantages=[pre_advantages, post_advantages],
                             params=[theta, adapted])
     objective = _Objective(policy, batch, MetaUpdateSettings(fast_lr=fast_lr, inner_estimator=estimator))
     loss, _ = objective.loss_and_kl(objective.adapted(create_graph=True))
     gradient = torch.autograd.grad(loss, list(policy.parameters()))
-    return -horizon * torch.cat([g.reshape(-1) for g in gradient])  # the loss is −(mean over steps) ≈ −J/H
+    return -problem.horizon * torch.cat([g.reshape(-1) for g in gradient])  # the loss is −(mean over steps) ≈ −J/H

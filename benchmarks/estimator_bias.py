@@ -19,25 +19,28 @@ import time
 
 import torch
 
-from agents.exact_maml import exact_maml, sampled_meta_gradient
+from agents.exact_maml import TabularProblem, exact_maml, sampled_meta_gradient
 from agents.policies import CategoricalMLPPolicy
 from metarl.config import ESTIMATORS
 
 
-def problems() -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]]:
-    """``name -> (observations, transitions, rewards, initial, horizon)``, seeded."""
+def problems() -> dict[str, TabularProblem]:
+    """The two problems by name, seeded."""
     g = torch.Generator().manual_seed(1)
     states, actions = 3, 2
-    transitions = torch.distributions.Dirichlet(torch.ones(states, dtype=torch.float64)).sample((states, actions))
+    with torch.random.fork_rng():  # the same MDP whatever torch's global stream is at
+        torch.manual_seed(1)
+        transitions = torch.distributions.Dirichlet(torch.ones(states, dtype=torch.float64)).sample((states, actions))
     rewards = torch.rand(states, actions, generator=g, dtype=torch.float64)
     initial = torch.zeros(states, dtype=torch.float64)
     initial[0] = 1.0
     arms = torch.tensor([[0.2, 0.5, 0.8]], dtype=torch.float64)
     return {
-        "tabular MDP (3 states, 2 actions, 5 steps)": (torch.eye(states, dtype=torch.float64), transitions, rewards,
-                                                       initial, 5),
-        "bandit (3 arms, 5 pulls)": (torch.ones(1, 1, dtype=torch.float64), torch.ones(1, 3, 1, dtype=torch.float64),
-                                     arms, torch.ones(1, dtype=torch.float64), 5),
+        "tabular MDP (3 states, 2 actions, 5 steps)": TabularProblem(torch.eye(states, dtype=torch.float64),
+                                                                     transitions, rewards, initial, 5),
+        "bandit (3 arms, 5 pulls)": TabularProblem(torch.ones(1, 1, dtype=torch.float64),
+                                                   torch.ones(1, 3, 1, dtype=torch.float64), arms,
+                                                   torch.ones(1, dtype=torch.float64), 5),
     }
 
 
@@ -49,10 +52,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.distributions.Distribution.set_default_validate_args(False)
-    for name, (obs, transitions, rewards, initial, horizon) in problems().items():
+    for name, problem in problems().items():
         torch.manual_seed(0)
-        policy = CategoricalMLPPolicy(obs.shape[1], rewards.shape[1], (8,)).double()
-        value, exact = exact_maml(policy, obs, transitions, rewards, initial, horizon, args.fast_lr)
+        policy = CategoricalMLPPolicy(problem.observations.shape[1], problem.rewards.shape[1], (8,)).double()
+        value, exact = exact_maml(policy, problem, args.fast_lr)
         print(f"\n{name}, fast_lr {args.fast_lr}: exact J(θ') = {float(value):.4f}, |∇θ J(θ')| = "
               f"{float(exact.norm()):.4f}")
         print("episodes  estimator   bias   spread   error of one estimate   seconds per estimate")
@@ -60,8 +63,8 @@ def main() -> None:
             for estimator in ESTIMATORS:
                 start = time.perf_counter()
                 estimates = torch.stack([
-                    sampled_meta_gradient(policy, obs, transitions, rewards, initial, horizon, args.fast_lr,
-                                          episodes, estimator, torch.Generator().manual_seed(1000 + r))
+                    sampled_meta_gradient(policy, problem, args.fast_lr, episodes, estimator,
+                                          torch.Generator().manual_seed(1000 + r))
                     for r in range(args.repeats)
                 ])
                 seconds = (time.perf_counter() - start) / args.repeats

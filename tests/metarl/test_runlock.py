@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from metarl.runlock import LOCK_FILE, RunFolderInUseError, hold_run_folder
 from metarl.runlog import read_metrics
 from metarl.trainer import holds_a_run
+from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--config", "2d-navigation", "--meta_batch_size", "2", "--episodes_per_task", "2", "--horizon", "5",
         "--hidden_sizes", "4", "--tensorboard", "false", "--no-progress"]
 
 
-def _train_script() -> Any:
-    spec = importlib.util.spec_from_file_location("metarl_train_script_lock", REPO / "scripts" / "train.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -34,7 +27,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 def test_a_second_run_on_a_held_folder_stops_naming_the_holder(tmp_path: Path, capsys) -> None:
-    train = _train_script()
+    train = load_script("train")
     run = tmp_path / "run"
     assert train.main([*TINY, "--num_iterations", "1", "--out_dir", str(tmp_path), "--run_name", "run"]) == 0
     before = _files(run)
@@ -62,7 +55,7 @@ def test_a_lock_held_by_another_process_and_then_left_by_a_dead_one(tmp_path: Pa
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        train = _train_script()
+        train = load_script("train")
         argv = [*TINY, "--num_iterations", "1", "--out_dir", str(tmp_path), "--run_name", "run"]
         assert train.main(argv) == 2
         assert f"in use by another training (PID {holder.pid})" in capsys.readouterr().err
@@ -85,7 +78,7 @@ def test_a_run_that_fails_before_writing_leaves_no_folder(tmp_path: Path) -> Non
 
 
 def test_resume_removes_orphaned_checkpoint_temp_files(tmp_path: Path) -> None:
-    train = _train_script()
+    train = load_script("train")
     run = tmp_path / "run"
     assert train.main([*TINY, "--num_iterations", "1", "--out_dir", str(tmp_path), "--run_name", "run"]) == 0
     orphan = run / "checkpoints" / ".iter_000002.pt.abc123.tmp"  # as a write killed mid-way leaves it
@@ -100,7 +93,7 @@ def test_warnings_reach_the_console_as_well_as_train_log(tmp_path: Path, capsys,
     import agents.maml_trpo as maml_trpo
 
     monkeypatch.setattr(maml_trpo, "natural_step", lambda g, *a, **k: g * float("nan"))  # every step non-finite
-    train = _train_script()
+    train = load_script("train")
     assert train.main([*TINY, "--num_iterations", "1", "--out_dir", str(tmp_path), "--run_name", "run"]) == 0
     err = capsys.readouterr().err
     assert "WARNING: meta-update skipped: non-finite conjugate-gradient step; parameters kept" in err

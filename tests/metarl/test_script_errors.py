@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from metarl.config import ConfigError, load_config
 from metarl.trainer import check_memory
+from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--config", "2d-navigation", "--meta_batch_size", "2", "--episodes_per_task", "2", "--horizon", "5",
         "--hidden_sizes", "4", "--tensorboard", "false", "--no-progress"]
 
 
-def _script(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"metarl_{name}_script_errors", REPO / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _one_error(capsys: pytest.CaptureFixture[str], rc: int, expected: str) -> str:
@@ -33,7 +26,7 @@ def _one_error(capsys: pytest.CaptureFixture[str], rc: int, expected: str) -> st
 
 def test_an_absurd_batch_is_refused_before_anything_is_allocated(tmp_path: Path, capsys) -> None:
     argv = [*TINY, "--meta_batch_size", "2000000", "--episodes_per_task", "100", "--out_dir", str(tmp_path / "runs")]
-    _one_error(capsys, _script("train").main(argv), "steps per sampling phase need at least")
+    _one_error(capsys, load_script("train").main(argv), "steps per sampling phase need at least")
     assert not (tmp_path / "runs").exists()
     with pytest.raises(ConfigError) as info:
         check_memory(load_config("ant-dir"), available=2**28)  # 256 MiB: less than its 0.5 GiB lower bound
@@ -42,11 +35,12 @@ def test_an_absurd_batch_is_refused_before_anything_is_allocated(tmp_path: Path,
 
 
 def test_evaluating_a_checkpoint_that_does_not_fit_its_config(tmp_path: Path, capsys) -> None:
-    assert _script("train").main([*TINY, "--num_iterations", "1", "--out_dir", str(tmp_path), "--run_name", "run"]) == 0
+    argv = [*TINY, "--num_iterations", "1", "--out_dir", str(tmp_path), "--run_name", "run"]
+    assert load_script("train").main(argv) == 0
     config = tmp_path / "run" / "config.yaml"
     config.write_text(config.read_text().replace("hidden_sizes: [4]", "hidden_sizes: [8]"))
     capsys.readouterr()
-    _one_error(capsys, _script("evaluate").main([str(tmp_path / "run"), "--num-tasks", "2"]),
+    _one_error(capsys, load_script("evaluate").main([str(tmp_path / "run"), "--num-tasks", "2"]),
                "does not fit the policy of its config (hidden_sizes [8], tanh, metarl/Navigation2D-v1)")
 
 
@@ -62,7 +56,7 @@ def test_an_env_that_is_nonfinite_from_reset_is_one_error_and_blocks_nothing(tmp
         return np.full_like(obs, np.nan), info
 
     monkeypatch.setattr(BatchedNavigation2D, "reset", nan_reset)
-    train = _script("train")
+    train = load_script("train")
     argv = [*TINY, "--num_iterations", "2", "--out_dir", str(tmp_path), "--run_name", "run"]
     rc, err = train.main(argv), capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err, err
@@ -83,7 +77,7 @@ def test_an_out_dir_that_is_a_file_and_a_full_disk_are_one_error(tmp_path: Path,
 
     import metarl.trainer as trainer
 
-    train = _script("train")
+    train = load_script("train")
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     _one_error(capsys, train.main([*TINY, "--num_iterations", "1", "--out_dir", str(blocker)]), "a-file")
@@ -132,5 +126,5 @@ def test_a_lost_ray_shard_is_one_error_and_keeps_the_last_completed_iteration(tm
 
     monkeypatch.setattr(maml_trpo, "sample_adaptation", flaky)
     argv = [*TINY, "--num_iterations", "3", "--out_dir", str(tmp_path), "--run_name", "run"]
-    _one_error(capsys, _script("train").main(argv), "shard 0 (sub-environments 0..3) was lost 3 times")
+    _one_error(capsys, load_script("train").main(argv), "shard 0 (sub-environments 0..3) was lost 3 times")
     assert [i for i, _ in list_checkpoints(tmp_path / "run")] == [1]  # the completed iteration is kept

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -14,16 +12,11 @@ import torch
 from metarl.checkpoint import checkpoint_path, save_checkpoint
 from metarl.config import TrainConfig, config_to_dict, save_config
 from metarl.registry import TaskEnvError, check_trusted_env_id
+from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _script(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"metarl_{name}_script_untrusted", REPO / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -45,7 +38,7 @@ def hostile_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, 
 
 def test_evaluate_refuses_to_import_a_run_folders_module(hostile_run, capsys: pytest.CaptureFixture[str]) -> None:
     run, module, marker = hostile_run
-    evaluate = _script("evaluate")
+    evaluate = load_script("evaluate")
     for source in (run, checkpoint_path(run, 1)):
         assert evaluate.main([str(source)]) == 2
         err = capsys.readouterr().err
@@ -58,7 +51,7 @@ def test_evaluate_refuses_to_import_a_run_folders_module(hostile_run, capsys: py
 
 def test_resume_refuses_to_import_a_run_folders_module(hostile_run, capsys: pytest.CaptureFixture[str]) -> None:
     run, module, marker = hostile_run
-    train = _script("train")
+    train = load_script("train")
     assert train.main(["--resume", str(run), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert f"run folder {run} names its environment" in err and f"--trust-env-module {module}" in err
@@ -67,11 +60,11 @@ def test_resume_refuses_to_import_a_run_folders_module(hostile_run, capsys: pyte
 
 def test_naming_the_module_opts_in(hostile_run, capsys: pytest.CaptureFixture[str]) -> None:
     run, module, marker = hostile_run
-    assert _script("evaluate").main([str(run), "--trust-env-module", module]) == 2  # imported, registers nothing
+    assert load_script("evaluate").main([str(run), "--trust-env-module", module]) == 2  # imported, registers nothing
     assert marker.exists() and "registered no new task environment" in capsys.readouterr().err
     marker.unlink()
     sys.modules.pop(module, None)
-    assert _script("train").main(["--resume", str(run), "--env_id", f"{module}:Evil-v0", "--no-progress"]) == 2
+    assert load_script("train").main(["--resume", str(run), "--env_id", f"{module}:Evil-v0", "--no-progress"]) == 2
     assert marker.exists()
 
 
