@@ -478,8 +478,7 @@ def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(
             raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", crashing_save)
-    with pytest.raises(OSError, match="disk full"):
-        _train(tmp_path, "disk", 5)
+    assert _train(tmp_path, "disk", 5) == 2  # one error: line (the OSError), the last checkpoint kept
     monkeypatch.undo()
     run_dir = tmp_path / "disk"
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["iter_000001.pt", "iter_000002.pt"]
