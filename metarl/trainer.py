@@ -46,6 +46,7 @@ from metarl.config import (
     config_from_dict,
     config_to_dict,
     load_config,
+    load_yaml,
     parse_overrides,
     predated_fields,
     save_config,
@@ -169,7 +170,7 @@ def load_run_config(
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a metarl run folder (no {CONFIG_FILE})")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except yaml.YAMLError:
         raw = None  # load_config below names the file and the line
     predated = [f"--{name}={value}" for name, value in predated_fields(raw if isinstance(raw, dict) else {}).items()]
