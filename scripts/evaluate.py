@@ -15,13 +15,15 @@ to ``--out`` (default: ``<run>/eval``). A family with analytic references (bandi
 arm, UCB1, Thompson sampling; tabular MDPs: value iteration, uniform random) has them
 computed on the same tasks, written beside the curve and drawn as dashed lines.
 
-Default episodes per step: 20, the episodes per task of the training preset. The MAML
-paper used 40 trajectories per step for 2D navigation; pass ``--episodes-per-step 40``
-to match it (twice the sampling time). ``--step-budget`` samples each step as the paper's
-code did, ``episodes-per-step × horizon`` steps of back-to-back episodes per task (its Ant
-test scripts: 20 for goal velocity, 40 for forward/backward); it matters only where
-episodes end early. ``--budget-lanes K`` shares each task's budget among K sub-environments
-(1: one per task, as the paper's code ran).
+Default episodes per step: the run's own ``episodes_per_task``, what its inner loop adapted
+from in training. The MAML paper used 40 trajectories per step for 2D navigation; pass
+``--episodes-per-step 40`` to match it (twice the sampling time of the preset's 20).
+``--step-budget`` samples each step as the paper's code did, ``episodes-per-step × horizon``
+steps of back-to-back episodes per task (its Ant test scripts: 20 for goal velocity, 40 for
+forward/backward); it matters only where episodes end early. ``--budget-lanes K`` shares each
+task's budget among K sub-environments (1: one per task, as the paper's code ran).
+
+Options may be spelled with hyphens or underscores (``--num-tasks``, ``--num_tasks``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import agents
 import envs  # noqa: F401  (registers the task environments)
 from agents.policies import Policy
 from metarl.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from metarl.cli import ArgumentParser
 from metarl.config import ConfigError, TrainConfig, config_from_dict, load_config
 from metarl.episodes import Episodes
 from metarl.evaluation import (
@@ -73,12 +76,13 @@ def _floats(text: str) -> tuple[float, ...]:
 
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", help="run folder or checkpoint file (with --random also a preset name or YAML)")
     p.add_argument("--random", action="store_true", help="evaluate a fresh, untrained policy of SOURCE's architecture")
     p.add_argument("--num-tasks", type=int, default=40, help="held-out tasks (default 40)")
     p.add_argument("--num-steps", type=int, default=3, help="inner gradient steps K (default 3)")
-    p.add_argument("--episodes-per-step", type=int, default=20, help="episodes per task and step (default 20)")
+    p.add_argument("--episodes-per-step", type=int, default=None,
+                   help="episodes per task and step (default: the run's episodes_per_task, as it trained)")
     p.add_argument("--step-budget", action="store_true",
                    help="each of a task's episodes-per-step sub-environments runs episodes back to back "
                         "for the horizon (the MAML paper code's sampling)")
@@ -214,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = EvaluationSettings(
             num_tasks=args.num_tasks,
             num_steps=args.num_steps,
-            episodes_per_step=args.episodes_per_step,
+            episodes_per_step=cfg.episodes_per_task if args.episodes_per_step is None else args.episodes_per_step,
             step_budget=args.step_budget,
             budget_lanes=args.budget_lanes,
             lrs=args.lrs if args.lrs is not None else (cfg.fast_lr, cfg.fast_lr / 2),

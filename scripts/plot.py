@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from metarl.cli import ArgumentParser
 from metarl.evaluation import AdaptationResults
 from metarl.figures import family_name, plot_adaptation, plot_training_runs
 from metarl.runlog import read_metrics
@@ -101,7 +102,7 @@ def _warn_if_settings_differ(results: Sequence[AdaptationResults]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("kind", choices=("training", "adaptation"), help="which curves to draw")
     parser.add_argument("paths", nargs="+", help="run folders (training) or results files/folders (adaptation)")
     parser.add_argument("--out", type=Path, help="PNG to write (default: training.png or adaptation.png)")

@@ -10,18 +10,23 @@ A task environment of your own: name the module that registers it in the id,
 the current directory) before the env is made, and the id is saved with the run. Resuming
 a run whose id names a module imports it only with ``--trust-env-module MODULE`` (or the
 same ``--env_id`` given again): a run folder may come from someone else.
+
+Options may be spelled with hyphens or underscores (``--fast_lr``, ``--fast-lr``); ``--help``
+lists every config field with its docstring and its value in the ``--config`` preset.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import agents
 import envs  # noqa: F401  (registers the task environments)
 from metarl.checkpoint import CheckpointError
-from metarl.config import ConfigError, field_docs, list_presets, load_config
+from metarl.cli import ArgumentParser, config_fields_help
+from metarl.config import ConfigError, TrainConfig, list_presets, load_config
 from metarl.memory import restart_with_tuned_malloc
 from metarl.ray_sampler import SamplerError
 from metarl.registry import TaskEnvError
@@ -29,11 +34,23 @@ from metarl.runlock import RunFolderInUseError, os_error_message
 from metarl.trainer import load_run_config, train
 
 
+def _fields_help(argv: Sequence[str] | None) -> str:
+    """The ``--help`` list of config fields, with the values of the ``--config`` preset if it loads."""
+    pre = ArgumentParser(add_help=False)
+    pre.add_argument("--config", default="2d-navigation")
+    name = pre.parse_known_args(argv)[0].config
+    try:
+        return config_fields_help(load_config(name), f"--config {name}")
+    except ConfigError:
+        return config_fields_help(TrainConfig(), "TrainConfig's defaults")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    """Run the command line; returns the exit status."""
+    parser = ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="fields: " + ", ".join(field_docs()),
+        epilog=_fields_help(argv),
     )
     parser.add_argument("--config", default="2d-navigation", help="preset name or YAML path (default: 2d-navigation)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")

@@ -218,3 +218,18 @@ def test_streams_are_reproducible():
     a, b = evaluation_streams(7), evaluation_streams(7)
     assert a.torch_seed == b.torch_seed
     assert a.env_rng.integers(1 << 30) == b.env_rng.integers(1 << 30)
+
+
+def test_cli_default_episodes_per_step_is_the_runs_episodes_per_task(tiny_run: Path, tmp_path: Path):
+    """Without ``--episodes-per-step`` a run is evaluated with the episodes per task it trained with (4 here)."""
+    evaluate = load_script("evaluate")
+    args = [str(tiny_run), "--num_tasks", "2", "--num_steps", "1", "--threads", "1"]  # underscores work too
+    assert evaluate.main([*args, "--out", str(tmp_path / "default")]) == 0
+    data = json.loads((tmp_path / "default" / "adaptation_maml-trpo.json").read_text())
+    assert data["settings"]["episodes_per_step"] == 4
+    assert data["env_steps"] == 2 * 2 * 4 * 15  # 2 phases × 2 tasks × 4 episodes × horizon 15 (never end early)
+    assert evaluate.main([*args, "--episodes_per_step", "6", "--out", str(tmp_path / "six")]) == 0
+    assert json.loads((tmp_path / "six" / "adaptation_maml-trpo.json").read_text())["settings"][
+        "episodes_per_step"
+    ] == 6
+    assert "the run's episodes_per_task" in " ".join(evaluate.parser().format_help().split())
