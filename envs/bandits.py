@@ -123,7 +123,7 @@ class BernoulliBanditEnv(gym.Env[np.ndarray, np.int64]):
     ``np_random``; ``set_task`` takes one, ``get_task`` returns the current one.
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": [], "reward_bounds": (0.0, 1.0)}  # Bernoulli arms
 
     def __init__(self, k: int = 5, task: BanditTask | None = None, pulls: int | None = None) -> None:
         self.k = _check_k(k, type(self).__name__)

@@ -111,7 +111,7 @@ class Navigation2DEnv(gym.Env[np.ndarray, np.ndarray]):
     the action space; False for ``-v0``, True for ``-v1``).
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": [], "reward_bounds": (-np.inf, 0.0)}  # minus a distance
 
     def __init__(self, task: NavigationTask | None = None, unit_actions: bool = False) -> None:
         self.observation_space = _observation_space()

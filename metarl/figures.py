@@ -93,9 +93,130 @@ def reference_levels(results: Sequence[AdaptationResults]) -> dict[str, float]:
     return {name: float(np.mean(means)) for name, means in levels.items()}
 
 
-def _fill(ax: Axes, x: np.ndarray, mean: np.ndarray, half: np.ndarray, color: str) -> None:
-    if np.isfinite(half).any():
-        ax.fill_between(x, mean - half, mean + half, color=color, alpha=0.2, linewidth=0)
+MIN_RELATIVE_SPAN = 0.05
+"""The y-axis spans at least this fraction of the largest |value| drawn (and at least
+``MIN_ABSOLUTE_SPAN``): curves that differ by float noise are not stretched into a slope."""
+MIN_ABSOLUTE_SPAN = 1e-3
+COINCIDE_FRACTION = 0.005
+"""Two curves closer than this fraction of the y-axis at every x are said to coincide."""
+DODGE = 0.06
+"""x offset (in steps) between the markers of coinciding adaptation curves."""
+
+
+@dataclass
+class Curve:
+    """One line to draw: its values, its interval (NaN: none) and how it is styled."""
+
+    label: str
+    x: np.ndarray
+    mean: np.ndarray
+    half: np.ndarray
+    color: str
+    linestyle: str = "-"
+    marker: str | None = None
+    band: bool = True
+
+
+def results_return_bounds(results: Sequence[AdaptationResults]) -> tuple[float, float]:
+    """The tightest return bounds the results record (``settings["return_bounds"]``)."""
+    low, high = -np.inf, np.inf
+    for run in results:
+        bounds = run.settings.get("return_bounds") or (None, None)
+        low = max(low, -np.inf if bounds[0] is None else float(bounds[0]))
+        high = min(high, np.inf if bounds[1] is None else float(bounds[1]))
+    return low, high
+
+
+def _interval(curve: Curve, bounds: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """The curve's band, never past the bounds of a return."""
+    return np.clip(curve.mean - curve.half, *bounds), np.clip(curve.mean + curve.half, *bounds)
+
+
+def y_limits(curves: Sequence[Curve], bounds: tuple[float, float] = (-np.inf, np.inf)) -> tuple[float, float]:
+    """Axis limits holding every curve and band, spanning at least :data:`MIN_RELATIVE_SPAN`.
+
+    Parameters
+    ----------
+    curves:
+        What will be drawn.
+    bounds:
+        Bounds of the return: the axis stops a margin past them.
+    """
+    lows, highs = [], []
+    for curve in curves:
+        low, high = _interval(curve, bounds)
+        lows.append(np.fmin(low, curve.mean))
+        highs.append(np.fmax(high, curve.mean))
+    lo, hi = float(np.nanmin(np.concatenate(lows))), float(np.nanmax(np.concatenate(highs)))
+    span = max(hi - lo, MIN_RELATIVE_SPAN * max(abs(lo), abs(hi)), MIN_ABSOLUTE_SPAN)
+    middle = (lo + hi) / 2 if hi - lo < span else None
+    if middle is not None:
+        lo, hi = middle - span / 2, middle + span / 2
+        if lo < bounds[0] or hi > bounds[1]:  # keep the widened span inside the bounds
+            shift = bounds[0] - lo if lo < bounds[0] else bounds[1] - hi
+            lo, hi = lo + shift, hi + shift
+    pad = 0.06 * (hi - lo)
+    return lo - pad, hi + pad
+
+
+def coinciding(curves: Sequence[Curve], y_range: float) -> list[list[int]]:
+    """Groups (indices, two or more) of curves equal within :data:`COINCIDE_FRACTION` of ``y_range``."""
+    tol = COINCIDE_FRACTION * y_range
+    groups: list[list[int]] = []
+    placed: set[int] = set()
+    for i, a in enumerate(curves):
+        if i in placed:
+            continue
+        group = [i]
+        for j in range(i + 1, len(curves)):
+            b = curves[j]
+            if j not in placed and a.x.shape == b.x.shape and np.allclose(a.x, b.x) and (
+                np.nanmax(np.abs(a.mean - b.mean)) <= tol
+            ):
+                group.append(j)
+        if len(group) > 1:
+            groups.append(group)
+            placed.update(group)
+    return groups
+
+
+def within_noise(curve: Curve) -> bool:
+    """Whether every step's 95% interval overlaps step 0's (so no step is told apart from it)."""
+    if curve.mean.size < 2 or not np.isfinite(curve.half).all():
+        return False
+    return bool(np.all(np.abs(curve.mean - curve.mean[0]) < curve.half + curve.half[0]))
+
+
+def draw_curves(
+    ax: Axes, curves: Sequence[Curve], bounds: tuple[float, float] = (-np.inf, np.inf), dodge: float = 0.0
+) -> list[str]:
+    """Draw ``curves`` with their bands (clipped to ``bounds``) and truthful limits; return notes.
+
+    Coinciding curves are named in each other's legend labels and, with ``dodge``, their
+    markers are offset along x so none hides another. The notes say what the reader
+    could otherwise misread (coinciding lines).
+    """
+    lo, hi = y_limits(curves, bounds)
+    notes = []
+    offsets = np.zeros(len(curves))
+    labels = [c.label for c in curves]
+    for group in coinciding(curves, hi - lo):
+        for k, index in enumerate(group):
+            others = [curves[j].label for j in group if j != index]
+            labels[index] = f"{curves[index].label} (= {', '.join(others)})"
+            offsets[index] = (k - (len(group) - 1) / 2) * dodge
+        notes.append(f"lines coincide: {', '.join(curves[j].label for j in group)}")
+    for curve, label, offset in zip(curves, labels, offsets, strict=True):
+        x = curve.x + offset
+        ax.plot(x, curve.mean, color=curve.color, linestyle=curve.linestyle, marker=curve.marker, label=label)
+        if curve.band and np.isfinite(curve.half).any():
+            low, high = _interval(curve, bounds)
+            ax.fill_between(x, low, high, color=curve.color, alpha=0.2, linewidth=0)
+    for bound in bounds:
+        if np.isfinite(bound) and lo < bound < hi:
+            ax.axhline(bound, color="0.3", linewidth=0.8, linestyle=":")
+    ax.set_ylim(lo, hi)
+    return notes
 
 
 def _save(fig: Figure, out_png: str | Path) -> Path:
@@ -105,14 +226,12 @@ def _save(fig: Figure, out_png: str | Path) -> Path:
     return out
 
 
-def plot_adaptation(
-    results: Sequence[AdaptationResults], out_png: str | Path, title: str | None = None
-) -> Path:
-    """Mean return per episode after 0..K gradient steps, one line per method, with 95% bands.
+def _notes(ax: Axes, lines: Sequence[str]) -> None:
+    ax.text(0.01, 0.01, "\n".join(lines), transform=ax.transAxes, fontsize=8, alpha=0.75, va="bottom")
 
-    Flat methods (the oracle) are drawn as a horizontal line across the figure, and so
-    are the references the results carry (dashed, labelled by name).
-    """
+
+def adaptation_figure(results: Sequence[AdaptationResults], title: str | None = None) -> Figure:
+    """The adaptation figure of ``results`` (see :func:`plot_adaptation`), not yet saved."""
     if not results:
         raise ValueError("plot_adaptation: no results to plot")
     env_ids = sorted({r.env_id for r in results})
@@ -121,37 +240,64 @@ def plot_adaptation(
         title = f"Adaptation on {', '.join(map(family_name, env_ids))} ({'/'.join(map(str, tasks))} held-out tasks)"
     bands = adaptation_bands(results)
     max_step = max([len(b.x) - 1 for b in bands if not b.flat] or [1])
-
-    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    curves = []
     for i, band in enumerate(bands):
         style = _style(band.name, i)
         label = band.name + (f" ({band.count} runs)" if band.count > 1 else "")
         if band.flat:
             x = np.array([0.0, max_step])
-            mean, half = np.full(2, band.mean[0]), np.full(2, band.half[0])
-            ax.plot(x, mean, color=style["color"], linestyle="--", label=label)
+            curves.append(Curve(label, x, np.full(2, band.mean[0]), np.full(2, band.half[0]), style["color"], "--"))
         else:
-            x, mean, half = band.x, band.mean, band.half
-            ax.plot(x, mean, color=style["color"], marker=style["marker"] or None, label=label)
-        _fill(ax, x, mean, half, style["color"])
+            curves.append(Curve(label, band.x.astype(float), band.mean, band.half, style["color"], "-",
+                                style["marker"] or None))
     for j, (name, level) in enumerate(reference_levels(results).items()):
         color = REFERENCE_COLORS[j % len(REFERENCE_COLORS)]
-        ax.axhline(level, color=color, linestyle="--", linewidth=1.2, label=name)
+        curves.append(Curve(name, np.array([0.0, max_step]), np.full(2, level), np.full(2, np.nan), color, "--",
+                            band=False))
+
+    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    notes = draw_curves(ax, curves, results_return_bounds(results), dodge=DODGE)
+    quiet = [c.label for c in curves if within_noise(c)]
+    if quiet:
+        notes.append(f"no step moves the mean past the 95% CIs: {', '.join(quiet)}")
     over = "runs" if any(b.count > 1 for b in bands) else "tasks"
     ax.set_xlabel("gradient steps")
     ax.set_ylabel("mean return per episode")
     ax.set_xticks(range(max_step + 1))
     ax.set_title(title)
-    ax.text(0.01, 0.01, f"bands: 95% CI (Student-t over {over})", transform=ax.transAxes, fontsize=8, alpha=0.7)
+    _notes(ax, [f"bands: 95% CI (Student-t over {over})", *notes])
     ax.grid(alpha=0.3)
     if len(ax.get_legend_handles_labels()[1]) > LEGEND_INSIDE_MAX:
         fig.set_figheight(fig.get_figheight() + 1.2)
         fig.legend(loc="outside lower center", ncols=2, fontsize=8)  # below the axes: no curve hidden
     else:
         ax.legend(loc="best")
-    return _save(fig, out_png)
+    return fig
+
+
+def plot_adaptation(
+    results: Sequence[AdaptationResults], out_png: str | Path, title: str | None = None
+) -> Path:
+    """Mean return per episode after 0..K gradient steps, one line per method, with 95% bands.
+
+    Flat methods (the oracle) are drawn as a horizontal line across the figure, and so
+    are the references the results carry (dashed, labelled by name). Bands stop at the
+    return bounds the results record; the y-axis is never narrower than
+    :data:`MIN_RELATIVE_SPAN` of the values; coinciding curves are offset and named in the
+    legend; a curve whose steps all lie within each other's 95% CIs is named in a note.
+
+    Parameters
+    ----------
+    results:
+        Evaluations to draw; those sharing a name (method or label) are averaged over runs.
+    out_png:
+        The PNG to write (folders are made).
+    title:
+        Figure title (default: the task families and the number of held-out tasks).
+    """
+    return _save(adaptation_figure(results, title), out_png)
 
 
 def _aligned(rows_of_runs: Sequence[Sequence[Mapping[str, float]]], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -162,20 +308,15 @@ def _aligned(rows_of_runs: Sequence[Sequence[Mapping[str, float]]], key: str) ->
     return np.array(common), np.array([[t[i] for i in common] for t in tables]).reshape(len(tables), len(common))
 
 
-def plot_training_runs(
-    runs: Sequence[tuple[str, Sequence[Mapping[str, float]]]], out_png: str | Path, title: str
-) -> Path:
-    """Return before (dashed) and after (solid) adaptation per meta-iteration for ``(name, rows)`` runs.
-
-    Runs sharing a name are averaged (95% Student-t band over runs). A method that
-    logs no return after adaptation (the TRPO baselines) is drawn solid, "no adaptation".
-    """
+def training_figure(
+    runs: Sequence[tuple[str, Sequence[Mapping[str, float]]]],
+    title: str,
+    bounds: tuple[float, float] = (-np.inf, np.inf),
+) -> Figure:
+    """The training figure of ``runs`` (see :func:`plot_training_runs`), not yet saved."""
     if not runs:
         raise ValueError("plot_training_runs: no runs to plot")
-    fig = Figure(figsize=(7.0, 4.5), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    drawn = 0
+    curves = []
     many = False
     for i, (name, group) in enumerate(_groups(list(runs)).items()):
         style = _style(name, i)
@@ -189,29 +330,63 @@ def plot_training_runs(
             mean, half = t_interval(values, 0.95)
             many |= len(group) > 1
             label = f"{name}, {what}" + (f" ({len(group)} runs)" if len(group) > 1 else "")
-            ax.plot(x, mean, color=style["color"], linestyle=linestyle, label=label)
-            _fill(ax, x, mean, half, style["color"])
-            drawn += 1
-    if not drawn:
+            curves.append(Curve(label, x.astype(float), mean, half, style["color"], linestyle))
+    if not curves:
         raise ValueError("plot_training_runs: no return_before / return_after metrics in these runs")
+    fig = Figure(figsize=(7.0, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    notes = draw_curves(ax, curves, bounds)
     ax.set_xlabel("meta-iteration")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("mean return per episode")
     ax.set_title(title)
-    if many:
-        ax.text(0.01, 0.01, "bands: 95% CI (Student-t over runs)", transform=ax.transAxes, fontsize=8, alpha=0.7)
+    _notes(ax, (["bands: 95% CI (Student-t over runs)"] if many else []) + notes)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, out_png)
+    return fig
+
+
+def plot_training_runs(
+    runs: Sequence[tuple[str, Sequence[Mapping[str, float]]]],
+    out_png: str | Path,
+    title: str,
+    bounds: tuple[float, float] = (-np.inf, np.inf),
+) -> Path:
+    """Return before (dashed) and after (solid) adaptation per meta-iteration for ``(name, rows)`` runs.
+
+    Runs sharing a name are averaged (95% Student-t band over runs). A method that
+    logs no return after adaptation (the TRPO baselines) is drawn solid, "no adaptation".
+
+    Parameters
+    ----------
+    runs:
+        ``(legend name, metric rows)`` per run.
+    out_png:
+        The PNG to write.
+    title:
+        Figure title.
+    bounds:
+        Bounds of an episode's return (:func:`metarl.tasks.return_bounds`): bands stop there.
+    """
+    return _save(training_figure(runs, title, bounds), out_png)
 
 
 __all__ = [
     "METHOD_STYLES",
     "REFERENCE_COLORS",
     "Band",
+    "Curve",
     "adaptation_bands",
+    "adaptation_figure",
+    "coinciding",
+    "draw_curves",
     "family_name",
     "plot_adaptation",
     "plot_training_runs",
     "reference_levels",
+    "results_return_bounds",
+    "training_figure",
+    "within_noise",
+    "y_limits",
 ]

@@ -7,10 +7,12 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from metarl.figures import Curve, draw_curves
 from metarl.runlog import read_metrics
 
 CONFIG_FILE = "config.yaml"
@@ -64,11 +66,16 @@ def plot_training_curve(
     fig = Figure(figsize=(7.0, 4.5), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    for key, label in series:
+    curves = []
+    for i, (key, label) in enumerate(series):
         points = [(r["iteration"], r[key]) for r in rows if key in r and math.isfinite(r[key])]
         if points:
-            xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, label=label, marker="o" if len(xs) <= 30 else None, markersize=3)
+            xs, ys = (np.array(v, dtype=float) for v in zip(*points, strict=True))
+            curves.append(Curve(label, xs, ys, np.full(len(xs), np.nan), f"C{i}",
+                                marker="o" if len(xs) <= 30 else None, band=False))
+    notes = draw_curves(ax, curves) if curves else []
+    if notes:
+        ax.text(0.01, 0.01, "\n".join(notes), transform=ax.transAxes, fontsize=8, alpha=0.75)
     ax.set_xlabel("meta-iteration")
     ax.set_ylabel("mean return per episode")
     ax.set_title(title)

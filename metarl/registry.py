@@ -34,7 +34,7 @@ from typing import Any, TypeVar, overload
 import gymnasium as gym
 import numpy as np
 
-from metarl.tasks import BatchedTaskEnv, Task
+from metarl.tasks import BatchedTaskEnv, Task, return_bounds
 
 PROTOCOL_METHODS: tuple[str, ...] = ("sample_tasks", "set_task", "get_task")
 """Methods a single task environment has on top of Gymnasium's ``reset`` and ``step``."""
@@ -399,6 +399,18 @@ def check_batched_env(name: str, env: BatchedTaskEnv) -> None:
             f"{name}: set_tasks does not accept a task that sample_tasks returned ({task!r}): "
             f"{type(exc).__name__}: {exc}"
         ) from exc
+
+
+def registered_return_bounds(id: str, horizon: int) -> tuple[float, float]:
+    """:func:`metarl.tasks.return_bounds` of registered task env ``id``; unbounded if unknown.
+
+    Reads the env class's ``metadata`` only if the class is already imported: it never
+    imports a module (a results file or run folder may name any id).
+    """
+    if id not in _TASK_ENV_IDS:
+        return -np.inf, np.inf
+    cls = _resolve_if_loaded(gym.spec(id).entry_point)
+    return return_bounds(getattr(cls, "metadata", None), horizon)
 
 
 def make_batched(

@@ -10,6 +10,11 @@ drawn from a task distribution. It offers three methods on top of Gymnasium's AP
 
 Tasks are small frozen dataclasses or numpy arrays, never dicts.
 
+A family whose per-step reward is bounded may say so in its single env class's
+``metadata["reward_bounds"] = (low, high)`` (``±inf`` for an open side): figures then
+never draw a confidence interval past the bound of an episode's return
+(:func:`return_bounds`).
+
 A *batched task environment* (:class:`BatchedTaskEnv`) steps ``num_envs``
 sub-environments, each with its own task, in one call. It is a
 :class:`gymnasium.vector.VectorEnv` with autoreset disabled: the sampler runs one
@@ -31,6 +36,24 @@ from gymnasium.vector.utils import batch_space
 
 Task = Any
 """A task: a frozen dataclass or a numpy array (family specific)."""
+
+REWARD_BOUNDS_KEY = "reward_bounds"
+"""Key of an env class's ``metadata`` holding its per-step reward bounds ``(low, high)``."""
+
+
+def return_bounds(metadata: Any, horizon: int) -> tuple[float, float]:
+    """Bounds of an episode's (undiscounted) return of at most ``horizon`` steps.
+
+    Parameters
+    ----------
+    metadata:
+        An env class's ``metadata`` mapping; without ``reward_bounds`` the return is unbounded.
+    horizon:
+        The longest episode. An episode that ends early sums fewer rewards, so the bounds
+        always include 0: ``[min(0, horizon·low), max(0, horizon·high)]``.
+    """
+    low, high = (dict(metadata or {})).get(REWARD_BOUNDS_KEY, (-np.inf, np.inf))
+    return float(min(0.0, horizon * float(low))), float(max(0.0, horizon * float(high)))
 
 
 @runtime_checkable

@@ -56,7 +56,7 @@ from metarl.evaluation import (
 )
 from metarl.figures import plot_adaptation
 from metarl.memory import restart_with_tuned_malloc
-from metarl.registry import check_env_id, check_trusted_env_id, make_batched
+from metarl.registry import check_env_id, check_trusted_env_id, make_batched, registered_return_bounds
 from metarl.sampler import Sampler, envs_per_task
 
 log = logging.getLogger("metarl")
@@ -201,6 +201,8 @@ def evaluate(
                 "training_seed": None if random else cfg.seed,
                 "training_iterations": None if state is None else int(state.get("iteration", 0)),
                 "training_fast_lr": cfg.fast_lr,
+                "return_bounds": [None if not np.isfinite(b) else b
+                                  for b in registered_return_bounds(check_env_id(cfg.env_id), cfg.horizon)],
             },
             on_episodes=on_episodes,
             references=reference_returns(base, tasks, cfg.horizon, settings.seed),

@@ -20,11 +20,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import yaml
 
+import envs  # noqa: F401  (registers the shipped task environments: their return bounds are known)
 from metarl.cli import ArgumentParser
 from metarl.evaluation import AdaptationResults
 from metarl.figures import family_name, plot_adaptation, plot_training_runs
+from metarl.registry import registered_return_bounds
 from metarl.runlog import read_metrics
 
 CONFIG_FILE = "config.yaml"
@@ -48,15 +51,19 @@ def _run_config(run_dir: Path) -> dict:
 
 def plot_training(args: Sequence[str], out: Path, title: str | None) -> Path:
     """Training curves of the run folders ``args``."""
-    runs, env_ids = [], set()
+    runs, env_ids, bounds = [], set(), []
     for arg in args:
         name, run_dir = _named(arg)
         config = _run_config(run_dir)
         name = name or str(config.get("algorithm", "maml-trpo"))
-        env_ids.add(str(config.get("env_id", "unknown environment")))
+        env_id = str(config.get("env_id", "unknown environment"))
+        env_ids.add(env_id)
+        horizon = config.get("horizon")
+        bounds.append(registered_return_bounds(env_id, horizon) if isinstance(horizon, int) else (-np.inf, np.inf))
         runs.append((name, read_metrics(run_dir)))
     title = title or f"Training on {', '.join(sorted(map(family_name, env_ids)))}"
-    return plot_training_runs(runs, out, title)
+    tightest = (max(b[0] for b in bounds), min(b[1] for b in bounds))
+    return plot_training_runs(runs, out, title, tightest)
 
 
 def _results_files(path: Path) -> list[Path]:

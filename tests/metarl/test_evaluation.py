@@ -227,6 +227,7 @@ def test_cli_default_episodes_per_step_is_the_runs_episodes_per_task(tiny_run: P
     assert evaluate.main([*args, "--out", str(tmp_path / "default")]) == 0
     data = json.loads((tmp_path / "default" / "adaptation_maml-trpo.json").read_text())
     assert data["settings"]["episodes_per_step"] == 4
+    assert data["settings"]["return_bounds"] == [None, 0.0]  # navigation's reward is minus a distance
     assert data["env_steps"] == 2 * 2 * 4 * 15  # 2 phases × 2 tasks × 4 episodes × horizon 15 (never end early)
     assert evaluate.main([*args, "--episodes_per_step", "6", "--out", str(tmp_path / "six")]) == 0
     assert json.loads((tmp_path / "six" / "adaptation_maml-trpo.json").read_text())["settings"][

@@ -9,6 +9,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
+from metarl import figures
 from metarl.evaluation import AdaptationResults, t_interval
 from metarl.figures import LEGEND_INSIDE_MAX, adaptation_bands, plot_adaptation
 from metarl.runlog import RunLogger
@@ -108,3 +109,82 @@ def test_missing_results_are_an_error(tmp_path: Path, capsys):
     assert "no adaptation_*.json" in capsys.readouterr().err
     with pytest.raises(ValueError):
         AdaptationResults.from_json({"format": "something else"})
+
+
+# ------------------------------------------------------------------ plots that tell the truth
+
+
+def _figure_text(fig) -> str:
+    ax = fig.axes[0]
+    legend = ax.get_legend() or fig.legends[0]
+    return " | ".join([t.get_text() for t in ax.texts] + [t.get_text() for t in legend.get_texts()])
+
+
+def _band_tops(fig) -> float:
+    return max(float(np.max(c.get_paths()[0].vertices[:, 1])) for c in fig.axes[0].collections)
+
+
+def test_bands_stop_at_the_return_bound():
+    """A bandit's return is at most its N pulls: the 95% band near the top is cut at N."""
+    returns = np.clip(9.4 + np.random.default_rng(0).normal(0, 1.2, size=(6, 3)), 0, 10)
+    settings = {**SETTINGS, "return_bounds": [0.0, 10.0]}
+    results = AdaptationResults("maml-trpo", "metarl/Bandit-K5-N10-v0", returns, settings)
+    mean, half = t_interval(returns)
+    assert np.max(mean + half) > 10  # the unclipped interval would cross the bound
+    fig = figures.adaptation_figure([results])
+    assert _band_tops(fig) <= 10.0 + 1e-9
+    assert fig.axes[0].get_ylim()[1] < 10.0 + 0.2 * (10.0 - fig.axes[0].get_ylim()[0])
+
+
+def test_steps_within_their_intervals_are_named_and_not_stretched():
+    rng = np.random.default_rng(3)
+    returns = -10.0 + np.array([0.0, 0.05, 0.1]) + rng.normal(0, 1.5, size=(6, 3))
+    results = AdaptationResults("maml-trpo", "metarl/Navigation2D-v1", returns, dict(SETTINGS))
+    fig = figures.adaptation_figure([results])
+    assert "no step moves the mean past the 95% CIs: maml-trpo" in _figure_text(fig)
+    low, high = fig.axes[0].get_ylim()
+    mean, half = t_interval(returns)
+    assert low <= np.min(mean - half) and high >= np.max(mean + half)  # the whole band is shown
+
+
+def test_without_intervals_float_noise_is_not_a_slope():
+    """One task, no interval: values 1e-6 apart get an axis of at least 5% of their size."""
+    returns = np.array([[-20.0, -20.000001, -20.000002]])
+    results = AdaptationResults("maml-trpo", "metarl/Navigation2D-v1", returns, {**SETTINGS, "num_tasks": 1})
+    low, high = figures.adaptation_figure([results]).axes[0].get_ylim()
+    assert high - low >= figures.MIN_RELATIVE_SPAN * 20.0
+
+
+def test_coinciding_curves_are_offset_and_named():
+    a = _results("maml-trpo", 0, seed=5)
+    b = AdaptationResults("pretrained", a.env_id, a.returns.copy(), dict(SETTINGS))
+    c = _results("random", -20, seed=6)
+    fig = figures.adaptation_figure([a, b, c])
+    text = _figure_text(fig)
+    assert "maml-trpo (= pretrained)" in text and "pretrained (= maml-trpo)" in text
+    assert "lines coincide: maml-trpo, pretrained" in text and "random (=" not in text
+    xs = {line.get_label(): line.get_xdata() for line in fig.axes[0].get_lines()}
+    dodge = np.asarray(xs["pretrained (= maml-trpo)"]) - np.asarray(xs["maml-trpo (= pretrained)"])
+    np.testing.assert_allclose(dodge, figures.DODGE)
+    np.testing.assert_allclose(xs["random"], [0, 1, 2])
+
+
+def test_training_figure_names_coinciding_runs_and_clips_bands():
+    rows = [{"iteration": i, "return_before": 8.0 + 0.01 * i, "return_after": 9.5 + 0.01 * i} for i in range(20)]
+    noisy = [[{**r, "return_after": r["return_after"] + 0.6 * s} for r in rows] for s in (-1, 1)]
+    runs = [("maml-trpo", noisy[0]), ("maml-trpo", noisy[1]), ("copy", rows)]
+    fig = figures.training_figure(runs, "t", bounds=(0.0, 10.0))
+    assert _band_tops(fig) <= 10.0 + 1e-9
+    text = _figure_text(fig)
+    assert "lines coincide" in text
+    assert "maml-trpo, after adaptation (2 runs) (= copy, after adaptation)" in text
+
+
+def test_return_bounds_of_the_shipped_families():
+    import envs  # noqa: F401
+    from metarl.registry import registered_return_bounds
+
+    assert registered_return_bounds("metarl/Bandit-K5-N10-v0", 10) == (0.0, 10.0)
+    assert registered_return_bounds("metarl/Navigation2D-v1", 100) == (-np.inf, 0.0)
+    assert registered_return_bounds("metarl/HalfCheetahVel-v0", 200) == (-np.inf, np.inf)
+    assert registered_return_bounds("some.module:Unknown-v0", 10) == (-np.inf, np.inf)  # nothing imported
