@@ -107,19 +107,38 @@ class Navigation2DEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ## Arguments
 
-    ``task`` (the initial task; goal (0, 0) by default) and ``unit_actions`` (see
-    the action space; False for ``-v0``, True for ``-v1``).
+    ``task`` (the initial task; goal (0, 0) by default), ``unit_actions`` (see
+    the action space; False for ``-v0``, True for ``-v1``), and ``render_mode``:
+    ``"rgb_array"`` makes :meth:`render` return a ``width × height`` picture of the
+    plane (matplotlib, no display): the goal region, the goal and the path so far.
     """
 
-    metadata: dict[str, Any] = {"render_modes": [], "reward_bounds": (-np.inf, 0.0)}  # minus a distance
+    metadata: dict[str, Any] = {
+        "render_modes": ["rgb_array"],
+        "render_fps": 10,
+        "reward_bounds": (-np.inf, 0.0),  # minus a distance
+    }
 
-    def __init__(self, task: NavigationTask | None = None, unit_actions: bool = False) -> None:
+    def __init__(
+        self,
+        task: NavigationTask | None = None,
+        unit_actions: bool = False,
+        render_mode: str | None = None,
+        width: int = 240,
+        height: int = 240,
+    ) -> None:
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"Navigation2D: render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.observation_space = _observation_space()
         self.action_space = _action_space(unit_actions)
         self.unit_actions = unit_actions
+        self.render_mode = render_mode
         self._task = _check_task(task) if task is not None else NavigationTask(goal=(0.0, 0.0))
         self._goal = np.asarray(self._task.goal, dtype=np.float64)
         self._position = np.zeros(2)
+        self._path = [self._position.copy()]
+        self._size = (int(width), int(height))
+        self._canvas: Any = None
 
     def sample_tasks(self, n: int) -> list[NavigationTask]:
         """Draw ``n`` tasks with the env's own generator."""
@@ -139,12 +158,54 @@ class Navigation2DEnv(gym.Env[np.ndarray, np.ndarray]):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
         self._position = np.zeros(2)
+        self._path = [self._position.copy()]
         return self._position.astype(np.float32), {}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         move = _displacement(np.asarray(action, np.float64), self.unit_actions)
         self._position, reward, terminated = _move(self._position, move, self._goal)
+        self._path.append(self._position.copy())
         return self._position.astype(np.float32), float(reward), bool(terminated), False, {}
+
+    def render(self) -> np.ndarray | None:  # type: ignore[override]
+        """With ``render_mode="rgb_array"``: the plane as an ``[height, width, 3]`` uint8 array."""
+        if self.render_mode != "rgb_array":
+            return None
+        if self._canvas is None:
+            self._canvas = _NavigationCanvas(*self._size)
+        return self._canvas.draw(np.asarray(self._path), self._goal)
+
+
+class _NavigationCanvas:
+    """One matplotlib figure reused for every frame (only the data changes)."""
+
+    def __init__(self, width: int, height: int) -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from matplotlib.patches import Rectangle
+
+        dpi = 80
+        self.figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+        self.canvas = FigureCanvasAgg(self.figure)
+        ax = self.figure.add_axes((0.02, 0.02, 0.96, 0.96))
+        ax.add_patch(Rectangle((GOAL_LOW, GOAL_LOW), GOAL_HIGH - GOAL_LOW, GOAL_HIGH - GOAL_LOW,
+                               facecolor="0.93", edgecolor="0.6", linewidth=0.8))
+        ax.set_xlim(-0.75, 0.75)
+        ax.set_ylim(-0.75, 0.75)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        (self.path,) = ax.plot([], [], color="tab:blue", linewidth=1.5)
+        (self.agent,) = ax.plot([], [], "o", color="tab:blue", markersize=5)
+        (self.goal,) = ax.plot([], [], "*", color="tab:red", markersize=12)
+        ax.plot([0], [0], "+", color="0.3", markersize=8)
+
+    def draw(self, path: np.ndarray, goal: np.ndarray) -> np.ndarray:
+        self.path.set_data(path[:, 0], path[:, 1])
+        self.agent.set_data(path[-1:, 0], path[-1:, 1])
+        self.goal.set_data([goal[0]], [goal[1]])
+        self.canvas.draw()
+        return np.asarray(self.canvas.buffer_rgba())[..., :3].copy()
 
 
 class BatchedNavigation2D(BatchedTaskEnv):

@@ -23,6 +23,13 @@ steps of back-to-back episodes per task (its Ant test scripts: 20 for goal veloc
 forward/backward); it matters only where episodes end early. ``--budget-lanes K`` shares each
 task's budget among K sub-environments (1: one per task, as the paper's code ran).
 
+``--video N`` also films the first N held-out tasks: one video per task with the policy's
+episode before adaptation and after each of the K steps side by side (the parameters of
+this evaluation, mean actions), written as ``adaptation_task<i>.gif`` (or ``.mp4`` with
+``--video-format mp4`` and the ``video`` extra) beside the results. The locomotion
+families render with MuJoCo off screen (EGL by default, ``MUJOCO_GL=osmesa`` for OSMesa;
+Debian's ``libegl1 libgl1-mesa-dri`` or ``libosmesa6``), 2D navigation with matplotlib.
+
 Options may be spelled with hyphens or underscores (``--num-tasks``, ``--num_tasks``).
 """
 
@@ -32,7 +39,7 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +48,7 @@ import torch
 
 import agents
 import envs  # noqa: F401  (registers the task environments)
-from agents.policies import Policy
+from agents.policies import Params, Policy
 from metarl.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from metarl.cli import ArgumentParser
 from metarl.config import ConfigError, TrainConfig, config_from_dict, load_config
@@ -58,6 +65,15 @@ from metarl.figures import plot_adaptation
 from metarl.memory import restart_with_tuned_malloc
 from metarl.registry import check_env_id, check_trusted_env_id, make_batched, registered_return_bounds
 from metarl.sampler import Sampler, envs_per_task
+from metarl.tasks import Task
+from metarl.video import (
+    FORMATS,
+    RenderError,
+    adaptation_videos,
+    check_renderable,
+    check_video_format,
+    use_headless_gl,
+)
 
 log = logging.getLogger("metarl")
 CONFIG_FILE = "config.yaml"
@@ -72,6 +88,13 @@ def _floats(text: str) -> tuple[float, ...]:
     if not values:
         raise argparse.ArgumentTypeError("expected at least one learning rate")
     return values
+
+
+def _size(text: str) -> tuple[int, int]:
+    width, sep, height = text.lower().partition("x")
+    if not (sep and width.isdigit() and height.isdigit() and int(width) >= 16 and int(height) >= 16):
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 240x180 (each at least 16), got {text!r}")
+    return int(width), int(height)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -97,6 +120,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--label", default="", help="legend name (default: the method)")
     p.add_argument("--out", type=Path, help="output folder (default: <run>/eval, or runs/eval for a preset)")
     p.add_argument("--threads", type=int, help="torch threads (default: the run's num_threads)")
+    p.add_argument("--video", type=int, default=0, metavar="N",
+                   help="also write videos of the first N held-out tasks adapting (default 0: none)")
+    p.add_argument("--video-format", choices=FORMATS, default="gif", help="gif (default) or mp4 (the video extra)")
+    p.add_argument("--video-size", type=_size, default=(240, 180), metavar="WxH",
+                   help="size of one panel of a video (default 240x180)")
     p.add_argument("--trust-env-module", action="append", default=[], metavar="MODULE",
                    help="import MODULE if SOURCE's env id names it (a run folder's or checkpoint's config "
                         "imports no module unless you vouch for it); repeatable")
@@ -142,8 +170,13 @@ def evaluate(
     label: str = "",
     source: str = "",
     on_episodes: Any = None,
+    on_adapted: Callable[[Policy, Sequence[Task], list[Params]], None] | None = None,
 ) -> AdaptationResults:
-    """Evaluate the policy in ``state`` (or a fresh one with ``random``) as ``cfg.algorithm`` prescribes."""
+    """Evaluate the policy in ``state`` (or a fresh one with ``random``) as ``cfg.algorithm`` prescribes.
+
+    ``on_adapted(policy, tasks, params)`` (if given) receives the policy, the held-out tasks and
+    the per-task parameters before adaptation and after each step (to film them).
+    """
     method = "random" if random else cfg.algorithm
     algorithm = "maml-trpo" if random else cfg.algorithm  # a random policy sees plain observations
     check_env_id(cfg.env_id)
@@ -177,7 +210,10 @@ def evaluate(
     )
 
     def adapt(sampler: Sampler, rng: np.random.Generator, lrs: Sequence[float]) -> list[Episodes]:
-        return agents.sample_adaptation(policy, sampler, rng, lrs, advantage).episodes
+        batch = agents.sample_adaptation(policy, sampler, rng, lrs, advantage)
+        if on_adapted is not None:
+            on_adapted(policy, tasks, batch.params)
+        return batch.episodes
 
     try:
         return run_evaluation(
@@ -215,8 +251,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    filmed: list[tuple[Policy, Sequence[Task], list[Params]]] = []
     try:
+        if args.video and args.video > args.num_tasks:
+            raise ValueError(f"--video {args.video}: only {args.num_tasks} held-out tasks are evaluated")
         cfg, state, ckpt, default_out = load_source(args.source, args.random, args.trust_env_module)
+        if args.video:
+            check_video_format(args.video_format)
+        if args.video:
+            check_renderable(check_env_id(cfg.env_id))
+        if args.video and cfg.algorithm == "oracle" and not args.random:
+            raise ValueError("--video: an oracle's policy sees task features the rendering env does not give it")
         settings = EvaluationSettings(
             num_tasks=args.num_tasks,
             num_steps=args.num_steps,
@@ -229,9 +274,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads or cfg.num_threads)
         start = time.perf_counter()
         results = evaluate(
-            cfg, state, settings, random=args.random, label=args.label, source=str(ckpt or args.source)
+            cfg, state, settings, random=args.random, label=args.label, source=str(ckpt or args.source),
+            on_adapted=(lambda *shot: filmed.append(shot)) if args.video else None,
         )
-    except (ConfigError, CheckpointError, FileNotFoundError, ValueError, TypeError) as exc:
+    except (ConfigError, CheckpointError, FileNotFoundError, ValueError, TypeError, RenderError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     seconds = time.perf_counter() - start
@@ -239,6 +285,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     stem = "adaptation_" + "".join(c if c.isalnum() or c in "-_." else "_" for c in results.name)
     json_path = results.save(out / f"{stem}.json")
     png_path = plot_adaptation([results], out / f"{stem}.png")
+    videos: list[Path] = []
+    if args.video:
+        use_headless_gl()
+        policy, tasks, params = filmed[-1]
+        try:
+            videos = adaptation_videos(cfg.env_id, policy, list(tasks)[: args.video], params, out,
+                                       horizon=cfg.horizon, env_kwargs=cfg.env_kwargs,
+                                       video_format=args.video_format, size=args.video_size, seed=settings.seed)
+        except RenderError as exc:
+            print(f"error: {exc} (the results are written: {json_path})", file=sys.stderr)
+            return 2
     data = results.to_json()
     lrs = [None, *data["settings"]["step_lrs"]]
     print(f"{results.name} on {cfg.env_id}: {settings.num_tasks} held-out tasks (seed {settings.seed}), "
@@ -250,6 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, ref in data.get("references", {}).items():
         print(f"reference {name}: {ref['mean']:.2f} [{ref['ci_low']:.2f}, {ref['ci_high']:.2f}]")
     print(f"results: {json_path}\nfigure:  {png_path}")
+    for path in videos:
+        print(f"video:   {path}")
     return 0
 
 

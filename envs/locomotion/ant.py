@@ -26,7 +26,7 @@ from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.utils import EzPickle
 
 from envs.locomotion.base import BatchedLocomotionEnv, LocomotionTaskMixin, _finite_float32
-from envs.locomotion.models import ant_frame_skip, ant_initial_qpos, ant_model, gym_asset
+from envs.locomotion.models import TRACKING_CAMERA, ant_frame_skip, ant_initial_qpos, ant_model, gym_asset
 from envs.locomotion.tasks import DirectionFamily, GoalPositionFamily, GoalVelocityFamily
 
 CTRL_COST_WEIGHT = 0.005
@@ -137,6 +137,7 @@ class AntTaskEnv(LocomotionTaskMixin, AntEnv):
         if exclude_current_positions_from_observation is None:
             exclude_current_positions_from_observation = not self.include_positions_by_default
         self.paper_dynamics = bool(paper_dynamics)  # read by _initialize_simulation
+        kwargs.setdefault("default_camera_config", TRACKING_CAMERA)
         super().__init__(
             xml_file=gym_asset("ant.xml"),
             frame_skip=ant_frame_skip(self.paper_dynamics),

@@ -15,7 +15,7 @@ from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 from gymnasium.utils import EzPickle
 
 from envs.locomotion.base import BatchedLocomotionEnv, LocomotionTaskMixin, _finite_float32
-from envs.locomotion.models import FRAME_SKIP, gym_asset, half_cheetah_model
+from envs.locomotion.models import FRAME_SKIP, TRACKING_CAMERA, gym_asset, half_cheetah_model
 from envs.locomotion.tasks import DirectionFamily, GoalVelocityFamily
 
 CTRL_COST_WEIGHT = 0.05
@@ -91,6 +91,7 @@ class HalfCheetahTaskEnv(LocomotionTaskMixin, HalfCheetahEnv):
         exclude_current_positions_from_observation: bool = True,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("default_camera_config", TRACKING_CAMERA)
         super().__init__(
             xml_file=gym_asset("half_cheetah.xml"),
             frame_skip=FRAME_SKIP,
