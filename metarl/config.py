@@ -135,6 +135,14 @@ class TrainConfig:
     """Write a checkpoint every this many meta-iterations."""
     tensorboard: bool = True
     """Also log metrics to TensorBoard (``<run>/tb``)."""
+    wandb: bool = False
+    """Also log the config and the metrics to Weights & Biases (the ``wandb`` extra; files in
+    ``<run>/wandb``, the W&B run id in ``<run>/wandb_run_id`` so a resumed run continues it)."""
+    wandb_project: str = "metarl"
+    """W&B project of the run (``wandb: true``)."""
+    wandb_mode: str = "online"
+    """``online`` (needs a W&B login) or ``offline`` (no network; ``wandb sync <run>/wandb/offline-run-*``
+    uploads it later)."""
     out_dir: str = "runs"
     """Folder that holds run folders."""
     run_name: str = ""
@@ -155,6 +163,7 @@ SAMPLERS = ("local", "ray")
 META_UPDATES = ("fast", "exact")
 ESTIMATORS = ("reinforce", "lvc", "dice")
 PRECISIONS = ("auto", "bf16", "fp32")
+WANDB_MODES = ("online", "offline")
 
 
 @functools.cache
@@ -426,6 +435,10 @@ def _check_ranges(cfg: TrainConfig) -> None:
         fail("inner_estimator", f"must be one of {', '.join(ESTIMATORS)}")
     if cfg.fisher_precision not in PRECISIONS:
         fail("fisher_precision", f"must be one of {', '.join(PRECISIONS)}")
+    if cfg.wandb_mode not in WANDB_MODES:
+        fail("wandb_mode", f"must be one of {', '.join(WANDB_MODES)}")
+    if cfg.wandb and not cfg.wandb_project.strip():
+        fail("wandb_project", "must not be empty with wandb: true")
     for name in ("env_id", "out_dir"):
         if not getattr(cfg, name).strip():
             fail(name, "must not be empty")

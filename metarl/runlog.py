@@ -87,9 +87,16 @@ class RunLogger:
     ``resume_iteration``: continue an existing run whose next iteration is this one; rows
     (and TensorBoard events) with ``iteration >= resume_iteration`` are dropped first.
     Without it, an existing non-empty ``metrics.csv`` is an error (it belongs to another run).
+    ``wandb``: a :class:`metarl.wandb_log.WandbLogger` that receives the same rows (closed with this).
     """
 
-    def __init__(self, run_dir: str | Path, tensorboard: bool = True, resume_iteration: int | None = None):
+    def __init__(
+        self,
+        run_dir: str | Path,
+        tensorboard: bool = True,
+        resume_iteration: int | None = None,
+        wandb: Any = None,
+    ):
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.run_dir / METRICS_FILE
@@ -110,6 +117,7 @@ class RunLogger:
         self._file = open(self.path, "a", newline="", encoding="utf-8")
         self._writer = csv.writer(self._file, lineterminator="\n")
         self._tb = None
+        self._wandb = wandb
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -140,6 +148,8 @@ class RunLogger:
                 if key != "iteration" and math.isfinite(value):
                     self._tb.add_scalar(key, value, global_step=int(iteration))
             self._tb.flush()
+        if self._wandb is not None:
+            self._wandb.log(int(iteration), row)
 
     def _widen(self, new: list[str]) -> None:
         columns = (self._columns or ["iteration"]) + [k for k in new if k != "iteration"]
@@ -167,6 +177,9 @@ class RunLogger:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+        if self._wandb is not None:
+            self._wandb.close()
+            self._wandb = None
 
     def __enter__(self) -> RunLogger:
         return self

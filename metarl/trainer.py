@@ -57,6 +57,7 @@ from metarl.runlock import hold_run_folder
 from metarl.runlog import RunLogger, setup_logging
 from metarl.sampler import envs_per_task
 from metarl.tasks import BatchedTaskEnv, Task
+from metarl.wandb_log import WandbLogger
 
 log = logging.getLogger("metarl")
 
@@ -67,6 +68,7 @@ KEEP_CHECKPOINTS = 3
 # (the sampling backend changes where episodes are sampled, not which.)
 RESUMABLE_FIELDS = {
     "num_iterations", "checkpoint_every", "tensorboard", "num_threads", "sampler", "num_workers", "ray_address",
+    "wandb", "wandb_project", "wandb_mode",
 }
 # Where the run folder is: taken from the folder being resumed, not compared. ``init_from``
 # names where the policy came from when the run started; a resumed run loads its own
@@ -370,7 +372,13 @@ def _train_in(run_dir: Path, cfg: TrainConfig, build_learner: LearnerFactory, *,
         setup_logging(run_dir)
         for orphan in remove_orphaned_temp_files(run_dir):
             log.info("removed %s, left by an interrupted checkpoint write", orphan.name)
-        logger = RunLogger(run_dir, tensorboard=cfg.tensorboard, resume_iteration=state.iteration if resume else None)
+        wandb = (
+            WandbLogger(run_dir, config_to_dict(cfg), cfg.wandb_project, cfg.wandb_mode, cfg.run_name, resume)
+            if cfg.wandb
+            else None
+        )
+        logger = RunLogger(run_dir, tensorboard=cfg.tensorboard, resume_iteration=state.iteration if resume else None,
+                           wandb=wandb)
     except BaseException:
         _close(env, learner)
         raise
