@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import gymnasium as gym
 
 from agents.baselines import TRPOLearner, observation_env
@@ -49,7 +51,15 @@ def policy_for(cfg: TrainConfig, env: BatchedTaskEnv) -> Policy:
     )
 
 
-def fisher_settings(cfg: TrainConfig) -> dict[str, object]:
+class FisherSettings(TypedDict):
+    """The Fisher-vector product settings of :class:`MetaUpdateSettings` a config gives."""
+
+    fvp_step_subsample: float
+    fvp_inner_subsample: float
+    fisher_precision: str
+
+
+def fisher_settings(cfg: TrainConfig) -> FisherSettings:
     """The Fisher-vector product settings of the meta-update ``cfg.meta_update`` names.
 
     ``exact`` is the fp32 reference on every step; ``fast`` resolves ``auto`` precision

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -50,7 +50,7 @@ class Policy(nn.Module, abc.ABC):
         """θ expanded to ``num_tasks`` tasks (views: gradients flow back to θ)."""
         return {name: p.unsqueeze(0).expand(num_tasks, *p.shape) for name, p in self.named_parameters()}
 
-    def _mlp(self, obs: Tensor, params: Params) -> Tensor:
+    def _mlp(self, obs: Tensor, params: Mapping[str, Tensor]) -> Tensor:
         """The MLP's output for ``obs [T, ..., in]`` with per-task ``params``."""
         lead = obs.shape[:-1]
         x = obs.reshape(lead[0], -1, obs.shape[-1])
@@ -61,7 +61,7 @@ class Policy(nn.Module, abc.ABC):
         return x.reshape(*lead, x.shape[-1])
 
     @abc.abstractmethod
-    def distribution(self, obs: Tensor, params: Params) -> Distribution:
+    def distribution(self, obs: Tensor, params: Mapping[str, Tensor]) -> Distribution:
         """The action distribution for ``obs [T, ..., obs_dim]``; batch shape ``obs.shape[:-1]``."""
 
     @abc.abstractmethod
@@ -78,7 +78,7 @@ class Policy(nn.Module, abc.ABC):
         """
 
     @abc.abstractmethod
-    def fisher_outputs(self, obs: Tensor, params: Params) -> tuple[Tensor, ...]:
+    def fisher_outputs(self, obs: Tensor, params: Mapping[str, Tensor]) -> tuple[Tensor, ...]:
         """The distribution's parameters for ``obs``, each shaped ``[T, ..., k]`` (one row per observation)."""
 
     @abc.abstractmethod
@@ -107,14 +107,14 @@ class GaussianMLPPolicy(Policy):
         self.log_std = nn.Parameter(torch.full((action_dim,), math.log(init_std)))
         self.min_log_std = math.log(min_std)
 
-    def fisher_outputs(self, obs: Tensor, params: Params) -> tuple[Tensor, Tensor]:
+    def fisher_outputs(self, obs: Tensor, params: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Mean and log-std of every row, ``[T, ..., action_dim]`` each."""
         mean = self._mlp(obs, params)
         log_std = params["log_std"].clamp(min=self.min_log_std)
         shape = (log_std.shape[0],) + (1,) * (mean.dim() - 2) + (log_std.shape[-1],)
         return mean, log_std.reshape(shape).expand_as(mean)
 
-    def distribution(self, obs: Tensor, params: Params) -> Distribution:
+    def distribution(self, obs: Tensor, params: Mapping[str, Tensor]) -> Distribution:
         mean, log_std = self.fisher_outputs(obs, params)
         return Independent(Normal(mean, log_std.exp(), validate_args=False), 1, validate_args=False)
 
@@ -146,11 +146,11 @@ class CategoricalMLPPolicy(Policy):
     ):
         super().__init__(obs_dim, num_actions, hidden_sizes, nonlinearity)
 
-    def fisher_outputs(self, obs: Tensor, params: Params) -> tuple[Tensor]:
+    def fisher_outputs(self, obs: Tensor, params: Mapping[str, Tensor]) -> tuple[Tensor]:
         """Logits of every row, ``[T, ..., num_actions]``."""
         return (self._mlp(obs, params),)
 
-    def distribution(self, obs: Tensor, params: Params) -> Distribution:
+    def distribution(self, obs: Tensor, params: Mapping[str, Tensor]) -> Distribution:
         return Categorical(logits=self._mlp(obs, params), validate_args=False)
 
     def draw_noise(self, rng: np.random.Generator, num_steps: int) -> np.ndarray:

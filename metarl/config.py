@@ -15,7 +15,7 @@ import inspect
 import math
 import os
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -287,163 +287,168 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
+class _UnparsableError(ValueError):
+    """A value a field's parser cannot take; ``extra`` is a hint for the message."""
+
+    def __init__(self, extra: str = "") -> None:
+        super().__init__(extra)
+        self.extra = extra
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise _UnparsableError(" (use true/false, yes/no or 1/0)")
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise _UnparsableError()
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            value = _to_float(value)
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    raise _UnparsableError()
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise _UnparsableError()
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            raise _UnparsableError() from None
+    raise _UnparsableError()
+
+
+def _to_str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise _UnparsableError()
+
+
+def _to_int_tuple(value: Any) -> tuple[int, ...]:
+    items = value
+    if isinstance(value, str):
+        items = _split_int_list(value)
+        if items is None:
+            raise _UnparsableError(" (write it as 64,64 or [64, 64]; [] or an empty string for none)")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        items = [value]
+    if not isinstance(items, list | tuple):
+        raise _UnparsableError()
+    out = []
+    for item in items:
+        if isinstance(item, bool) or (isinstance(item, float) and not item.is_integer()):
+            raise _UnparsableError()
+        try:
+            out.append(int(item))
+        except (TypeError, ValueError):
+            raise _UnparsableError() from None
+    return tuple(out)
+
+
+def _to_mapping(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        try:
+            value = load_yaml(value) if value.strip() else {}
+        except DuplicateKeyError as exc:
+            raise _UnparsableError(f" ({exc.problem})") from None
+        except yaml.YAMLError:
+            raise _UnparsableError(" (not valid YAML/JSON)") from None
+        value = {} if value is None else value
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return dict(value)
+    raise _UnparsableError()
+
+
+_PARSERS: dict[Any, Any] = {
+    bool: _to_bool, int: _to_int, float: _to_float, str: _to_str, tuple: _to_int_tuple, dict: _to_mapping,
+}
+"""The parser of each field type (a YAML value or a command-line string in, the field's type out)."""
+
+
 def _coerce(name: str, value: Any, source: str) -> Any:
     """Convert ``value`` (from YAML or a command-line string) to the type of field ``name``."""
     tp = _TYPES[name]
-    origin = typing.get_origin(tp)
+    parse = _PARSERS[typing.get_origin(tp) or tp]
+    try:
+        return parse(value)
+    except _UnparsableError as exc:
+        raise ConfigError(
+            f"config field {name!r}: expected {_type_name(tp)}, got {value!r}{exc.extra} ({source})", field=name
+        ) from None
 
-    def bad(extra: str = "") -> ConfigError:
-        return ConfigError(
-            f"config field {name!r}: expected {_type_name(tp)}, got {value!r}{extra} ({source})", field=name
-        )
 
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
-        raise bad(" (use true/false, yes/no or 1/0)")
-    if tp is int:
-        if isinstance(value, bool):
-            raise bad()
-        if isinstance(value, int):
-            return value
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                try:
-                    value_f = float(value)
-                except ValueError:
-                    raise bad() from None
-                value = value_f
-        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-            return int(value)
-        raise bad()
-    if tp is float:
-        if isinstance(value, bool):
-            raise bad()
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                raise bad() from None
-        raise bad()
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise bad()
-    if origin is tuple:
-        items = value
-        if isinstance(value, str):
-            items = _split_int_list(value)
-            if items is None:
-                raise bad(" (write it as 64,64 or [64, 64]; [] or an empty string for none)")
-        elif isinstance(value, int) and not isinstance(value, bool):
-            items = [value]
-        if not isinstance(items, list | tuple):
-            raise bad()
-        out = []
-        for item in items:
-            if isinstance(item, bool) or (isinstance(item, float) and not item.is_integer()):
-                raise bad()
-            try:
-                out.append(int(item))
-            except (TypeError, ValueError):
-                raise bad() from None
-        return tuple(out)
-    if origin is dict or tp is dict:
-        if isinstance(value, str):
-            try:
-                value = load_yaml(value) if value.strip() else {}
-            except DuplicateKeyError as exc:
-                raise bad(f" ({exc.problem})") from None
-            except yaml.YAMLError:
-                raise bad(" (not valid YAML/JSON)") from None
-            value = {} if value is None else value
-        if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
-            return dict(value)
-        raise bad()
-    raise TypeError(f"unsupported config field type {tp!r}")  # pragma: no cover
+_AT_LEAST_ONE = (
+    "num_iterations", "meta_batch_size", "episodes_per_task", "horizon", "num_inner_steps", "cg_iters",
+    "ls_max_steps", "num_threads", "num_workers", "checkpoint_every",
+)
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "algorithm": ALGORITHMS, "sampler": SAMPLERS, "nonlinearity": NONLINEARITIES, "meta_update": META_UPDATES,
+    "inner_estimator": ESTIMATORS, "fisher_precision": PRECISIONS, "wandb_mode": WANDB_MODES,
+}
+_INTERVALS: dict[str, tuple[str, Any]] = {
+    "init_std": ("must be > 0", lambda v: v > 0),
+    "fast_lr": ("must be > 0", lambda v: v > 0),
+    "max_kl": ("must be > 0", lambda v: v > 0),
+    "cg_damping": ("must be >= 0", lambda v: v >= 0),
+    "ls_backtrack_ratio": ("must be in (0, 1)", lambda v: 0 < v < 1),
+    "gamma": ("must be in (0, 1]", lambda v: 0 < v <= 1),
+    "gae_lambda": ("must be in [0, 1]", lambda v: 0 <= v <= 1),
+    "hvp_subsample": ("must be in (0, 1]", lambda v: 0 < v <= 1),
+    "fvp_step_subsample": ("must be in (0, 1]", lambda v: 0 < v <= 1),
+    "fvp_inner_subsample": ("must be in (0, 1]", lambda v: 0 < v <= 1),
+}
+"""Float fields: the rule (besides being finite) and the message when it fails."""
+
+
+def _problems(cfg: TrainConfig) -> Iterator[tuple[str, str]]:
+    """``(field, problem)`` of every rule ``cfg`` breaks, in a fixed order."""
+    yield from ((name, "must be >= 1") for name in _AT_LEAST_ONE if getattr(cfg, name) < 1)
+    if cfg.seed < 0:
+        yield "seed", "must be >= 0"
+    if cfg.budget_lanes < 0:
+        yield "budget_lanes", "must be >= 0 (0: one sub-environment per episode)"
+    if cfg.budget_lanes and not cfg.step_budget:
+        yield "budget_lanes", "needs step_budget true"
+    if cfg.budget_lanes and cfg.episodes_per_task % cfg.budget_lanes:
+        yield "budget_lanes", f"must divide episodes_per_task ({cfg.episodes_per_task})"
+    if any(h < 1 for h in cfg.hidden_sizes):
+        yield "hidden_sizes", "every layer width must be >= 1"
+    yield from ((name, f"must be one of {', '.join(choices)}") for name, choices in _CHOICES.items()
+                if getattr(cfg, name) not in choices)
+    if cfg.ray_address and not valid_ray_address(cfg.ray_address):
+        yield "ray_address", "must be empty (a local Ray instance), 'auto', 'host:port' or 'ray://host:port'"
+    for name, (problem, holds) in _INTERVALS.items():
+        value = getattr(cfg, name)
+        if not math.isfinite(value):
+            yield name, "must be a finite number"
+        elif not holds(value):
+            yield name, problem
+    if cfg.wandb and not cfg.wandb_project.strip():
+        yield "wandb_project", "must not be empty with wandb: true"
+    yield from ((name, "must not be empty") for name in ("env_id", "out_dir") if not getattr(cfg, name).strip())
+    if any(c in cfg.run_name for c in "/\\") or cfg.run_name in (".", ".."):
+        yield "run_name", "must be a plain folder name (no path separators)"
 
 
 def _check_ranges(cfg: TrainConfig) -> None:
-    def fail(name: str, problem: str) -> None:
+    """Raise :class:`ConfigError` naming the first rule ``cfg`` breaks."""
+    for name, problem in _problems(cfg):
         raise ConfigError(f"config field {name!r}: {problem}, got {getattr(cfg, name)!r}", field=name)
-
-    def finite(name: str) -> float:
-        v = getattr(cfg, name)
-        if not math.isfinite(v):
-            fail(name, "must be a finite number")
-        return v
-
-    for name in (
-        "num_iterations",
-        "meta_batch_size",
-        "episodes_per_task",
-        "horizon",
-        "num_inner_steps",
-        "cg_iters",
-        "ls_max_steps",
-        "num_threads",
-        "num_workers",
-        "checkpoint_every",
-    ):
-        if getattr(cfg, name) < 1:
-            fail(name, "must be >= 1")
-    if cfg.seed < 0:
-        fail("seed", "must be >= 0")
-    if cfg.budget_lanes < 0:
-        fail("budget_lanes", "must be >= 0 (0: one sub-environment per episode)")
-    if cfg.budget_lanes and not cfg.step_budget:
-        fail("budget_lanes", "needs step_budget true")
-    if cfg.budget_lanes and cfg.episodes_per_task % cfg.budget_lanes:
-        fail("budget_lanes", f"must divide episodes_per_task ({cfg.episodes_per_task})")
-    if any(h < 1 for h in cfg.hidden_sizes):
-        fail("hidden_sizes", "every layer width must be >= 1")
-    if cfg.algorithm not in ALGORITHMS:
-        fail("algorithm", f"must be one of {', '.join(ALGORITHMS)}")
-    if cfg.sampler not in SAMPLERS:
-        fail("sampler", f"must be one of {', '.join(SAMPLERS)}")
-    if cfg.ray_address and not valid_ray_address(cfg.ray_address):
-        fail("ray_address", "must be empty (a local Ray instance), 'auto', 'host:port' or 'ray://host:port'")
-    if cfg.nonlinearity not in NONLINEARITIES:
-        fail("nonlinearity", f"must be one of {', '.join(NONLINEARITIES)}")
-    for name in ("init_std", "fast_lr", "max_kl"):
-        if not finite(name) > 0:
-            fail(name, "must be > 0")
-    if not finite("cg_damping") >= 0:
-        fail("cg_damping", "must be >= 0")
-    if not 0 < finite("ls_backtrack_ratio") < 1:
-        fail("ls_backtrack_ratio", "must be in (0, 1)")
-    if not 0 < finite("gamma") <= 1:
-        fail("gamma", "must be in (0, 1]")
-    if not 0 <= finite("gae_lambda") <= 1:
-        fail("gae_lambda", "must be in [0, 1]")
-    if not 0 < finite("hvp_subsample") <= 1:
-        fail("hvp_subsample", "must be in (0, 1]")
-    for name in ("fvp_step_subsample", "fvp_inner_subsample"):
-        if not 0 < finite(name) <= 1:
-            fail(name, "must be in (0, 1]")
-    if cfg.meta_update not in META_UPDATES:
-        fail("meta_update", f"must be one of {', '.join(META_UPDATES)}")
-    if cfg.inner_estimator not in ESTIMATORS:
-        fail("inner_estimator", f"must be one of {', '.join(ESTIMATORS)}")
-    if cfg.fisher_precision not in PRECISIONS:
-        fail("fisher_precision", f"must be one of {', '.join(PRECISIONS)}")
-    if cfg.wandb_mode not in WANDB_MODES:
-        fail("wandb_mode", f"must be one of {', '.join(WANDB_MODES)}")
-    if cfg.wandb and not cfg.wandb_project.strip():
-        fail("wandb_project", "must not be empty with wandb: true")
-    for name in ("env_id", "out_dir"):
-        if not getattr(cfg, name).strip():
-            fail(name, "must not be empty")
-    if any(c in cfg.run_name for c in "/\\") or cfg.run_name in (".", ".."):
-        fail("run_name", "must be a plain folder name (no path separators)")
 
 
 def valid_ray_address(address: str) -> bool:

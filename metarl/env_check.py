@@ -85,7 +85,7 @@ def _batched_rollout(env_id: str, num_envs: int, steps: int, horizon: int | None
         rng = np.random.default_rng(0)
         env.set_tasks(env.sample_tasks(num_envs, rng))
         obs, _ = env.reset(seed=0)
-        shape = (num_envs, *env.single_observation_space.shape)
+        shape = (num_envs, *(env.single_observation_space.shape or ()))
         env.single_action_space.seed(0)
         for t in range(steps):
             if np.shape(obs) != shape or not np.all(np.isfinite(obs)):

@@ -56,7 +56,7 @@ def plot_training_curve(
         rows = read_metrics(run_dir)
         env_id = env_id or _env_id_of(run_dir)
     else:
-        rows = list(source)
+        rows = [dict(r) for r in source]
     series = _series_keys(rows)
     if not series:
         raise ValueError("no return_before / return_after metrics to plot")

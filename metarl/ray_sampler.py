@@ -139,7 +139,8 @@ def connect(address: str = "") -> bool:
 def _registering_modules(env_id: str) -> tuple[str, ...]:
     """Modules whose import registers ``env_id`` (those of its entry points), for a fresh worker process."""
     spec = gym.spec(check_env_id(env_id))
-    modules = []
+    modules: list[str] = []
+    module: str | None
     for entry_point in (spec.entry_point, spec.vector_entry_point):
         if isinstance(entry_point, str):
             module = entry_point.partition(":")[0]

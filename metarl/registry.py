@@ -407,9 +407,10 @@ def registered_return_bounds(id: str, horizon: int) -> tuple[float, float]:
     Reads the env class's ``metadata`` only if the class is already imported: it never
     imports a module (a results file or run folder may name any id).
     """
-    if id not in _TASK_ENV_IDS:
+    entry_point = gym.spec(id).entry_point if id in _TASK_ENV_IDS else None
+    if entry_point is None:
         return -np.inf, np.inf
-    cls = _resolve_if_loaded(gym.spec(id).entry_point)
+    cls = _resolve_if_loaded(entry_point)
     return return_bounds(getattr(cls, "metadata", None), horizon)
 
 

@@ -16,7 +16,7 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -64,7 +64,7 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, float | int]]:
     return _read_table(path)[1]
 
 
-def _write_table(path: Path, header: list[str], rows: list[Mapping[str, Any]]) -> None:
+def _write_table(path: Path, header: list[str], rows: Sequence[Mapping[str, Any]]) -> None:
     """Replace ``path`` atomically with ``header`` and ``rows``."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

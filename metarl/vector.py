@@ -68,7 +68,8 @@ class SyncBatchedTaskEnv(BatchedTaskEnv):
         first = self.envs[0]
         self._init_spaces(first.observation_space, first.action_space)
         self._set_task: list[Callable[[Task], None]] = [e.get_wrapper_attr("set_task") for e in self.envs]
-        self._obs = np.zeros((num_envs, *first.observation_space.shape), dtype=first.observation_space.dtype)
+        obs_shape = tuple(first.observation_space.shape or ())
+        self._obs = np.zeros((num_envs, *obs_shape), dtype=first.observation_space.dtype)
         self._reward = np.zeros(num_envs, dtype=np.float64)
         self._terminated = np.zeros(num_envs, dtype=bool)
         self._ended = np.zeros(num_envs, dtype=bool)

@@ -60,6 +60,7 @@ def make_render_env(env_id: str, width: int, height: int, env_kwargs: Mapping[st
     """The single env ``env_id`` rendering ``width × height`` RGB frames; :class:`RenderError` if it cannot."""
     cls = check_renderable(env_id)
     kwargs = dict(env_kwargs or {})
+    parameters: Mapping[str, inspect.Parameter]
     try:
         parameters = inspect.signature(cls).parameters
     except (TypeError, ValueError):
@@ -145,7 +146,7 @@ def write_video(frames: Sequence[np.ndarray], path: str | Path, fps: int) -> Pat
         check_video_format("mp4")
         with imageio.get_writer(path, fps=fps, codec="libx264", quality=7, macro_block_size=2) as writer:
             for frame in frames:
-                writer.append_data(frame)
+                writer.append_data(frame)  # type: ignore[attr-defined]
     else:
         raise RenderError(f"unknown video format {path.suffix!r}; use one of {', '.join(FORMATS)}")
     return path

@@ -14,7 +14,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from metarl.config import ConfigError
 
@@ -69,13 +69,13 @@ class WandbLogger:
             raise WandbUnavailableError(INSTALL_HINT, field="wandb") from exc
         run_dir = Path(run_dir)
         run_id = _run_id(run_dir, resume)
-        self._run = wandb.init(
+        self._run: Any = wandb.init(
             project=project,
             name=name,
             id=run_id,
             resume="allow",
             dir=str(run_dir),
-            mode=mode,
+            mode=cast(Any, mode),  # online | offline, checked by the config
             config=dict(config),
             settings=wandb.Settings(console="off", silent=True),
         )

@@ -194,7 +194,8 @@ class AntTaskEnv(LocomotionTaskMixin, AntEnv):
 
     def _get_rew(self, x_velocity: float, action: np.ndarray) -> tuple[float, dict[str, float]]:
         """Reward of a step and its components."""
-        task_reward = float(self.family.reward(self._params, np.float64(x_velocity), self.data.qpos[:2]))
+        velocity = np.asarray(x_velocity, dtype=np.float64)
+        task_reward = float(self.family.reward(self._params, velocity, self.data.qpos[:2]))
         survive_reward = float(self.healthy_reward)
         ctrl_cost = float(self.control_cost(action))
         contact_cost = float(self.contact_cost)
@@ -206,7 +207,7 @@ class AntTaskEnv(LocomotionTaskMixin, AntEnv):
             "reward_contact": -contact_cost,
         }
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:  # type: ignore[override]
         action = np.asarray(action, dtype=np.float64)
         x_before = self.data.qpos[0]
         diverged = self._simulate(action)

@@ -121,11 +121,11 @@ class HalfCheetahTaskEnv(LocomotionTaskMixin, HalfCheetahEnv):
         """Reward of a step and its components."""
         # HalfCheetah moves in the x-z plane: its position in the ground plane is (x, 0)
         xy = np.array([self.data.qpos[0], 0.0])
-        task_reward = float(self.family.reward(self._params, np.float64(x_velocity), xy))
+        task_reward = float(self.family.reward(self._params, np.asarray(x_velocity, dtype=np.float64), xy))
         ctrl_cost = float(self.control_cost(action))
         return task_reward - ctrl_cost, {"reward_task": task_reward, "reward_ctrl": -ctrl_cost}
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:  # type: ignore[override]
         action = np.asarray(action, dtype=np.float64)
         x_before = self.data.qpos[0]
         diverged = self._simulate(action)
