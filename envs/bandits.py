@@ -21,6 +21,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from envs.references import bandit_reference_returns
 from envs.streams import SubenvStreams, draw_key
 from metarl.registry import register_task_env
 from metarl.tasks import BatchedTaskEnv
@@ -199,8 +200,6 @@ class BatchedBernoulliBandit(BatchedTaskEnv):
 
         See :func:`envs.references.bandit_reference_returns`; evaluation reports them.
         """
-        from envs.references import bandit_reference_returns  # envs.references imports this module
-
         where = f"{type(self).__name__}.reference_returns"
         return bandit_reference_returns([_check_task(t, self.k, where) for t in tasks], horizon, rng)
 

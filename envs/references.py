@@ -1,5 +1,9 @@
 """Analytic and classical reference returns for the discrete task families, batched over tasks.
 
+It imports no env module: tasks come as arrays, or as objects carrying them (a
+bandit task's ``probs``; an MDP task's ``transitions`` and ``mean_rewards``), so the env
+modules import this one at the top.
+
 Bandits (tasks as :class:`~envs.bandits.BanditTask` or an array ``probs[T, K]``):
 
 * :func:`bandit_oracle_return` — ``n·max(p)``, the expected return of always pulling
@@ -26,16 +30,15 @@ All of it is plain numpy: one Python loop over time steps, none over tasks or ru
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, cast
 
 import numpy as np
 
-from envs.bandits import BanditTask
-from envs.tabular_mdp import HORIZON, INITIAL_STATE, TabularMDPTask
-
-BanditTasks = Sequence[BanditTask] | np.ndarray
-"""Bandit tasks: a sequence of :class:`BanditTask` or an array ``probs[T, K]``."""
-MDPTasks = Sequence[TabularMDPTask] | tuple[np.ndarray, np.ndarray]
-"""MDP tasks: a sequence of :class:`TabularMDPTask` or a pair ``(P[T, S, A, S], R[T, S, A])``."""
+BanditTasks = Sequence[Any] | np.ndarray
+"""Bandit tasks: a sequence of tasks with ``probs`` (:class:`~envs.bandits.BanditTask`) or an array ``probs[T, K]``."""
+MDPTasks = Sequence[Any] | tuple[np.ndarray, np.ndarray]
+"""MDP tasks: a sequence of tasks with ``transitions`` and ``mean_rewards``
+(:class:`~envs.tabular_mdp.TabularMDPTask`) or a pair ``(P[T, S, A, S], R[T, S, A])``."""
 
 
 # -- bandits -------------------------------------------------------------------------
@@ -122,14 +125,15 @@ def mdp_arrays(tasks: MDPTasks) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(tasks, tuple) and len(tasks) == 2 and isinstance(tasks[0], np.ndarray):
         P, R = (np.asarray(x, dtype=np.float64) for x in tasks)
     else:
-        P = np.stack([t.transitions for t in tasks])
-        R = np.stack([t.mean_rewards for t in tasks])
+        objects = cast(Sequence[Any], tasks)  # tasks carrying their arrays
+        P = np.stack([t.transitions for t in objects])
+        R = np.stack([t.mean_rewards for t in objects])
     if P.ndim != 4 or P.shape[1] != P.shape[3] or R.shape != P.shape[:3]:
         raise ValueError(f"MDP tasks need P[T, S, A, S] and R[T, S, A], got {P.shape} and {R.shape}")
     return P, R
 
 
-def mdp_value_iteration(tasks: MDPTasks, horizon: int = HORIZON) -> tuple[np.ndarray, np.ndarray]:
+def mdp_value_iteration(tasks: MDPTasks, horizon: int) -> tuple[np.ndarray, np.ndarray]:
     """Optimal finite-horizon values and policy of every task by backward induction.
 
     Returns ``values[T, horizon + 1, S]``, the optimal expected return collected from
@@ -148,14 +152,14 @@ def mdp_value_iteration(tasks: MDPTasks, horizon: int = HORIZON) -> tuple[np.nda
 
 
 def mdp_optimal_return(
-    tasks: MDPTasks, horizon: int = HORIZON, initial_state: int = INITIAL_STATE
+    tasks: MDPTasks, horizon: int, initial_state: int = 0
 ) -> np.ndarray:
     """Expected return ``[T]`` of the optimal policy from ``initial_state`` (value iteration)."""
     return mdp_value_iteration(tasks, horizon)[0][:, 0, initial_state]
 
 
 def mdp_random_return(
-    tasks: MDPTasks, horizon: int = HORIZON, initial_state: int = INITIAL_STATE
+    tasks: MDPTasks, horizon: int, initial_state: int = 0
 ) -> np.ndarray:
     """Exact expected return ``[T]`` of the uniformly random policy from ``initial_state``."""
     P, R = mdp_arrays(tasks)
@@ -192,11 +196,14 @@ def bandit_reference_returns(
 
 
 def mdp_reference_returns(
-    tasks: MDPTasks, horizon: int = HORIZON, rng: np.random.Generator | None = None
+    tasks: MDPTasks, horizon: int, rng: np.random.Generator | None = None, initial_state: int = 0
 ) -> dict[str, np.ndarray]:
-    """Per-task exact expected return from the initial state: optimal policy and uniform random.
+    """Per-task exact expected return from ``initial_state``: optimal policy and uniform random.
 
     Both are exact (dynamic programming), so ``rng`` is not used.
     """
     optimal, random = MDP_REFERENCES
-    return {optimal: mdp_optimal_return(tasks, horizon), random: mdp_random_return(tasks, horizon)}
+    return {
+        optimal: mdp_optimal_return(tasks, horizon, initial_state),
+        random: mdp_random_return(tasks, horizon, initial_state),
+    }

@@ -24,6 +24,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from envs.references import mdp_reference_returns
 from envs.streams import SubenvStreams, draw_key
 from metarl.registry import register_task_env
 from metarl.tasks import BatchedTaskEnv
@@ -295,11 +296,9 @@ class BatchedTabularMDP(BatchedTaskEnv):
 
         See :func:`envs.references.mdp_reference_returns`; evaluation reports them.
         """
-        from envs.references import mdp_reference_returns  # envs.references imports this module
-
         where = f"{type(self).__name__}.reference_returns"
         checked = [_check_task(t, self.num_states, self.num_actions, where) for t in tasks]
-        return mdp_reference_returns(checked, horizon, rng)
+        return mdp_reference_returns(checked, horizon, rng, INITIAL_STATE)
 
     def _apply_tasks(self, tasks: Sequence[TabularMDPTask]) -> None:
         where = f"{type(self).__name__}.set_tasks"

@@ -14,17 +14,12 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from metarl.episodes import Episodes
-from metarl.tasks import BatchedTaskEnv, Task
+from metarl.tasks import DIVERGED_INFO_KEY, BatchedTaskEnv, Task
 
 if TYPE_CHECKING:
-    from metarl.config import TrainConfig
+    pass
 
 log = logging.getLogger("metarl")
-
-
-DIVERGED_INFO_KEY = "diverged"
-"""Optional ``info`` entry of a batched env's step: a bool per sub-environment whose physics
-became unstable this step; those episodes are ended and counted like non-finite ones."""
 
 
 def _as_float32(values: object) -> np.ndarray:
@@ -558,27 +553,3 @@ class Sampler:
 
     def close(self) -> None:
         """Release what the sampler holds beyond its env (nothing, locally)."""
-
-
-def make_sampler(cfg: TrainConfig, env: BatchedTaskEnv, policy: PolicyLike) -> Sampler:
-    """The sampler ``cfg.sampler`` names for ``cfg.meta_batch_size`` tasks × ``cfg.episodes_per_task`` episodes.
-
-    ``env`` must hold ``cfg.meta_batch_size × envs_per_task(cfg...)`` sub-environments
-    (:func:`envs_per_task`; :func:`metarl.trainer` builds it so).
-
-    ``local``: a :class:`Sampler` on ``env``. ``ray``: a :class:`metarl.ray_sampler.RaySampler`
-    with ``cfg.num_workers`` actors on the cluster at ``cfg.ray_address`` (a
-    :class:`~metarl.config.ConfigError` if Ray is not installed or the cluster cannot be reached).
-    """
-    if cfg.sampler == "ray":
-        from metarl.ray_sampler import make_ray_sampler  # (here: Ray is an optional extra)
-
-        return make_ray_sampler(cfg, env, policy, cfg.meta_batch_size, cfg.episodes_per_task)
-    return Sampler(
-        env,
-        policy,
-        cfg.meta_batch_size,
-        cfg.episodes_per_task,
-        step_budget=cfg.step_budget,
-        budget_lanes=cfg.budget_lanes,
-    )

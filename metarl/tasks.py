@@ -37,6 +37,12 @@ from gymnasium.vector.utils import batch_space
 Task = Any
 """A task: a frozen dataclass or a numpy array (family specific)."""
 
+DIVERGED_INFO_KEY = "diverged"
+"""Optional ``info`` entry of a step: a single env's bool, or a batched env's bool per
+sub-environment, saying its physics became unstable this step; the sampler ends those
+episodes and counts them like non-finite ones (:class:`metarl.vector.SyncBatchedTaskEnv`
+passes a single env's flag on per sub-environment)."""
+
 REWARD_BOUNDS_KEY = "reward_bounds"
 """Key of an env class's ``metadata`` holding its per-step reward bounds ``(low, high)``."""
 

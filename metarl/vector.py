@@ -39,12 +39,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from metarl.registry import TaskEnvError, check_tasks
-from metarl.tasks import BatchedTaskEnv, Task
-
-DIVERGED_INFO_KEY = "diverged"
-"""A single env's ``info`` flag for unstable physics, passed on per sub-environment
-(the sampler ends such episodes; see ``metarl.sampler.DIVERGED_INFO_KEY``)."""
+from metarl.protocol_checks import TaskEnvError, check_tasks
+from metarl.tasks import DIVERGED_INFO_KEY, BatchedTaskEnv, Task
 
 
 class SyncBatchedTaskEnv(BatchedTaskEnv):

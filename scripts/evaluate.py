@@ -199,7 +199,7 @@ def evaluate(
             ) from exc
     if method == "maml-trpo" and settings.num_steps and settings.step_lrs()[0] != cfg.fast_lr:
         log.warning("evaluating with inner lr %s; the run was trained with fast_lr %s", settings.lrs, cfg.fast_lr)
-    advantage = agents.AdvantageSettings(cfg.gamma, cfg.gae_lambda, cfg.normalize_advantages, cfg.bootstrap_truncated)
+    advantage = agents.advantage_settings(cfg)
     sampler = Sampler(
         env,
         policy,

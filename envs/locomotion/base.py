@@ -26,8 +26,7 @@ from gymnasium.utils import seeding
 
 from envs.locomotion.models import DIVERGENCE_WARNINGS, FRAME_SKIP
 from envs.locomotion.tasks import TaskFamily
-from metarl.sampler import DIVERGED_INFO_KEY
-from metarl.tasks import BatchedTaskEnv
+from metarl.tasks import DIVERGED_INFO_KEY, BatchedTaskEnv
 
 
 class LocomotionTaskMixin:

@@ -13,6 +13,7 @@ from gymnasium.utils.env_checker import check_env
 import envs  # noqa: F401  (registers the ids)
 from envs.references import mdp_optimal_return, mdp_random_return, mdp_value_iteration
 from envs.tabular_mdp import (
+    HORIZON,
     BatchedTabularMDP,
     TabularMDPEnv,
     TabularMDPTask,
@@ -221,10 +222,10 @@ def test_references_match_rollouts_in_the_environment() -> None:
 
 def test_references_are_batched_over_tasks() -> None:
     tasks = sample_tabular_mdp_tasks(8, np.random.default_rng(4))
-    optimal, random = mdp_optimal_return(tasks), mdp_random_return(tasks)
+    optimal, random = mdp_optimal_return(tasks, HORIZON), mdp_random_return(tasks, HORIZON)
     assert optimal.shape == random.shape == (8,)
-    np.testing.assert_allclose(optimal[3], mdp_optimal_return(tasks[3:4])[0])
+    np.testing.assert_allclose(optimal[3], mdp_optimal_return(tasks[3:4], HORIZON)[0])
     assert np.all(optimal > random)
     P = np.stack([t.transitions for t in tasks])
     R = np.stack([t.mean_rewards for t in tasks])
-    np.testing.assert_array_equal(mdp_optimal_return((P, R)), optimal)
+    np.testing.assert_array_equal(mdp_optimal_return((P, R), HORIZON), optimal)

@@ -20,13 +20,14 @@ import torch
 
 import agents
 import envs  # noqa: F401
+from agents import make_sampler
 from agents.policies import GaussianMLPPolicy
 from metarl import make_batched
 from metarl.checkpoint import list_checkpoints, load_checkpoint
 from metarl.config import ConfigError, load_config, save_config
 from metarl.oracle import TaskFeatureObservation
 from metarl.ray_sampler import RaySampler, ShardEnvFactory, ShardWorker
-from metarl.sampler import Sampler, Shard, draw_phase_key, make_sampler
+from metarl.sampler import Sampler, Shard, draw_phase_key
 from metarl.trainer import load_run_config, train
 
 HAS_RAY = importlib.util.find_spec("ray") is not None

@@ -7,7 +7,7 @@ or sinking below z = 0.2 (a fall). Each setting runs twice: with metarl's contac
 (Gymnasium's ant.xml, MuJoCo's default solimp) and with every geom's solimp set to
 rllab's ``.8 .8 .01`` (the MAML paper's ant.xml).
 
-    .venv/bin/python results/ant_terminations.py
+    .venv/bin/python benchmarks/ant_terminations.py
 """
 
 from __future__ import annotations
