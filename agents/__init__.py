@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from agents.baselines import TRPOLearner, observation_env
 from agents.builders import (
     FisherSettings,
     advantage_settings,
@@ -13,6 +12,7 @@ from agents.builders import (
     make_sampler,
     policy_for,
 )
+from agents.comparison_learners import TRPOLearner, observation_env
 from agents.maml import AdaptationBatch, AdvantageSettings, adapt, sample_adaptation
 from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings
 from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Policy

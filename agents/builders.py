@@ -10,7 +10,7 @@ from typing import TypedDict
 
 import gymnasium as gym
 
-from agents.baselines import TRPOLearner, observation_env
+from agents.comparison_learners import TRPOLearner, observation_env
 from agents.maml import AdvantageSettings
 from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings
 from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Policy

@@ -28,11 +28,11 @@ import torch
 from torch import Tensor
 
 from agents.policies import Params, Policy
-from metarl.baseline import estimate_advantages
 from metarl.config import ESTIMATORS
 from metarl.episodes import Episodes
 from metarl.registry import TaskEnvError
 from metarl.sampler import Sampler
+from metarl.value_baseline import estimate_advantages
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ several runs (seeds) is drawn as the mean over runs with a Student-t 95% band ov
 runs. A family's analytic references stored in the results (best bandit arm, UCB1,
 value iteration, ...) are drawn as flat dashed lines at their mean over tasks. Drawn
 on matplotlib's Agg canvas: no display, no pyplot state.
-(:mod:`metarl.plotting` draws a single run's training curve at the end of training.)
+(:mod:`metarl.training_curve` draws a single run's training curve at the end of training.)
 """
 
 from __future__ import annotations

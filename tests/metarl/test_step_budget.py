@@ -8,11 +8,11 @@ import envs  # noqa: F401
 from agents import make_policy
 from agents.maml import inner_loss
 from metarl import make_batched
-from metarl.baseline import estimate_advantages
 from metarl.config import ConfigError, load_config
 from metarl.episodes import Episodes
 from metarl.evaluation import per_task_returns
 from metarl.sampler import Sampler, Shard, assemble_episodes, draw_phase_key, envs_per_task, rollout
+from metarl.value_baseline import estimate_advantages
 
 TASKS, LANES, HORIZON = 2, 4, 200
 FIELDS = ("observations", "actions", "rewards", "mask", "lengths", "terminated", "truncated", "nonfinite",

@@ -2,8 +2,8 @@
 
 import torch
 
-from metarl.baseline import LinearFeatureBaseline, baseline_features, estimate_advantages
 from metarl.episodes import Episodes, time_index
+from metarl.value_baseline import LinearFeatureBaseline, baseline_features, estimate_advantages
 
 
 def make_episodes(observations, rewards, lengths, terminated=None):
