@@ -10,7 +10,8 @@ adaptation itself is a callable (:data:`AdaptFn`), so this module needs nothing 
 Uncertainty: the 95% confidence interval of a step's mean is the Student-t interval
 over tasks, ``mean ± t(0.975, n-1) · sd / sqrt(n)`` of the ``n`` per-task means (each
 task a draw from the task distribution; the episodes' own noise is inside each task's
-mean). Results are written as JSON (:meth:`AdaptationResults.save`).
+mean; :mod:`metarl.statistics`). Results are written as JSON
+(:mod:`metarl.adaptation_results`); both are re-exported here.
 
 References: a task family whose environment has a method
 ``reference_returns(tasks, horizon, rng) -> {name: per-task expected return}`` (e.g. the
@@ -21,22 +22,20 @@ held-out tasks recorded beside the method's curve (:func:`reference_returns`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from metarl.adaptation_results import AdaptationResults, task_to_json
 from metarl.episodes import Episodes
 from metarl.sampler import Sampler, envs_per_task
+from metarl.statistics import student_t_cdf, student_t_ppf, t_interval
 from metarl.tasks import Task
 
-RESULTS_FORMAT = "metarl-adaptation-results"
-RESULTS_VERSION = 1
 EVAL_SEED_TAG = 0x6D65_7461_6576_616C  # "metaeval": keeps evaluation streams apart from training's
 """Mixed into the evaluation seed so held-out tasks never share a stream with training."""
 
@@ -144,236 +143,6 @@ def heldout_tasks(
 ) -> list[Task]:
     """The fixed held-out task set of evaluation ``seed``: the same for every method and run."""
     return list(sample_tasks(num_tasks, evaluation_streams(seed).task_rng))
-
-
-# -------------------------------------------------------------------------- statistics
-
-
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the regularized incomplete beta function (modified Lentz)."""
-    tiny, eps = 1e-300, 1e-15
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 500):
-        m2 = 2 * m
-        for num in (m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
-            d = 1.0 + num * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + num / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < eps:
-            break
-    return h
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function I_x(a, b)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(log_front) * _betacf(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
-
-
-def student_t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for Student's t with ``df`` degrees of freedom."""
-    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t > 0 else tail
-
-
-def student_t_ppf(q: float, df: float) -> float:
-    """The ``q`` quantile of Student's t with ``df`` degrees of freedom (bisection on the CDF)."""
-    if not 0 < q < 1 or not df > 0:
-        raise ValueError(f"student_t_ppf needs 0 < q < 1 and df > 0, got q={q}, df={df}")
-    if q < 0.5:
-        return -student_t_ppf(1.0 - q, df)
-    low, high = 0.0, 1.0
-    while student_t_cdf(high, df) < q:
-        low, high = high, 2.0 * high
-    for _ in range(200):
-        mid = 0.5 * (low + high)
-        if student_t_cdf(mid, df) < q:
-            low = mid
-        else:
-            high = mid
-        if high - low <= 1e-12 * max(1.0, high):
-            break
-    return 0.5 * (low + high)
-
-
-def t_interval(values: np.ndarray, confidence: float = 0.95, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and Student-t confidence half-width of ``values`` along ``axis`` (NaN half-width if n < 2)."""
-    values = np.asarray(values, dtype=np.float64)
-    n = values.shape[axis]
-    mean = values.mean(axis=axis)
-    if n < 2:
-        return mean, np.full_like(mean, np.nan)
-    sem = values.std(axis=axis, ddof=1) / math.sqrt(n)
-    return mean, student_t_ppf(0.5 + confidence / 2.0, n - 1) * sem
-
-
-# ----------------------------------------------------------------------------- results
-
-
-def task_to_json(task: Task) -> Any:
-    """A task as plain JSON data: its own ``to_json()`` if it has one, else dataclass fields, lists, numbers."""
-    own = getattr(task, "to_json", None)
-    if callable(own) and not isinstance(task, type):
-        return own()
-    if dataclasses.is_dataclass(task) and not isinstance(task, type):
-        return {f.name: task_to_json(getattr(task, f.name)) for f in dataclasses.fields(task)}
-    if isinstance(task, np.ndarray | np.generic):
-        return task.tolist()
-    if isinstance(task, Mapping):
-        return {str(k): task_to_json(v) for k, v in task.items()}
-    if isinstance(task, list | tuple):
-        return [task_to_json(v) for v in task]
-    if task is None or isinstance(task, bool | int | float | str):
-        return task
-    return repr(task)
-
-
-@dataclass(frozen=True)
-class AdaptationResults:
-    """Mean return per episode of every held-out task after 0..K gradient steps.
-
-    ``returns[i, k]`` is task ``i``'s mean return over the episodes sampled after
-    ``k`` steps. An oracle (no adaptation) has one column, ``k = 0``, and ``flat``.
-    ``references[name][i]`` is a reference's expected return on task ``i`` (see
-    :func:`reference_returns`).
-    """
-
-    method: str
-    env_id: str
-    returns: np.ndarray  # [num_tasks, num_steps + 1]
-    settings: dict[str, Any]
-    tasks: list[Any] = field(default_factory=list)
-    label: str = ""
-    source: str = ""
-    flat: bool = False
-    env_steps: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
-    references: dict[str, np.ndarray] = field(default_factory=dict)
-
-    @property
-    def steps(self) -> list[int]:
-        """Gradient steps at which returns were recorded: ``0..K``."""
-        return list(range(self.returns.shape[1]))
-
-    @property
-    def name(self) -> str:
-        """The legend name: ``label`` or ``method``."""
-        return self.label or self.method
-
-    @property
-    def confidence(self) -> float:
-        """Level of the confidence intervals."""
-        return float(self.settings.get("confidence", 0.95))
-
-    def mean(self) -> np.ndarray:
-        """Mean over tasks after each step, ``[K + 1]``."""
-        return self.returns.mean(axis=0)
-
-    def ci_halfwidth(self) -> np.ndarray:
-        """Student-t confidence half-width over tasks after each step, ``[K + 1]``."""
-        return t_interval(self.returns, self.confidence)[1]
-
-    def to_json(self) -> dict[str, Any]:
-        """Plain data: settings, per-task and per-step returns, mean and confidence interval."""
-        mean, half = t_interval(self.returns, self.confidence)
-        tasks = self.tasks or [None] * len(self.returns)
-        return {
-            "format": RESULTS_FORMAT,
-            "version": RESULTS_VERSION,
-            "method": self.method,
-            "label": self.name,
-            "env_id": self.env_id,
-            "source": self.source,
-            "flat": self.flat,
-            "settings": dict(self.settings),
-            "ci_method": f"Student-t interval over the {self.returns.shape[0]} tasks' mean returns",
-            "steps": self.steps,
-            "mean": mean.tolist(),
-            "ci_low": (mean - half).tolist(),
-            "ci_high": (mean + half).tolist(),
-            "std_over_tasks": self.returns.std(axis=0, ddof=1).tolist() if len(self.returns) > 1 else None,
-            "env_steps": self.env_steps,
-            **({"references": self._reference_summary()} if self.references else {}),
-            "per_task": [
-                {"task": task, "returns": row.tolist(), **self._task_references(i)}
-                for i, (task, row) in enumerate(zip(tasks, self.returns, strict=True))
-            ],
-            **({"extra": self.extra} if self.extra else {}),
-        }
-
-    def _reference_summary(self) -> dict[str, dict[str, float]]:
-        """Mean and confidence interval over tasks of every reference."""
-        summary = {}
-        for name, values in self.references.items():
-            mean, half = t_interval(values, self.confidence)
-            summary[name] = {"mean": float(mean), "ci_low": float(mean - half), "ci_high": float(mean + half)}
-        return summary
-
-    def _task_references(self, i: int) -> dict[str, dict[str, float]]:
-        """``{"references": {name: value on task i}}``, or ``{}`` without references."""
-        return {"references": {k: float(v[i]) for k, v in self.references.items()}} if self.references else {}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any], where: str = "results") -> AdaptationResults:
-        """Inverse of :meth:`to_json` (raises ``ValueError`` on a file of another kind)."""
-        if data.get("format") != RESULTS_FORMAT:
-            raise ValueError(f"{where} is not a metarl adaptation-results file")
-        if data.get("version") != RESULTS_VERSION:
-            raise ValueError(f"{where} has results version {data.get('version')!r}, expected {RESULTS_VERSION}")
-        per_task = data["per_task"]
-        return cls(
-            method=data["method"],
-            env_id=data["env_id"],
-            returns=np.array([row["returns"] for row in per_task], dtype=np.float64),
-            settings=dict(data["settings"]),
-            tasks=[row["task"] for row in per_task],
-            label=data.get("label", ""),
-            source=data.get("source", ""),
-            flat=bool(data.get("flat", False)),
-            env_steps=int(data.get("env_steps", 0)),
-            extra=dict(data.get("extra", {})),
-            references={
-                name: np.array([row["references"][name] for row in per_task], dtype=np.float64)
-                for name in data.get("references", {})
-            },
-        )
-
-    def save(self, path: str | Path) -> Path:
-        """Write :meth:`to_json` to ``path``: one line per key, and per task (diff-friendly)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(_dumps(self.to_json()))
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> AdaptationResults:
-        """Read a file written by :meth:`save`."""
-        path = Path(path)
-        return cls.from_json(json.loads(path.read_text()), where=str(path))
-
-
-def _dumps(data: Mapping[str, Any]) -> str:
-    """JSON with one line per top-level key and one line per entry of ``per_task``."""
-    lines = []
-    for key, value in data.items():
-        if key == "per_task":
-            rows = ",\n".join(f"  {json.dumps(row)}" for row in value)
-            text = f"[\n{rows}\n ]" if value else "[]"
-        else:
-            text = json.dumps(value)
-        lines.append(f" {json.dumps(key)}: {text}")
-    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 # -------------------------------------------------------------------------- evaluation

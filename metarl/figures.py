@@ -22,7 +22,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from metarl.evaluation import AdaptationResults, t_interval
+from metarl.adaptation_results import AdaptationResults
+from metarl.statistics import t_interval
 
 METHOD_STYLES: dict[str, dict[str, str]] = {
     "maml-trpo": {"color": "tab:blue", "marker": "o"},

@@ -24,8 +24,8 @@ import numpy as np
 import yaml
 
 import envs  # noqa: F401  (registers the shipped task environments: their return bounds are known)
+from metarl.adaptation_results import AdaptationResults
 from metarl.cli import ArgumentParser
-from metarl.evaluation import AdaptationResults
 from metarl.figures import family_name, plot_adaptation, plot_training_runs
 from metarl.registry import registered_return_bounds
 from metarl.runlog import read_metrics
