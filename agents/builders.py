@@ -16,8 +16,8 @@ from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings
 from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Policy
 from metarl.config import TrainConfig
 from metarl.precision import resolve_precision
-from metarl.ray_sampler import make_ray_sampler
-from metarl.sampler import PolicyLike, Sampler
+from metarl.sampling import PolicyLike, Sampler
+from metarl.sampling.ray_sampler import make_ray_sampler
 from metarl.tasks import BatchedTaskEnv
 
 
@@ -88,10 +88,10 @@ def make_sampler(cfg: TrainConfig, env: BatchedTaskEnv, policy: PolicyLike) -> S
     """The sampler ``cfg.sampler`` names for ``cfg.meta_batch_size`` tasks × ``cfg.episodes_per_task`` episodes.
 
     ``env`` must hold ``cfg.meta_batch_size × envs_per_task(cfg...)`` sub-environments
-    (:func:`metarl.sampler.envs_per_task`; :func:`metarl.trainer.train` builds it so).
+    (:func:`metarl.sampling.envs_per_task`; :func:`metarl.trainer.train` builds it so).
 
-    ``local``: a :class:`~metarl.sampler.Sampler` on ``env``. ``ray``: a
-    :class:`metarl.ray_sampler.RaySampler` with ``cfg.num_workers`` actors on the cluster at
+    ``local``: a :class:`~metarl.sampling.Sampler` on ``env``. ``ray``: a
+    :class:`metarl.sampling.ray_sampler.RaySampler` with ``cfg.num_workers`` actors on the cluster at
     ``cfg.ray_address`` (a :class:`~metarl.config.ConfigError` if Ray is not installed or the
     cluster cannot be reached).
     """

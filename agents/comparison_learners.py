@@ -22,7 +22,7 @@ from agents.maml import AdvantageSettings
 from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings
 from agents.policies import Policy
 from metarl.oracle import TaskFeatureObservation
-from metarl.sampler import Sampler
+from metarl.sampling import Sampler
 from metarl.tasks import BatchedTaskEnv, Task
 
 

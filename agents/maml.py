@@ -31,7 +31,7 @@ from agents.policies import Params, Policy
 from metarl.config import ESTIMATORS
 from metarl.episodes import Episodes
 from metarl.registry import TaskEnvError
-from metarl.sampler import Sampler
+from metarl.sampling import Sampler
 from metarl.value_baseline import estimate_advantages
 
 

@@ -26,7 +26,7 @@ from agents.maml import (
 )
 from agents.policies import Params, Policy
 from metarl.precision import cpu_description
-from metarl.sampler import Sampler
+from metarl.sampling import Sampler
 from metarl.tasks import Task
 from metarl.trpo import backtracking_line_search, natural_step
 

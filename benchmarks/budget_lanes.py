@@ -30,7 +30,7 @@ from metarl.checkpoint import load_checkpoint
 from metarl.config import load_config
 from metarl.memory import restart_with_tuned_malloc
 from metarl.registry import make_batched
-from metarl.sampler import Sampler, envs_per_task
+from metarl.sampling import Sampler, envs_per_task
 
 
 def main() -> None:

@@ -32,9 +32,9 @@ import envs  # noqa: F401
 from agents.maml import sample_adaptation
 from metarl.config import ConfigError, load_config
 from metarl.memory import restart_with_tuned_malloc
-from metarl.ray_sampler import RaySampler, ShardEnvFactory
 from metarl.registry import make_batched
-from metarl.sampler import Sampler
+from metarl.sampling import Sampler
+from metarl.sampling.ray_sampler import RaySampler, ShardEnvFactory
 
 HALFCHEETAH_VEL = ["--env_id", "metarl/HalfCheetahVel-v0", "--meta_batch_size", "40", "--episodes_per_task", "20",
                    "--horizon", "200", "--hidden_sizes", "100,100"]

@@ -32,7 +32,7 @@ import torch
 
 from metarl.adaptation_results import AdaptationResults, task_to_json
 from metarl.episodes import Episodes
-from metarl.sampler import Sampler, envs_per_task
+from metarl.sampling import Sampler, envs_per_task
 from metarl.statistics import student_t_cdf, student_t_ppf, t_interval
 from metarl.tasks import Task
 

@@ -54,7 +54,7 @@ from metarl.config import (
 from metarl.registry import TaskEnvError, check_env_id, check_trusted_env_id, make_batched
 from metarl.runlock import hold_run_folder
 from metarl.runlog import RunLogger, setup_logging
-from metarl.sampler import envs_per_task
+from metarl.sampling import envs_per_task
 from metarl.tasks import BatchedTaskEnv, Task
 from metarl.training_curve import plot_training_curve
 from metarl.wandb_log import WandbLogger

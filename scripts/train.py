@@ -28,9 +28,9 @@ from metarl.checkpoint import CheckpointError
 from metarl.cli import ArgumentParser, config_fields_help
 from metarl.config import ConfigError, TrainConfig, list_presets, load_config
 from metarl.memory import restart_with_tuned_malloc
-from metarl.ray_sampler import SamplerError
 from metarl.registry import TaskEnvError
 from metarl.runlock import RunFolderInUseError, os_error_message
+from metarl.sampling.ray_sampler import SamplerError
 from metarl.trainer import load_run_config, train
 
 

@@ -19,7 +19,7 @@ from envs.locomotion.half_cheetah import BatchedHalfCheetahVel, HalfCheetahDirEn
 from envs.locomotion.tasks import DirectionTask, GoalTask, VelocityTask
 from metarl.oracle import TaskFeatureObservation
 from metarl.registry import make_batched, task_env_ids
-from metarl.sampler import Sampler
+from metarl.sampling import Sampler
 
 IDS = {
     "metarl/HalfCheetahVel-v0": (17, 6),

@@ -26,8 +26,8 @@ from metarl import make_batched
 from metarl.checkpoint import list_checkpoints, load_checkpoint
 from metarl.config import ConfigError, load_config, save_config
 from metarl.oracle import TaskFeatureObservation
-from metarl.ray_sampler import RaySampler, ShardEnvFactory, ShardWorker
-from metarl.sampler import Sampler, Shard, draw_phase_key
+from metarl.sampling import Sampler, Shard, draw_phase_key
+from metarl.sampling.ray_sampler import RaySampler, ShardEnvFactory, ShardWorker
 from metarl.trainer import load_run_config, train
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
@@ -246,7 +246,7 @@ def test_metarl_imports_and_trains_locally_without_ray() -> None:
     import subprocess
 
     code = ("import sys; sys.modules['ray'] = None\n"
-            "import agents, envs, metarl, metarl.ray_sampler, metarl.trainer\n"
+            "import agents, envs, metarl, metarl.sampling.ray_sampler, metarl.trainer\n"
             "from metarl.config import load_config\n"
             "cfg = load_config(None, ['--meta_batch_size', '2', '--episodes_per_task', '2'])\n"
             "env = metarl.make_batched(cfg.env_id, 4, max_episode_steps=5)\n"

@@ -47,7 +47,7 @@ from metarl.checkpoint import checkpoint_path, list_checkpoints, load_checkpoint
 from metarl.config import TrainConfig, load_config
 from metarl.registry import make_batched, register_task_env, task_env_ids, unregister_task_env
 from metarl.runlog import read_metrics
-from metarl.sampler import Sampler
+from metarl.sampling import Sampler
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = [

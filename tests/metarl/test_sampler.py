@@ -12,7 +12,7 @@ from agents import make_policy
 from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy
 from envs.navigation import NavigationTask
 from metarl import make_batched
-from metarl.sampler import Sampler, Shard, assemble_episodes, draw_phase_key, rollout, split_shards
+from metarl.sampling import Sampler, Shard, assemble_episodes, draw_phase_key, rollout, split_shards
 
 T, E = 3, 4
 
@@ -180,7 +180,7 @@ def test_split_shards_is_contiguous_near_equal_and_clipped():
 
 
 def test_the_samplers_fast_streams_are_episode_stream():
-    from metarl.sampler import _EpisodeStreams, episode_stream
+    from metarl.sampling.streams import _EpisodeStreams, episode_stream
 
     streams = _EpisodeStreams(2**62 + 12345)
     for task, episode in ((0, 0), (3, 1), (2**32 - 1, 7)):

@@ -11,7 +11,7 @@ from metarl import make_batched
 from metarl.config import ConfigError, load_config
 from metarl.episodes import Episodes
 from metarl.evaluation import per_task_returns
-from metarl.sampler import Sampler, Shard, assemble_episodes, draw_phase_key, envs_per_task, rollout
+from metarl.sampling import Sampler, Shard, assemble_episodes, draw_phase_key, envs_per_task, rollout
 from metarl.value_baseline import estimate_advantages
 
 TASKS, LANES, HORIZON = 2, 4, 200

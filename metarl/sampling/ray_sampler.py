@@ -1,10 +1,10 @@
 """The sampler's Ray backend: actors that each own a shard of the (task, episode) pairs.
 
 The ``N = T·E`` sub-environments of an iteration are cut into contiguous shards, one
-per worker (:func:`metarl.sampler.split_shards`). A worker is a Ray actor holding a
+per worker (:func:`metarl.sampling.shards.split_shards`). A worker is a Ray actor holding a
 batched environment of its shard's size and a copy of the policy (sent once). Per
 sampling phase the driver puts the per-task parameters into the object store once,
-every worker rolls its shard out with :func:`metarl.sampler.rollout`, and the driver
+every worker rolls its shard out with :func:`metarl.sampling.rollout.rollout`, and the driver
 joins the parts into the same :class:`~metarl.episodes.Episodes` batch the local
 sampler returns: an episode's reset seed and action noise depend only on the phase key
 and its (task, episode) index, and the policy is evaluated on whole tasks, so the
@@ -41,16 +41,10 @@ from metarl.config import ConfigError, TrainConfig
 from metarl.episodes import Episodes
 from metarl.oracle import TaskFeatureObservation
 from metarl.registry import check_env_id, import_env_modules, make_batched
-from metarl.sampler import (
-    PolicyLike,
-    Sampler,
-    Shard,
-    ShardEpisodes,
-    assemble_episodes,
-    draw_phase_key,
-    rollout,
-    split_shards,
-)
+from metarl.sampling.local import Sampler
+from metarl.sampling.rollout import PolicyLike, rollout
+from metarl.sampling.shards import Shard, ShardEpisodes, assemble_episodes, split_shards
+from metarl.sampling.streams import draw_phase_key
 from metarl.tasks import BatchedTaskEnv, Task
 
 log = logging.getLogger("metarl")
@@ -247,7 +241,7 @@ class RaySamplerStats:
 
 
 class RaySampler(Sampler):
-    """The :class:`~metarl.sampler.Sampler` interface, sampled by ``num_workers`` Ray actors.
+    """The :class:`~metarl.sampling.Sampler` interface, sampled by ``num_workers`` Ray actors.
 
     ``env`` is the driver's batched env (its spaces and tasks are checked there);
     ``env_factory`` builds each worker's env of its shard's size. Connects to the
