@@ -161,6 +161,10 @@ class MAMLTRPO:
             "env_steps_per_s": env_steps / max(sampled - start, 1e-9),
         }
 
+    def close(self) -> None:
+        """Release what the sampler holds beyond its env (the Ray backend's actors)."""
+        self.sampler.close()
+
     def state_dict(self) -> dict[str, Any]:
         """What a checkpoint needs to restore the learner: θ."""
         return {"policy": self.policy.state_dict()}

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-CHECKPOINT_DIR = "checkpoints"
+from metarl.run_folder import CHECKPOINT_DIR
+
 _NAME = re.compile(r"^iter_(\d+)\.pt$")
 _FORMAT = "metarl-checkpoint"
 _VERSION = 2  # 2: with a SHA-256 checksum of the state; version 1 files (no checksum) still load

@@ -16,7 +16,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-LOCK_FILE = ".lock"
+from metarl.run_folder import LOCK_FILE
+
 """Name of the lock file inside a run folder."""
 
 

@@ -23,9 +23,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-METRICS_FILE = "metrics.csv"
-TB_DIR = "tb"
-LOG_FILE = "train.log"
+from metarl.run_folder import LOG_FILE, METRICS_FILE, TB_DIR
+
 LOGGER_NAME = "metarl"
 
 logger = logging.getLogger(__name__)

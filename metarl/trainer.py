@@ -7,12 +7,11 @@ meta-batch of tasks and records what comes back.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-import dataclasses
 import logging
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,7 +21,6 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-import yaml
 from tqdm import tqdm
 
 from metarl.checkpoint import (
@@ -42,16 +40,21 @@ from metarl.checkpoint import (
 from metarl.config import (
     ConfigError,
     TrainConfig,
-    config_diff,
     config_from_dict,
     config_to_dict,
-    load_config,
-    load_yaml,
-    parse_overrides,
-    predated_fields,
     save_config,
 )
-from metarl.registry import TaskEnvError, check_env_id, check_trusted_env_id, make_batched
+from metarl.registry import TaskEnvError, check_env_id, make_batched
+from metarl.run_folder import (
+    CONFIG_FILE,
+    CURVE_FILE,
+    KEEP_CHECKPOINTS,
+    check_run_dir,
+    describe_differences,
+    incompatible_fields,
+    resolve_run_dir,
+    saved_config_with_predated,
+)
 from metarl.runlock import hold_run_folder
 from metarl.runlog import RunLogger, setup_logging
 from metarl.sampling import envs_per_task
@@ -60,36 +63,6 @@ from metarl.training_curve import plot_training_curve
 from metarl.wandb_log import WandbLogger
 
 log = logging.getLogger("metarl")
-
-CONFIG_FILE = "config.yaml"
-CURVE_FILE = "training_curve.png"
-KEEP_CHECKPOINTS = 3
-# Fields that may change when a run is resumed; any other difference is an error.
-# (the sampling backend changes where episodes are sampled, not which.)
-RESUMABLE_FIELDS = {
-    "num_iterations", "checkpoint_every", "tensorboard", "num_threads", "sampler", "num_workers", "ray_address",
-    "wandb", "wandb_project", "wandb_mode",
-}
-# Where the run folder is: taken from the folder being resumed, not compared. ``init_from``
-# names where the policy came from when the run started; a resumed run loads its own
-# checkpoint, so that path may have moved too.
-LOCATION_FIELDS = {"out_dir", "run_name", "init_from"}
-# Environment keyword arguments that may change on resume: they set how fast, not what, is
-# simulated (``nthread``: the mujoco.batch thread count; each simulation is stepped alone).
-RESUMABLE_ENV_KWARGS = {"nthread"}
-
-
-def resume_changes(saved: TrainConfig, cfg: TrainConfig) -> list[str]:
-    """The fields of ``cfg`` that differ from ``saved`` and may not change on resume."""
-    changed = set(config_diff(saved, cfg)) - RESUMABLE_FIELDS
-
-    def fixed_kwargs(c: TrainConfig) -> dict[str, Any]:
-        return {k: v for k, v in c.env_kwargs.items() if k not in RESUMABLE_ENV_KWARGS}
-
-    if "env_kwargs" in changed and fixed_kwargs(saved) == fixed_kwargs(cfg):
-        changed.discard("env_kwargs")
-    return sorted(changed)
-
 
 class MetaLearner(Protocol):
     """What the loop needs of a meta-learner."""
@@ -102,6 +75,9 @@ class MetaLearner(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output."""
+
+    def close(self) -> None:
+        """Release what the learner holds beyond the env (its sampler's workers)."""
 
 
 LearnerFactory = Callable[[TrainConfig, BatchedTaskEnv], MetaLearner]
@@ -145,78 +121,6 @@ class _RunState:
                 "torch": torch_rng_state(),
             },
         }
-
-
-def resolve_run_dir(cfg: TrainConfig) -> Path:
-    """The run folder of ``cfg``: ``out_dir/run_name``."""
-    return Path(cfg.out_dir) / cfg.run_name
-
-
-def load_run_config(
-    run_dir: Path, overrides: Sequence[str] = (), trust_env_modules: Sequence[str] = ()
-) -> TrainConfig:
-    """The config saved in ``run_dir``, with ``overrides`` applied (only resumable fields).
-
-    ``out_dir`` and ``run_name`` are set to where ``run_dir`` is now, so a run folder
-    that was moved or renamed resumes in place. An env id naming a module that is not
-    imported yet is refused unless the module is in ``trust_env_modules`` (or the
-    overrides name the same ``--env_id``): the folder may not be the user's.
-
-    Args:
-        run_dir: the run folder.
-        overrides: command-line tokens (``--num_iterations 800`` ...).
-        trust_env_modules: modules the user vouches for, which the run's env id may import.
-    """
-    run_dir = Path(run_dir)
-    path = run_dir / CONFIG_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a metarl run folder (no {CONFIG_FILE})")
-    try:
-        raw = load_yaml(path.read_text())
-    except yaml.YAMLError:
-        raw = None  # load_config below names the file and the line
-    predated = [f"--{name}={value}" for name, value in predated_fields(raw if isinstance(raw, dict) else {}).items()]
-    saved = load_config(path, predated)
-    cfg = load_config(path, [*predated, *overrides])
-    changed = resume_changes(saved, cfg)
-    if changed:
-        raise ConfigError(
-            f"cannot change {', '.join(changed)} when resuming {run_dir}; "
-            f"only {', '.join(sorted(RESUMABLE_FIELDS))} and env_kwargs' {', '.join(sorted(RESUMABLE_ENV_KWARGS))} "
-            "may change",
-            field=changed[0],
-        )
-    named = parse_overrides(overrides).get("env_id", "")
-    trusted = [*trust_env_modules, *([named.partition(":")[0]] if ":" in named else [])]
-    check_trusted_env_id(cfg.env_id, trusted, f"run folder {run_dir}")
-    return dataclasses.replace(cfg, out_dir=str(run_dir.parent), run_name=run_dir.name)
-
-
-# What a run folder holds; a folder with nothing else and no completed iteration (no checkpoint,
-# no metrics row: a run that failed at its first iteration) may be started afresh.
-RUN_FOLDER_ENTRIES = {CONFIG_FILE, CURVE_FILE, "train.log", "metrics.csv", "tb", "checkpoints", ".lock"}
-
-
-def holds_a_run(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds a run with a completed iteration, or anything that is not a run's (or is a file)."""
-    if not run_dir.exists():
-        return False
-    if not run_dir.is_dir() or {p.name for p in run_dir.iterdir()} - RUN_FOLDER_ENTRIES:
-        return True
-    metrics = run_dir / "metrics.csv"
-    return bool(list_checkpoints(run_dir)) or (metrics.is_file() and metrics.stat().st_size > 0)
-
-
-def _check_run_dir(run_dir: Path, resume: bool) -> None:
-    """Refuse, before anything is written, a folder holding another run (or, resuming, none)."""
-    if resume:
-        if not run_dir.is_dir():
-            raise FileNotFoundError(f"cannot resume {run_dir}: no such run folder")
-    elif holds_a_run(run_dir):
-        raise FileExistsError(
-            f"run folder {run_dir} already holds a run (or is not a folder); resume it with "
-            f"--resume {run_dir} or choose another --run_name / --out_dir"
-        )
 
 
 def check_memory(cfg: TrainConfig, available: int | None = None) -> None:
@@ -275,10 +179,10 @@ def _restore(run_dir: Path, cfg: TrainConfig, learner: MetaLearner, state: _RunS
     path = found[-1][1]
     saved = load_checkpoint(path)  # a corrupt one's error names the previous checkpoint to fall back to
     try:
-        saved_cfg = config_from_dict({**predated_fields(saved["config"]), **saved["config"]}, source=str(path))
-        changed = [n for n in resume_changes(saved_cfg, cfg) if n not in LOCATION_FIELDS]
+        saved_cfg = config_from_dict(saved_config_with_predated(saved["config"]), source=str(path))
+        changed = incompatible_fields(saved_cfg, cfg, resume=True)
         if changed:
-            diffs = ", ".join(f"{n}: {getattr(saved_cfg, n)!r} there, {getattr(cfg, n)!r} here" for n in changed)
+            diffs = describe_differences(saved_cfg, cfg, changed)
             raise CheckpointError(f"checkpoint {path} was written with a different config ({diffs})")
         try:
             learner.load_state_dict(saved["learner"])
@@ -299,10 +203,6 @@ def _restore(run_dir: Path, cfg: TrainConfig, learner: MetaLearner, state: _RunS
     return path
 
 
-# Fields of the policy's architecture that a run started ``init_from`` a checkpoint must share.
-MODEL_FIELDS = ("hidden_sizes", "nonlinearity")
-
-
 def _initialise(cfg: TrainConfig, learner: MetaLearner) -> Path:
     """Load the learner state of ``cfg.init_from`` (a checkpoint or a run folder's latest) into ``learner``.
 
@@ -316,9 +216,9 @@ def _initialise(cfg: TrainConfig, learner: MetaLearner) -> Path:
     saved = load_checkpoint(path)
     try:
         saved_cfg = config_from_dict(saved["config"], source=str(path))
-        changed = [name for name in MODEL_FIELDS if getattr(saved_cfg, name) != getattr(cfg, name)]
+        changed = incompatible_fields(saved_cfg, cfg, resume=False)
         if changed:
-            diffs = ", ".join(f"{n}: {getattr(saved_cfg, n)!r} there, {getattr(cfg, n)!r} here" for n in changed)
+            diffs = describe_differences(saved_cfg, cfg, changed)
             raise CheckpointError(f"init_from checkpoint {path} has another policy architecture ({diffs})")
         learner.load_state_dict(saved["learner"])
     except CheckpointError:
@@ -348,23 +248,23 @@ def train(
     check_env_id(cfg.env_id)
     check_memory(cfg)
     run_dir = resolve_run_dir(cfg)
-    _check_run_dir(run_dir, resume)
+    check_run_dir(run_dir, resume)
     with hold_run_folder(run_dir):
-        _check_run_dir(run_dir, resume)  # again, now that no other run can change it
+        check_run_dir(run_dir, resume)  # again, now that no other run can change it
         return _train_in(run_dir, cfg, build_learner, resume=resume, progress=progress)
 
 
 def _train_in(run_dir: Path, cfg: TrainConfig, build_learner: LearnerFactory, *, resume: bool, progress: bool) -> Path:
-    """:func:`train` in ``run_dir``, whose lock the caller holds."""
+    """:func:`train` in ``run_dir``, whose lock the caller holds: set up, run the loop, close everything once."""
     torch.set_num_threads(cfg.num_threads)
-
     task_seed, env_seed, torch_seed = np.random.SeedSequence(cfg.seed).spawn(3)
     torch.manual_seed(int(torch_seed.generate_state(1)[0]))
     state = _RunState(0, np.random.default_rng(task_seed), np.random.default_rng(env_seed))
-    env = build_env(cfg)
-    learner: MetaLearner | None = None
-    try:
+    with contextlib.ExitStack() as resources:  # closed in reverse order, whatever happens
+        env = build_env(cfg)
+        resources.callback(env.close)
         learner = build_learner(cfg, env)
+        resources.callback(learner.close)  # e.g. stops Ray workers
         restored = _restore(run_dir, cfg, learner, state) if resume else None
         initialised = _initialise(cfg, learner) if restored is None and cfg.init_from else None
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -372,31 +272,43 @@ def _train_in(run_dir: Path, cfg: TrainConfig, build_learner: LearnerFactory, *,
         setup_logging(run_dir)
         for orphan in remove_orphaned_temp_files(run_dir):
             log.info("removed %s, left by an interrupted checkpoint write", orphan.name)
-        wandb = (
-            WandbLogger(run_dir, config_to_dict(cfg), cfg.wandb_project, cfg.wandb_mode, cfg.run_name, resume)
-            if cfg.wandb
-            else None
+        wandb = None
+        if cfg.wandb:
+            wandb = WandbLogger(run_dir, config_to_dict(cfg), cfg.wandb_project, cfg.wandb_mode, cfg.run_name, resume)
+            resources.callback(wandb.close)
+        logger = resources.enter_context(
+            RunLogger(run_dir, tensorboard=cfg.tensorboard, resume_iteration=state.iteration if resume else None,
+                      wandb=wandb)
         )
-        logger = RunLogger(run_dir, tensorboard=cfg.tensorboard, resume_iteration=state.iteration if resume else None,
-                           wandb=wandb)
-    except BaseException:
-        _close(env, learner)
-        raise
-    if resume:
-        if restored is None:
-            log.info("no checkpoint in %s: starting from iteration 0", run_dir)
-        else:
-            log.info("resumed %s at iteration %d from %s", run_dir, state.iteration, restored)
-    if initialised is not None:
-        log.info("learner initialised from %s", initialised)
+        if resume:
+            if restored is None:
+                log.info("no checkpoint in %s: starting from iteration 0", run_dir)
+            else:
+                log.info("resumed %s at iteration %d from %s", run_dir, state.iteration, restored)
+        if initialised is not None:
+            log.info("learner initialised from %s", initialised)
+        log.info("training %s for %d iterations in %s", cfg.env_id, cfg.num_iterations, run_dir)
+        bar = resources.enter_context(tqdm(
+            total=cfg.num_iterations, initial=state.iteration, desc=cfg.run_name, unit="it",
+            disable=not progress, dynamic_ncols=True,
+        ))
+        _run_iterations(run_dir, cfg, env, learner, logger, bar, state)
+    plot_training_curve(run_dir, run_dir / CURVE_FILE, title=f"{cfg.algorithm} on {cfg.env_id}")
+    return run_dir
+
+
+def _run_iterations(
+    run_dir: Path, cfg: TrainConfig, env: BatchedTaskEnv, learner: MetaLearner, logger: RunLogger, bar: tqdm,
+    state: _RunState,
+) -> None:
+    """The loop: one meta-iteration after another, a checkpoint every ``checkpoint_every``.
+
+    SIGINT/SIGTERM checkpoint the last completed iteration and exit with status 130; any
+    other error checkpoints it too (if one was completed here), then propagates.
+    """
     cfg_dict = config_to_dict(cfg)
     last_good = state.snapshot(learner, cfg_dict)
     started_at = state.iteration
-    log.info("training %s for %d iterations in %s", cfg.env_id, cfg.num_iterations, run_dir)
-    bar = tqdm(
-        total=cfg.num_iterations, initial=state.iteration, desc=cfg.run_name, unit="it",
-        disable=not progress, dynamic_ncols=True,
-    )
     try:
         with _interrupt_on_signals():
             while state.iteration < cfg.num_iterations:
@@ -419,9 +331,7 @@ def _train_in(run_dir: Path, cfg: TrainConfig, build_learner: LearnerFactory, *,
         path = _write_checkpoint(run_dir, last_good)
         log.warning("%s received: wrote %s (iteration %d); resume with --resume %s",
                     exc, path, last_good["iteration"], run_dir)
-        logger.close()
-        _close(env, learner)
-        sys.exit(130)
+        raise SystemExit(130) from None
     except Exception:
         bar.close()
         if last_good["iteration"] == started_at:
@@ -433,24 +343,7 @@ def _train_in(run_dir: Path, cfg: TrainConfig, build_learner: LearnerFactory, *,
                               path, last_good["iteration"])
             except Exception:
                 log.exception("training failed, and so did writing a checkpoint of the last completed iteration")
-        logger.close()
-        _close(env, learner)
         raise
-    bar.close()
-    logger.close()
-    _close(env, learner)
-    plot_training_curve(run_dir, run_dir / CURVE_FILE, title=f"{cfg.algorithm} on {cfg.env_id}")
-    return run_dir
-
-
-def _close(env: BatchedTaskEnv, learner: MetaLearner | None) -> None:
-    """Close the learner's sampler (e.g. stop Ray workers), if it has one, and the env."""
-    close = getattr(getattr(learner, "sampler", None), "close", None)
-    try:
-        if callable(close):
-            close()
-    finally:
-        env.close()
 
 
 def _write_checkpoint(run_dir: Path, snapshot: dict[str, Any]) -> Path:

@@ -13,9 +13,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from metarl.figures import Curve, draw_curves
+from metarl.run_folder import CONFIG_FILE
 from metarl.runlog import read_metrics
 
-CONFIG_FILE = "config.yaml"
 _STEP_KEY = re.compile(r"^return_after_step(\d+)$")
 
 

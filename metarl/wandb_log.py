@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from metarl.config import ConfigError
+from metarl.run_folder import WANDB_ID_FILE
 
-WANDB_ID_FILE = "wandb_run_id"
-"""File in the run folder holding the W&B run id."""
 INSTALL_HINT = "wandb: true needs the wandb extra: pip install -c constraints.txt -e '.[wandb]'"
 
 

@@ -64,6 +64,7 @@ from metarl.evaluation import (
 from metarl.figures import plot_adaptation
 from metarl.memory import restart_with_tuned_malloc
 from metarl.registry import check_env_id, check_trusted_env_id, make_batched, registered_return_bounds
+from metarl.run_folder import CONFIG_FILE, EVAL_DIR
 from metarl.sampling import Sampler, envs_per_task
 from metarl.tasks import Task
 from metarl.video import (
@@ -76,8 +77,6 @@ from metarl.video import (
 )
 
 log = logging.getLogger("metarl")
-CONFIG_FILE = "config.yaml"
-EVAL_DIR = "eval"
 
 
 def _floats(text: str) -> tuple[float, ...]:

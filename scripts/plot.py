@@ -28,9 +28,8 @@ from metarl.adaptation_results import AdaptationResults
 from metarl.cli import ArgumentParser
 from metarl.figures import family_name, plot_adaptation, plot_training_runs
 from metarl.registry import registered_return_bounds
+from metarl.run_folder import CONFIG_FILE
 from metarl.runlog import read_metrics
-
-CONFIG_FILE = "config.yaml"
 
 
 def _named(arg: str) -> tuple[str, Path]:

@@ -29,9 +29,10 @@ from metarl.cli import ArgumentParser, config_fields_help
 from metarl.config import ConfigError, TrainConfig, list_presets, load_config
 from metarl.memory import restart_with_tuned_malloc
 from metarl.registry import TaskEnvError
+from metarl.run_folder import load_run_config
 from metarl.runlock import RunFolderInUseError, os_error_message
 from metarl.sampling.ray_sampler import SamplerError
-from metarl.trainer import load_run_config, train
+from metarl.trainer import train
 
 
 def _fields_help(argv: Sequence[str] | None) -> str:

@@ -26,9 +26,10 @@ from metarl import make_batched
 from metarl.checkpoint import list_checkpoints, load_checkpoint
 from metarl.config import ConfigError, load_config, save_config
 from metarl.oracle import TaskFeatureObservation
+from metarl.run_folder import load_run_config
 from metarl.sampling import Sampler, Shard, draw_phase_key
 from metarl.sampling.ray_sampler import RaySampler, ShardEnvFactory, ShardWorker
-from metarl.trainer import load_run_config, train
+from metarl.trainer import train
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 requires_ray = pytest.mark.skipif(not HAS_RAY, reason='Ray is not installed (pip install -e ".[ray]")')

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from metarl.run_folder import holds_a_run
 from metarl.runlock import LOCK_FILE, RunFolderInUseError, hold_run_folder
 from metarl.runlog import read_metrics
-from metarl.trainer import holds_a_run
 from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parents[2]
