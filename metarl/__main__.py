@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import envs  # noqa: F401  (registers the shipped task environments)
 from metarl.cli import ArgumentParser
 from metarl.config import ConfigError, load_yaml
 from metarl.env_check import check_env
@@ -48,8 +49,6 @@ def parser() -> ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = parser().parse_args(argv)
-    import envs  # noqa: F401  (registers the shipped task environments)
-
     try:
         report = check_env(args.env_id, args.env_kwargs, num_envs=args.num_envs, steps=args.steps,
                            horizon=args.horizon, on_pass=lambda line: print(f"ok    {line}", flush=True))

@@ -12,7 +12,7 @@ import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from metarl.figures import Curve, draw_curves
+from metarl.curves import Curve, draw_curves
 from metarl.run_folder import CONFIG_FILE
 from metarl.runlog import read_metrics
 

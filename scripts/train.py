@@ -31,7 +31,7 @@ from metarl.memory import restart_with_tuned_malloc
 from metarl.registry import TaskEnvError
 from metarl.run_folder import load_run_config
 from metarl.runlock import RunFolderInUseError, os_error_message
-from metarl.sampling.ray_sampler import SamplerError
+from metarl.sampling.ray_cluster import SamplerError
 from metarl.trainer import train
 
 

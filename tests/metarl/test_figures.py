@@ -9,7 +9,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from metarl import figures
+from metarl import curves, figures
 from metarl.evaluation import AdaptationResults, t_interval
 from metarl.figures import LEGEND_INSIDE_MAX, adaptation_bands, plot_adaptation
 from metarl.runlog import RunLogger
@@ -152,7 +152,7 @@ def test_without_intervals_float_noise_is_not_a_slope():
     returns = np.array([[-20.0, -20.000001, -20.000002]])
     results = AdaptationResults("maml-trpo", "metarl/Navigation2D-v1", returns, {**SETTINGS, "num_tasks": 1})
     low, high = figures.adaptation_figure([results]).axes[0].get_ylim()
-    assert high - low >= figures.MIN_RELATIVE_SPAN * 20.0
+    assert high - low >= curves.MIN_RELATIVE_SPAN * 20.0
 
 
 def test_coinciding_curves_are_offset_and_named():
@@ -165,7 +165,7 @@ def test_coinciding_curves_are_offset_and_named():
     assert "lines coincide: maml-trpo, pretrained" in text and "random (=" not in text
     xs = {line.get_label(): line.get_xdata() for line in fig.axes[0].get_lines()}
     dodge = np.asarray(xs["pretrained (= maml-trpo)"]) - np.asarray(xs["maml-trpo (= pretrained)"])
-    np.testing.assert_allclose(dodge, figures.DODGE)
+    np.testing.assert_allclose(dodge, curves.DODGE)
     np.testing.assert_allclose(xs["random"], [0, 1, 2])
 
 

@@ -113,7 +113,7 @@ def test_an_oracle_on_an_env_without_task_features_is_a_clear_error() -> None:
 def test_a_lost_ray_shard_is_one_error_and_keeps_the_last_completed_iteration(tmp_path: Path, capsys, monkeypatch):
     import agents.maml_trpo as maml_trpo
     from metarl.checkpoint import list_checkpoints
-    from metarl.sampling.ray_sampler import SamplerError
+    from metarl.sampling.ray_cluster import SamplerError
 
     real = maml_trpo.sample_adaptation
     calls = []

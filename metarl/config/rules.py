@@ -1,0 +1,87 @@
+"""The rules a config must keep: ranges, choices and combinations, each with its message."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+from metarl.config.schema import (
+    ALGORITHMS,
+    ESTIMATORS,
+    META_UPDATES,
+    NONLINEARITIES,
+    PRECISIONS,
+    SAMPLERS,
+    WANDB_MODES,
+    ConfigError,
+    TrainConfig,
+)
+
+_AT_LEAST_ONE = (
+    "num_iterations", "meta_batch_size", "episodes_per_task", "horizon", "num_inner_steps", "cg_iters",
+    "ls_max_steps", "num_threads", "num_workers", "checkpoint_every",
+)
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "algorithm": ALGORITHMS, "sampler": SAMPLERS, "nonlinearity": NONLINEARITIES, "meta_update": META_UPDATES,
+    "inner_estimator": ESTIMATORS, "fisher_precision": PRECISIONS, "wandb_mode": WANDB_MODES,
+}
+_INTERVALS: dict[str, tuple[str, Any]] = {
+    "init_std": ("must be > 0", lambda v: v > 0),
+    "fast_lr": ("must be > 0", lambda v: v > 0),
+    "max_kl": ("must be > 0", lambda v: v > 0),
+    "cg_damping": ("must be >= 0", lambda v: v >= 0),
+    "ls_backtrack_ratio": ("must be in (0, 1)", lambda v: 0 < v < 1),
+    "gamma": ("must be in (0, 1]", lambda v: 0 < v <= 1),
+    "gae_lambda": ("must be in [0, 1]", lambda v: 0 <= v <= 1),
+    "hvp_subsample": ("must be in (0, 1]", lambda v: 0 < v <= 1),
+    "fvp_step_subsample": ("must be in (0, 1]", lambda v: 0 < v <= 1),
+    "fvp_inner_subsample": ("must be in (0, 1]", lambda v: 0 < v <= 1),
+}
+"""Float fields: the rule (besides being finite) and the message when it fails."""
+
+
+def _problems(cfg: TrainConfig) -> Iterator[tuple[str, str]]:
+    """``(field, problem)`` of every rule ``cfg`` breaks, in a fixed order."""
+    yield from ((name, "must be >= 1") for name in _AT_LEAST_ONE if getattr(cfg, name) < 1)
+    if cfg.seed < 0:
+        yield "seed", "must be >= 0"
+    if cfg.budget_lanes < 0:
+        yield "budget_lanes", "must be >= 0 (0: one sub-environment per episode)"
+    if cfg.budget_lanes and not cfg.step_budget:
+        yield "budget_lanes", "needs step_budget true"
+    if cfg.budget_lanes and cfg.episodes_per_task % cfg.budget_lanes:
+        yield "budget_lanes", f"must divide episodes_per_task ({cfg.episodes_per_task})"
+    if any(h < 1 for h in cfg.hidden_sizes):
+        yield "hidden_sizes", "every layer width must be >= 1"
+    yield from ((name, f"must be one of {', '.join(choices)}") for name, choices in _CHOICES.items()
+                if getattr(cfg, name) not in choices)
+    if cfg.ray_address and not valid_ray_address(cfg.ray_address):
+        yield "ray_address", "must be empty (a local Ray instance), 'auto', 'host:port' or 'ray://host:port'"
+    for name, (problem, holds) in _INTERVALS.items():
+        value = getattr(cfg, name)
+        if not math.isfinite(value):
+            yield name, "must be a finite number"
+        elif not holds(value):
+            yield name, problem
+    if cfg.wandb and not cfg.wandb_project.strip():
+        yield "wandb_project", "must not be empty with wandb: true"
+    yield from ((name, "must not be empty") for name in ("env_id", "out_dir") if not getattr(cfg, name).strip())
+    if any(c in cfg.run_name for c in "/\\") or cfg.run_name in (".", ".."):
+        yield "run_name", "must be a plain folder name (no path separators)"
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Raise :class:`ConfigError` naming the first rule ``cfg`` breaks."""
+    for name, problem in _problems(cfg):
+        raise ConfigError(f"config field {name!r}: {problem}, got {getattr(cfg, name)!r}", field=name)
+
+
+def valid_ray_address(address: str) -> bool:
+    """Whether ``address`` has the form ``auto``, ``host:port`` or ``ray://host:port``."""
+    if address == "auto":
+        return True
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    return bool(sep and host) and not any(c.isspace() or c == "/" for c in host) and port.isdigit() and (
+        0 < int(port) < 65536
+    )
