@@ -1,12 +1,21 @@
-"""Shared by the tests: the command-line scripts, loaded as modules."""
+"""Shared by the tests: the command-line scripts loaded as modules, and the example task family."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from metarl import import_env_modules, task_env_ids, unregister_task_env
+
 REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_MODULE = "scripts.examples.wind_point"
+"""The example task family of the guide (docs/custom-envs.md), registering ``examples/WindPoint-v0``."""
 
 
 def load_script(name: str) -> Any:
@@ -17,3 +26,24 @@ def load_script(name: str) -> Any:
     spec.loader.exec_module(module)
     return module
 
+
+@pytest.fixture(scope="module")
+def wind() -> Any:
+    """The example module, imported by name from the repository root."""
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try:
+        import_env_modules(EXAMPLE_MODULE)
+    finally:
+        os.chdir(cwd)
+    return sys.modules[EXAMPLE_MODULE]
+
+
+@pytest.fixture
+def ids() -> Iterator[list[str]]:
+    """Ids registered by a test; unregistered afterwards."""
+    registered: list[str] = []
+    yield registered
+    for id in registered:
+        if id in task_env_ids():
+            unregister_task_env(id)

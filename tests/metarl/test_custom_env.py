@@ -12,7 +12,6 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +27,9 @@ from metarl import (
     TaskEnvError,
     check_env_id,
     check_task_env,
-    import_env_modules,
     make_batched,
     register_task_env,
     task_env_ids,
-    unregister_task_env,
 )
 from metarl.config import TrainConfig
 from metarl.trainer import train
@@ -44,28 +41,6 @@ TINY = {
     "horizon": 10, "meta_batch_size": 2, "episodes_per_task": 2, "hidden_sizes": (8,),
     "cg_iters": 3, "num_threads": 1, "tensorboard": False,
 }
-
-
-@pytest.fixture(scope="module")
-def wind() -> Any:
-    """The example module, imported by name from the repository root."""
-    cwd = os.getcwd()
-    os.chdir(REPO)
-    try:
-        import_env_modules(EXAMPLE_MODULE)
-    finally:
-        os.chdir(cwd)
-    return sys.modules[EXAMPLE_MODULE]
-
-
-@pytest.fixture
-def ids() -> Iterator[list[str]]:
-    """Ids registered by a test; unregistered afterwards."""
-    registered: list[str] = []
-    yield registered
-    for id in registered:
-        if id in task_env_ids():
-            unregister_task_env(id)
 
 
 def _read_metrics(run_dir: Path) -> list[dict[str, str]]:

@@ -2,42 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import envs  # noqa: F401  (registers the shipped families)
-from metarl import TaskEnvError, import_env_modules, register_task_env, task_env_ids, unregister_task_env
+from metarl import TaskEnvError, register_task_env
 from metarl.__main__ import main
 from metarl.env_check import check_env
 
 REPO = Path(__file__).resolve().parents[2]
 WIND = "scripts.examples.wind_point"
-
-
-@pytest.fixture(scope="module")
-def wind():
-    cwd = os.getcwd()
-    os.chdir(REPO)
-    try:
-        import_env_modules(WIND)
-    finally:
-        os.chdir(cwd)
-    return sys.modules[WIND]
-
-
-@pytest.fixture
-def ids() -> Iterator[list[str]]:
-    registered: list[str] = []
-    yield registered
-    for id in registered:
-        if id in task_env_ids():
-            unregister_task_env(id)
 
 
 @pytest.mark.parametrize("env_id", ["metarl/Navigation2D-v1", "metarl/TabularMDP-v0", "metarl/HalfCheetahVel-v0"])
