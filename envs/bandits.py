@@ -2,7 +2,8 @@
 
 A task is the vector of arm probabilities ``p ~ U[0, 1]^K``; an episode is ``n`` pulls.
 Registered ids: ``metarl/Bandit-K{5,10,50}-N{10,100,500}-v0`` (kwarg ``k`` = number of
-arms, ``max_episode_steps`` = ``n``).
+arms, ``max_episode_steps`` = ``n``). Versions: ``-v0`` is the first and current one; its
+``metadata["reward_bounds"]`` (0, 1) lets figures stop intervals at a return of ``n``.
 
 Randomness and batching: each sub-environment of :class:`BatchedBernoulliBandit` owns a
 random stream keyed at reset from its own seeded generator (see :mod:`envs.streams`), and

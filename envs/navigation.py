@@ -8,6 +8,11 @@ Two registered versions differ only in how an action becomes a displacement:
   ``0.1 * clip(a, -1, 1)`` — the MAML paper's own experiments, which wrapped the
   point env in rllab's action-normalising ``normalize``. A unit-variance Gaussian
   policy then explores on the scale of a step instead of ten times beyond it.
+
+Versions (Gymnasium style): ``-v0`` came first; ``-v1`` changed only the action scale, as
+above, and is what the ``2d-navigation`` preset trains on. Both render (``render_mode=
+"rgb_array"``: the plane, the goal and the path, drawn with matplotlib) and declare
+``metadata["reward_bounds"]`` (−inf, 0).
 """
 
 from __future__ import annotations

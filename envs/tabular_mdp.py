@@ -3,7 +3,8 @@
 A task is an MDP with ``S`` states and ``A`` actions: a transition distribution
 ``P[s, a] ~ Dirichlet(1, …, 1)`` and a mean reward ``R[s, a] ~ N(1, 1)`` per
 state-action pair. Every episode starts in state 0 and lasts 10 steps. Registered id:
-``metarl/TabularMDP-v0`` (kwargs ``num_states=10``, ``num_actions=5``).
+``metarl/TabularMDP-v0`` (kwargs ``num_states=10``, ``num_actions=5``). Versions: ``-v0`` is
+the first and current one.
 
 Randomness and batching: each sub-environment of :class:`BatchedTabularMDP` owns a
 random stream keyed at reset from its own seeded generator (see :mod:`envs.streams`).

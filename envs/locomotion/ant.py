@@ -13,6 +13,13 @@ Two simulations of the same model (``paper_dynamics``):
   control step): ``dt = 0.02`` s (an episode lasts 4 s), starting from the crouched
   pose ``ant.xml`` stores as ``init_qpos``. An env step is one physics step
   instead of five.
+
+Versions (Gymnasium style):
+
+* ``metarl/AntVel-v0``, ``AntDir-v0``, ``AntGoal-v0``: Ant-v5's simulation, above.
+* ``metarl/AntVel-v1``, ``AntDir-v1``, ``AntGoal-v1``: the same tasks and rewards on the
+  MAML paper's simulation (``paper_dynamics=True``); the presets use these.
+* Both: rendering follows the torso with a tracking camera (no change to what is simulated).
 """
 
 from __future__ import annotations

@@ -3,6 +3,12 @@
 The MAML paper's HalfCheetah tasks on Gymnasium's HalfCheetah-v5 (its model, reset
 and observation), each as a single Gymnasium environment and as a batched
 environment on ``mujoco.batch`` that agrees with it step for step.
+
+Versions (Gymnasium style):
+
+* ``metarl/HalfCheetahVel-v0``, ``metarl/HalfCheetahDir-v0``: the first and current
+  versions. Rendering (``render_mode="rgb_array"``) follows the torso with a tracking
+  camera; that changes no observation, reward or dynamics.
 """
 
 from __future__ import annotations
