@@ -1,4 +1,12 @@
-"""MAML-TRPO: a trust-region meta-update of θ through the inner loop."""
+"""MAML-TRPO: a trust-region meta-update of θ through the inner loop.
+
+The algorithm of Finn, Abbeel and Levine, "Model-Agnostic Meta-Learning for Fast
+Adaptation of Deep Networks", ICML 2017 (https://arxiv.org/abs/1703.03400), section 3.2:
+the inner loop adapts θ to each task by policy gradient; the outer loop is a TRPO step
+(Schulman et al. 2015, https://arxiv.org/abs/1502.05477) on the post-adaptation episodes,
+differentiated through the inner loop, with Fisher-vector products for the conjugate
+gradient and a backtracking line search on the surrogate inside the KL bound.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """Discounted returns and generalised advantage estimation (GAE) on padded episodes.
 
+GAE as in Schulman, Moritz, Levine, Jordan and Abbeel, "High-Dimensional Continuous
+Control Using Generalized Advantage Estimation", ICLR 2016 (https://arxiv.org/abs/1506.02438).
+
 Both are discounted sums over the future of one episode, ``x_t = Σ_{t'≥t} c^{t'-t} y_{t'}``.
 Because an episode's valid steps are a prefix of the ``H`` padded steps and padding
 holds zeros, that sum is one ``[H, H]`` upper-triangular matmul for all tasks and

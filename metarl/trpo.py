@@ -1,4 +1,10 @@
-"""Trust-region pieces: conjugate gradient, the natural-gradient step, backtracking line search."""
+"""Trust-region pieces: conjugate gradient, the natural-gradient step, backtracking line search.
+
+As in TRPO (Schulman, Levine, Moritz, Jordan and Abbeel, "Trust Region Policy
+Optimization", ICML 2015, https://arxiv.org/abs/1502.05477, appendix C): the step
+direction solves ``F x = g`` by conjugate gradient on Fisher-vector products, is scaled
+to the KL bound, and is shrunk until the surrogate improves within it.
+"""
 
 from __future__ import annotations
 

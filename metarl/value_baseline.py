@@ -1,4 +1,10 @@
-"""A linear feature baseline fitted per task, all tasks in one batched least-squares solve."""
+"""A linear feature baseline fitted per task, all tasks in one batched least-squares solve.
+
+The baseline of Duan, Chen, Houthooft, Schulman and Abbeel, "Benchmarking Deep
+Reinforcement Learning for Continuous Control", ICML 2016 (https://arxiv.org/abs/1604.06778),
+which the MAML paper's code used: features ``[o, o², t, t², t³, 1]``, ridge regression on
+the discounted returns.
+"""
 
 from __future__ import annotations
 
