@@ -41,17 +41,29 @@ _INTERVALS: dict[str, tuple[str, Any]] = {
 """Float fields: the rule (besides being finite) and the message when it fails."""
 
 
+def budget_lanes_problem(episodes_per_task: int, step_budget: bool, budget_lanes: int) -> str | None:
+    """What is wrong with ``budget_lanes`` beside these settings, or None: the one place of its rules.
+
+    Used by the config's checks, by :func:`metarl.sampling.shards.envs_per_task` and so by
+    the sampler and the evaluation settings.
+    """
+    if budget_lanes < 0:
+        return "must be >= 0 (0: one sub-environment per episode)"
+    if budget_lanes and not step_budget:
+        return "needs step_budget true (plain sampling runs one sub-environment per episode)"
+    if budget_lanes and episodes_per_task % budget_lanes:
+        return f"must divide episodes_per_task ({episodes_per_task})"
+    return None
+
+
 def _problems(cfg: TrainConfig) -> Iterator[tuple[str, str]]:
     """``(field, problem)`` of every rule ``cfg`` breaks, in a fixed order."""
     yield from ((name, "must be >= 1") for name in _AT_LEAST_ONE if getattr(cfg, name) < 1)
     if cfg.seed < 0:
         yield "seed", "must be >= 0"
-    if cfg.budget_lanes < 0:
-        yield "budget_lanes", "must be >= 0 (0: one sub-environment per episode)"
-    if cfg.budget_lanes and not cfg.step_budget:
-        yield "budget_lanes", "needs step_budget true"
-    if cfg.budget_lanes and cfg.episodes_per_task % cfg.budget_lanes:
-        yield "budget_lanes", f"must divide episodes_per_task ({cfg.episodes_per_task})"
+    lanes = budget_lanes_problem(cfg.episodes_per_task, cfg.step_budget, cfg.budget_lanes)
+    if lanes is not None:
+        yield "budget_lanes", lanes
     if any(h < 1 for h in cfg.hidden_sizes):
         yield "hidden_sizes", "every layer width must be >= 1"
     yield from ((name, f"must be one of {', '.join(choices)}") for name, choices in _CHOICES.items()

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from metarl.config.rules import budget_lanes_problem
 from metarl.episodes import Episodes
 
 
@@ -25,15 +26,10 @@ def envs_per_task(episodes_per_task: int, step_budget: bool = False, budget_lane
     each running ``episodes_per_task / budget_lanes`` horizons of steps (``1``: one
     environment per task, the MAML paper code's sampler). ``budget_lanes = 0``: one per episode.
     """
-    if budget_lanes < 0:
-        raise ValueError(f"budget_lanes must be >= 0, got {budget_lanes}")
-    if budget_lanes == 0:
-        return episodes_per_task
-    if not step_budget:
-        raise ValueError(f"budget_lanes {budget_lanes} needs step_budget (plain sampling runs one sub-env per episode)")
-    if episodes_per_task % budget_lanes:
-        raise ValueError(f"budget_lanes {budget_lanes} must divide episodes_per_task {episodes_per_task}")
-    return budget_lanes
+    problem = budget_lanes_problem(episodes_per_task, step_budget, budget_lanes)
+    if problem is not None:
+        raise ValueError(f"budget_lanes {budget_lanes} {problem}")
+    return budget_lanes or episodes_per_task
 
 
 @dataclass(frozen=True)
