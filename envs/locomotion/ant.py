@@ -24,6 +24,8 @@ Versions (Gymnasium style):
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -44,6 +46,38 @@ SURVIVE_REWARD = 0.05
 """Reward for every step the ant is healthy (MAML's survive reward)."""
 HEALTHY_Z_RANGE = (0.2, 1.0)
 """The torso height range outside which an episode terminates."""
+
+
+@dataclass(frozen=True)
+class AntSettings:
+    """The keyword arguments of every Ant task env, single and batched (written out once).
+
+    ``exclude_current_positions_from_observation=None`` means the family's default
+    (``include_positions_by_default``: AntGoal observes its x, y; the others do not).
+    """
+
+    ctrl_cost_weight: float = CTRL_COST_WEIGHT
+    contact_cost_weight: float = CONTACT_COST_WEIGHT
+    healthy_reward: float = SURVIVE_REWARD
+    healthy_z_range: tuple[float, float] = HEALTHY_Z_RANGE
+    contact_force_range: tuple[float, float] = (-1.0, 1.0)
+    reset_noise_scale: float = 0.1
+    exclude_current_positions_from_observation: bool | None = None
+    paper_dynamics: bool = False
+
+    @classmethod
+    def split(cls, kwargs: dict[str, Any]) -> tuple[AntSettings, dict[str, Any]]:
+        """The Ant settings among ``kwargs``, and the rest (e.g. MujocoEnv's rendering arguments)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in kwargs.items() if k in names}), {
+            k: v for k, v in kwargs.items() if k not in names
+        }
+
+    def excludes_positions(self, include_by_default: bool) -> bool:
+        """Whether the observation leaves out the torso's x, y."""
+        if self.exclude_current_positions_from_observation is None:
+            return not include_by_default
+        return bool(self.exclude_current_positions_from_observation)
 
 _SPACES_DOC = """
     ## Action space
@@ -127,51 +161,26 @@ class AntTaskEnv(LocomotionTaskMixin, AntEnv):
     include_positions_by_default: ClassVar[bool] = False
     """Whether the observation includes the torso's x, y unless told otherwise."""
 
-    def __init__(
-        self,
-        task: Any | None = None,
-        *,
-        ctrl_cost_weight: float = CTRL_COST_WEIGHT,
-        contact_cost_weight: float = CONTACT_COST_WEIGHT,
-        healthy_reward: float = SURVIVE_REWARD,
-        healthy_z_range: tuple[float, float] = HEALTHY_Z_RANGE,
-        contact_force_range: tuple[float, float] = (-1.0, 1.0),
-        reset_noise_scale: float = 0.1,
-        exclude_current_positions_from_observation: bool | None = None,
-        paper_dynamics: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        if exclude_current_positions_from_observation is None:
-            exclude_current_positions_from_observation = not self.include_positions_by_default
-        self.paper_dynamics = bool(paper_dynamics)  # read by _initialize_simulation
-        kwargs.setdefault("default_camera_config", TRACKING_CAMERA)
+    def __init__(self, task: Any | None = None, **kwargs: Any) -> None:
+        """Parameters: ``task``, the :class:`AntSettings` fields, and MujocoEnv's rendering arguments."""
+        settings, rest = AntSettings.split(kwargs)
+        self.paper_dynamics = bool(settings.paper_dynamics)  # read by _initialize_simulation
+        rest.setdefault("default_camera_config", TRACKING_CAMERA)
         super().__init__(
             xml_file=gym_asset("ant.xml"),
             frame_skip=ant_frame_skip(self.paper_dynamics),
-            ctrl_cost_weight=ctrl_cost_weight,
-            contact_cost_weight=contact_cost_weight,
-            healthy_reward=healthy_reward,
-            healthy_z_range=healthy_z_range,
-            contact_force_range=contact_force_range,
-            reset_noise_scale=reset_noise_scale,
-            exclude_current_positions_from_observation=exclude_current_positions_from_observation,
+            ctrl_cost_weight=settings.ctrl_cost_weight,
+            contact_cost_weight=settings.contact_cost_weight,
+            healthy_reward=settings.healthy_reward,
+            healthy_z_range=settings.healthy_z_range,
+            contact_force_range=settings.contact_force_range,
+            reset_noise_scale=settings.reset_noise_scale,
+            exclude_current_positions_from_observation=settings.excludes_positions(self.include_positions_by_default),
             include_cfrc_ext_in_observation=True,
             terminate_when_unhealthy=True,
-            **kwargs,
+            **rest,
         )
-        EzPickle.__init__(
-            self,
-            task,
-            ctrl_cost_weight=ctrl_cost_weight,
-            contact_cost_weight=contact_cost_weight,
-            healthy_reward=healthy_reward,
-            healthy_z_range=healthy_z_range,
-            contact_force_range=contact_force_range,
-            reset_noise_scale=reset_noise_scale,
-            exclude_current_positions_from_observation=exclude_current_positions_from_observation,
-            paper_dynamics=paper_dynamics,
-            **kwargs,
-        )
+        EzPickle.__init__(self, task, **kwargs)
         self.init_qpos = ant_initial_qpos(self.model, self.paper_dynamics)
         assert self.observation_space.shape is not None
         self.observation_space = gym.spaces.Box(
@@ -308,36 +317,24 @@ class BatchedAnt(BatchedLocomotionEnv):
     include_positions_by_default: ClassVar[bool] = False
 
     def __init__(
-        self,
-        num_envs: int,
-        max_episode_steps: int = 200,
-        *,
-        ctrl_cost_weight: float = CTRL_COST_WEIGHT,
-        contact_cost_weight: float = CONTACT_COST_WEIGHT,
-        healthy_reward: float = SURVIVE_REWARD,
-        healthy_z_range: tuple[float, float] = HEALTHY_Z_RANGE,
-        contact_force_range: tuple[float, float] = (-1.0, 1.0),
-        reset_noise_scale: float = 0.1,
-        exclude_current_positions_from_observation: bool | None = None,
-        paper_dynamics: bool = False,
-        nthread: int | None = None,
+        self, num_envs: int, max_episode_steps: int = 200, *, nthread: int | None = None, **kwargs: Any
     ) -> None:
-        if exclude_current_positions_from_observation is None:
-            exclude_current_positions_from_observation = not self.include_positions_by_default
-        self.paper_dynamics = bool(paper_dynamics)
+        """Parameters: sizes, ``nthread`` (mujoco.batch threads) and the :class:`AntSettings` fields."""
+        settings = AntSettings(**kwargs)  # an unknown keyword is a TypeError naming it
+        self.paper_dynamics = bool(settings.paper_dynamics)
         model = ant_model(self.paper_dynamics)
-        self.ctrl_cost_weight = float(ctrl_cost_weight)
-        self.contact_cost_weight = float(contact_cost_weight)
-        self.healthy_reward = float(healthy_reward)
-        self.healthy_z_range = (float(healthy_z_range[0]), float(healthy_z_range[1]))
-        self.contact_force_range = (float(contact_force_range[0]), float(contact_force_range[1]))
-        self._skip = 2 if exclude_current_positions_from_observation else 0
+        self.ctrl_cost_weight = float(settings.ctrl_cost_weight)
+        self.contact_cost_weight = float(settings.contact_cost_weight)
+        self.healthy_reward = float(settings.healthy_reward)
+        self.healthy_z_range = (float(settings.healthy_z_range[0]), float(settings.healthy_z_range[1]))
+        self.contact_force_range = (float(settings.contact_force_range[0]), float(settings.contact_force_range[1]))
+        self._skip = 2 if settings.excludes_positions(self.include_positions_by_default) else 0
         super().__init__(
             num_envs,
             max_episode_steps,
             model=model,
             observation_size=model.nq - self._skip + model.nv + 6 * (model.nbody - 1),
-            reset_noise_scale=reset_noise_scale,
+            reset_noise_scale=settings.reset_noise_scale,
             nthread=nthread,
             frame_skip=ant_frame_skip(self.paper_dynamics),
             init_qpos=ant_initial_qpos(model, self.paper_dynamics),
