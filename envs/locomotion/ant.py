@@ -142,7 +142,7 @@ _SPACES_DOC = """
 """
 
 
-class AntTaskEnv(LocomotionTaskMixin, AntEnv):
+class AntTaskEnv(LocomotionTaskMixin, AntEnv):  # type: ignore[misc]  # the mixin's step: a float reward
     """Ant-v5 whose reward depends on a task; the families subclass it.
 
     The reward is ``task_term(v, xy) + survive - ctrl_cost - contact_cost``:
@@ -223,24 +223,12 @@ class AntTaskEnv(LocomotionTaskMixin, AntEnv):
             "reward_contact": -contact_cost,
         }
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:  # type: ignore[override]
-        action = np.asarray(action, dtype=np.float64)
-        x_before = self.data.qpos[0]
-        diverged = self._simulate(action)
-        x_velocity = (self.data.qpos[0] - x_before) / self.dt
-        observation = self._get_obs()
-        reward, info = self._get_rew(x_velocity, action)
-        if diverged:
-            reward = 0.0
-        terminated = not self.is_healthy
-        info.update(
-            x_position=float(self.data.qpos[0]),
-            y_position=float(self.data.qpos[1]),
-            x_velocity=float(x_velocity),
-        )
-        if self.render_mode == "human":
-            self.render()
-        return observation, reward, terminated, False, info
+    def _terminated(self, diverged: bool) -> bool:
+        """The ant ends its episode when it is unhealthy (divergence included)."""
+        return not self.is_healthy
+
+    def _position_info(self) -> dict[str, float]:
+        return {"x_position": float(self.data.qpos[0]), "y_position": float(self.data.qpos[1])}
 
 
 class AntVelEnv(AntTaskEnv):

@@ -81,6 +81,30 @@ class LocomotionTaskMixin:
         self._diverged = bool(after != before or not finite)
         return self._diverged
 
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """One control step: simulate, observe, reward (0 if the physics diverged), end if :meth:`_terminated`."""
+        action = np.asarray(action, dtype=np.float64)
+        x_before = self.data.qpos[0]
+        diverged = self._simulate(action)
+        x_velocity = (self.data.qpos[0] - x_before) / self.dt  # type: ignore[attr-defined]
+        observation = self._get_obs()  # type: ignore[attr-defined]
+        reward, info = self._get_rew(x_velocity, action)  # type: ignore[attr-defined]
+        if diverged:
+            reward = 0.0
+        terminated = self._terminated(diverged)
+        info.update(self._position_info(), x_velocity=float(x_velocity))
+        if self.render_mode == "human":  # type: ignore[attr-defined]
+            self.render()  # type: ignore[attr-defined]
+        return observation, reward, terminated, False, info
+
+    def _terminated(self, diverged: bool) -> bool:
+        """Whether the episode ends after this step (the robot's hook: HalfCheetah only on divergence)."""
+        return diverged
+
+    def _position_info(self) -> dict[str, float]:
+        """The torso's position entries of a step's ``info``."""
+        return {"x_position": float(self.data.qpos[0])}
+
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
