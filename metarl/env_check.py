@@ -27,7 +27,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.utils.env_checker import check_env as gymnasium_check_env
 
-from metarl.registry import TaskEnvError, check_env_id, check_single_env, make_batched
+from metarl.registry import TaskEnvError, check_env_id, check_single_env, make_batched, make_single_env
 
 
 @dataclass(frozen=True)
@@ -140,10 +140,7 @@ def check_env(
 
     env_id = check_env_id(id)
     ok(f"id resolves to the registered task environment {env_id}")
-    try:
-        env = gym.make(env_id, disable_env_checker=True, **kwargs)
-    except Exception as exc:
-        raise TaskEnvError(f"{env_id}: gymnasium.make failed: {type(exc).__name__}: {exc}") from exc
+    env = make_single_env(env_id, **kwargs)
     try:
         check_single_env(env_id, env)
         ok("task protocol: sample_tasks, set_task, get_task; spaces the policies handle; reset and step")

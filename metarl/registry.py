@@ -294,13 +294,18 @@ def _unknown_id(id: str, note: str) -> TaskEnvError:
     )
 
 
+def make_single_env(env_id: str, **kwargs: Any) -> gym.Env:
+    """``gymnasium.make`` of registered task env ``env_id``; any failure a :class:`TaskEnvError` naming it."""
+    try:
+        return gym.make(env_id, disable_env_checker=True, **kwargs)
+    except Exception as exc:
+        raise TaskEnvError(f"{env_id}: gymnasium.make failed: {type(exc).__name__}: {exc}") from exc
+
+
 def check_task_env(id: str, **kwargs: Any) -> None:
     """Make the single env ``id`` (with ``kwargs``) and check it with :func:`check_single_env`."""
     env_id = check_env_id(id)
-    try:
-        env = gym.make(env_id, disable_env_checker=True, **kwargs)
-    except Exception as exc:
-        raise TaskEnvError(f"{env_id}: gymnasium.make failed: {type(exc).__name__}: {exc}") from exc
+    env = make_single_env(env_id, **kwargs)
     try:
         check_single_env(env_id, env)
     finally:
