@@ -48,10 +48,12 @@ def _fields_help(argv: Sequence[str] | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    tokens = sys.argv[1:] if argv is None else argv
+    wants_help = any(t in ("-h", "--help") for t in tokens)
     parser = ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=_fields_help(argv),
+        epilog=_fields_help(tokens) if wants_help else None,  # the preset is read only for --help
     )
     parser.add_argument("--config", default="2d-navigation", help="preset name or YAML path (default: 2d-navigation)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
