@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import math
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from metarl.run_folder import CHECKPOINT_DIR
+from metarl.run_folder import CHECKPOINT_DIR, CHECKPOINT_NAME
 
-_NAME = re.compile(r"^iter_(\d+)\.pt$")
 _FORMAT = "metarl-checkpoint"
 _VERSION = 2  # 2: with a SHA-256 checksum of the state; version 1 files (no checksum) still load
 _READABLE_VERSIONS = (1, 2)
@@ -97,7 +95,7 @@ def _first_nonfinite(obj: Any, where: str) -> str | None:
 
 def _fallback_hint(path: Path) -> str:
     """``; delete it to resume from the previous checkpoint, NAME`` when ``path``'s folder holds an older one."""
-    match = _NAME.match(path.name)
+    match = CHECKPOINT_NAME.match(path.name)
     if not match:
         return ""
     older = [p for i, p in list_checkpoints(path.parent.parent) if i < int(match.group(1)) and p.parent == path.parent]
@@ -185,7 +183,7 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
     folder = Path(run_dir) / CHECKPOINT_DIR
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name)) and p.is_file()]
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := CHECKPOINT_NAME.match(p.name)) and p.is_file()]
     return sorted(found)
 
 

@@ -24,6 +24,7 @@ check of a saved config against a new one, for ``--resume`` (only
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,8 @@ from metarl.registry import check_trusted_env_id
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.csv"
 CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_NAME = re.compile(r"^iter_(\d+)\.pt$")
+"""A checkpoint file's name, ``iter_<iteration>.pt`` (6 digits as written)."""
 CURVE_FILE = "training_curve.png"
 LOG_FILE = "train.log"
 TB_DIR = "tb"
@@ -173,7 +176,8 @@ def holds_a_run(run_dir: Path) -> bool:
     if not run_dir.is_dir() or {p.name for p in run_dir.iterdir()} - RUN_FOLDER_ENTRIES:
         return True
     metrics = run_dir / METRICS_FILE
-    has_checkpoint = any((run_dir / CHECKPOINT_DIR).glob("iter_*.pt"))
+    folder = run_dir / CHECKPOINT_DIR
+    has_checkpoint = folder.is_dir() and any(CHECKPOINT_NAME.match(p.name) and p.is_file() for p in folder.iterdir())
     return has_checkpoint or (metrics.is_file() and metrics.stat().st_size > 0)
 
 
