@@ -6,6 +6,7 @@ One job per module:
 * :mod:`~metarl.sampling.shards`: contiguous shards of the sub-environments, and joining
   their episodes into one batch;
 * :mod:`~metarl.sampling.rollout`: the batched step loop over one shard;
+* :mod:`~metarl.sampling.collectors`: what the loop keeps — plain episodes, or a step budget's;
 * :mod:`~metarl.sampling.local`: the local :class:`Sampler`, one batched env in this process;
 * :mod:`~metarl.sampling.ray_sampler`: the Ray backend, one shard per actor (the ``ray`` extra).
 
