@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from agents.builders import (
-    FisherSettings,
-    advantage_settings,
     build_learner,
     build_maml_trpo,
-    fisher_settings,
     make_policy,
     make_sampler,
     policy_for,
@@ -25,13 +22,10 @@ __all__ = [
     "GaussianMLPPolicy",
     "MetaUpdateSettings",
     "Policy",
-    "FisherSettings",
     "TRPOLearner",
     "adapt",
-    "advantage_settings",
     "build_learner",
     "build_maml_trpo",
-    "fisher_settings",
     "make_policy",
     "make_sampler",
     "observation_env",

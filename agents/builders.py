@@ -6,8 +6,6 @@ once: the scripts, the trainer and the benchmarks build through these functions.
 
 from __future__ import annotations
 
-from typing import TypedDict
-
 import gymnasium as gym
 
 from agents.comparison_learners import TRPOLearner, observation_env
@@ -15,8 +13,7 @@ from agents.maml import AdvantageSettings
 from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings
 from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Policy
 from metarl.config import TrainConfig
-from metarl.precision import resolve_precision
-from metarl.sampling import PolicyLike, Sampler
+from metarl.sampling import PolicyLike, Sampler, SamplingSettings
 from metarl.sampling.ray_sampler import make_ray_sampler
 from metarl.tasks import BatchedTaskEnv
 
@@ -56,39 +53,11 @@ def policy_for(cfg: TrainConfig, env: BatchedTaskEnv) -> Policy:
     )
 
 
-class FisherSettings(TypedDict):
-    """The Fisher-vector product settings of :class:`MetaUpdateSettings` a config gives."""
-
-    fvp_step_subsample: float
-    fvp_inner_subsample: float
-    fisher_precision: str
-
-
-def fisher_settings(cfg: TrainConfig) -> FisherSettings:
-    """The Fisher-vector product settings of the meta-update ``cfg.meta_update`` names.
-
-    ``exact`` is the fp32 reference on every step; ``fast`` resolves ``auto`` precision
-    for this CPU (:func:`metarl.precision.resolve_precision`, which logs its choice).
-    """
-    if cfg.meta_update == "exact":
-        return {"fvp_step_subsample": 1.0, "fvp_inner_subsample": 1.0, "fisher_precision": "fp32"}
-    return {
-        "fvp_step_subsample": cfg.fvp_step_subsample,
-        "fvp_inner_subsample": cfg.fvp_inner_subsample,
-        "fisher_precision": resolve_precision(cfg.fisher_precision),
-    }
-
-
-def advantage_settings(cfg: TrainConfig) -> AdvantageSettings:
-    """How ``cfg`` estimates advantages (discount, GAE λ, normalisation, bootstrapping)."""
-    return AdvantageSettings(cfg.gamma, cfg.gae_lambda, cfg.normalize_advantages, cfg.bootstrap_truncated)
-
-
 def make_sampler(cfg: TrainConfig, env: BatchedTaskEnv, policy: PolicyLike) -> Sampler:
     """The sampler ``cfg.sampler`` names for ``cfg.meta_batch_size`` tasks × ``cfg.episodes_per_task`` episodes.
 
-    ``env`` must hold ``cfg.meta_batch_size × envs_per_task(cfg...)`` sub-environments
-    (:func:`metarl.sampling.envs_per_task`; :func:`metarl.trainer.train` builds it so).
+    ``env`` must hold the ``num_envs`` of :meth:`SamplingSettings.from_config` ``(cfg)``
+    (:func:`metarl.trainer.build_env` builds it so).
 
     ``local``: a :class:`~metarl.sampling.Sampler` on ``env``. ``ray``: a
     :class:`metarl.sampling.ray_sampler.RaySampler` with ``cfg.num_workers`` actors on the cluster at
@@ -96,15 +65,8 @@ def make_sampler(cfg: TrainConfig, env: BatchedTaskEnv, policy: PolicyLike) -> S
     cluster cannot be reached).
     """
     if cfg.sampler == "ray":
-        return make_ray_sampler(cfg, env, policy, cfg.meta_batch_size, cfg.episodes_per_task)
-    return Sampler(
-        env,
-        policy,
-        cfg.meta_batch_size,
-        cfg.episodes_per_task,
-        step_budget=cfg.step_budget,
-        budget_lanes=cfg.budget_lanes,
-    )
+        return make_ray_sampler(cfg, env, policy)
+    return Sampler.from_settings(env, policy, SamplingSettings.from_config(cfg))
 
 
 def _learner_parts(
@@ -113,21 +75,7 @@ def _learner_parts(
     """Policy, sampler, update and advantage settings of ``cfg`` on ``env``."""
     policy = policy_for(cfg, env)
     sampler = make_sampler(cfg, env, policy)  # local, or Ray actors (cfg.sampler)
-    settings = MetaUpdateSettings(
-        fast_lr=cfg.fast_lr,
-        num_inner_steps=cfg.num_inner_steps,
-        first_order=cfg.first_order,
-        max_kl=cfg.max_kl,
-        cg_iters=cfg.cg_iters,
-        cg_damping=cfg.cg_damping,
-        ls_max_steps=cfg.ls_max_steps,
-        ls_backtrack_ratio=cfg.ls_backtrack_ratio,
-        hvp_subsample=cfg.hvp_subsample,
-        inner_estimator=cfg.inner_estimator,
-        **fisher_settings(cfg),
-    )
-    advantage = advantage_settings(cfg)
-    return policy, sampler, settings, advantage
+    return policy, sampler, MetaUpdateSettings.from_config(cfg), AdvantageSettings.from_config(cfg)
 
 
 def build_maml_trpo(cfg: TrainConfig, env: BatchedTaskEnv) -> MAMLTRPO:

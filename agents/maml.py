@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from agents.policies import Params, Policy
-from metarl.config import ESTIMATORS
+from metarl.config import ESTIMATORS, TrainConfig
 from metarl.episodes import Episodes
 from metarl.registry import TaskEnvError
 from metarl.sampling import Sampler
@@ -37,12 +37,29 @@ from metarl.value_baseline import estimate_advantages
 
 @dataclass(frozen=True)
 class AdvantageSettings:
-    """How advantages are estimated from episodes."""
+    """How advantages are estimated from episodes (defaults: :class:`~metarl.config.TrainConfig`'s).
 
-    gamma: float = 0.99
-    gae_lambda: float = 1.0
-    normalize: bool = True
-    bootstrap_truncated: bool = False
+    Parameters
+    ----------
+    gamma:
+        Discount factor.
+    gae_lambda:
+        GAE λ (1: Monte-Carlo returns minus the baseline).
+    normalize:
+        Normalise each task's advantages to zero mean and unit variance.
+    bootstrap_truncated:
+        Bootstrap truncated episodes from the baseline's value of their final observation.
+    """
+
+    gamma: float = TrainConfig.gamma
+    gae_lambda: float = TrainConfig.gae_lambda
+    normalize: bool = TrainConfig.normalize_advantages
+    bootstrap_truncated: bool = TrainConfig.bootstrap_truncated
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig) -> AdvantageSettings:
+        """How ``cfg`` estimates advantages."""
+        return cls(cfg.gamma, cfg.gae_lambda, cfg.normalize_advantages, cfg.bootstrap_truncated)
 
     def estimate(self, episodes: Episodes) -> Tensor:
         """GAE advantages ``[H, T, E]`` with a per-task linear baseline."""

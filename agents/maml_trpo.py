@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -33,7 +33,8 @@ from agents.maml import (
     steps_inner_step,
 )
 from agents.policies import Params, Policy
-from metarl.precision import cpu_description
+from metarl.config import TrainConfig
+from metarl.precision import cpu_description, resolve_precision
 from metarl.sampling import Sampler
 from metarl.tasks import Task
 from metarl.trpo import backtracking_line_search, natural_step
@@ -43,21 +44,43 @@ log = logging.getLogger("metarl")
 
 @dataclass(frozen=True)
 class MetaUpdateSettings:
-    """Settings of the inner loop as seen by the outer loop, and of the TRPO step."""
+    """Settings of the inner loop as seen by the outer loop, and of the TRPO step.
 
-    fast_lr: float = 0.1
-    num_inner_steps: int = 1
-    first_order: bool = False
-    max_kl: float = 0.01
-    cg_iters: int = 10
-    cg_damping: float = 1e-5
-    ls_max_steps: int = 15
-    ls_backtrack_ratio: float = 0.8
-    hvp_subsample: float = 1.0
+    Each field is the :class:`~metarl.config.TrainConfig` field of the same name, and takes
+    its default, but for the Fisher-vector products: their defaults here are the exact
+    reference (fp32 on every step); :meth:`from_config` applies ``cfg.meta_update``.
+    """
+
+    fast_lr: float = TrainConfig.fast_lr
+    num_inner_steps: int = TrainConfig.num_inner_steps
+    first_order: bool = TrainConfig.first_order
+    max_kl: float = TrainConfig.max_kl
+    cg_iters: int = TrainConfig.cg_iters
+    cg_damping: float = TrainConfig.cg_damping
+    ls_max_steps: int = TrainConfig.ls_max_steps
+    ls_backtrack_ratio: float = TrainConfig.ls_backtrack_ratio
+    hvp_subsample: float = TrainConfig.hvp_subsample
+    inner_estimator: str = TrainConfig.inner_estimator
     fvp_step_subsample: float = 1.0
     fvp_inner_subsample: float = 1.0
     fisher_precision: str = "fp32"
-    inner_estimator: str = "reinforce"
+
+    @classmethod
+    def from_config(cls, cfg: TrainConfig) -> MetaUpdateSettings:
+        """The meta-update of ``cfg``; ``meta_update: exact`` is the fp32 reference on every step.
+
+        ``fast`` takes ``cfg``'s Fisher-vector subsampling and resolves its ``auto`` precision
+        for this CPU (:func:`metarl.precision.resolve_precision`, which logs its choice).
+        """
+        shared = {name: getattr(cfg, name) for name in _CONFIG_FIELDS}
+        if cfg.meta_update == "exact":
+            return cls(**shared)
+        return cls(
+            **shared,
+            fvp_step_subsample=cfg.fvp_step_subsample,
+            fvp_inner_subsample=cfg.fvp_inner_subsample,
+            fisher_precision=resolve_precision(cfg.fisher_precision),
+        )
 
     def describe(self) -> str:
         """The Fisher-vector products these settings make, in words (for the run's log)."""
@@ -76,6 +99,10 @@ class MetaUpdateSettings:
     def exact_fisher(self) -> bool:
         """Whether the Fisher-vector products are the reference: fp32 on every step of the chosen tasks."""
         return self.fvp_step_subsample >= 1.0 and self.fvp_inner_subsample >= 1.0 and self.fisher_precision == "fp32"
+
+
+_FISHER_FIELDS = ("fvp_step_subsample", "fvp_inner_subsample", "fisher_precision")
+_CONFIG_FIELDS = tuple(f.name for f in fields(MetaUpdateSettings) if f.name not in _FISHER_FIELDS)
 
 
 def _masked_task_mean(values: Tensor, mask: Tensor) -> Tensor:

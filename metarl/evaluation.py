@@ -32,7 +32,7 @@ import torch
 
 from metarl.adaptation_results import AdaptationResults, task_to_json
 from metarl.episodes import Episodes
-from metarl.sampling import Sampler, envs_per_task
+from metarl.sampling import Sampler, SamplingSettings
 from metarl.statistics import student_t_cdf, student_t_ppf, t_interval
 from metarl.tasks import Task
 
@@ -84,11 +84,15 @@ class EvaluationSettings:
         if self.seed < 0:
             raise ValueError(f"evaluation setting 'seed' must be >= 0, got {self.seed}")
         try:
-            envs_per_task(self.episodes_per_step, self.step_budget, self.budget_lanes)
+            self.sampling()
         except ValueError as exc:
             raise ValueError(f"evaluation setting 'budget_lanes': {exc}") from None
         if not 0 < self.confidence < 1:
             raise ValueError(f"evaluation setting 'confidence' must be in (0, 1), got {self.confidence}")
+
+    def sampling(self) -> SamplingSettings:
+        """The sampling settings of each step: ``num_tasks`` × ``episodes_per_step`` episodes."""
+        return SamplingSettings(self.num_tasks, self.episodes_per_step, self.step_budget, self.budget_lanes)
 
     def step_lrs(self) -> list[float]:
         """The learning rate of each of the ``num_steps`` steps."""

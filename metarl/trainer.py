@@ -57,7 +57,7 @@ from metarl.run_folder import (
 )
 from metarl.runlock import hold_run_folder
 from metarl.runlog import RunLogger, setup_logging
-from metarl.sampling import envs_per_task
+from metarl.sampling import SamplingSettings
 from metarl.tasks import BatchedTaskEnv, Task
 from metarl.training_curve import plot_training_curve
 from metarl.wandb_log import WandbLogger
@@ -153,7 +153,7 @@ def build_env(cfg: TrainConfig) -> BatchedTaskEnv:
 
     An ``env_kwargs`` the env rejects is a :class:`ConfigError`.
     """
-    num_envs = cfg.meta_batch_size * envs_per_task(cfg.episodes_per_task, cfg.step_budget, cfg.budget_lanes)
+    num_envs = SamplingSettings.from_config(cfg).num_envs
     try:
         return make_batched(cfg.env_id, num_envs, max_episode_steps=cfg.horizon, **cfg.env_kwargs)
     except TaskEnvError:

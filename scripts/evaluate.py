@@ -65,7 +65,7 @@ from metarl.figures import plot_adaptation
 from metarl.memory import restart_with_tuned_malloc
 from metarl.registry import check_env_id, check_trusted_env_id, make_batched, registered_return_bounds
 from metarl.run_folder import CONFIG_FILE, EVAL_DIR
-from metarl.sampling import Sampler, envs_per_task
+from metarl.sampling import Sampler
 from metarl.tasks import Task
 from metarl.video import (
     FORMATS,
@@ -179,9 +179,8 @@ def evaluate(
     method = "random" if random else cfg.algorithm
     algorithm = "maml-trpo" if random else cfg.algorithm  # a random policy sees plain observations
     check_env_id(cfg.env_id)
-    per_task = envs_per_task(settings.episodes_per_step, settings.step_budget, settings.budget_lanes)
-    num_envs = settings.num_tasks * per_task
-    base = make_batched(cfg.env_id, num_envs, max_episode_steps=cfg.horizon, **cfg.env_kwargs)
+    sampling = settings.sampling()
+    base = make_batched(cfg.env_id, sampling.num_envs, max_episode_steps=cfg.horizon, **cfg.env_kwargs)
     env = agents.observation_env(algorithm, base)
     tasks = heldout_tasks(env.sample_tasks, settings.num_tasks, settings.seed)
     torch.manual_seed(evaluation_streams(settings.seed).torch_seed)  # a random policy's init
@@ -198,15 +197,8 @@ def evaluate(
             ) from exc
     if method == "maml-trpo" and settings.num_steps and settings.step_lrs()[0] != cfg.fast_lr:
         log.warning("evaluating with inner lr %s; the run was trained with fast_lr %s", settings.lrs, cfg.fast_lr)
-    advantage = agents.advantage_settings(cfg)
-    sampler = Sampler(
-        env,
-        policy,
-        settings.num_tasks,
-        settings.episodes_per_step,
-        step_budget=settings.step_budget,
-        budget_lanes=settings.budget_lanes,
-    )
+    advantage = agents.AdvantageSettings.from_config(cfg)
+    sampler = Sampler.from_settings(env, policy, sampling)
 
     def adapt(sampler: Sampler, rng: np.random.Generator, lrs: Sequence[float]) -> list[Episodes]:
         batch = agents.sample_adaptation(policy, sampler, rng, lrs, advantage)

@@ -11,7 +11,8 @@ from torch import Tensor
 
 from metarl.episodes import Episodes
 from metarl.sampling.rollout import PolicyLike, rollout
-from metarl.sampling.shards import assemble_episodes, envs_per_task
+from metarl.sampling.settings import SamplingSettings
+from metarl.sampling.shards import assemble_episodes
 from metarl.sampling.streams import draw_phase_key
 from metarl.tasks import BatchedTaskEnv, Task
 
@@ -37,7 +38,7 @@ class Sampler:
     horizon (:func:`rollout`), and the batch holds as many episode slots per task as the
     task with the most episodes needs. ``budget_lanes > 0`` shares each task's budget of
     ``E × H`` steps among that many sub-environments instead of ``E``
-    (:func:`envs_per_task`); ``env`` must then hold ``num_tasks × budget_lanes`` of them.
+    (:class:`~metarl.sampling.settings.SamplingSettings`); ``env`` must then hold ``num_tasks × budget_lanes`` of them.
 
     Sub-environment ``i * E + j`` runs episode ``j`` of task ``i``. Every time step
     is one env call and one batched policy forward, in which task ``i`` uses its
@@ -73,7 +74,8 @@ class Sampler:
         step_budget: bool = False,
         budget_lanes: int = 0,
     ) -> None:
-        self.envs_per_task = envs_per_task(episodes_per_task, step_budget, budget_lanes)
+        self.settings = SamplingSettings(num_tasks, episodes_per_task, step_budget, budget_lanes)
+        self.envs_per_task = self.settings.envs_per_task
         if env.num_envs != num_tasks * self.envs_per_task:
             raise ValueError(
                 f"Sampler: env has {env.num_envs} sub-environments, expected {num_tasks * self.envs_per_task} "
@@ -86,8 +88,16 @@ class Sampler:
         self.horizon = env.max_episode_steps
         self.policy_threads = policy_threads
         self.step_budget = step_budget
-        self.budget_horizons = episodes_per_task // self.envs_per_task if step_budget else 1
+        self.budget_horizons = self.settings.budget_horizons
         self._tasks: list[Task] | None = None
+
+    @classmethod
+    def from_settings(
+        cls, env: BatchedTaskEnv, policy: PolicyLike, settings: SamplingSettings, policy_threads: int | None = 1
+    ) -> Sampler:
+        """The sampler of ``settings`` on ``env`` (which must hold ``settings.num_envs`` sub-environments)."""
+        return cls(env, policy, settings.num_tasks, settings.episodes_per_task, policy_threads,
+                   settings.step_budget, settings.budget_lanes)
 
     def set_tasks(self, tasks: Sequence[Task]) -> None:
         """Use ``tasks`` (one per task slot) for the following calls to :meth:`sample`."""

@@ -2,7 +2,8 @@
 
 The ``N = T·E`` sub-environments of an iteration are cut into contiguous shards, one
 per worker (:func:`metarl.sampling.shards.split_shards`). A worker is a Ray actor holding a
-batched environment of its shard's size and a copy of the policy (sent once). Per
+batched environment of its shard's size and a copy of the policy, sent once
+(:class:`~metarl.sampling.ray_workers.ShardWorker`). Per
 sampling phase the driver puts the per-task parameters into the object store once,
 every worker rolls its shard out with :func:`metarl.sampling.rollout.rollout`, and the driver
 joins the parts into the same :class:`~metarl.episodes.Episodes` batch the local
@@ -23,21 +24,16 @@ without it and says how to install it when it is needed.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
-import torch
 from torch import Tensor
 
 from metarl.config import ConfigError, TrainConfig
 from metarl.episodes import Episodes
-from metarl.oracle import TaskFeatureObservation
-from metarl.registry import check_env_id, import_env_modules, make_batched
 from metarl.sampling.local import Sampler
 from metarl.sampling.ray_cluster import (
     CONNECT_TIMEOUT_S,
@@ -49,112 +45,14 @@ from metarl.sampling.ray_cluster import (
     connect,
     require_ray,
 )
-from metarl.sampling.rollout import PolicyLike, rollout
-from metarl.sampling.shards import Shard, ShardEpisodes, assemble_episodes, split_shards
+from metarl.sampling.ray_workers import ShardEnvFactory, ShardWorker
+from metarl.sampling.rollout import PolicyLike
+from metarl.sampling.settings import SamplingSettings
+from metarl.sampling.shards import ShardEpisodes, assemble_episodes, split_shards
 from metarl.sampling.streams import draw_phase_key
 from metarl.tasks import BatchedTaskEnv, Task
 
 log = logging.getLogger("metarl")
-
-# ------------------------------------------------------------------------------ workers
-
-
-def _registering_modules(env_id: str) -> tuple[str, ...]:
-    """Modules whose import registers ``env_id`` (those of its entry points), for a fresh worker process."""
-    spec = gym.spec(check_env_id(env_id))
-    modules: list[str] = []
-    module: str | None
-    for entry_point in (spec.entry_point, spec.vector_entry_point):
-        if isinstance(entry_point, str):
-            module = entry_point.partition(":")[0]
-        else:
-            module = getattr(entry_point, "__module__", None)
-        if module and module != "__main__" and module not in modules:
-            modules.append(module)
-    return tuple(modules)
-
-
-@dataclass(frozen=True)
-class ShardEnvFactory:
-    """Builds, in a worker process, the batched env of a shard: what the driver built, at another size."""
-
-    env_id: str
-    env_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    max_episode_steps: int | None = None
-    task_features: bool = False
-    """Wrap the env in :class:`metarl.oracle.TaskFeatureObservation` (the oracle's view)."""
-    modules: tuple[str, ...] = ()
-    """Modules to import first: they register ``env_id`` with Gymnasium."""
-
-    @classmethod
-    def for_config(cls, cfg: TrainConfig, env: BatchedTaskEnv) -> ShardEnvFactory:
-        """The factory of the env the trainer builds for ``cfg`` (``env``: as the policy sees it)."""
-        return cls(
-            env_id=cfg.env_id,
-            env_kwargs=dict(cfg.env_kwargs),
-            max_episode_steps=cfg.horizon,
-            task_features=isinstance(env, TaskFeatureObservation),
-            modules=_registering_modules(cfg.env_id),
-        )
-
-    def __call__(self, num_envs: int) -> BatchedTaskEnv:
-        """A batched env of ``num_envs`` sub-environments."""
-        import_env_modules(*self.modules)
-        env = make_batched(self.env_id, num_envs, max_episode_steps=self.max_episode_steps, **dict(self.env_kwargs))
-        return TaskFeatureObservation(env) if self.task_features else env
-
-
-class ShardWorker:
-    """The body of a sampling actor: batched envs for shards (one per shard size) and the policy."""
-
-    def __init__(self, env_factory: ShardEnvFactory, policy: PolicyLike, num_envs: int, num_threads: int = 1):
-        torch.set_num_threads(num_threads)
-        self.env_factory = env_factory
-        self.policy = policy
-        self._envs: dict[int, BatchedTaskEnv] = {}
-        self._env(num_envs)  # fail at start-up, not at the first phase
-
-    def _env(self, num_envs: int) -> BatchedTaskEnv:
-        if num_envs not in self._envs:
-            self._envs[num_envs] = self.env_factory(num_envs)
-        return self._envs[num_envs]
-
-    def ready(self) -> int:
-        """The worker's process id, once it holds its env."""
-        return os.getpid()
-
-    def sample(
-        self,
-        tasks: Sequence[Task],
-        params: Mapping[str, Tensor],
-        envs_per_task: int,
-        shard: Shard,
-        phase_key: int,
-        step_budget: bool = False,
-        budget_horizons: int = 1,
-    ) -> tuple[ShardEpisodes, float]:
-        """The episodes of ``shard`` of the phase ``phase_key`` on ``tasks``, and the seconds it took."""
-        start = time.perf_counter()
-        env = self._env(shard.size)
-        env.set_tasks([tasks[index // envs_per_task] for index in range(shard.start, shard.stop)])
-        part = rollout(
-            env,
-            self.policy,
-            params,
-            envs_per_task,
-            phase_key,
-            start=shard.start,
-            step_budget=step_budget,
-            budget_horizons=budget_horizons,
-        )
-        return part, time.perf_counter() - start
-
-    def close(self) -> None:
-        """Close the envs."""
-        for env in self._envs.values():
-            env.close()
-        self._envs.clear()
-
 
 @dataclass
 class RaySamplerStats:
@@ -330,20 +228,19 @@ class RaySampler(Sampler):
             self._owns_ray = False
 
 
-def make_ray_sampler(
-    cfg: TrainConfig, env: BatchedTaskEnv, policy: PolicyLike, num_tasks: int, episodes_per_task: int
-) -> RaySampler:
-    """The Ray sampler of ``cfg`` (``num_workers``, ``ray_address``) for the trainer's ``env``."""
+def make_ray_sampler(cfg: TrainConfig, env: BatchedTaskEnv, policy: PolicyLike) -> RaySampler:
+    """The Ray sampler of ``cfg`` (its sampling settings, ``num_workers``, ``ray_address``) on ``env``."""
+    sampling = SamplingSettings.from_config(cfg)
     return RaySampler(
         env,
         policy,
-        num_tasks,
-        episodes_per_task,
+        sampling.num_tasks,
+        sampling.episodes_per_task,
         env_factory=ShardEnvFactory.for_config(cfg, env),
         num_workers=cfg.num_workers,
         address=cfg.ray_address,
-        step_budget=cfg.step_budget,
-        budget_lanes=cfg.budget_lanes,
+        step_budget=sampling.step_budget,
+        budget_lanes=sampling.budget_lanes,
     )
 
 

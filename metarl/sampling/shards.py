@@ -1,8 +1,8 @@
 """Shards: contiguous runs of an iteration's sub-environments, and joining their episodes.
 
-:func:`envs_per_task` says how many sub-environments a task needs; :func:`split_shards`
-cuts them into contiguous shards (one per worker); :func:`assemble_episodes` joins the
-shards' :class:`ShardEpisodes` into the one :class:`~metarl.episodes.Episodes` batch.
+:func:`split_shards` cuts an iteration's sub-environments into contiguous shards (one per
+worker); :func:`assemble_episodes` joins the shards' :class:`ShardEpisodes` into the one
+:class:`~metarl.episodes.Episodes` batch.
 """
 
 from __future__ import annotations
@@ -14,22 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from metarl.config.rules import budget_lanes_problem
 from metarl.episodes import Episodes
-
-
-def envs_per_task(episodes_per_task: int, step_budget: bool = False, budget_lanes: int = 0) -> int:
-    """How many sub-environments each task runs on: one per episode, or ``budget_lanes`` with a step budget.
-
-    With ``step_budget`` and ``budget_lanes > 0``, a task's budget of
-    ``episodes_per_task × horizon`` steps is shared by ``budget_lanes`` sub-environments,
-    each running ``episodes_per_task / budget_lanes`` horizons of steps (``1``: one
-    environment per task, the MAML paper code's sampler). ``budget_lanes = 0``: one per episode.
-    """
-    problem = budget_lanes_problem(episodes_per_task, step_budget, budget_lanes)
-    if problem is not None:
-        raise ValueError(f"budget_lanes {budget_lanes} {problem}")
-    return budget_lanes or episodes_per_task
 
 
 @dataclass(frozen=True)

@@ -190,10 +190,24 @@ def test_the_run_log_says_which_meta_update_and_precision_ran(monkeypatch, caplo
 
 def test_config_switch_chooses_the_meta_update(monkeypatch):
     monkeypatch.setattr(precision, "cpu_bf16", lambda: (False, True))
-    fast = agents.fisher_settings(load_config(None, ["--fvp_step_subsample", "0.3"]))
-    assert fast == {"fvp_step_subsample": 0.3, "fvp_inner_subsample": 0.1, "fisher_precision": "fp32"}
+    fast = MetaUpdateSettings.from_config(load_config(None, ["--fvp_step_subsample", "0.3", "--max_kl", "0.02"]))
+    assert (fast.fvp_step_subsample, fast.fvp_inner_subsample, fast.fisher_precision) == (0.3, 0.1, "fp32")
+    assert fast.max_kl == 0.02 and not fast.exact_fisher
     monkeypatch.setattr(precision, "cpu_bf16", lambda: (True, True))
-    assert agents.fisher_settings(load_config(None))["fisher_precision"] == "bf16"
-    exact = agents.fisher_settings(load_config(None, ["--meta_update", "exact", "--fisher_precision", "bf16"]))
-    assert exact == {"fvp_step_subsample": 1.0, "fvp_inner_subsample": 1.0, "fisher_precision": "fp32"}
-    assert MetaUpdateSettings(**exact).exact_fisher
+    assert MetaUpdateSettings.from_config(load_config(None)).fisher_precision == "bf16"
+    exact = MetaUpdateSettings.from_config(load_config(None, ["--meta_update", "exact", "--fisher_precision", "bf16"]))
+    assert (exact.fvp_step_subsample, exact.fvp_inner_subsample, exact.fisher_precision) == (1.0, 1.0, "fp32")
+    assert exact.exact_fisher
+
+
+def test_settings_defaults_are_the_configs():
+    """The learner's settings default to TrainConfig's fields, and ``from_config`` carries every one over."""
+    cfg = load_config(None, ["--meta_update", "exact"])
+    assert MetaUpdateSettings.from_config(cfg) == MetaUpdateSettings()
+    assert agents.AdvantageSettings.from_config(cfg) == agents.AdvantageSettings()
+    changed = load_config(None, ["--meta_update", "exact", "--cg_iters", "7", "--inner_estimator", "lvc",
+                                 "--gamma", "0.9", "--bootstrap_truncated", "true"])
+    assert MetaUpdateSettings.from_config(changed).cg_iters == 7
+    assert MetaUpdateSettings.from_config(changed).inner_estimator == "lvc"
+    advantage = agents.AdvantageSettings.from_config(changed)
+    assert advantage.gamma == 0.9 and advantage.bootstrap_truncated

@@ -11,7 +11,15 @@ from metarl import make_batched
 from metarl.config import ConfigError, load_config
 from metarl.episodes import Episodes
 from metarl.evaluation import per_task_returns
-from metarl.sampling import Sampler, Shard, assemble_episodes, draw_phase_key, envs_per_task, rollout
+from metarl.sampling import (
+    Sampler,
+    SamplingSettings,
+    Shard,
+    assemble_episodes,
+    draw_phase_key,
+    envs_per_task,
+    rollout,
+)
 from metarl.value_baseline import estimate_advantages
 
 TASKS, LANES, HORIZON = 2, 4, 200
@@ -261,3 +269,16 @@ def test_budget_lanes_is_checked():
     with pytest.raises(ValueError, match="expected 2 .2 tasks × 1 sub-environments per task"):
         Sampler(env, None, TASKS, LANES, step_budget=True, budget_lanes=1)
     env.close()
+
+
+def test_sampling_settings_from_a_config():
+    """One object says how many sub-environments a phase needs; the trainer, evaluation and Ray sampler use it."""
+    settings = SamplingSettings.from_config(load_config("ant-dir", ["--budget_lanes", "4"]))
+    assert (settings.num_tasks, settings.episodes_per_task, settings.step_budget) == (40, 40, True)
+    assert (settings.envs_per_task, settings.num_envs, settings.budget_horizons) == (4, 160, 10)
+    plain = SamplingSettings(20, 20)
+    assert (plain.envs_per_task, plain.num_envs, plain.budget_horizons) == (20, 400, 1)
+    for args, match in (((20, 20, False, 2), "needs step_budget"), ((20, 20, True, 3), "must divide"),
+                        ((0, 20), "at least one task")):
+        with pytest.raises(ValueError, match=match):
+            SamplingSettings(*args)
