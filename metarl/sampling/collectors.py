@@ -10,6 +10,7 @@ sub-environment starts another episode, and how the steps become :class:`ShardEp
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -35,6 +36,36 @@ def warn_nonfinite(count: int, when: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class StepEnd:
+    """What one step of the loop did, for the collector: flags over the ``n`` sub-environments.
+
+    Parameters
+    ----------
+    t:
+        The step's index.
+    valid:
+        Sub-environments whose step was kept.
+    ended:
+        Episodes that ended at this step (terminated, truncated, or out of steps).
+    bad:
+        Episodes cut short by a numerical fault at this step (the step is not kept).
+    terminated, truncated:
+        The step's flags (``truncated`` with the collector's horizon applied).
+    obs, next_obs:
+        The observations before and after the step.
+    """
+
+    t: int
+    valid: np.ndarray
+    ended: np.ndarray
+    bad: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    obs: np.ndarray
+    next_obs: np.ndarray
+
+
 class EpisodeCollector(Protocol):
     """What the step loop asks of a collector; ``n`` sub-environments, ``steps`` steps at most."""
 
@@ -47,23 +78,8 @@ class EpisodeCollector(Protocol):
     def horizon_ends(self, t: int, terminated: np.ndarray, truncated: np.ndarray) -> np.ndarray:
         """The truncation flags of step ``t``, with episodes that reached the horizon added."""
 
-    def end(
-        self,
-        t: int,
-        valid: np.ndarray,
-        ended: np.ndarray,
-        bad: np.ndarray,
-        flags: tuple[np.ndarray, np.ndarray],
-        obs: np.ndarray,
-        next_obs: np.ndarray,
-    ) -> None:
-        """Keep what step ``t`` ended.
-
-        ``valid``: sub-environments whose step was kept; ``ended``: episodes that ended
-        (terminated, truncated, or out of steps); ``bad``: episodes cut short by a
-        numerical fault at this step; ``flags``: the step's (terminated, truncated);
-        ``obs``/``next_obs``: the observations before and after the step.
-        """
+    def end(self, step: StepEnd) -> None:
+        """Keep what ``step`` ended."""
 
     def restart(self, env: BatchedTaskEnv, which: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Start new episodes in the ended sub-environments ``which`` after step ``t``.
@@ -100,24 +116,15 @@ class PlainEpisodes:
         """The env's own truncation (the loop's last step is the horizon)."""
         return truncated
 
-    def end(
-        self,
-        t: int,
-        valid: np.ndarray,
-        ended: np.ndarray,
-        bad: np.ndarray,
-        flags: tuple[np.ndarray, np.ndarray],
-        obs: np.ndarray,
-        next_obs: np.ndarray,
-    ) -> None:
+    def end(self, step: StepEnd) -> None:
         """Count the kept steps and close the episodes that ended."""
-        terminated, _ = flags
-        self.lengths += valid
-        self.nonfinite |= bad
+        ended, terminated = step.ended, step.terminated
+        self.lengths += step.valid
+        self.nonfinite |= step.bad
         self.terminated |= ended & terminated
         self.truncated |= ended & ~terminated
-        self.final_observations[ended] = next_obs[ended]
-        self.final_observations[bad] = obs[bad]
+        self.final_observations[ended] = step.next_obs[ended]
+        self.final_observations[step.bad] = step.obs[step.bad]
 
     def restart(self, env: BatchedTaskEnv, which: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Plain episodes are not restarted."""
@@ -165,21 +172,11 @@ class StepBudget:
         """Within a sub-environment the horizon ends an episode, whether or not the env truncates it."""
         return truncated | ((t + 1 - self.begins >= self.horizon) & ~terminated)
 
-    def end(
-        self,
-        t: int,
-        valid: np.ndarray,
-        ended: np.ndarray,
-        bad: np.ndarray,
-        flags: tuple[np.ndarray, np.ndarray],
-        obs: np.ndarray,
-        next_obs: np.ndarray,
-    ) -> None:
+    def end(self, step: StepEnd) -> None:
         """Keep the episodes that ended, but not one the budget ran out on before its horizon."""
-        terminated, truncated = flags
-        cut = ended & ~terminated & ~truncated
-        self._close(np.flatnonzero(ended & ~cut), t + 1, next_obs, terminated=terminated)
-        self._close(np.flatnonzero(bad), t, obs, nonfinite=True)
+        cut = step.ended & ~step.terminated & ~step.truncated
+        self._close(np.flatnonzero(step.ended & ~cut), step.t + 1, step.next_obs, terminated=step.terminated)
+        self._close(np.flatnonzero(step.bad), step.t, step.obs, nonfinite=True)
 
     def restart(self, env: BatchedTaskEnv, which: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Reset the sub-environments ``which`` for a new episode from step ``t + 1``, while budget is left.

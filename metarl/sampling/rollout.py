@@ -13,7 +13,14 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from metarl.sampling.collectors import EpisodeCollector, PlainEpisodes, StepBudget, as_float32, warn_nonfinite
+from metarl.sampling.collectors import (
+    EpisodeCollector,
+    PlainEpisodes,
+    StepBudget,
+    StepEnd,
+    as_float32,
+    warn_nonfinite,
+)
 from metarl.sampling.shards import Shard, ShardEpisodes
 from metarl.sampling.streams import _EpisodeStreams
 from metarl.tasks import DIVERGED_INFO_KEY, BatchedTaskEnv
@@ -131,7 +138,7 @@ def rollout(
         warn_nonfinite(int(bad.sum()), f"at step {t}")
         truncated = collector.horizon_ends(t, terminated, truncated)
         ended = valid & (terminated | truncated | (t == steps - 1))
-        collector.end(t, valid, ended, bad, (terminated, truncated), obs, next_obs)
+        collector.end(StepEnd(t, valid, ended, bad, terminated, truncated, obs, next_obs))
         active &= ~(ended | bad)
         # Ended sub-environments keep stepping; keep their garbage finite for the policy.
         obs = np.where(np.isfinite(next_obs), next_obs, np.float32(0.0))
