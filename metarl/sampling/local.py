@@ -75,21 +75,41 @@ class Sampler:
         budget_lanes: int = 0,
     ) -> None:
         self.settings = SamplingSettings(num_tasks, episodes_per_task, step_budget, budget_lanes)
-        self.envs_per_task = self.settings.envs_per_task
-        if env.num_envs != num_tasks * self.envs_per_task:
+        if env.num_envs != self.settings.num_envs:
             raise ValueError(
-                f"Sampler: env has {env.num_envs} sub-environments, expected {num_tasks * self.envs_per_task} "
+                f"Sampler: env has {env.num_envs} sub-environments, expected {self.settings.num_envs} "
                 f"({num_tasks} tasks × {self.envs_per_task} sub-environments per task)"
             )
         self.env = env
         self.policy = policy
-        self.num_tasks = num_tasks
-        self.episodes_per_task = episodes_per_task
         self.horizon = env.max_episode_steps
         self.policy_threads = policy_threads
-        self.step_budget = step_budget
-        self.budget_horizons = self.settings.budget_horizons
         self._tasks: list[Task] | None = None
+
+    @property
+    def num_tasks(self) -> int:
+        """Tasks per phase."""
+        return self.settings.num_tasks
+
+    @property
+    def episodes_per_task(self) -> int:
+        """Episodes per task (with a step budget: horizons of steps per task)."""
+        return self.settings.episodes_per_task
+
+    @property
+    def step_budget(self) -> bool:
+        """Whether sub-environments run episodes back to back for their budget."""
+        return self.settings.step_budget
+
+    @property
+    def envs_per_task(self) -> int:
+        """Sub-environments per task."""
+        return self.settings.envs_per_task
+
+    @property
+    def budget_horizons(self) -> int:
+        """Horizons of steps each sub-environment runs (1 without a step budget)."""
+        return self.settings.budget_horizons
 
     @classmethod
     def from_settings(
