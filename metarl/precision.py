@@ -4,7 +4,7 @@ bf16 pays only where the CPU multiplies bf16 matrices faster than fp32 ones. Wit
 tiles it does by a wide margin; with AVX-512 BF16 alone it need not: on this project's
 2-core Xeon (AVX-512 BF16, no AMX) torch's fp32 matmuls (MKL) run 1.1-1.8× faster than
 its bf16 ones (oneDNN), and a bf16 meta-update was slower than the fp32 one
-(BENCHMARKS.md, "Fast meta-update"). So ``auto`` picks bf16 with AMX only; ``bf16``
+(BENCHMARKS.md, "Meta-update: exact and fast"). So ``auto`` picks bf16 with AMX only; ``bf16``
 forces it on any CPU (worth it where ``benchmarks/fast_meta_update.py`` measures a
 faster bf16 peak), with a warning where the CPU has no bf16 instructions at all.
 """

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import os
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -40,6 +39,7 @@ from metarl.checkpoint import (
 from metarl.config import (
     ConfigError,
     TrainConfig,
+    check_memory,
     config_from_dict,
     config_to_dict,
     save_config,
@@ -121,31 +121,6 @@ class _RunState:
                 "torch": torch_rng_state(),
             },
         }
-
-
-def check_memory(cfg: TrainConfig, available: int | None = None) -> None:
-    """Refuse, before anything is allocated, a batch whose learner cannot fit in this machine's memory.
-
-    A lower bound: the meta-update keeps every hidden layer's activations of all the
-    steps of an iteration's sampling phases (fp32). A run this refuses could never run
-    here; one it passes may still need several times more (BENCHMARKS.md has real peaks).
-
-    Args:
-        cfg: the run's settings.
-        available: bytes of memory to compare against (default: this machine's RAM).
-    """
-    if available is None:
-        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    steps = cfg.meta_batch_size * cfg.episodes_per_task * cfg.horizon
-    needed = steps * (cfg.num_inner_steps + 1) * max(sum(cfg.hidden_sizes), 1) * 4
-    if needed > available:
-        raise ConfigError(
-            f"config fields 'meta_batch_size', 'episodes_per_task', 'horizon': {cfg.meta_batch_size} x "
-            f"{cfg.episodes_per_task} x {cfg.horizon} = {steps:,} steps per sampling phase need at least "
-            f"{needed / 2**30:,.1f} GiB for the meta-update's activations; this machine has "
-            f"{available / 2**30:,.1f} GiB. Make the batch smaller",
-            field="meta_batch_size",
-        )
 
 
 def build_env(cfg: TrainConfig) -> BatchedTaskEnv:

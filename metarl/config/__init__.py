@@ -22,7 +22,7 @@ from metarl.config.loading import (
     predated_fields,
     save_config,
 )
-from metarl.config.rules import check_config, valid_ray_address
+from metarl.config.rules import check_config, check_memory, valid_ray_address
 from metarl.config.schema import (
     ALGORITHMS,
     ESTIMATORS,
@@ -54,6 +54,7 @@ __all__ = [
     "DuplicateKeyError",
     "TrainConfig",
     "check_config",
+    "check_memory",
     "config_diff",
     "config_from_dict",
     "config_to_dict",

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from metarl.config import ConfigError, load_config
-from metarl.trainer import check_memory
+from metarl.config import ConfigError, check_memory, load_config
 from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parents[2]
