@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,7 @@ from agents.maml import (
 )
 from agents.policies import Params, Policy
 from metarl.config import TrainConfig
-from metarl.precision import cpu_description, resolve_precision
+from metarl.precision import choose_precision, cpu_description
 from metarl.sampling import Sampler
 from metarl.tasks import Task
 from metarl.trpo import backtracking_line_search, natural_step
@@ -64,22 +64,29 @@ class MetaUpdateSettings:
     fvp_step_subsample: float = 1.0
     fvp_inner_subsample: float = 1.0
     fisher_precision: str = "fp32"
+    precision_reason: str = field(default="", compare=False)
+    """Why ``fisher_precision`` was chosen, for the run's log (empty: set directly)."""
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> MetaUpdateSettings:
         """The meta-update of ``cfg``; ``meta_update: exact`` is the fp32 reference on every step.
 
         ``fast`` takes ``cfg``'s Fisher-vector subsampling and resolves its ``auto`` precision
-        for this CPU (:func:`metarl.precision.resolve_precision`, which logs its choice).
+        for this CPU (:func:`metarl.precision.choose_precision`; :meth:`describe` says why).
+
+        Args:
+            cfg: the run's settings.
         """
         shared = {name: getattr(cfg, name) for name in _CONFIG_FIELDS}
         if cfg.meta_update == "exact":
             return cls(**shared)
+        precision, reason = choose_precision(cfg.fisher_precision)
         return cls(
             **shared,
             fvp_step_subsample=cfg.fvp_step_subsample,
             fvp_inner_subsample=cfg.fvp_inner_subsample,
-            fisher_precision=resolve_precision(cfg.fisher_precision),
+            fisher_precision=precision,
+            precision_reason=reason,
         )
 
     def describe(self) -> str:
@@ -89,7 +96,7 @@ class MetaUpdateSettings:
             return f"exact: fp32 Fisher-vector products on every step of {tasks}" + self._estimator_note()
         return (f"fast: Fisher-vector products on {self.fvp_step_subsample:.0%} of the post-adaptation steps and "
                 f"{self.fvp_inner_subsample:.0%} of the inner loop's steps of {tasks}, in {self.fisher_precision} "
-                f"(CPU with {cpu_description()})" + self._estimator_note())
+                f"({self.precision_reason or 'CPU with ' + cpu_description()})" + self._estimator_note())
 
     def _estimator_note(self) -> str:
         return "" if self.inner_estimator == "reinforce" or self.first_order else (
@@ -101,7 +108,7 @@ class MetaUpdateSettings:
         return self.fvp_step_subsample >= 1.0 and self.fvp_inner_subsample >= 1.0 and self.fisher_precision == "fp32"
 
 
-_FISHER_FIELDS = ("fvp_step_subsample", "fvp_inner_subsample", "fisher_precision")
+_FISHER_FIELDS = ("fvp_step_subsample", "fvp_inner_subsample", "fisher_precision", "precision_reason")
 _CONFIG_FIELDS = tuple(f.name for f in fields(MetaUpdateSettings) if f.name not in _FISHER_FIELDS)
 
 

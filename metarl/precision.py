@@ -1,17 +1,21 @@
-"""Which arithmetic the learner's reduced-precision parts use, chosen from what the CPU has.
+"""Which arithmetic the learner's reduced-precision parts use, chosen from what the CPU has and does.
 
-bf16 pays only where the CPU multiplies bf16 matrices faster than fp32 ones. With AMX
-tiles it does by a wide margin; with AVX-512 BF16 alone it need not: on this project's
-2-core Xeon (AVX-512 BF16, no AMX) torch's fp32 matmuls (MKL) run 1.1-1.8× faster than
-its bf16 ones (oneDNN), and a bf16 meta-update was slower than the fp32 one
-(BENCHMARKS.md, "Meta-update: exact and fast"). So ``auto`` picks bf16 with AMX only; ``bf16``
-forces it on any CPU (worth it where ``benchmarks/fast_meta_update.py`` measures a
-faster bf16 peak), with a warning where the CPU has no bf16 instructions at all.
+bf16 pays only where the CPU multiplies bf16 matrices faster than fp32 ones. AMX tiles
+always do. AVX-512 BF16 alone may or may not: on a 2-core Intel Xeon (no AMX) torch's fp32
+matmuls (MKL) ran 1.1-1.8× faster than its bf16 ones (oneDNN), while on a 2-core AMD EPYC
+with AVX-512 BF16 bf16 ran 3-6× faster than fp32 (BENCHMARKS.md, "Meta-update: exact and
+fast"). So ``auto`` picks bf16 with AMX, and with AVX-512 BF16 when a start-up probe (one
+matmul of a policy layer's shape in each precision, a fraction of a second) finds bf16 at
+least :data:`PROBE_MARGIN` times faster; fp32 elsewhere. ``bf16`` forces it on any CPU, with
+a warning where the CPU has no bf16 instructions at all; ``fp32`` forces fp32.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import statistics
+import time
 
 import torch
 
@@ -31,8 +35,41 @@ def cpu_description() -> str:
     return "AMX" if amx else "AVX-512 BF16 but no AMX" if avx512_bf16 else "no native bf16"
 
 
-def resolve_precision(requested: str) -> str:
-    """``bf16`` or ``fp32`` for ``requested``: ``auto`` is bf16 on a CPU with AMX and fp32 elsewhere.
+PROBE_MARGIN = 1.5
+"""How many times faster than fp32 a bf16 matmul must run in the probe for ``auto`` to pick bf16."""
+
+
+@functools.cache
+def bf16_matmul_speedup(rows: int = 2000, width: int = 100, batch: int = 40, repeats: int = 5) -> float:
+    """fp32 time over bf16 time of ``[batch, rows, width] @ [batch, width, width]``, medians of ``repeats``.
+
+    Measured once per process at torch's current thread count (after one warm-up call of each).
+
+    Args:
+        rows: rows of each matrix in the batch (a task's steps).
+        width: the layer width.
+        batch: matrices in the batch (tasks).
+        repeats: timed calls per precision.
+    """
+    seconds = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        a = torch.randn(batch, rows, width).to(dtype)
+        b = torch.randn(batch, width, width).to(dtype)
+        torch.matmul(a, b)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.matmul(a, b)
+            times.append(time.perf_counter() - start)
+        seconds[dtype] = statistics.median(times)
+    return seconds[torch.float32] / seconds[torch.bfloat16]
+
+
+def choose_precision(requested: str) -> tuple[str, str]:
+    """``(precision, reason)`` for ``requested``: ``bf16`` or ``fp32``, and why, in words for a log line.
+
+    ``auto``: bf16 with AMX; with AVX-512 BF16 alone, bf16 if :func:`bf16_matmul_speedup` is at
+    least :data:`PROBE_MARGIN`; fp32 elsewhere.
 
     Args:
         requested: ``auto``, or ``bf16`` / ``fp32`` to override the detection (bf16 on a CPU
@@ -41,7 +78,23 @@ def resolve_precision(requested: str) -> str:
     if requested not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
     amx, avx512_bf16 = cpu_bf16()
-    chosen = ("bf16" if amx else "fp32") if requested == "auto" else requested
-    if chosen == "bf16" and not (amx or avx512_bf16):
-        log.warning("bf16 requested on a CPU with no native bf16: emulated, slower than fp32")
-    return chosen
+    if requested != "auto":
+        if requested == "bf16" and not (amx or avx512_bf16):
+            log.warning("bf16 requested on a CPU with no native bf16: emulated, slower than fp32")
+        return requested, f"as configured; CPU with {cpu_description()}"
+    if amx:
+        return "bf16", "auto: the CPU has AMX"
+    if avx512_bf16:
+        speedup = bf16_matmul_speedup()
+        chosen = "bf16" if speedup >= PROBE_MARGIN else "fp32"
+        return chosen, f"auto: AVX-512 BF16 without AMX, and a bf16 matmul ran {speedup:.2f}x as fast as fp32 here"
+    return "fp32", "auto: the CPU has no native bf16"
+
+
+def resolve_precision(requested: str) -> str:
+    """``bf16`` or ``fp32`` for ``requested`` (:func:`choose_precision` without its reason).
+
+    Args:
+        requested: ``auto``, ``bf16`` or ``fp32``.
+    """
+    return choose_precision(requested)[0]

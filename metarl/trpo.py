@@ -16,10 +16,20 @@ import torch
 from torch import Tensor
 
 
-def conjugate_gradient(
+def conjugate_gradient_with_product(
     matvec: Callable[[Tensor], Tensor], b: Tensor, iters: int = 10, residual_tol: float = 1e-10
-) -> Tensor:
-    """Approximately solve ``A x = b`` for symmetric positive-definite ``A`` given as ``matvec``."""
+) -> tuple[Tensor, Tensor]:
+    """Approximately solve ``A x = b`` for symmetric positive-definite ``A`` given as ``matvec``; ``(x, A x)``.
+
+    ``A x`` comes from the residual recurrence (``b - r``: the sum of the products already
+    taken), so it costs no further ``matvec``.
+
+    Args:
+        matvec: ``v ↦ A v``.
+        b: the right-hand side.
+        iters: at most this many iterations, one ``matvec`` each.
+        residual_tol: stop once ``rᵀr`` falls below this.
+    """
     x = torch.zeros_like(b)
     r = b.clone()
     p = b.clone()
@@ -34,15 +44,39 @@ def conjugate_gradient(
         new_r_dot = r.dot(r)
         p = r + (new_r_dot / r_dot) * p
         r_dot = new_r_dot
-    return x
+    return x, b - r
+
+
+def conjugate_gradient(
+    matvec: Callable[[Tensor], Tensor], b: Tensor, iters: int = 10, residual_tol: float = 1e-10
+) -> Tensor:
+    """Approximately solve ``A x = b`` for symmetric positive-definite ``A`` given as ``matvec``.
+
+    Args:
+        matvec: ``v ↦ A v``.
+        b: the right-hand side.
+        iters: at most this many iterations, one ``matvec`` each.
+        residual_tol: stop once the squared residual norm falls below this.
+    """
+    return conjugate_gradient_with_product(matvec, b, iters, residual_tol)[0]
 
 
 def natural_step(
     gradient: Tensor, fisher_vector_product: Callable[[Tensor], Tensor], max_kl: float, cg_iters: int
 ) -> Tensor:
-    """The full step ``s = F⁻¹g · sqrt(2 max_kl / gᵀF⁻¹g)`` whose quadratic KL model equals ``max_kl``."""
-    direction = conjugate_gradient(fisher_vector_product, gradient, cg_iters)
-    shs = 0.5 * direction.dot(fisher_vector_product(direction))
+    """The full step ``s = F⁻¹g · sqrt(2 max_kl / gᵀF⁻¹g)`` whose quadratic KL model equals ``max_kl``.
+
+    ``cg_iters`` Fisher-vector products in all: the curvature ``xᵀF x`` of the solution ``x``
+    uses the ``F x`` that conjugate gradient's residual already holds.
+
+    Args:
+        gradient: ``g``, the surrogate loss's gradient.
+        fisher_vector_product: ``v ↦ F v`` (damped).
+        max_kl: the trust region's KL bound.
+        cg_iters: conjugate-gradient iterations.
+    """
+    direction, fisher_direction = conjugate_gradient_with_product(fisher_vector_product, gradient, cg_iters)
+    shs = 0.5 * direction.dot(fisher_direction)
     if not bool(torch.isfinite(shs)) or float(shs) <= 0.0:
         return torch.full_like(direction, math.nan)
     return direction * torch.sqrt(max_kl / shs)

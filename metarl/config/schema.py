@@ -106,9 +106,10 @@ class TrainConfig:
     ``lvc`` (π/⊥π·A, ProMP's low-variance curvature) or ``dice`` (DiCE over each episode's causal
     log-probabilities). The same first derivative, so the same adaptation; they differ in the
     curvature the meta-gradient sees (agents/maml.py)."""
-    fisher_precision: str = "auto"
-    """With ``meta_update: fast``: arithmetic of the Fisher-vector products, ``auto`` (bf16 on a
-    CPU with AMX, fp32 elsewhere: ``metarl/precision.py``), ``bf16`` or ``fp32``."""
+    fisher_precision: str = "fp32"
+    """With ``meta_update: fast``: arithmetic of the Fisher-vector products, ``fp32``, ``bf16``
+    or ``auto`` (bf16 on a CPU with AMX, or with AVX-512 BF16 where a start-up probe finds
+    bf16 matmuls faster; fp32 elsewhere: ``metarl/precision.py``)."""
     num_threads: int = 2
     """Torch intra-op threads."""
     sampler: str = "local"

@@ -342,7 +342,8 @@ def _nan_inner_advantages(batch: Any, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _nan_cg_result(batch: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(trpo, "conjugate_gradient", lambda matvec, b, *a, **k: torch.full_like(b, math.nan))
+    monkeypatch.setattr(trpo, "conjugate_gradient_with_product",
+                        lambda matvec, b, *a, **k: (torch.full_like(b, math.nan), torch.full_like(b, math.nan)))
 
 
 @pytest.mark.parametrize(

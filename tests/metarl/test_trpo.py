@@ -2,7 +2,7 @@
 
 import torch
 
-from metarl.trpo import backtracking_line_search, conjugate_gradient, natural_step
+from metarl.trpo import backtracking_line_search, conjugate_gradient, conjugate_gradient_with_product, natural_step
 
 
 def spd_matrix(n, seed=0):
@@ -24,6 +24,35 @@ def test_natural_step_has_the_kl_bound_as_quadratic_model():
     step = natural_step(g, lambda v: a @ v, max_kl=0.01, cg_iters=20)
     assert abs(float(0.5 * step @ a @ step) - 0.01) < 1e-9
     torch.testing.assert_close(step / step.norm(), torch.linalg.solve(a, g) / torch.linalg.solve(a, g).norm())
+
+
+def test_conjugate_gradient_returns_the_product_of_its_solution_without_another_matvec():
+    a = spd_matrix(12, seed=5)
+    b = torch.randn(12, dtype=torch.float64)
+    calls = []
+
+    def matvec(v):
+        calls.append(v)
+        return a @ v
+
+    x, ax = conjugate_gradient_with_product(matvec, b, iters=4)  # truncated: x is not yet the solution
+    assert len(calls) == 4
+    torch.testing.assert_close(ax, a @ x, atol=1e-12, rtol=1e-10)
+    assert float((a @ x - b).norm()) > 1e-3
+
+
+def test_natural_step_takes_cg_iters_products_and_keeps_the_kl_model_when_truncated():
+    a = spd_matrix(12, seed=6)
+    g = torch.randn(12, dtype=torch.float64)
+    calls = []
+
+    def matvec(v):
+        calls.append(v)
+        return a @ v
+
+    step = natural_step(g, matvec, max_kl=0.01, cg_iters=5)
+    assert len(calls) == 5
+    assert abs(float(0.5 * step @ a @ step) - 0.01) < 1e-12
 
 
 def test_line_search_keeps_parameters_when_no_step_meets_the_kl_bound():
