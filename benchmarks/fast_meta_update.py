@@ -33,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from agents.maml import sample_adaptation
 from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings
 from metarl.memory import restart_with_tuned_malloc
+from metarl.precision import matmul_seconds
 
 
 def option_settings(base: MetaUpdateSettings, option: str) -> MetaUpdateSettings:
@@ -69,14 +70,7 @@ def matmul_peak(batch: int, rows: int, width: int, dtype: torch.dtype, batched: 
     b = torch.randn(batch, width, width).to(dtype)
     if not batched:
         a, b = a.reshape(batch * rows, width), b[0]
-    for _ in range(3):
-        torch.matmul(a, b)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.matmul(a, b)
-        times.append(time.perf_counter() - start)
-    return 2 * batch * rows * width * width / statistics.median(times) / 1e9
+    return 2 * batch * rows * width * width / matmul_seconds(a, b, repeats, warmup=3) / 1e9
 
 
 def matmul_flops(learner: MAMLTRPO, batch, rng_seed: int) -> float:

@@ -55,14 +55,27 @@ def bf16_matmul_speedup(rows: int = 2000, width: int = 100, batch: int = 40, rep
     for dtype in (torch.float32, torch.bfloat16):
         a = torch.randn(batch, rows, width).to(dtype)
         b = torch.randn(batch, width, width).to(dtype)
-        torch.matmul(a, b)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            torch.matmul(a, b)
-            times.append(time.perf_counter() - start)
-        seconds[dtype] = statistics.median(times)
+        seconds[dtype] = matmul_seconds(a, b, repeats)
     return seconds[torch.float32] / seconds[torch.bfloat16]
+
+
+def matmul_seconds(a: torch.Tensor, b: torch.Tensor, repeats: int, warmup: int = 1) -> float:
+    """Median wall seconds of ``torch.matmul(a, b)`` over ``repeats`` calls after ``warmup`` untimed ones.
+
+    Args:
+        a: the left operand.
+        b: the right operand.
+        repeats: timed calls.
+        warmup: untimed calls first (kernel selection, caches).
+    """
+    for _ in range(warmup):
+        torch.matmul(a, b)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def choose_precision(requested: str) -> tuple[str, str]:

@@ -26,15 +26,21 @@ def test_natural_step_has_the_kl_bound_as_quadratic_model():
     torch.testing.assert_close(step / step.norm(), torch.linalg.solve(a, g) / torch.linalg.solve(a, g).norm())
 
 
-def test_conjugate_gradient_returns_the_product_of_its_solution_without_another_matvec():
-    a = spd_matrix(12, seed=5)
-    b = torch.randn(12, dtype=torch.float64)
+def counted_products(a):
+    """``v ↦ a v``, and the list of the vectors it was called with."""
     calls = []
 
     def matvec(v):
         calls.append(v)
         return a @ v
 
+    return matvec, calls
+
+
+def test_conjugate_gradient_returns_the_product_of_its_solution_without_another_matvec():
+    a = spd_matrix(12, seed=5)
+    b = torch.randn(12, dtype=torch.float64)
+    matvec, calls = counted_products(a)
     x, ax = conjugate_gradient_with_product(matvec, b, iters=4)  # truncated: x is not yet the solution
     assert len(calls) == 4
     torch.testing.assert_close(ax, a @ x, atol=1e-12, rtol=1e-10)
@@ -44,12 +50,7 @@ def test_conjugate_gradient_returns_the_product_of_its_solution_without_another_
 def test_natural_step_takes_cg_iters_products_and_keeps_the_kl_model_when_truncated():
     a = spd_matrix(12, seed=6)
     g = torch.randn(12, dtype=torch.float64)
-    calls = []
-
-    def matvec(v):
-        calls.append(v)
-        return a @ v
-
+    matvec, calls = counted_products(a)
     step = natural_step(g, matvec, max_kl=0.01, cg_iters=5)
     assert len(calls) == 5
     assert abs(float(0.5 * step @ a @ step) - 0.01) < 1e-12
