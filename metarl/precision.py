@@ -103,11 +103,3 @@ def choose_precision(requested: str) -> tuple[str, str]:
         return chosen, f"auto: AVX-512 BF16 without AMX, and a bf16 matmul ran {speedup:.2f}x as fast as fp32 here"
     return "fp32", "auto: the CPU has no native bf16"
 
-
-def resolve_precision(requested: str) -> str:
-    """``bf16`` or ``fp32`` for ``requested`` (:func:`choose_precision` without its reason).
-
-    Args:
-        requested: ``auto``, ``bf16`` or ``fp32``.
-    """
-    return choose_precision(requested)[0]

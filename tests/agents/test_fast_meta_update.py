@@ -161,25 +161,25 @@ def test_fast_path_accepts_only_a_step_that_improves_the_fp32_surrogate_inside_m
 
 def test_precision_falls_back_to_fp32_without_native_bf16(monkeypatch, caplog):
     monkeypatch.setattr(precision, "cpu_bf16", lambda: (False, False))  # a CPU without bf16 instructions
-    assert precision.resolve_precision("auto") == "fp32"
+    assert precision.choose_precision("auto")[0] == "fp32"
     assert precision.cpu_description() == "no native bf16"
-    assert precision.resolve_precision("bf16") == "bf16"  # the override wins, with a warning
+    assert precision.choose_precision("bf16")[0] == "bf16"  # the override wins, with a warning
     assert "emulated" in caplog.text
     monkeypatch.setattr(precision, "cpu_bf16", lambda: (False, True))  # AVX-512 BF16 only: the probe decides
     monkeypatch.setattr(precision, "bf16_matmul_speedup", lambda: 0.6)  # the Xeon: fp32 (MKL) is faster
-    assert precision.resolve_precision("auto") == "fp32"
+    assert precision.choose_precision("auto")[0] == "fp32"
     monkeypatch.setattr(precision, "bf16_matmul_speedup", lambda: 4.7)  # the EPYC: bf16 is faster
-    assert precision.resolve_precision("auto") == "bf16"
+    assert precision.choose_precision("auto")[0] == "bf16"
     assert precision.choose_precision("auto") == (
         "bf16", "auto: AVX-512 BF16 without AMX, and a bf16 matmul ran 4.70x as fast as fp32 here")
     settings = MetaUpdateSettings.from_config(load_config(None, ["--fisher_precision", "auto"]))
     assert settings.fisher_precision == "bf16" and "in bf16 (auto: AVX-512 BF16 without AMX" in settings.describe()
     monkeypatch.setattr(precision, "bf16_matmul_speedup", lambda: pytest.fail("AMX needs no probe"))
     monkeypatch.setattr(precision, "cpu_bf16", lambda: (True, True))  # AMX
-    assert precision.resolve_precision("auto") == "bf16"
-    assert precision.resolve_precision("fp32") == "fp32"
+    assert precision.choose_precision("auto")[0] == "bf16"
+    assert precision.choose_precision("fp32")[0] == "fp32"
     with pytest.raises(ValueError, match="precision must be one of"):
-        precision.resolve_precision("fp16")
+        precision.choose_precision("fp16")
 
 
 def test_the_run_log_says_which_meta_update_and_precision_ran(monkeypatch, caplog):
@@ -197,9 +197,20 @@ def test_the_run_log_says_which_meta_update_and_precision_ran(monkeypatch, caplo
         hvp_subsample=0.25).describe()
 
 
-def test_bf16_probe_measures_a_speedup():
+def test_bf16_probe_measures_a_speedup(monkeypatch):
     speedup = precision.bf16_matmul_speedup(rows=64, width=16, batch=2, repeats=3)
     assert math.isfinite(speedup) and speedup > 0.0
+    assert precision.bf16_matmul_speedup(rows=64, width=16, batch=2, repeats=3) == speedup  # measured once
+    timed = []
+
+    def seconds(a, b, repeats, warmup=1):  # fp32 takes 4 s, bf16 1 s
+        timed.append((a.dtype, b.dtype, tuple(a.shape), tuple(b.shape), repeats))
+        return 1.0 if a.dtype == torch.bfloat16 else 4.0
+
+    monkeypatch.setattr(precision, "matmul_seconds", seconds)
+    assert precision.bf16_matmul_speedup.__wrapped__(rows=30, width=8, batch=3, repeats=2) == 4.0
+    assert timed == [(torch.float32, torch.float32, (3, 30, 8), (3, 8, 8), 2),
+                     (torch.bfloat16, torch.bfloat16, (3, 30, 8), (3, 8, 8), 2)]
 
 
 def test_config_switch_chooses_the_meta_update(monkeypatch):
