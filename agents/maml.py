@@ -151,7 +151,11 @@ def _magic_box(x: Tensor) -> Tensor:
 def steps_loss(policy: Policy, params: Params, steps: Steps, estimator: str = "reinforce") -> Tensor:
     """Inner loss per task ``[T]`` on packed ``steps``: −mean of log π(a|s)·A (``reinforce``) or of
     π(a|s)/⊥π(a|s)·A (``lvc``); ``dice`` needs episodes (:func:`inner_loss`)."""
-    log_probs = policy.distribution(steps.observations, params).log_prob(steps.actions)
+    return log_prob_loss(policy.distribution(steps.observations, params).log_prob(steps.actions), steps, estimator)
+
+
+def log_prob_loss(log_probs: Tensor, steps: Steps, estimator: str = "reinforce") -> Tensor:
+    """:func:`steps_loss` from the log-probabilities ``[T, N, 1]`` of the actions of ``steps``."""
     if estimator == "lvc":
         log_probs = _magic_box(log_probs)
     elif estimator != "reinforce":

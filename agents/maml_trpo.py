@@ -32,6 +32,7 @@ from agents.maml import (
     sample_adaptation,
     steps_inner_step,
 )
+from agents.mlp_products import SUPPORTED_ESTIMATORS, InnerLossHessian, OutputJacobian, fisher_vector_product
 from agents.policies import Params, Policy
 from metarl.config import TrainConfig
 from metarl.precision import choose_precision, cpu_description
@@ -147,6 +148,11 @@ class _Objective:
         return loss, kl
 
 
+def _kl_weights(mask: Tensor) -> Tensor:
+    """Each step's weight in the KL ``[T, N, 1, 1]``: a mean over tasks of each task's mean over its valid steps."""
+    return (mask / mask.sum(dim=(1, 2), keepdim=True).clamp(min=1.0) / mask.shape[0]).unsqueeze(-1)
+
+
 def _widened(tensor: Tensor) -> Tensor:
     """``tensor`` in fp32 if it is bf16 (an autocast output), else as it is."""
     return tensor.float() if tensor.dtype == torch.bfloat16 else tensor
@@ -235,7 +241,10 @@ class MAMLTRPO:
         ``fvp_step_subsample < 1`` estimates it from a random share of each task's
         post-adaptation steps, ``fvp_inner_subsample < 1`` the inner loop's Hessian inside
         it from a random share of the steps each inner step learnt from, and
-        ``fisher_precision: bf16`` builds and differentiates its graph under bf16 autocast.
+        ``fisher_precision: bf16`` runs the products' MLP work in bf16. For the ``reinforce``
+        and ``lvc`` inner losses the fast products are written out
+        (:mod:`agents.mlp_products`, equal to autograd's in float64 to rounding); ``dice``
+        keeps autograd's, under bf16 autocast for bf16.
         """
         s = self.settings
         num_tasks = objective.mask.shape[0]
@@ -255,13 +264,14 @@ class MAMLTRPO:
                 post = Steps(objective.obs, objective.actions, objective.advantages, objective.mask)
                 post = post.subsample(s.fvp_step_subsample, generator)
                 obs, mask = post.observations, post.mask
+            if s.inner_estimator in SUPPORTED_ESTIMATORS:
+                return self._written_out_product(objective.batch, obs, _kl_weights(mask), generator)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low_precision):
                 adapted = self._fisher_adaptation(objective.batch, generator)
+        weights = _kl_weights(mask)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low_precision):
             outputs = self.policy.fisher_outputs(obs, adapted)
             fixed = tuple(_widened(o.detach()) for o in outputs)
-            # the KL is a mean over tasks of each task's mean over its valid steps
-            weights = (mask / mask.sum(dim=(1, 2), keepdim=True).clamp(min=1.0) / mask.shape[0]).unsqueeze(-1)
             probes = tuple(torch.zeros_like(o, requires_grad=True) for o in outputs)
             transposed = torch.autograd.grad(outputs, params, grad_outputs=probes, create_graph=True)
         flat_transposed = torch.cat([g.reshape(-1) for g in transposed])  # Jᵀ·probe, linear in the probe
@@ -276,6 +286,27 @@ class MAMLTRPO:
             return torch.cat([f.reshape(-1) for f in fv]) + damping * vector
 
         return product
+
+    def _written_out_product(
+        self, batch: AdaptationBatch, obs: Tensor, weights: Tensor, generator: torch.Generator
+    ) -> Callable[[Tensor], Tensor]:
+        """The fast path's products with the MLP's derivatives written out (:mod:`agents.mlp_products`).
+
+        The same approximation as :meth:`_fisher_adaptation` under autograd — the inner
+        loop's Hessian on a random ``fvp_inner_subsample`` share of each inner step's steps
+        (drawn from ``generator`` in the same order), at the parameters each step started
+        from — on the post-adaptation observations ``obs`` with KL ``weights``.
+        """
+        s = self.settings
+        dtype = torch.bfloat16 if s.fisher_precision == "bf16" else next(self.policy.parameters()).dtype
+        inner = []
+        for k in range(0 if s.first_order else batch.num_inner_steps):
+            steps = Steps.of(batch.episodes[k], batch.advantages[k])
+            if s.fvp_inner_subsample < 1.0:
+                steps = steps.subsample(s.fvp_inner_subsample, generator)
+            inner.append(InnerLossHessian(self.policy, batch.params[k], steps, s.inner_estimator, dtype))
+        outputs = OutputJacobian(self.policy, batch.params[-1], obs, dtype)
+        return fisher_vector_product(self.policy, inner, outputs, weights, s.fast_lr, s.cg_damping)
 
     def _fisher_adaptation(self, batch: AdaptationBatch, generator: torch.Generator) -> Params:
         """The adapted parameters for the fast Fisher: exact values, derivatives from subsampled inner steps.

@@ -60,9 +60,21 @@ class Policy(nn.Module, abc.ABC):
                 x = self._act(x)
         return x.reshape(*lead, x.shape[-1])
 
-    @abc.abstractmethod
     def distribution(self, obs: Tensor, params: Mapping[str, Tensor]) -> Distribution:
         """The action distribution for ``obs [T, ..., obs_dim]``; batch shape ``obs.shape[:-1]``."""
+        return self.output_distribution(self.fisher_outputs(obs, params))
+
+    def fisher_outputs(self, obs: Tensor, params: Mapping[str, Tensor]) -> tuple[Tensor, ...]:
+        """The distribution's parameters for ``obs``, each shaped ``[T, ..., k]`` (one row per observation)."""
+        return self.head_outputs(self._mlp(obs, params), params)
+
+    @abc.abstractmethod
+    def head_outputs(self, trunk: Tensor, params: Mapping[str, Tensor]) -> tuple[Tensor, ...]:
+        """The distribution's parameters from the MLP's output ``trunk`` and the parameters outside the MLP."""
+
+    @abc.abstractmethod
+    def output_distribution(self, outputs: tuple[Tensor, ...]) -> Distribution:
+        """The action distribution whose parameters are ``outputs`` (:meth:`fisher_outputs`)."""
 
     @abc.abstractmethod
     def draw_noise(self, rng: np.random.Generator, num_steps: int) -> np.ndarray:
@@ -76,10 +88,6 @@ class Policy(nn.Module, abc.ABC):
         function of the observation, the parameters and that noise alone, so a sampler
         can give every episode its own random stream.
         """
-
-    @abc.abstractmethod
-    def fisher_outputs(self, obs: Tensor, params: Mapping[str, Tensor]) -> tuple[Tensor, ...]:
-        """The distribution's parameters for ``obs``, each shaped ``[T, ..., k]`` (one row per observation)."""
 
     @abc.abstractmethod
     def fisher_metric(self, outputs: tuple[Tensor, ...], tangents: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
@@ -107,15 +115,14 @@ class GaussianMLPPolicy(Policy):
         self.log_std = nn.Parameter(torch.full((action_dim,), math.log(init_std)))
         self.min_log_std = math.log(min_std)
 
-    def fisher_outputs(self, obs: Tensor, params: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """Mean and log-std of every row, ``[T, ..., action_dim]`` each."""
-        mean = self._mlp(obs, params)
+    def head_outputs(self, trunk: Tensor, params: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Mean (the MLP's output) and log-std of every row, ``[T, ..., action_dim]`` each."""
         log_std = params["log_std"].clamp(min=self.min_log_std)
-        shape = (log_std.shape[0],) + (1,) * (mean.dim() - 2) + (log_std.shape[-1],)
-        return mean, log_std.reshape(shape).expand_as(mean)
+        shape = (log_std.shape[0],) + (1,) * (trunk.dim() - 2) + (log_std.shape[-1],)
+        return trunk, log_std.reshape(shape).expand_as(trunk)
 
-    def distribution(self, obs: Tensor, params: Mapping[str, Tensor]) -> Distribution:
-        mean, log_std = self.fisher_outputs(obs, params)
+    def output_distribution(self, outputs: tuple[Tensor, ...]) -> Distribution:
+        mean, log_std = outputs
         return Independent(Normal(mean, log_std.exp(), validate_args=False), 1, validate_args=False)
 
     def draw_noise(self, rng: np.random.Generator, num_steps: int) -> np.ndarray:
@@ -146,12 +153,12 @@ class CategoricalMLPPolicy(Policy):
     ):
         super().__init__(obs_dim, num_actions, hidden_sizes, nonlinearity)
 
-    def fisher_outputs(self, obs: Tensor, params: Mapping[str, Tensor]) -> tuple[Tensor]:
-        """Logits of every row, ``[T, ..., num_actions]``."""
-        return (self._mlp(obs, params),)
+    def head_outputs(self, trunk: Tensor, params: Mapping[str, Tensor]) -> tuple[Tensor]:
+        """Logits of every row (the MLP's output), ``[T, ..., num_actions]``."""
+        return (trunk,)
 
-    def distribution(self, obs: Tensor, params: Mapping[str, Tensor]) -> Distribution:
-        return Categorical(logits=self._mlp(obs, params), validate_args=False)
+    def output_distribution(self, outputs: tuple[Tensor, ...]) -> Distribution:
+        return Categorical(logits=outputs[0], validate_args=False)
 
     def draw_noise(self, rng: np.random.Generator, num_steps: int) -> np.ndarray:
         """Uniform ``u`` in [0, 1), ``[num_steps]`` float64."""

@@ -1,0 +1,345 @@
+"""The fast meta-update's Fisher-vector products, with the MLP's derivatives written out.
+
+The product is ``F v = Jᵀ W M J v`` with ``J = J_o (I − α H_K) ⋯ (I − α H_1)``: ``J_o`` the
+Jacobian of the distribution parameters on the post-adaptation steps
+(:meth:`~agents.policies.Policy.fisher_outputs`) at the adapted parameters, ``H_k`` the
+Hessian of the k-th inner loss at the parameters that inner step started from (each
+symmetric, so ``Jᵀ`` applies the same factors in reverse order), ``M`` the KL's Hessian
+in the distribution parameters and ``W`` the steps' weights in the KL.
+
+Autograd makes ``J v`` and ``Jᵀ u`` as double-backward passes through a graph of the inner
+loop, op by op. Here the MLP's part of each is written out: ``H v`` in forward mode over
+the inner loss's backward pass (Pearlmutter, "Fast exact multiplication by the Hessian",
+Neural Computation 1994), ``J_o v`` in forward mode and ``J_oᵀ u`` in reverse mode, with the
+activations and the inner loss's backward pass computed once per meta-update and kept (in
+bf16 when asked, so that every big matmul runs in bf16). The distribution head — the few
+numbers per step after the MLP — goes through ``torch.func``, so every policy head and the
+``reinforce`` and ``lvc`` inner losses are covered; ``dice`` couples the steps of an episode
+and stays with autograd.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+from torch.func import grad, jvp, vjp
+
+from agents.maml import Steps, log_prob_loss
+from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Params, Policy
+
+SUPPORTED_ESTIMATORS = ("reinforce", "lvc")
+"""Inner losses whose Hessian-vector products this module makes."""
+
+
+def _transposed(x: Tensor) -> Tensor:
+    return x.transpose(1, 2)
+
+
+class Trunk:
+    """An MLP's forward pass on rows ``obs [T, ..., in]`` with per-task ``params``, kept for tangent and adjoint passes.
+
+    Args:
+        policy: the policy whose MLP this is.
+        params: per-task parameters (the MLP's ``w{i}``, ``b{i}`` with a leading task dimension).
+        obs: the rows, ``[T, ..., in]``.
+        dtype: the dtype the activations are kept and multiplied in.
+    """
+
+    def __init__(self, policy: Policy, params: Params, obs: Tensor, dtype: torch.dtype) -> None:
+        self.num_layers = policy.num_layers
+        self.tanh = policy.nonlinearity == "tanh"
+        self.dtype = dtype
+        self.wide = params["w0"].dtype  # the parameters' own dtype, of the head and of every result
+        self.row_shape = obs.shape[:-1]
+        x = obs.reshape(obs.shape[0], -1, obs.shape[-1]).to(dtype)
+        self.weights = [params[f"w{i}"].to(dtype) for i in range(self.num_layers)]
+        self.inputs = [x]  # the input of each layer
+        self.slopes: list[Tensor] = []  # the nonlinearity's derivative after each hidden layer
+        for i, weight in enumerate(self.weights):
+            z = torch.baddbmm(params[f"b{i}"].to(dtype).unsqueeze(1), x, weight)
+            if i == self.num_layers - 1:
+                self.output = z
+            elif self.tanh:
+                wide = torch.tanh(z.to(self.wide))  # 1 − h² in bf16 would cancel to a few bits near |h| = 1
+                x = wide.to(dtype)
+                self.slopes.append((1.0 - wide * wide).to(dtype))
+                self.inputs.append(x)
+            else:
+                x = torch.relu(z)
+                self.slopes.append((z > 0).to(dtype))
+                self.inputs.append(x)
+
+    def rows(self, output: Tensor) -> Tensor:
+        """``output`` ``[T, rows, k]`` in the rows' own shape ``[T, ..., k]``."""
+        return output.reshape(*self.row_shape, output.shape[-1])
+
+    def tangent(self, tangent: Params) -> tuple[list[Tensor | None], Tensor]:
+        """Forward mode: the tangents of every layer's input (``None`` for the observations) and of the output."""
+        inputs: list[Tensor | None] = [None]
+        dx: Tensor | None = None
+        for i, weight in enumerate(self.weights):
+            dz = torch.baddbmm(tangent[f"b{i}"].to(self.dtype).unsqueeze(1), self.inputs[i],
+                               tangent[f"w{i}"].to(self.dtype))
+            if dx is not None:
+                dz.baddbmm_(dx, weight)
+            if i == self.num_layers - 1:
+                return inputs, dz
+            dx = dz * self.slopes[i]  # out of place: in-place bf16 multiplies run at half the speed here
+            inputs.append(dx)
+        raise AssertionError("an MLP has at least one layer")
+
+    def adjoint(self, output_grad: Tensor) -> Params:
+        """Reverse mode: the gradient of ``Σ output_grad · output`` in the MLP's parameters."""
+        grads: Params = {}
+        g = output_grad.to(self.dtype)
+        for i in reversed(range(self.num_layers)):
+            grads[f"w{i}"] = torch.bmm(_transposed(self.inputs[i]), g)
+            grads[f"b{i}"] = g.sum(1)
+            if i > 0:
+                g = torch.bmm(g, _transposed(self.weights[i])) * self.slopes[i - 1]
+        return grads
+
+
+def _head_names(policy: Policy, params: Params) -> list[str]:
+    trunk = {f"{kind}{i}" for i in range(policy.num_layers) for kind in "wb"}
+    return [n for n in params if n not in trunk]
+
+
+class _AnyHead:
+    """The inner loss's first and second derivatives in the MLP's output and the head's parameters, by torch.func.
+
+    Any policy head and estimator of :func:`agents.maml.log_prob_loss`; each product
+    differentiates the head anew (``jvp`` of ``grad``).
+    """
+
+    def __init__(self, policy: Policy, head: Params, steps: Steps, estimator: str, trunk: Trunk) -> None:
+        def head_grad(output: Tensor, head: Params) -> tuple[Tensor, Params]:
+            def loss(output: Tensor, head: Params) -> Tensor:
+                dist = policy.output_distribution(policy.head_outputs(trunk.rows(output), head))
+                return log_prob_loss(dist.log_prob(steps.actions), steps, estimator).sum()
+
+            return grad(loss, argnums=(0, 1))(output, head)
+
+        output = trunk.output.to(trunk.wide)
+        self.output_grad = head_grad(output, head)[0]
+        self._hessian = lambda d_out, d_head: jvp(head_grad, (output, head), (d_out, d_head))[1]
+
+    def hessian(self, d_output: Tensor, d_head: Params) -> tuple[Tensor, Params]:
+        """The tangents of the loss's gradient in the output and in the head's parameters."""
+        return self._hessian(d_output, d_head)
+
+
+def _step_weights(steps: Steps, rows: int) -> Tensor:
+    """``A · mask / count`` per step ``[T, rows, 1]``: the loss is −Σ of it times each step's (estimated) log π."""
+    mask = steps.mask
+    weights = steps.advantages * mask / mask.sum(dim=(1, 2), keepdim=True).clamp(min=1.0)
+    return weights.reshape(mask.shape[0], rows, 1)
+
+
+class _GaussianHead:
+    """:class:`_AnyHead` for a diagonal Gaussian (:class:`~agents.policies.GaussianMLPPolicy`), written out.
+
+    With ``r = a − μ``, ``P = exp(−2 log σ)`` and ``c`` the step's weight, the loss is
+    ``−c log π`` with ``∇_μ log π = r P``, ``∇_{log σ} log π = r² P − 1``,
+    ``∇²_μ = −P``, ``∇_μ∇_{log σ} = −2 r P``, ``∇²_{log σ} = −2 r² P`` (all diagonal); ``lvc``
+    adds ``−c ∇log π ∇log πᵀ``.
+    """
+
+    def __init__(self, policy: GaussianMLPPolicy, head: Params, steps: Steps, estimator: str, trunk: Trunk) -> None:
+        output = trunk.output.to(trunk.wide)
+        num_tasks, rows, width = output.shape
+        raw = head["log_std"]
+        self.active = (raw >= policy.min_log_std).to(raw.dtype).unsqueeze(1)  # where the clamp passes derivatives
+        precision = torch.exp(-2.0 * raw.clamp(min=policy.min_log_std)).unsqueeze(1)
+        c = _step_weights(steps, rows).to(trunk.wide)
+        self.score_mean = (steps.actions.reshape(num_tasks, rows, width).to(trunk.wide) - output) * precision
+        self.score_log_std = self.score_mean * (steps.actions.reshape(num_tasks, rows, width) - output) - 1.0
+        self.output_grad = -c * self.score_mean
+        self.c_precision = c * precision
+        self.c_mixed = 2.0 * c * self.score_mean
+        self.c_log_std = 2.0 * c * (self.score_log_std + 1.0)
+        self.c = c if estimator == "lvc" else None
+
+    def hessian(self, d_output: Tensor, d_head: Params) -> tuple[Tensor, Params]:
+        """The tangents of the loss's gradient in the mean and in the log-std."""
+        d_log_std = d_head["log_std"].unsqueeze(1) * self.active
+        d_mean_grad = self.c_precision * d_output + self.c_mixed * d_log_std
+        d_log_std_grad = (self.c_mixed * d_output + self.c_log_std * d_log_std).sum(1, keepdim=True)
+        if self.c is not None:  # lvc: −c ∇log π (∇log π · d)
+            d_log_prob = (self.score_mean * d_output + self.score_log_std * d_log_std).sum(-1, keepdim=True)
+            weight = -self.c * d_log_prob
+            d_mean_grad = d_mean_grad + weight * self.score_mean
+            d_log_std_grad = d_log_std_grad + (weight * self.score_log_std).sum(1, keepdim=True)
+        return d_mean_grad, {"log_std": (d_log_std_grad * self.active).squeeze(1)}
+
+
+class _CategoricalHead:
+    """:class:`_AnyHead` for a softmax over logits (:class:`~agents.policies.CategoricalMLPPolicy`), written out.
+
+    ``∇ log π = onehot(a) − p`` and ``∇² log π = −(diag p − p pᵀ)``; ``lvc`` adds ``−c ∇log π ∇log πᵀ``.
+    """
+
+    def __init__(self, policy: CategoricalMLPPolicy, head: Params, steps: Steps, estimator: str, trunk: Trunk) -> None:
+        logits = trunk.output.to(trunk.wide)
+        num_tasks, rows, width = logits.shape
+        self.probs = torch.softmax(logits, dim=-1)
+        actions = steps.actions.reshape(num_tasks, rows, 1).long()
+        self.score = torch.zeros_like(logits).scatter_(-1, actions, 1.0) - self.probs
+        self.c = _step_weights(steps, rows).to(trunk.wide)
+        self.output_grad = -self.c * self.score
+        self.lvc = estimator == "lvc"
+
+    def hessian(self, d_output: Tensor, d_head: Params) -> tuple[Tensor, Params]:
+        """The tangent of the loss's gradient in the logits (the head has no parameters)."""
+        weighted = self.probs * d_output
+        d_grad = self.c * (weighted - self.probs * weighted.sum(-1, keepdim=True))
+        if self.lvc:
+            d_grad = d_grad - self.c * (self.score * d_output).sum(-1, keepdim=True) * self.score
+        return d_grad, {}
+
+
+def _head(policy: Policy, head: Params, steps: Steps, estimator: str, trunk: Trunk) -> _AnyHead:
+    """The written-out head of the policies that have one, :class:`_AnyHead` for any other."""
+    if type(policy) is GaussianMLPPolicy:
+        return _GaussianHead(policy, head, steps, estimator, trunk)  # type: ignore[return-value]
+    if type(policy) is CategoricalMLPPolicy:
+        return _CategoricalHead(policy, head, steps, estimator, trunk)  # type: ignore[return-value]
+    return _AnyHead(policy, head, steps, estimator, trunk)
+
+
+class InnerLossHessian:
+    """``t ↦ H t`` per task: the Hessian of one inner step's loss at ``params``, times a tangent.
+
+    The MLP's activations on the inner step's steps and the loss's backward pass are
+    computed here, once; each product is one forward-mode pass over them.
+
+    Args:
+        policy: the policy.
+        params: per-task parameters the inner step starts from.
+        steps: the steps that inner step learns from (packed, maybe subsampled).
+        estimator: the inner loss, one of :data:`SUPPORTED_ESTIMATORS`.
+        dtype: the dtype of the MLP's part (bf16 for bf16 products).
+    """
+
+    def __init__(self, policy: Policy, params: Params, steps: Steps, estimator: str, dtype: torch.dtype) -> None:
+        if estimator not in SUPPORTED_ESTIMATORS:
+            raise ValueError(f"InnerLossHessian: estimator must be one of {SUPPORTED_ESTIMATORS}, got {estimator!r}")
+        self.trunk = trunk = Trunk(policy, params, steps.observations, dtype)
+        self.head_names = _head_names(policy, params)
+        self.head = _head(policy, {n: params[n].to(trunk.wide).contiguous() for n in self.head_names}, steps,
+                          estimator, trunk)
+        # the loss's backward pass through the MLP: the gradient at each layer's output, and
+        # for tanh the nonlinearity's curvature term −2 h ⊙ ∂L/∂h
+        self.output_grads: list[Tensor] = [self.head.output_grad.to(dtype)] * trunk.num_layers
+        self.curvatures: list[Tensor | None] = [None] * (trunk.num_layers - 1)
+        g = self.output_grads[-1]
+        for i in reversed(range(1, trunk.num_layers)):
+            hidden_grad = torch.bmm(g, _transposed(trunk.weights[i]))
+            if trunk.tanh:
+                self.curvatures[i - 1] = -2.0 * trunk.inputs[i] * hidden_grad
+            g = hidden_grad * trunk.slopes[i - 1]
+            self.output_grads[i - 1] = g
+
+    def __call__(self, tangent: Params) -> Params:
+        """``H t`` per task, in the parameters' dtype, for a per-task ``tangent`` of every parameter."""
+        trunk = self.trunk
+        inputs, d_output = trunk.tangent(tangent)
+        d_output_grad, d_head = self.head.hessian(
+            d_output.to(trunk.wide), {n: tangent[n].to(trunk.wide).contiguous() for n in self.head_names})
+        product: Params = {n: d_head[n] for n in self.head_names}
+        dg = d_output_grad.to(trunk.dtype)
+        for i in reversed(range(trunk.num_layers)):
+            g, dx = self.output_grads[i], inputs[i]
+            d_weight = torch.bmm(_transposed(trunk.inputs[i]), dg)
+            if dx is not None:
+                d_weight.baddbmm_(_transposed(dx), g)
+            product[f"w{i}"], product[f"b{i}"] = d_weight.to(trunk.wide), dg.sum(1).to(trunk.wide)
+            if i > 0:
+                d_hidden = torch.bmm(dg, _transposed(trunk.weights[i]))
+                d_hidden.baddbmm_(g, _transposed(tangent[f"w{i}"].to(trunk.dtype)))
+                dg = d_hidden * trunk.slopes[i - 1]
+                curvature, d_input = self.curvatures[i - 1], inputs[i]
+                if curvature is not None:
+                    assert d_input is not None
+                    dg = torch.addcmul(dg, curvature, d_input)
+        return product
+
+
+class OutputJacobian:
+    """``J_o`` and ``J_oᵀ`` per task: the Jacobian of the distribution parameters on ``obs`` at ``params``.
+
+    Args:
+        policy: the policy.
+        params: per-task (adapted) parameters.
+        obs: the post-adaptation steps' observations ``[T, ..., obs_dim]``.
+        dtype: the dtype of the MLP's part.
+    """
+
+    def __init__(self, policy: Policy, params: Params, obs: Tensor, dtype: torch.dtype) -> None:
+        self.trunk = trunk = Trunk(policy, params, obs, dtype)
+        self.head_names = _head_names(policy, params)
+        head = {n: params[n].to(trunk.wide).contiguous() for n in self.head_names}
+
+        def outputs_of(output: Tensor, head: Params) -> tuple[Tensor, ...]:
+            return policy.head_outputs(trunk.rows(output), head)
+
+        output = trunk.output.to(trunk.wide)
+        self.outputs, self._head_vjp = vjp(outputs_of, output, head)
+        self._head_jvp = lambda d_out, d_head: jvp(outputs_of, (output, head), (d_out, d_head))[1]
+
+    def __call__(self, tangent: Params) -> tuple[Tensor, ...]:
+        """``J_o t``: the tangent of every output (in the parameters' dtype) for a per-task ``tangent``."""
+        trunk = self.trunk
+        _, d_output = trunk.tangent(tangent)
+        d_head = {n: tangent[n].to(trunk.wide).contiguous() for n in self.head_names}
+        return tuple(self._head_jvp(d_output.to(trunk.wide), d_head))
+
+    def adjoint(self, output_grads: Sequence[Tensor]) -> Params:
+        """``J_oᵀ u``: the gradient of ``Σ u · outputs`` in the per-task parameters (their dtype)."""
+        trunk = self.trunk
+        output_grad, head_grad = self._head_vjp(tuple(u.to(trunk.wide) for u in output_grads))
+        grads = {n: g.to(trunk.wide) for n, g in trunk.adjoint(output_grad.reshape(trunk.output.shape)).items()}
+        return {**grads, **head_grad}
+
+
+def fisher_vector_product(
+    policy: Policy,
+    inner: Sequence[InnerLossHessian],
+    outputs: OutputJacobian,
+    weights: Tensor,
+    lr: float,
+    damping: float,
+) -> Callable[[Tensor], Tensor]:
+    """``v ↦ Jᵀ W M J v + damping · v`` for θ flattened in ``policy.named_parameters()`` order.
+
+    Args:
+        policy: the policy (its :meth:`~agents.policies.Policy.fisher_metric` is ``M``).
+        inner: each inner step's Hessian, in the order the steps were taken (empty: first order).
+        outputs: the Jacobian of the distribution parameters on the post-adaptation steps.
+        weights: each step's weight in the KL, ``[T, ..., 1]`` like the outputs' rows.
+        lr: the inner learning rate α.
+        damping: added times ``v``.
+    """
+    shapes = {n: p.shape for n, p in policy.named_parameters()}
+    sizes = [p.numel() for p in policy.parameters()]
+    num_tasks = weights.shape[0]
+    fixed = tuple(o.detach() for o in outputs.outputs)
+
+    def through_inner_loop(tangent: Params, steps: Sequence[InnerLossHessian]) -> Params:
+        for hessian in steps:
+            curvature = hessian(tangent)
+            tangent = {n: t - lr * curvature[n] for n, t in tangent.items()}
+        return tangent
+
+    def product(vector: Tensor) -> Tensor:
+        pieces = torch.split(vector, sizes)
+        tangent = {n: piece.view(shape).expand(num_tasks, *shape)
+                   for (n, shape), piece in zip(shapes.items(), pieces, strict=True)}
+        tangent = through_inner_loop(tangent, inner)
+        metric = policy.fisher_metric(fixed, outputs(tangent))
+        adjoint = through_inner_loop(outputs.adjoint(tuple(weights * m for m in metric)), list(reversed(inner)))
+        return torch.cat([adjoint[n].sum(0).reshape(-1) for n in shapes]) + damping * vector
+
+    return product
