@@ -225,7 +225,7 @@ class MAMLTRPO:
         return list(self.policy.parameters())
 
     def _fisher_vector_product(
-        self, objective: _Objective, adapted: Params, rng: np.random.Generator | None
+        self, objective: _Objective, adapted: Params | None, rng: np.random.Generator | None
     ) -> Callable[[Tensor], Tensor]:
         """``v ↦ F v + damping v`` for the KL of the post-adaptation policy, as a function of θ.
 
@@ -253,7 +253,7 @@ class MAMLTRPO:
             rng = rng if rng is not None else np.random.default_rng()
             index = torch.from_numpy(np.sort(rng.permutation(num_tasks)[:count]))
             objective = _Objective(self.policy, objective.batch.select_tasks(index), s)
-            adapted = objective.adapted(create_graph=True)
+            adapted = None
         params = self._params()
         obs, mask = objective.obs, objective.mask
         low_precision = s.fisher_precision == "bf16"
@@ -268,6 +268,8 @@ class MAMLTRPO:
                 return self._written_out_product(objective.batch, obs, _kl_weights(mask), generator)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low_precision):
                 adapted = self._fisher_adaptation(objective.batch, generator)
+        if adapted is None:
+            adapted = objective.adapted(create_graph=True)
         weights = _kl_weights(mask)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low_precision):
             outputs = self.policy.fisher_outputs(obs, adapted)
@@ -332,6 +334,17 @@ class MAMLTRPO:
             params = {n: value[n].to(p.dtype) + (p - p.detach()) for n, p in stepped.items()}
         return params
 
+    def _meta_gradient(self, objective: _Objective) -> tuple[float, Tensor, Params]:
+        """The surrogate loss at θ, its fp32 gradient in θ through the recomputed inner loop, and that inner loop.
+
+        The adapted parameters carry autograd's graph: the exact products reuse it, and
+        whoever does not need it lets it go (the loss's own graph is dropped here).
+        """
+        adapted = objective.adapted(create_graph=True)
+        loss, _ = objective.loss_and_kl(adapted)
+        grads = torch.autograd.grad(loss, self._params(), retain_graph=True)
+        return loss.item(), torch.cat([g.reshape(-1) for g in grads]).detach(), adapted
+
     def proposed_step(
         self, batch: AdaptationBatch, rng: np.random.Generator | None = None
     ) -> tuple[_Objective, Tensor, Tensor, float]:
@@ -341,14 +354,11 @@ class MAMLTRPO:
         learner's Fisher-vector products (exact or fast); NaN where it is not finite.
         """
         objective = _Objective(self.policy, batch, self.settings)
-        adapted = objective.adapted(create_graph=True)
-        loss, _ = objective.loss_and_kl(adapted)
-        grads = torch.autograd.grad(loss, self._params(), retain_graph=True)
-        gradient = torch.cat([g.reshape(-1) for g in grads]).detach()
-        old_loss = loss.item()
+        old_loss, gradient, adapted = self._meta_gradient(objective)
         if not (math.isfinite(old_loss) and bool(torch.isfinite(gradient).all())):
             return objective, gradient, torch.full_like(gradient, math.nan), old_loss
         fvp = self._fisher_vector_product(objective, adapted, rng)
+        del adapted  # the written-out products keep no autograd graph: it is freed before conjugate gradient
         return objective, gradient, natural_step(gradient, fvp, self.settings.max_kl, self.settings.cg_iters), old_loss
 
     def step(self, batch: AdaptationBatch, rng: np.random.Generator | None = None) -> dict[str, float]:

@@ -140,3 +140,4 @@ def test_dice_keeps_autograds_product_on_the_fast_path():
     with pytest.raises(ValueError, match="estimator must be one of"):
         InnerLossHessian(policy, batch.params[0], Steps.of(batch.episodes[0], batch.advantages[0]), "dice",
                          torch.float64)
+
