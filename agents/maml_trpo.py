@@ -225,7 +225,11 @@ class MAMLTRPO:
         return list(self.policy.parameters())
 
     def _fisher_vector_product(
-        self, objective: _Objective, adapted: Params | None, rng: np.random.Generator | None
+        self,
+        objective: _Objective,
+        adapted: Params | None,
+        rng: np.random.Generator | None,
+        hessians: Sequence[InnerLossHessian] = (),
     ) -> Callable[[Tensor], Tensor]:
         """``v ↦ F v + damping v`` for the KL of the post-adaptation policy, as a function of θ.
 
@@ -238,6 +242,10 @@ class MAMLTRPO:
 
         The fast path approximates ``F`` (conjugate gradient tolerates inexact products;
         the line search still judges every step by the exact fp32 surrogate and KL):
+        ``adapted`` is autograd's adapted parameters (``None``: made here if needed) and
+        ``hessians`` the inner steps' :class:`~agents.mlp_products.InnerLossHessian` on all
+        their steps of all tasks, if already made (reused when the products use the same).
+
         ``fvp_step_subsample < 1`` estimates it from a random share of each task's
         post-adaptation steps, ``fvp_inner_subsample < 1`` the inner loop's Hessian inside
         it from a random share of the steps each inner step learnt from, and
@@ -253,7 +261,7 @@ class MAMLTRPO:
             rng = rng if rng is not None else np.random.default_rng()
             index = torch.from_numpy(np.sort(rng.permutation(num_tasks)[:count]))
             objective = _Objective(self.policy, objective.batch.select_tasks(index), s)
-            adapted = None
+            adapted, hessians = None, ()
         params = self._params()
         obs, mask = objective.obs, objective.mask
         low_precision = s.fisher_precision == "bf16"
@@ -265,7 +273,7 @@ class MAMLTRPO:
                 post = post.subsample(s.fvp_step_subsample, generator)
                 obs, mask = post.observations, post.mask
             if s.inner_estimator in SUPPORTED_ESTIMATORS:
-                return self._written_out_product(objective.batch, obs, _kl_weights(mask), generator)
+                return self._written_out_product(objective.batch, obs, _kl_weights(mask), generator, hessians)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low_precision):
                 adapted = self._fisher_adaptation(objective.batch, generator)
         if adapted is None:
@@ -290,19 +298,25 @@ class MAMLTRPO:
         return product
 
     def _written_out_product(
-        self, batch: AdaptationBatch, obs: Tensor, weights: Tensor, generator: torch.Generator
+        self,
+        batch: AdaptationBatch,
+        obs: Tensor,
+        weights: Tensor,
+        generator: torch.Generator,
+        hessians: Sequence[InnerLossHessian] = (),
     ) -> Callable[[Tensor], Tensor]:
         """The fast path's products with the MLP's derivatives written out (:mod:`agents.mlp_products`).
 
         The same approximation as :meth:`_fisher_adaptation` under autograd — the inner
         loop's Hessian on a random ``fvp_inner_subsample`` share of each inner step's steps
         (drawn from ``generator`` in the same order), at the parameters each step started
-        from — on the post-adaptation observations ``obs`` with KL ``weights``.
+        from — on the post-adaptation observations ``obs`` with KL ``weights``; ``hessians``
+        on all inner steps are reused at ``fvp_inner_subsample`` 1.
         """
         s = self.settings
-        dtype = torch.bfloat16 if s.fisher_precision == "bf16" else next(self.policy.parameters()).dtype
-        inner = []
-        for k in range(0 if s.first_order else batch.num_inner_steps):
+        dtype = self._products_dtype()
+        inner = list(hessians) if s.fvp_inner_subsample >= 1.0 else []
+        for k in range(len(inner), 0 if s.first_order else batch.num_inner_steps):
             steps = Steps.of(batch.episodes[k], batch.advantages[k])
             if s.fvp_inner_subsample < 1.0:
                 steps = steps.subsample(s.fvp_inner_subsample, generator)
@@ -334,16 +348,37 @@ class MAMLTRPO:
             params = {n: value[n].to(p.dtype) + (p - p.detach()) for n, p in stepped.items()}
         return params
 
-    def _meta_gradient(self, objective: _Objective) -> tuple[float, Tensor, Params]:
-        """The surrogate loss at θ, its fp32 gradient in θ through the recomputed inner loop, and that inner loop.
+    def _meta_gradient(self, objective: _Objective) -> tuple[float, Tensor, Params | None, list[InnerLossHessian]]:
+        """The surrogate loss at θ, its gradient in θ through the inner loop, and what the products may reuse.
 
-        The adapted parameters carry autograd's graph: the exact products reuse it, and
-        whoever does not need it lets it go (the loss's own graph is dropped here).
+        Exact path (and ``dice``): autograd through the recomputed inner loop, in fp32; its
+        graph (the adapted parameters) is returned for the exact products. Fast path: the
+        gradient is ``Σ_tasks (I − α H_1) ⋯ (I − α H_K) ∇_θ' L``, with ``∇_θ' L`` in fp32 at
+        the sampled adapted parameters and each ``H_k`` (on all of that inner step's steps)
+        applied by :class:`~agents.mlp_products.InnerLossHessian` in ``fisher_precision``;
+        those are returned for products that use all inner steps too.
         """
-        adapted = objective.adapted(create_graph=True)
-        loss, _ = objective.loss_and_kl(adapted)
-        grads = torch.autograd.grad(loss, self._params(), retain_graph=True)
-        return loss.item(), torch.cat([g.reshape(-1) for g in grads]).detach(), adapted
+        s = self.settings
+        if s.exact_fisher or s.inner_estimator not in SUPPORTED_ESTIMATORS:
+            adapted = objective.adapted(create_graph=True)
+            loss, _ = objective.loss_and_kl(adapted)
+            grads = torch.autograd.grad(loss, self._params(), retain_graph=True)
+            return loss.item(), torch.cat([g.reshape(-1) for g in grads]).detach(), adapted, []
+        batch = objective.batch
+        sampled = {n: p.detach().contiguous().requires_grad_(True) for n, p in batch.params[-1].items()}
+        loss, _ = objective.loss_and_kl(sampled)
+        grads = dict(zip(sampled, torch.autograd.grad(loss, list(sampled.values())), strict=True))
+        hessians = [InnerLossHessian(self.policy, batch.params[k], Steps.of(batch.episodes[k], batch.advantages[k]),
+                                     s.inner_estimator, self._products_dtype())
+                    for k in range(0 if s.first_order else batch.num_inner_steps)]
+        for hessian in reversed(hessians):
+            curvature = hessian(grads)
+            grads = {n: g - s.fast_lr * curvature[n] for n, g in grads.items()}
+        gradient = torch.cat([grads[n].sum(0).reshape(-1) for n, _ in self.policy.named_parameters()])
+        return loss.item(), gradient, None, hessians
+
+    def _products_dtype(self) -> torch.dtype:
+        return torch.bfloat16 if self.settings.fisher_precision == "bf16" else next(self.policy.parameters()).dtype
 
     def proposed_step(
         self, batch: AdaptationBatch, rng: np.random.Generator | None = None
@@ -354,11 +389,11 @@ class MAMLTRPO:
         learner's Fisher-vector products (exact or fast); NaN where it is not finite.
         """
         objective = _Objective(self.policy, batch, self.settings)
-        old_loss, gradient, adapted = self._meta_gradient(objective)
+        old_loss, gradient, adapted, hessians = self._meta_gradient(objective)
         if not (math.isfinite(old_loss) and bool(torch.isfinite(gradient).all())):
             return objective, gradient, torch.full_like(gradient, math.nan), old_loss
-        fvp = self._fisher_vector_product(objective, adapted, rng)
-        del adapted  # the written-out products keep no autograd graph: it is freed before conjugate gradient
+        fvp = self._fisher_vector_product(objective, adapted, rng, hessians)
+        del adapted, hessians  # what the products do not hold is freed before conjugate gradient
         return objective, gradient, natural_step(gradient, fvp, self.settings.max_kl, self.settings.cg_iters), old_loss
 
     def step(self, batch: AdaptationBatch, rng: np.random.Generator | None = None) -> dict[str, float]:

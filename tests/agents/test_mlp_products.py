@@ -10,6 +10,7 @@ from agents.maml import AdaptationBatch, AdvantageSettings, Steps, detached, inn
 from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings, _kl_weights, _Objective
 from agents.mlp_products import InnerLossHessian, Trunk
 from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy
+from tests.agents.test_fast_meta_update import float_batch
 from tests.agents.test_maml_trpo import OBS, T, make_batch
 
 
@@ -141,3 +142,47 @@ def test_dice_keeps_autograds_product_on_the_fast_path():
         InnerLossHessian(policy, batch.params[0], Steps.of(batch.episodes[0], batch.advantages[0]), "dice",
                          torch.float64)
 
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+@pytest.mark.parametrize("num_inner_steps", [0, 1, 2])
+@pytest.mark.parametrize("estimator", ["reinforce", "lvc"])
+def test_fast_paths_meta_gradient_equals_autograds_through_the_inner_loop(discrete, num_inner_steps, estimator):
+    policy = make_policy(discrete, "tanh")
+    batch = batch_with_steps(policy, discrete, num_inner_steps)
+    exact = MetaUpdateSettings(fast_lr=0.5, num_inner_steps=num_inner_steps, inner_estimator=estimator)
+    fast = MetaUpdateSettings(fast_lr=0.5, num_inner_steps=num_inner_steps, inner_estimator=estimator,
+                              fvp_step_subsample=0.5)
+    loss, expected, graph, none = MAMLTRPO(policy, None, exact, AdvantageSettings())._meta_gradient(
+        _Objective(policy, batch, exact))
+    fast_loss, got, no_graph, hessians = MAMLTRPO(policy, None, fast, AdvantageSettings())._meta_gradient(
+        _Objective(policy, batch, fast))
+    assert graph is not None and no_graph is None and none == [] and len(hessians) == num_inner_steps
+    assert abs(fast_loss - loss) < 1e-12 * abs(loss)
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_bf16_meta_gradient_is_within_a_percent_of_fp32():
+    """In bf16 only the inner loop's curvature term α H ∇_θ' L is rounded; ∇_θ' L stays fp32."""
+    policy, batch = float_batch(2)
+    exact = MetaUpdateSettings(fast_lr=0.5)
+    fast = MetaUpdateSettings(fast_lr=0.5, fvp_step_subsample=0.5, fisher_precision="bf16")
+    _, expected, _, _ = MAMLTRPO(policy, None, exact, AdvantageSettings())._meta_gradient(
+        _Objective(policy, batch, exact))
+    _, got, _, hessians = MAMLTRPO(policy, None, fast, AdvantageSettings())._meta_gradient(
+        _Objective(policy, batch, fast))
+    assert hessians[0].trunk.dtype == torch.bfloat16
+    assert 0.0 < float((got - expected).norm() / expected.norm()) < 1e-2
+
+
+def test_products_reuse_the_gradients_inner_hessians_at_full_inner_fraction():
+    policy = make_policy(False, "tanh")
+    batch = batch_with_steps(policy, False, 2)
+    settings = MetaUpdateSettings(fast_lr=0.5, num_inner_steps=2, fvp_step_subsample=0.5)
+    learner = MAMLTRPO(policy, None, settings, AdvantageSettings())
+    objective = _Objective(policy, batch, settings)
+    _, _, _, hessians = learner._meta_gradient(objective)
+    reused = learner._fisher_vector_product(objective, None, np.random.default_rng(0), hessians)
+    fresh = learner._fisher_vector_product(objective, None, np.random.default_rng(0))
+    vector = torch.randn(sum(p.numel() for p in policy.parameters()), dtype=torch.float64)
+    torch.testing.assert_close(reused(vector), fresh(vector), rtol=1e-12, atol=1e-14)
