@@ -130,9 +130,39 @@ class _Objective:
         self.actions = valid.packed(valid.actions)
         self.mask = valid.packed(valid.mask)
         self.advantages = valid.packed(batch.advantages[-1])
-        with torch.no_grad():
-            self.old_dist: Distribution = policy.distribution(self.obs, batch.params[-1])
-            self.old_log_probs = self.old_dist.log_prob(self.actions)
+        self._old: tuple[Distribution, Tensor] | None = None
+
+    @property
+    def old_dist(self) -> Distribution:
+        """The policy the post-adaptation episodes were sampled with (its distribution on their steps)."""
+        return self._old_policy()[0]
+
+    @property
+    def old_log_probs(self) -> Tensor:
+        """log π_old of the post-adaptation episodes' actions."""
+        return self._old_policy()[1]
+
+    def _old_policy(self) -> tuple[Distribution, Tensor]:
+        if self._old is None:
+            with torch.no_grad():
+                dist = self.policy.distribution(self.obs, self.batch.params[-1])
+                self._old = dist, dist.log_prob(self.actions)
+        return self._old
+
+    def sampled_loss(self) -> tuple[Tensor, Params]:
+        """The surrogate at the sampled adapted parameters, and those parameters (leaves it is differentiable in).
+
+        Its forward pass also gives the old policy's distribution (the same numbers as its
+        own no-grad forward), so the post-adaptation steps are evaluated once.
+        """
+        sampled = {n: p.detach().contiguous().requires_grad_(True) for n, p in self.batch.params[-1].items()}
+        outputs = self.policy.fisher_outputs(self.obs, sampled)
+        log_probs = self.policy.output_distribution(outputs).log_prob(self.actions)
+        if self._old is None:
+            old = self.policy.output_distribution(tuple(o.detach() for o in outputs))
+            self._old = old, log_probs.detach()
+        ratio = torch.exp(log_probs - self.old_log_probs)
+        return -_masked_task_mean(ratio * self.advantages, self.mask).mean(), sampled
 
     def adapted(self, create_graph: bool) -> Params:
         lrs = [self.settings.fast_lr] * self.batch.num_inner_steps
@@ -365,8 +395,7 @@ class MAMLTRPO:
             grads = torch.autograd.grad(loss, self._params(), retain_graph=True)
             return loss.item(), torch.cat([g.reshape(-1) for g in grads]).detach(), adapted, []
         batch = objective.batch
-        sampled = {n: p.detach().contiguous().requires_grad_(True) for n, p in batch.params[-1].items()}
-        loss, _ = objective.loss_and_kl(sampled)
+        loss, sampled = objective.sampled_loss()
         grads = dict(zip(sampled, torch.autograd.grad(loss, list(sampled.values())), strict=True))
         hessians = [InnerLossHessian(self.policy, batch.params[k], Steps.of(batch.episodes[k], batch.advantages[k]),
                                      s.inner_estimator, self._products_dtype())

@@ -186,3 +186,14 @@ def test_products_reuse_the_gradients_inner_hessians_at_full_inner_fraction():
     fresh = learner._fisher_vector_product(objective, None, np.random.default_rng(0))
     vector = torch.randn(sum(p.numel() for p in policy.parameters()), dtype=torch.float64)
     torch.testing.assert_close(reused(vector), fresh(vector), rtol=1e-12, atol=1e-14)
+
+
+def test_sampled_loss_gives_the_old_policy_of_a_separate_no_grad_forward():
+    policy, batch = float_batch(3)
+    settings = MetaUpdateSettings(fast_lr=0.5)
+    shared = _Objective(policy, batch, settings)
+    loss, _ = shared.sampled_loss()
+    separate = _Objective(policy, batch, settings)
+    assert torch.equal(shared.old_log_probs, separate.old_log_probs)
+    assert torch.equal(shared.old_dist.mean, separate.old_dist.mean)
+    assert float(loss) == float(separate.loss_and_kl(batch.params[-1])[0])
