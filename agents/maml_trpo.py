@@ -392,8 +392,8 @@ class MAMLTRPO:
         if s.exact_fisher or s.inner_estimator not in SUPPORTED_ESTIMATORS:
             adapted = objective.adapted(create_graph=True)
             loss, _ = objective.loss_and_kl(adapted)
-            grads = torch.autograd.grad(loss, self._params(), retain_graph=True)
-            return loss.item(), torch.cat([g.reshape(-1) for g in grads]).detach(), adapted, []
+            exact = torch.autograd.grad(loss, self._params(), retain_graph=True)
+            return loss.item(), torch.cat([g.reshape(-1) for g in exact]).detach(), adapted, []
         batch = objective.batch
         loss, sampled = objective.sampled_loss()
         grads = dict(zip(sampled, torch.autograd.grad(loss, list(sampled.values())), strict=True))

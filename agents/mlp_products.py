@@ -295,7 +295,8 @@ class OutputJacobian:
             return policy.head_outputs(trunk.rows(output), head)
 
         output = trunk.output.to(trunk.wide)
-        self.outputs, self._head_vjp = vjp(outputs_of, output, head)
+        pulled = vjp(outputs_of, output, head)
+        self.outputs, self._head_vjp = pulled[0], pulled[1]
         self._head_jvp = lambda d_out, d_head: jvp(outputs_of, (output, head), (d_out, d_head))[1]
 
     def __call__(self, tangent: Params) -> tuple[Tensor, ...]:
