@@ -386,7 +386,7 @@ class MAMLTRPO:
         gradient is ``Σ_tasks (I − α H_1) ⋯ (I − α H_K) ∇_θ' L``, with ``∇_θ' L`` in fp32 at
         the sampled adapted parameters and each ``H_k`` (on all of that inner step's steps)
         applied by :class:`~agents.mlp_products.InnerLossHessian` in ``fisher_precision``;
-        those are returned for products that use all inner steps too.
+        those are returned if the products use all inner steps too (else freed here).
         """
         s = self.settings
         if s.exact_fisher or s.inner_estimator not in SUPPORTED_ESTIMATORS:
@@ -404,7 +404,7 @@ class MAMLTRPO:
             curvature = hessian(grads)
             grads = {n: g - s.fast_lr * curvature[n] for n, g in grads.items()}
         gradient = torch.cat([grads[n].sum(0).reshape(-1) for n, _ in self.policy.named_parameters()])
-        return loss.item(), gradient, None, hessians
+        return loss.item(), gradient, None, hessians if s.fvp_inner_subsample >= 1.0 else []
 
     def _products_dtype(self) -> torch.dtype:
         return torch.bfloat16 if self.settings.fisher_precision == "bf16" else next(self.policy.parameters()).dtype

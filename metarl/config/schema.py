@@ -91,10 +91,11 @@ class TrainConfig:
     hvp_subsample: float = 1.0
     """Fraction of tasks used for the Fisher-vector products, in (0, 1]."""
     meta_update: str = "fast"
-    """How the conjugate gradient's Fisher-vector products are computed: ``fast`` (on random
-    shares of the steps, ``fvp_step_subsample`` and ``fvp_inner_subsample``, in
-    ``fisher_precision``) or ``exact`` (fp32 on every step: the reference). Either way the
-    line search judges every step by the exact fp32 surrogate and KL."""
+    """How the meta-update is computed: ``fast`` (the MLP's derivatives written out, the
+    conjugate gradient's Fisher-vector products on random shares of the steps,
+    ``fvp_step_subsample`` and ``fvp_inner_subsample``, and the inner loop's Hessians in
+    ``fisher_precision``) or ``exact`` (autograd, fp32 on every step: the reference). Either
+    way the line search judges every step by the exact fp32 surrogate and KL."""
     fvp_step_subsample: float = 0.1
     """With ``meta_update: fast``: fraction of each task's post-adaptation steps that the
     Fisher-vector products use, in (0, 1]."""
@@ -107,9 +108,10 @@ class TrainConfig:
     log-probabilities). The same first derivative, so the same adaptation; they differ in the
     curvature the meta-gradient sees (agents/maml.py)."""
     fisher_precision: str = "fp32"
-    """With ``meta_update: fast``: arithmetic of the Fisher-vector products, ``fp32``, ``bf16``
-    or ``auto`` (bf16 on a CPU with AMX, or with AVX-512 BF16 where a start-up probe finds
-    bf16 matmuls faster; fp32 elsewhere: ``metarl/precision.py``)."""
+    """With ``meta_update: fast``: arithmetic of the Fisher-vector products and of the inner
+    loop's Hessian in the meta-gradient (whose ``∇_θ' L`` stays fp32), ``fp32``, ``bf16`` or
+    ``auto`` (bf16 on a CPU with AMX, or with AVX-512 BF16 where a start-up probe finds bf16
+    matmuls faster; fp32 elsewhere: ``metarl/precision.py``)."""
     num_threads: int = 2
     """Torch intra-op threads."""
     sampler: str = "local"
