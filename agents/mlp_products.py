@@ -64,7 +64,11 @@ class Trunk:
             elif self.tanh:
                 wide = torch.tanh(z.to(self.wide))  # 1 − h² in bf16 would cancel to a few bits near |h| = 1
                 x = wide.to(dtype)
-                self.slopes.append((1.0 - wide * wide).to(dtype))
+                if x is not wide:  # wide is ours alone: 1 − h² in place, no temporaries
+                    wide.square_().neg_().add_(1.0)
+                    self.slopes.append(wide.to(dtype))
+                else:
+                    self.slopes.append(1.0 - wide * wide)
                 self.inputs.append(x)
             else:
                 x = torch.relu(z)
@@ -217,6 +221,75 @@ def _head(policy: Policy, head: Params, steps: Steps, estimator: str, trunk: Tru
     return _AnyHead(policy, head, steps, estimator, trunk)
 
 
+class _AnyOutputs:
+    """The distribution parameters from the MLP's output and the head's parameters; their jvp and vjp by torch.func."""
+
+    def __init__(self, policy: Policy, head: Params, trunk: Trunk) -> None:
+        def outputs_of(output: Tensor, head: Params) -> tuple[Tensor, ...]:
+            return policy.head_outputs(trunk.rows(output), head)
+
+        output = trunk.output.to(trunk.wide)
+        pulled = vjp(outputs_of, output, head)
+        self.outputs: tuple[Tensor, ...] = pulled[0]
+        self._vjp = pulled[1]
+        self._jvp = lambda d_out, d_head: jvp(outputs_of, (output, head), (d_out, d_head))[1]
+
+    def tangent(self, d_output: Tensor, d_head: Params) -> tuple[Tensor, ...]:
+        """The outputs' tangents for the MLP output's ``[T, rows, k]`` and the head's tangents."""
+        return tuple(self._jvp(d_output, d_head))
+
+    def adjoint(self, output_grads: tuple[Tensor, ...]) -> tuple[Tensor, Params]:
+        """The gradient of ``Σ u · outputs`` in the MLP's output ``[T, rows, k]`` and in the head's parameters."""
+        output_grad, head_grad = self._vjp(output_grads)
+        return output_grad, head_grad
+
+
+class _GaussianOutputs:
+    """:class:`_AnyOutputs` for a diagonal Gaussian, written out: the mean is the MLP's output, the log-std clamped."""
+
+    def __init__(self, policy: GaussianMLPPolicy, head: Params, trunk: Trunk) -> None:
+        raw = head["log_std"]
+        self.active = (raw >= policy.min_log_std).to(raw.dtype)  # where the clamp passes derivatives
+        self.trunk = trunk
+        self.outputs = policy.head_outputs(trunk.rows(trunk.output.to(trunk.wide)), head)
+
+    def tangent(self, d_output: Tensor, d_head: Params) -> tuple[Tensor, ...]:
+        mean = self.trunk.rows(d_output)
+        d_log_std = d_head["log_std"] * self.active
+        shape = (d_log_std.shape[0],) + (1,) * (mean.dim() - 2) + (d_log_std.shape[-1],)
+        return mean, d_log_std.reshape(shape).expand_as(mean)
+
+    def adjoint(self, output_grads: tuple[Tensor, ...]) -> tuple[Tensor, Params]:
+        mean_grad, log_std_grad = output_grads
+        num_tasks = mean_grad.shape[0]
+        d_log_std = log_std_grad.reshape(num_tasks, -1, log_std_grad.shape[-1]).sum(1) * self.active
+        return mean_grad.reshape(num_tasks, -1, mean_grad.shape[-1]), {"log_std": d_log_std}
+
+
+class _CategoricalOutputs:
+    """:class:`_AnyOutputs` for a softmax policy, written out: the logits are the MLP's output."""
+
+    def __init__(self, policy: CategoricalMLPPolicy, head: Params, trunk: Trunk) -> None:
+        self.trunk = trunk
+        self.outputs = policy.head_outputs(trunk.rows(trunk.output.to(trunk.wide)), head)
+
+    def tangent(self, d_output: Tensor, d_head: Params) -> tuple[Tensor, ...]:
+        return (self.trunk.rows(d_output),)
+
+    def adjoint(self, output_grads: tuple[Tensor, ...]) -> tuple[Tensor, Params]:
+        (logits_grad,) = output_grads
+        return logits_grad.reshape(logits_grad.shape[0], -1, logits_grad.shape[-1]), {}
+
+
+def _outputs(policy: Policy, head: Params, trunk: Trunk) -> _AnyOutputs:
+    """The written-out output head of the policies that have one, :class:`_AnyOutputs` for any other."""
+    if type(policy) is GaussianMLPPolicy:
+        return _GaussianOutputs(policy, head, trunk)  # type: ignore[return-value]
+    if type(policy) is CategoricalMLPPolicy:
+        return _CategoricalOutputs(policy, head, trunk)  # type: ignore[return-value]
+    return _AnyOutputs(policy, head, trunk)
+
+
 class InnerLossHessian:
     """``t ↦ H t`` per task: the Hessian of one inner step's loss at ``params``, times a tangent.
 
@@ -289,27 +362,20 @@ class OutputJacobian:
     def __init__(self, policy: Policy, params: Params, obs: Tensor, dtype: torch.dtype) -> None:
         self.trunk = trunk = Trunk(policy, params, obs, dtype)
         self.head_names = _head_names(policy, params)
-        head = {n: params[n].to(trunk.wide).contiguous() for n in self.head_names}
-
-        def outputs_of(output: Tensor, head: Params) -> tuple[Tensor, ...]:
-            return policy.head_outputs(trunk.rows(output), head)
-
-        output = trunk.output.to(trunk.wide)
-        pulled = vjp(outputs_of, output, head)
-        self.outputs, self._head_vjp = pulled[0], pulled[1]
-        self._head_jvp = lambda d_out, d_head: jvp(outputs_of, (output, head), (d_out, d_head))[1]
+        self.head = _outputs(policy, {n: params[n].to(trunk.wide).contiguous() for n in self.head_names}, trunk)
+        self.outputs = self.head.outputs
 
     def __call__(self, tangent: Params) -> tuple[Tensor, ...]:
         """``J_o t``: the tangent of every output (in the parameters' dtype) for a per-task ``tangent``."""
         trunk = self.trunk
         _, d_output = trunk.tangent(tangent)
         d_head = {n: tangent[n].to(trunk.wide).contiguous() for n in self.head_names}
-        return tuple(self._head_jvp(d_output.to(trunk.wide), d_head))
+        return self.head.tangent(d_output.to(trunk.wide), d_head)
 
     def adjoint(self, output_grads: Sequence[Tensor]) -> Params:
         """``J_oᵀ u``: the gradient of ``Σ u · outputs`` in the per-task parameters (their dtype)."""
         trunk = self.trunk
-        output_grad, head_grad = self._head_vjp(tuple(u.to(trunk.wide) for u in output_grads))
+        output_grad, head_grad = self.head.adjoint(tuple(u.to(trunk.wide) for u in output_grads))
         grads = {n: g.to(trunk.wide) for n, g in trunk.adjoint(output_grad.reshape(trunk.output.shape)).items()}
         return {**grads, **head_grad}
 
