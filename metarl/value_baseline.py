@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from metarl.advantages import discounted_returns, gae, normalize_per_task
-from metarl.episodes import Episodes, time_index
+from metarl.episodes import Episodes
 
 log = logging.getLogger("metarl")
 
@@ -26,6 +26,23 @@ def baseline_features(observations: Tensor, steps: Tensor) -> Tensor:
     obs = observations.to(torch.float64).clamp(-10.0, 10.0)
     t = (steps.to(torch.float64) / TIME_SCALE).unsqueeze(-1)
     return torch.cat([obs, obs**2, t, t**2, t**3, torch.ones_like(t)], dim=-1)
+
+
+def task_major_features(observations: Tensor) -> Tensor:
+    """:func:`baseline_features` of ``observations [H, T, E, D]`` at steps ``0..H-1``, laid out ``[T, H·E, F]``.
+
+    The same values, written into one task-major float64 tensor (no per-feature temporaries,
+    no transposed copy), as the batched least squares needs them.
+    """
+    horizon, num_tasks, per_task, width = observations.shape
+    out = torch.empty(num_tasks, horizon, per_task, 2 * width + 4, dtype=torch.float64)
+    obs = out[..., :width]
+    obs.copy_(observations.transpose(0, 1)).clamp_(-10.0, 10.0)
+    torch.pow(obs, 2, out=out[..., width : 2 * width])
+    t = torch.arange(horizon, dtype=torch.float64) / TIME_SCALE
+    for k, column in enumerate((t, t**2, t**3, torch.ones_like(t))):
+        out[..., 2 * width + k] = column.view(1, horizon, 1)
+    return out.view(num_tasks, horizon * per_task, -1)
 
 
 class LinearFeatureBaseline:
@@ -40,16 +57,24 @@ class LinearFeatureBaseline:
         self.reg_coeff = reg_coeff
         self.weights: Tensor | None = None  # [T, F] float64
 
-    def _features(self, episodes: Episodes) -> Tensor:
-        steps = time_index(episodes.horizon).expand_as(episodes.mask)
-        return baseline_features(episodes.observations, steps)  # [H, T, E, F]
+    def _masked_features(self, episodes: Episodes) -> Tensor:
+        """The features of the valid steps (0 on the others), ``[T, H·E, F]``."""
+        features = task_major_features(episodes.observations)
+        return features.mul_(episodes.mask.transpose(0, 1).reshape(episodes.num_tasks, -1, 1))
 
     def fit(self, episodes: Episodes, gamma: float) -> None:
         """Fit one weight vector per task to the discounted returns of ``episodes``."""
+        self._fit(self._masked_features(episodes), episodes, gamma)
+
+    def fit_predict(self, episodes: Episodes, gamma: float) -> Tensor:
+        """:meth:`fit` then :meth:`predict` on the same ``episodes``, building their features once."""
+        features = self._masked_features(episodes)
+        self._fit(features, episodes, gamma)
+        return self._values(features, episodes)
+
+    def _fit(self, x: Tensor, episodes: Episodes, gamma: float) -> None:
         mask = episodes.mask.to(torch.float64)
-        x = self._features(episodes) * mask.unsqueeze(-1)
         y = discounted_returns(episodes.rewards.to(torch.float64), mask, gamma)
-        x = x.transpose(0, 1).reshape(episodes.num_tasks, -1, x.shape[-1])  # [T, H*E, F]
         y = y.transpose(0, 1).reshape(episodes.num_tasks, -1, 1)
         xtx = x.transpose(1, 2) @ x
         xty = x.transpose(1, 2) @ y
@@ -67,8 +92,12 @@ class LinearFeatureBaseline:
 
     def predict(self, episodes: Episodes) -> Tensor:
         """Baseline values ``[H, T, E]`` on the valid steps (0 elsewhere)."""
-        values = torch.einsum("htef,tf->hte", self._features(episodes), self._fitted())
-        return (values * episodes.mask.to(torch.float64)).to(episodes.rewards.dtype)
+        return self._values(self._masked_features(episodes), episodes)
+
+    def _values(self, features: Tensor, episodes: Episodes) -> Tensor:
+        values = torch.bmm(features, self._fitted().unsqueeze(-1))  # [T, H·E, 1]; 0 on invalid steps
+        values = values.view(episodes.num_tasks, episodes.horizon, -1).transpose(0, 1)
+        return values.to(episodes.rewards.dtype)
 
     def predict_final(self, episodes: Episodes) -> Tensor:
         """Baseline values ``[T, E]`` of each episode's final observation, at step ``length``."""
@@ -95,8 +124,7 @@ def estimate_advantages(
     (the MAML objective is a finite-horizon sum, so by default they are not).
     """
     baseline = LinearFeatureBaseline()
-    baseline.fit(episodes, gamma)
-    values = baseline.predict(episodes)
+    values = baseline.fit_predict(episodes, gamma)
     last_values = torch.zeros_like(episodes.lengths, dtype=values.dtype)
     if bootstrap_truncated:
         last_values = torch.where(episodes.truncated, baseline.predict_final(episodes), last_values)

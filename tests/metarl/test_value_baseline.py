@@ -3,7 +3,7 @@
 import torch
 
 from metarl.episodes import Episodes, time_index
-from metarl.value_baseline import LinearFeatureBaseline, baseline_features, estimate_advantages
+from metarl.value_baseline import LinearFeatureBaseline, baseline_features, estimate_advantages, task_major_features
 
 
 def make_episodes(observations, rewards, lengths, terminated=None):
@@ -53,3 +53,25 @@ def test_advantages_of_a_perfect_baseline_are_zero():
     episodes = make_episodes(obs, rewards, torch.full((T, E), H), terminated=torch.ones(T, E, dtype=torch.bool))
     adv = estimate_advantages(episodes, gamma=1.0, gae_lambda=1.0, normalize=False)
     assert float(adv.abs().max()) < 1e-3  # the default ridge term (1e-5) leaves a tiny bias
+
+
+def test_task_major_features_are_the_features_of_every_step_task_by_task():
+    torch.manual_seed(2)
+    H, T, E, D = 7, 3, 4, 5
+    obs = 30.0 * torch.randn(H, T, E, D)  # some beyond the clamp at ±10
+    steps = time_index(H).expand(H, T, E)
+    expected = baseline_features(obs, steps).transpose(0, 1).reshape(T, H * E, 2 * D + 4)
+    assert torch.equal(task_major_features(obs), expected)
+
+
+def test_fit_predict_equals_fit_then_predict():
+    torch.manual_seed(3)
+    H, T, E, D = 10, 2, 3, 3
+    episodes = make_episodes(torch.randn(H, T, E, D), torch.randn(H, T, E), torch.randint(1, H + 1, (T, E)))
+    first = LinearFeatureBaseline()
+    values = first.fit_predict(episodes, 0.95)
+    second = LinearFeatureBaseline()
+    second.fit(episodes, 0.95)
+    assert torch.equal(values, second.predict(episodes))
+    assert torch.equal(first.weights, second.weights)
+    assert float(values[episodes.mask == 0].abs().max()) == 0.0
