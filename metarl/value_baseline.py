@@ -31,18 +31,11 @@ def baseline_features(observations: Tensor, steps: Tensor) -> Tensor:
 def task_major_features(observations: Tensor) -> Tensor:
     """:func:`baseline_features` of ``observations [H, T, E, D]`` at steps ``0..H-1``, laid out ``[T, H·E, F]``.
 
-    The same values, written into one task-major float64 tensor (no per-feature temporaries,
-    no transposed copy), as the batched least squares needs them.
+    Built task-major from the start, as the batched least squares needs them (no transposed copy).
     """
-    horizon, num_tasks, per_task, width = observations.shape
-    out = torch.empty(num_tasks, horizon, per_task, 2 * width + 4, dtype=torch.float64)
-    obs = out[..., :width]
-    obs.copy_(observations.transpose(0, 1)).clamp_(-10.0, 10.0)
-    torch.pow(obs, 2, out=out[..., width : 2 * width])
-    t = torch.arange(horizon, dtype=torch.float64) / TIME_SCALE
-    for k, column in enumerate((t, t**2, t**3, torch.ones_like(t))):
-        out[..., 2 * width + k] = column.view(1, horizon, 1)
-    return out.view(num_tasks, horizon * per_task, -1)
+    horizon, num_tasks, per_task, _ = observations.shape
+    steps = torch.arange(horizon, dtype=torch.float32).view(1, horizon, 1).expand(num_tasks, horizon, per_task)
+    return baseline_features(observations.transpose(0, 1), steps).view(num_tasks, horizon * per_task, -1)
 
 
 class LinearFeatureBaseline:
