@@ -108,6 +108,11 @@ class MetaUpdateSettings:
         """Whether the Fisher-vector products are the reference: fp32 on every step of the chosen tasks."""
         return self.fvp_step_subsample >= 1.0 and self.fvp_inner_subsample >= 1.0 and self.fisher_precision == "fp32"
 
+    @property
+    def products_use_every_inner_step(self) -> bool:
+        """Whether the fast products' inner-loop Hessians are the meta-gradient's (so they can be reused)."""
+        return self.fvp_inner_subsample >= 1.0
+
 
 _FISHER_FIELDS = ("fvp_step_subsample", "fvp_inner_subsample", "fisher_precision", "precision_reason")
 _CONFIG_FIELDS = tuple(f.name for f in fields(MetaUpdateSettings) if f.name not in _FISHER_FIELDS)
@@ -345,7 +350,7 @@ class MAMLTRPO:
         """
         s = self.settings
         dtype = self._products_dtype()
-        inner = list(hessians) if s.fvp_inner_subsample >= 1.0 else []
+        inner = list(hessians) if s.products_use_every_inner_step else []
         for k in range(len(inner), 0 if s.first_order else batch.num_inner_steps):
             steps = Steps.of(batch.episodes[k], batch.advantages[k])
             if s.fvp_inner_subsample < 1.0:
@@ -404,7 +409,7 @@ class MAMLTRPO:
             curvature = hessian(grads)
             grads = {n: g - s.fast_lr * curvature[n] for n, g in grads.items()}
         gradient = torch.cat([grads[n].sum(0).reshape(-1) for n, _ in self.policy.named_parameters()])
-        return loss.item(), gradient, None, hessians if s.fvp_inner_subsample >= 1.0 else []
+        return loss.item(), gradient, None, hessians if s.products_use_every_inner_step else []
 
     def _products_dtype(self) -> torch.dtype:
         return torch.bfloat16 if self.settings.fisher_precision == "bf16" else next(self.policy.parameters()).dtype

@@ -240,8 +240,7 @@ class _AnyOutputs:
 
     def adjoint(self, output_grads: tuple[Tensor, ...]) -> tuple[Tensor, Params]:
         """The gradient of ``Σ u · outputs`` in the MLP's output ``[T, rows, k]`` and in the head's parameters."""
-        output_grad, head_grad = self._vjp(output_grads)
-        return output_grad, head_grad
+        return self._vjp(output_grads)
 
 
 class _GaussianOutputs:

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from torch.func import grad, jvp
+from torch.func import grad, jvp, vjp
 
-from agents import mlp_products
+from agents import maml_trpo, mlp_products
 from agents.maml import AdaptationBatch, AdvantageSettings, Steps, detached, inner_step, steps_loss
 from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings, _kl_weights, _Objective
 from agents.mlp_products import InnerLossHessian, Trunk
@@ -175,17 +175,56 @@ def test_bf16_meta_gradient_is_within_a_percent_of_fp32():
     assert 0.0 < float((got - expected).norm() / expected.norm()) < 1e-2
 
 
-def test_products_reuse_the_gradients_inner_hessians_at_full_inner_fraction():
+def test_products_reuse_the_gradients_inner_hessians_at_full_inner_fraction(monkeypatch):
     policy = make_policy(False, "tanh")
     batch = batch_with_steps(policy, False, 2)
     settings = MetaUpdateSettings(fast_lr=0.5, num_inner_steps=2, fvp_step_subsample=0.5)
     learner = MAMLTRPO(policy, None, settings, AdvantageSettings())
     objective = _Objective(policy, batch, settings)
     _, _, _, hessians = learner._meta_gradient(objective)
+    built = []
+    monkeypatch.setattr(maml_trpo, "InnerLossHessian", lambda *args: built.append(args) or InnerLossHessian(*args))
     reused = learner._fisher_vector_product(objective, None, np.random.default_rng(0), hessians)
+    assert len(hessians) == 2 and built == []  # the products build no Hessian of their own
     fresh = learner._fisher_vector_product(objective, None, np.random.default_rng(0))
+    assert len(built) == 2
     vector = torch.randn(sum(p.numel() for p in policy.parameters()), dtype=torch.float64)
     torch.testing.assert_close(reused(vector), fresh(vector), rtol=1e-12, atol=1e-14)
+
+
+def test_the_gradients_inner_hessians_are_not_kept_when_the_products_subsample_the_inner_loop():
+    policy = make_policy(False, "tanh")
+    batch = batch_with_steps(policy, False, 2)
+    settings = MetaUpdateSettings(fast_lr=0.5, num_inner_steps=2, fvp_inner_subsample=0.5)
+    _, gradient, _, hessians = MAMLTRPO(policy, None, settings, AdvantageSettings())._meta_gradient(
+        _Objective(policy, batch, settings))
+    assert hessians == [] and float(gradient.norm()) > 1e-3
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+def test_output_jacobian_equals_torch_funcs_jvp_and_vjp_with_clamped_log_stds(discrete):
+    policy, params, steps, tangent = inner_setup(discrete, min_std=0.1)  # log-std -3.0 is under log 0.1
+    obs = steps.observations
+    jacobian = mlp_products.OutputJacobian(policy, params, obs, torch.float64)
+
+    def outputs(p):
+        return policy.fisher_outputs(obs, p)
+
+    expected_outputs, expected_tangents = jvp(outputs, (params,), (tangent,))
+    for got, want in zip(jacobian.outputs, expected_outputs, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    for got, want in zip(jacobian(tangent), expected_tangents, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    generator = torch.Generator().manual_seed(3)
+    cotangents = tuple(torch.randn(o.shape, dtype=torch.float64, generator=generator) for o in expected_outputs)
+    (expected_adjoint,) = vjp(outputs, params)[1](cotangents)
+    got_adjoint = jacobian.adjoint(cotangents)
+    assert set(got_adjoint) == set(expected_adjoint)
+    for name, want in expected_adjoint.items():
+        torch.testing.assert_close(got_adjoint[name], want, rtol=1e-12, atol=1e-12)
+    if not discrete:  # the clamped log-stds get no gradient, the others do
+        log_std = got_adjoint["log_std"]
+        assert float(log_std[1, 0]) == 0.0 and float(log_std[2, 1]) == 0.0 and float(log_std[0].abs().min()) > 0
 
 
 def test_sampled_loss_gives_the_old_policy_of_a_separate_no_grad_forward():
