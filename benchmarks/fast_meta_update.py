@@ -8,7 +8,8 @@ from the same θ with every option — ``exact`` (fp32 Fisher-vector products on
 step of every task: the reference), or changes to it joined by ``+``: ``tasks=F`` (a
 share of the tasks, ``hvp_subsample``), ``post=F`` and ``inner=F`` (a random share of
 each task's post-adaptation steps and of the inner loop's steps), ``bf16``, ``est=NAME``
-(the inner-loss estimator: ``reinforce``, ``lvc``, ``dice``) — interleaved,
+(the inner-loss estimator: ``reinforce``, ``lvc``, ``dice``), ``cg=N`` (conjugate-gradient
+iterations; the reference keeps the config's) — interleaved,
 and prints per option the median
 seconds and its ratio to ``exact``, the cosine between its full natural-gradient step and
 the exact one, the surrogate improvement and KL of the step the line search accepted and
@@ -41,8 +42,8 @@ def option_settings(base: MetaUpdateSettings, option: str) -> MetaUpdateSettings
 
     ``exact`` (fp32, every step of every task), or ``+``-joined changes to it: ``tasks=F``
     (``hvp_subsample``), ``post=F`` (``fvp_step_subsample``), ``inner=F``
-    (``fvp_inner_subsample``), ``bf16``, ``est=NAME`` (``inner_estimator``) — e.g.
-    ``post=0.1+inner=0.1`` or ``tasks=0.1`` or ``est=dice``.
+    (``fvp_inner_subsample``), ``bf16``, ``est=NAME`` (``inner_estimator``), ``cg=N``
+    (``cg_iters``) — e.g. ``post=0.1+inner=0.1`` or ``tasks=0.1`` or ``est=dice``.
     """
     settings = dataclasses.replace(base, hvp_subsample=1.0, fvp_step_subsample=1.0, fvp_inner_subsample=1.0,
                                    fisher_precision="fp32")
@@ -55,11 +56,13 @@ def option_settings(base: MetaUpdateSettings, option: str) -> MetaUpdateSettings
             settings = dataclasses.replace(settings, fisher_precision="bf16")
         elif name == "est" and value:
             settings = dataclasses.replace(settings, inner_estimator=value)
+        elif name == "cg" and value:
+            settings = dataclasses.replace(settings, cg_iters=int(value))
         elif name in fields and value:
             settings = dataclasses.replace(settings, **{fields[name]: float(value)})
         else:
-            raise SystemExit(f"option {option!r}: expected 'exact' or tasks=F, post=F, inner=F, bf16, est=NAME "
-                             "joined by '+'")
+            raise SystemExit(f"option {option!r}: expected 'exact' or tasks=F, post=F, inner=F, bf16, est=NAME, "
+                             "cg=N joined by '+'")
     return settings
 
 
