@@ -26,6 +26,7 @@ import time
 
 import numpy as np
 import torch
+from meta_iteration import physics_seconds
 
 import agents
 import envs  # noqa: F401
@@ -33,7 +34,7 @@ from metarl.config import load_config
 from metarl.memory import restart_with_tuned_malloc
 from metarl.registry import make_batched
 from metarl.sampling.rollout import rollout
-from metarl.sampling.shards import ShardEpisodes, assemble_episodes, split_shards
+from metarl.sampling.shards import Shard, ShardEpisodes, assemble_episodes, split_shards
 
 
 def main() -> None:
@@ -53,8 +54,7 @@ def main() -> None:
     tasks = env.sample_tasks(T, np.random.default_rng(0))
     env.set_tasks([task for task in tasks for _ in range(E)])
     params = {n: p.detach().unsqueeze(0).expand(T, *p.shape).contiguous() for n, p in policy.named_parameters()}
-    shards = split_shards(T, 2)  # whole tasks per shard
-    shards = [type(s)(s.start * E, s.stop * E) for s in shards]
+    shards = [Shard(s.start * E, s.stop * E) for s in split_shards(T, 2)]  # whole tasks per shard
     halves = [make_batched(cfg.env_id, s.size, max_episode_steps=H, **{**cfg.env_kwargs, "nthread": 1})
               for s in shards]
     for half, shard in zip(halves, shards, strict=True):
@@ -84,31 +84,13 @@ def main() -> None:
             start = time.perf_counter()
             fn(key)
             times[name].append(time.perf_counter() - start)
-    raw = raw_physics_seconds(env, T * E * H)
+    raw = physics_seconds(env, T * E * H)
     one, two = (statistics.median(times[n]) for n in ("one batch", "two threads"))
     print(f"config {args.config}: one sampling phase of {T} tasks x {E} episodes x {H} steps, "
           f"median of {args.repeats}, alternating; episodes identical: {same}")
     print(f"  one batch ({env.nthread} physics threads):      {one:.3f} s")  # type: ignore[attr-defined]
     print(f"  two shards on two threads (1 each): {two:.3f} s   (two / one: {two / one:.3f}x)")
-    print(f"  raw mujoco.batch physics of as many env steps: {raw:.3f} s")
-
-
-def raw_physics_seconds(env: object, env_steps: int) -> float:
-    """Wall time of ``env_steps`` env steps of raw ``mujoco.batch`` stepping like ``env``'s, random controls."""
-    import mujoco.batch
-
-    model, nthread, frame_skip, n = env.model, env.nthread, env.frame_skip, env.num_envs  # type: ignore[attr-defined]
-    batch = mujoco.batch.Batch(model, n, nthread)
-    ctrl = batch.bind("ctrl")
-    batch.forward()
-    low, high = model.actuator_ctrlrange.T
-    controls = np.random.default_rng(0).uniform(low, high, size=(64, n, model.nu))
-    rounds = max(1, env_steps // n)
-    start = time.perf_counter()
-    for k in range(rounds):
-        ctrl[:] = controls[k % len(controls)]
-        batch.step(nstep=frame_skip)
-    return time.perf_counter() - start
+    print(f"  raw mujoco.batch physics of as many env steps: {raw or 0.0:.3f} s")
 
 
 if __name__ == "__main__":
