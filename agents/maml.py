@@ -21,12 +21,15 @@ in the second, which the meta-update differentiates through:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from agents.inner_losses import Steps, magic_box, steps_loss
+from agents.mlp_products import InnerLossHessian
 from agents.policies import Params, Policy
 from metarl.config import ESTIMATORS, TrainConfig
 from metarl.episodes import Episodes
@@ -74,94 +77,35 @@ class AdaptationBatch:
 
     ``episodes[k]`` were sampled with the parameters after ``k`` inner steps,
     ``params[k]`` (detached); ``episodes[:-1]`` feed the inner loop, ``episodes[-1]``
-    is what the adapted policy did.
+    is what the adapted policy did. ``hessians`` holds the inner steps' Hessians if the
+    sampler's :class:`AdaptationStep` kept them, for the meta-update to take once
+    (:meth:`take_hessians`).
     """
 
     episodes: list[Episodes]
     advantages: list[Tensor]
     params: list[Params]
+    hessians: list[InnerLossHessian] = field(default_factory=list)
 
     @property
     def num_inner_steps(self) -> int:
         """K, the number of adaptation steps."""
         return len(self.episodes) - 1
 
+    def take_hessians(self) -> list[InnerLossHessian]:
+        """The kept inner-step Hessians (empty if none), handed over once: the batch forgets them, so they are
+        freed as soon as their taker is done with them."""
+        taken = list(self.hessians)
+        self.hessians.clear()
+        return taken
+
     def select_tasks(self, index: Tensor) -> AdaptationBatch:
-        """The same batch restricted to the tasks in ``index``."""
+        """The same batch restricted to the tasks in ``index`` (without kept Hessians)."""
         return AdaptationBatch(
             episodes=[e.select_tasks(index) for e in self.episodes],
             advantages=[a[:, index] for a in self.advantages],
             params=[{n: p[index] for n, p in ps.items()} for ps in self.params],
         )
-
-
-@dataclass(frozen=True)
-class Steps:
-    """Each task's valid steps, task-major ``[T, N, 1, ...]`` (see :meth:`Episodes.packed`).
-
-    ``mask`` is 1 on a task's own steps and 0 on the positions past its count.
-    """
-
-    observations: Tensor
-    actions: Tensor
-    advantages: Tensor
-    mask: Tensor
-
-    @classmethod
-    def of(cls, episodes: Episodes, advantages: Tensor) -> Steps:
-        """The valid steps of ``episodes`` with their ``advantages`` ``[H, T, E]``."""
-        return cls(
-            observations=episodes.packed(episodes.observations),
-            actions=episodes.packed(episodes.actions),
-            advantages=episodes.packed(advantages),
-            mask=episodes.packed(episodes.mask),
-        )
-
-    def subsample(self, fraction: float, generator: torch.Generator) -> Steps:
-        """A random ``fraction`` of every task's valid steps (at least one), drawn without replacement.
-
-        All tasks at once: random keys sort each task's valid steps into a random order
-        ahead of its padding, and the first ``ceil(fraction · count)`` are kept.
-
-        Args:
-            fraction: share of each task's steps to keep, in (0, 1].
-            generator: the random stream of the draw.
-        """
-        mask = self.mask.reshape(self.mask.shape[0], -1)
-        counts = mask.sum(1)
-        keep = torch.ceil(fraction * counts).clamp(min=1.0)
-        keys = torch.rand(mask.shape, generator=generator, dtype=torch.float64) + (mask <= 0).double()
-        width = int(keep.max())
-        index = torch.argsort(keys, dim=1)[:, :width]
-
-        def take(tensor: Tensor) -> Tensor:
-            flat = tensor.reshape(tensor.shape[0], tensor.shape[1], *tensor.shape[3:])
-            gather = index.view(*index.shape, *(1,) * (flat.dim() - 2)).expand(*index.shape, *flat.shape[2:])
-            return torch.gather(flat, 1, gather).unsqueeze(2)
-
-        kept = (torch.arange(width).unsqueeze(0) < torch.minimum(keep, counts).unsqueeze(1)).to(self.mask.dtype)
-        return Steps(take(self.observations), take(self.actions), take(self.advantages), kept.view(*kept.shape, 1))
-
-
-def _magic_box(x: Tensor) -> Tensor:
-    """DiCE's 𝓜(x) = exp(x − ⊥x): 1 in value, its derivatives those of exp at x."""
-    return torch.exp(x - x.detach())
-
-
-def steps_loss(policy: Policy, params: Params, steps: Steps, estimator: str = "reinforce") -> Tensor:
-    """Inner loss per task ``[T]`` on packed ``steps``: −mean of log π(a|s)·A (``reinforce``) or of
-    π(a|s)/⊥π(a|s)·A (``lvc``); ``dice`` needs episodes (:func:`inner_loss`)."""
-    return log_prob_loss(policy.distribution(steps.observations, params).log_prob(steps.actions), steps, estimator)
-
-
-def log_prob_loss(log_probs: Tensor, steps: Steps, estimator: str = "reinforce") -> Tensor:
-    """:func:`steps_loss` from the log-probabilities ``[T, N, 1]`` of the actions of ``steps``."""
-    if estimator == "lvc":
-        log_probs = _magic_box(log_probs)
-    elif estimator != "reinforce":
-        raise ValueError(f"steps_loss: estimator must be reinforce or lvc, got {estimator!r}")
-    weighted = log_probs * steps.advantages * steps.mask
-    return -weighted.sum(dim=(1, 2)) / steps.mask.sum(dim=(1, 2)).clamp(min=1.0)
 
 
 def dice_loss(policy: Policy, params: Params, episodes: Episodes, advantages: Tensor) -> Tensor:
@@ -174,7 +118,7 @@ def dice_loss(policy: Policy, params: Params, episodes: Episodes, advantages: Te
     mask = episodes.task_major(episodes.mask)
     log_probs = policy.distribution(obs, params).log_prob(episodes.task_major(episodes.actions)) * mask
     causal = torch.cumsum(log_probs, dim=1)
-    weights = (_magic_box(causal) - _magic_box(causal - log_probs)) * mask
+    weights = (magic_box(causal) - magic_box(causal - log_probs)) * mask
     weighted = weights * episodes.task_major(advantages)
     return -weighted.sum(dim=(1, 2)) / mask.sum(dim=(1, 2)).clamp(min=1.0)
 
@@ -250,6 +194,26 @@ def detached(params: Params) -> Params:
     return {n: p.detach().requires_grad_(True) for n, p in params.items()}
 
 
+class AdaptationStep(Protocol):
+    """How :func:`sample_adaptation` takes an inner step: ``θ' = θ − lr ∇L`` on ``steps`` for every task.
+
+    Returns the stepped parameters (detached) and the step's
+    :class:`~agents.mlp_products.InnerLossHessian` if it made one for the meta-update to
+    reuse (else ``None``).
+    """
+
+    def __call__(
+        self, policy: Policy, params: Params, steps: Steps, lr: float
+    ) -> tuple[Params, InnerLossHessian | None]: ...
+
+
+def autograd_step(policy: Policy, params: Params, steps: Steps, lr: float) -> tuple[Params, None]:
+    """The reference :class:`AdaptationStep`: the gradient by autograd, in the parameters' dtype."""
+    with torch.enable_grad():
+        stepped = steps_inner_step(policy, detached(params), steps, lr, create_graph=False)
+    return {n: p.detach() for n, p in stepped.items()}, None
+
+
 def sample_adaptation(
     policy: Policy,
     sampler: Sampler,
@@ -257,14 +221,17 @@ def sample_adaptation(
     lrs: Sequence[float],
     advantage: AdvantageSettings,
     params: Params | None = None,
+    step: AdaptationStep = autograd_step,
 ) -> AdaptationBatch:
     """Sample episodes, adapt, and sample again, ``len(lrs)`` times, for all tasks at once.
 
     Each step's episodes are fresh rollouts of the current parameters; the final
-    entry holds the episodes of the fully adapted policy.
+    entry holds the episodes of the fully adapted policy. ``step`` takes each inner
+    step (the meta-update's learner passes its own, so that the adaptation sampled is
+    the one it differentiates).
     """
     current = detached(params if params is not None else policy.task_params(sampler.num_tasks))
-    episodes, advantages, used = [], [], []
+    episodes, advantages, used, hessians = [], [], [], []
     for k in range(len(lrs) + 1):
         eps = sampler.sample(current, rng)
         if eps.num_steps == 0:
@@ -279,6 +246,8 @@ def sample_adaptation(
         advantages.append(adv)
         used.append({n: p.detach() for n, p in current.items()})
         if k < len(lrs):
-            with torch.enable_grad():
-                current = detached(inner_step(policy, current, eps, adv, lrs[k], create_graph=False))
-    return AdaptationBatch(episodes=episodes, advantages=advantages, params=used)
+            stepped, hessian = step(policy, used[-1], Steps.of(eps, adv), lrs[k])
+            current = detached(stepped)
+            if hessian is not None:
+                hessians.append(hessian)
+    return AdaptationBatch(episodes=episodes, advantages=advantages, params=used, hessians=hessians)

@@ -25,15 +25,18 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from agents.maml import (
     AdaptationBatch,
+    AdaptationStep,
     AdvantageSettings,
     Steps,
     adapt,
+    autograd_step,
     inner_step,
     sample_adaptation,
     steps_inner_step,
 )
 from agents.mlp_products import SUPPORTED_ESTIMATORS, InnerLossHessian, OutputJacobian, fisher_vector_product
 from agents.policies import Params, Policy
+from agents.written_out_step import WrittenOutStep
 from metarl.config import TrainConfig
 from metarl.precision import choose_precision, cpu_description
 from metarl.sampling import Sampler
@@ -67,6 +70,16 @@ class MetaUpdateSettings:
     fisher_precision: str = "fp32"
     precision_reason: str = field(default="", compare=False)
     """Why ``fisher_precision`` was chosen, for the run's log (empty: set directly)."""
+    adaptation_precision: str = "fp32"
+    adaptation_reason: str = field(default="", compare=False)
+    """Why ``adaptation_precision`` was chosen, for the run's log (empty: set directly)."""
+
+    def __post_init__(self) -> None:
+        if self.adaptation_precision not in ("fp32", "bf16"):
+            raise ValueError(f"adaptation_precision must be fp32 or bf16, got {self.adaptation_precision!r}")
+        if self.adaptation_precision == "bf16" and self.inner_estimator not in SUPPORTED_ESTIMATORS:
+            raise ValueError(f"adaptation_precision bf16 needs the inner loss reinforce or lvc, got "
+                             f"{self.inner_estimator!r}")
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> MetaUpdateSettings:
@@ -82,12 +95,17 @@ class MetaUpdateSettings:
         if cfg.meta_update == "exact":
             return cls(**shared)
         precision, reason = choose_precision(cfg.fisher_precision)
+        adaptation, adaptation_reason = "fp32", ""
+        if cfg.inner_estimator in SUPPORTED_ESTIMATORS:
+            adaptation, adaptation_reason = choose_precision(cfg.adaptation_precision)
         return cls(
             **shared,
             fvp_step_subsample=cfg.fvp_step_subsample,
             fvp_inner_subsample=cfg.fvp_inner_subsample,
             fisher_precision=precision,
             precision_reason=reason,
+            adaptation_precision=adaptation,
+            adaptation_reason=adaptation_reason,
         )
 
     def describe(self) -> str:
@@ -97,7 +115,9 @@ class MetaUpdateSettings:
             return f"exact: fp32 Fisher-vector products on every step of {tasks}" + self._estimator_note()
         return (f"fast: Fisher-vector products on {self.fvp_step_subsample:.0%} of the post-adaptation steps and "
                 f"{self.fvp_inner_subsample:.0%} of the inner loop's steps of {tasks}, in {self.fisher_precision} "
-                f"({self.precision_reason or 'CPU with ' + cpu_description()})" + self._estimator_note())
+                f"({self.precision_reason or 'CPU with ' + cpu_description()}); the inner step's gradient in "
+                f"{self.adaptation_precision}"
+                + (f" ({self.adaptation_reason})" if self.adaptation_reason else "") + self._estimator_note())
 
     def _estimator_note(self) -> str:
         return "" if self.inner_estimator == "reinforce" or self.first_order else (
@@ -113,8 +133,21 @@ class MetaUpdateSettings:
         """Whether the fast products' inner-loop Hessians are the meta-gradient's (so they can be reused)."""
         return self.fvp_inner_subsample >= 1.0
 
+    def adaptation_step(self, keep_hessian: bool = False) -> AdaptationStep:
+        """The inner step of ``adaptation_precision``: autograd's (fp32), or the bf16 written-out one.
 
-_FISHER_FIELDS = ("fvp_step_subsample", "fvp_inner_subsample", "fisher_precision", "precision_reason")
+        Args:
+            keep_hessian: let the bf16 step keep its inner-loop Hessian for the meta-gradient
+                (only where that is the meta-gradient's: bf16 products, second order).
+        """
+        if self.adaptation_precision == "fp32":
+            return autograd_step
+        keep = keep_hessian and self.fisher_precision == "bf16" and not self.first_order
+        return WrittenOutStep(self.inner_estimator, torch.bfloat16, keep)
+
+
+_FISHER_FIELDS = ("fvp_step_subsample", "fvp_inner_subsample", "fisher_precision", "precision_reason",
+                  "adaptation_precision", "adaptation_reason")
 _CONFIG_FIELDS = tuple(f.name for f in fields(MetaUpdateSettings) if f.name not in _FISHER_FIELDS)
 
 
@@ -136,6 +169,7 @@ class _Objective:
         self.mask = valid.packed(valid.mask)
         self.advantages = valid.packed(batch.advantages[-1])
         self._old: tuple[Distribution, Tensor] | None = None
+        self._inner_steps: list[Steps] | None = None
 
     @property
     def old_dist(self) -> Distribution:
@@ -170,10 +204,20 @@ class _Objective:
         return -_masked_task_mean(ratio * self.advantages, self.mask).mean(), sampled
 
     def adapted(self, create_graph: bool) -> Params:
-        lrs = [self.settings.fast_lr] * self.batch.num_inner_steps
-        params = self.policy.task_params(self.batch.episodes[-1].num_tasks)
-        return adapt(self.policy, params, self.batch, lrs, create_graph and not self.settings.first_order,
-                     self.settings.inner_estimator)
+        """The adapted parameters as a function of θ: through autograd's inner loop with ``create_graph``
+        (second order), else by the settings' :meth:`~MetaUpdateSettings.adaptation_step`, the sampler's."""
+        s, batch = self.settings, self.batch
+        params = self.policy.task_params(batch.episodes[-1].num_tasks)
+        if create_graph or s.adaptation_precision == "fp32":
+            lrs = [s.fast_lr] * batch.num_inner_steps
+            return adapt(self.policy, params, batch, lrs, create_graph and not s.first_order, s.inner_estimator)
+        if self._inner_steps is None:  # packed once: the line search adapts at every candidate
+            self._inner_steps = [Steps.of(batch.episodes[k], batch.advantages[k])
+                                 for k in range(batch.num_inner_steps)]
+        step = s.adaptation_step()
+        for steps in self._inner_steps:
+            params = step(self.policy, params, steps, s.fast_lr)[0]
+        return params
 
     def loss_and_kl(self, params: Params) -> tuple[Tensor, Tensor]:
         dist = self.policy.distribution(self.obs, params)
@@ -226,11 +270,16 @@ class MAMLTRPO:
         """The inner learning rate of each adaptation step."""
         return [self.settings.fast_lr] * self.settings.num_inner_steps
 
+    def sample(self, rng: np.random.Generator) -> AdaptationBatch:
+        """Episodes of the sampler's tasks before and after each inner step, adapted by this learner's inner step."""
+        step = self.settings.adaptation_step(keep_hessian=True)
+        return sample_adaptation(self.policy, self.sampler, rng, self.inner_lrs, self.advantage, step=step)
+
     def train_iteration(self, tasks: Sequence[Task], rng: np.random.Generator) -> dict[str, float]:
         """One meta-iteration on ``tasks``: sampling, adaptation and the meta-update; its metrics."""
         start = time.perf_counter()
         self.sampler.set_tasks(tasks)
-        batch = sample_adaptation(self.policy, self.sampler, rng, self.inner_lrs, self.advantage)
+        batch = self.sample(rng)
         sampled = time.perf_counter()
         update = self.step(batch, rng)
         done = time.perf_counter()
@@ -390,11 +439,14 @@ class MAMLTRPO:
         graph (the adapted parameters) is returned for the exact products. Fast path: the
         gradient is ``Σ_tasks (I − α H_1) ⋯ (I − α H_K) ∇_θ' L``, with ``∇_θ' L`` in fp32 at
         the sampled adapted parameters and each ``H_k`` (on all of that inner step's steps)
-        applied by :class:`~agents.mlp_products.InnerLossHessian` in ``fisher_precision``;
-        those are returned if the products use all inner steps too (else freed here).
+        applied by :class:`~agents.mlp_products.InnerLossHessian` in ``fisher_precision`` (the
+        ones the sampler's bf16 inner steps kept, if they did: :meth:`sample`); those are
+        returned if the products use all inner steps too (else freed here). With
+        ``adaptation_precision: bf16`` this is the path even for exact products, so that the
+        gradient is taken at the adaptation that was sampled.
         """
         s = self.settings
-        if s.exact_fisher or s.inner_estimator not in SUPPORTED_ESTIMATORS:
+        if (s.exact_fisher and s.adaptation_precision == "fp32") or s.inner_estimator not in SUPPORTED_ESTIMATORS:
             adapted = objective.adapted(create_graph=True)
             loss, _ = objective.loss_and_kl(adapted)
             exact = torch.autograd.grad(loss, self._params(), retain_graph=True)
@@ -402,9 +454,14 @@ class MAMLTRPO:
         batch = objective.batch
         loss, sampled = objective.sampled_loss()
         grads = dict(zip(sampled, torch.autograd.grad(loss, list(sampled.values())), strict=True))
-        hessians = [InnerLossHessian(self.policy, batch.params[k], Steps.of(batch.episodes[k], batch.advantages[k]),
-                                     s.inner_estimator, self._products_dtype())
-                    for k in range(0 if s.first_order else batch.num_inner_steps)]
+        dtype = self._products_dtype()
+        hessians = batch.take_hessians()  # the sampler's inner steps built them, if they were bf16 ones
+        if len(hessians) != batch.num_inner_steps or s.first_order or any(
+                h.estimator != s.inner_estimator or h.trunk.dtype != dtype for h in hessians):
+            hessians = [
+                InnerLossHessian(self.policy, batch.params[k], Steps.of(batch.episodes[k], batch.advantages[k]),
+                                 s.inner_estimator, dtype)
+                for k in range(0 if s.first_order else batch.num_inner_steps)]
         for hessian in reversed(hessians):
             curvature = hessian(grads)
             grads = {n: g - s.fast_lr * curvature[n] for n, g in grads.items()}

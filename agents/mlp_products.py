@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.func import grad, jvp, vjp
 
-from agents.maml import Steps, log_prob_loss
+from agents.inner_losses import Steps, log_prob_loss
 from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Params, Policy
 
 SUPPORTED_ESTIMATORS = ("reinforce", "lvc")
@@ -122,7 +122,7 @@ def _head_names(policy: Policy, params: Params) -> list[str]:
 class _AnyHead:
     """The inner loss's first and second derivatives in the MLP's output and the head's parameters, by torch.func.
 
-    Any policy head and estimator of :func:`agents.maml.log_prob_loss`; each product
+    Any policy head and estimator of :func:`agents.inner_losses.log_prob_loss`; each product
     differentiates the head anew (``jvp`` of ``grad``).
     """
 
@@ -135,7 +135,7 @@ class _AnyHead:
             return grad(loss, argnums=(0, 1))(output, head)
 
         output = trunk.output.to(trunk.wide)
-        self.output_grad = head_grad(output, head)[0]
+        self.output_grad, self.head_grads = head_grad(output, head)
         self._hessian = lambda d_out, d_head: jvp(head_grad, (output, head), (d_out, d_head))[1]
 
     def hessian(self, d_output: Tensor, d_head: Params) -> tuple[Tensor, Params]:
@@ -173,6 +173,7 @@ class _GaussianHead:
         self.c_mixed = 2.0 * c * self.score_mean
         self.c_log_std = 2.0 * c * (self.score_log_std + 1.0)
         self.c = c if estimator == "lvc" else None
+        self.head_grads: Params = {"log_std": -(c * self.score_log_std).sum(1) * self.active.squeeze(1)}
 
     def hessian(self, d_output: Tensor, d_head: Params) -> tuple[Tensor, Params]:
         """The tangents of the loss's gradient in the mean and in the log-std."""
@@ -201,6 +202,7 @@ class _CategoricalHead:
         self.score = torch.zeros_like(logits).scatter_(-1, actions, 1.0) - self.probs
         self.c = _step_weights(steps, rows).to(trunk.wide)
         self.output_grad = -self.c * self.score
+        self.head_grads: Params = {}
         self.lvc = estimator == "lvc"
 
     def hessian(self, d_output: Tensor, d_head: Params) -> tuple[Tensor, Params]:
@@ -306,6 +308,7 @@ class InnerLossHessian:
     def __init__(self, policy: Policy, params: Params, steps: Steps, estimator: str, dtype: torch.dtype) -> None:
         if estimator not in SUPPORTED_ESTIMATORS:
             raise ValueError(f"InnerLossHessian: estimator must be one of {SUPPORTED_ESTIMATORS}, got {estimator!r}")
+        self.estimator = estimator
         self.trunk = trunk = Trunk(policy, params, steps.observations, dtype)
         self.head_names = _head_names(policy, params)
         self.head = _head(policy, {n: params[n].to(trunk.wide).contiguous() for n in self.head_names}, steps,
@@ -322,6 +325,18 @@ class InnerLossHessian:
             g = hidden_grad * trunk.slopes[i - 1]
             self.output_grads[i - 1] = g
         self.output_grads_t = [_transposed(g).contiguous() for g in self.output_grads]
+
+    def gradient(self) -> Params:
+        """The inner loss's gradient per task at ``params``, from the backward pass kept here, in the parameters' dtype.
+
+        The same arithmetic as :func:`inner_loss_gradient` (its MLP part in this Hessian's dtype).
+        """
+        trunk = self.trunk
+        grads: Params = {}
+        for i in range(trunk.num_layers):
+            weight, bias = trunk.parameter_grads(i, self.output_grads[i])
+            grads[f"w{i}"], grads[f"b{i}"] = weight.to(trunk.wide), bias.to(trunk.wide)
+        return {**grads, **self.head.head_grads}
 
     def __call__(self, tangent: Params) -> Params:
         """``H t`` per task, in the parameters' dtype, for a per-task ``tangent`` of every parameter."""
@@ -346,6 +361,25 @@ class InnerLossHessian:
                     assert d_input is not None
                     dg = torch.addcmul(dg, curvature, d_input)
         return product
+
+
+def inner_loss_gradient(policy: Policy, params: Params, steps: Steps, dtype: torch.dtype) -> Params:
+    """The inner loss's gradient per task at ``params`` on ``steps``, the MLP's passes written out in ``dtype``.
+
+    One forward and one reverse pass (:class:`Trunk`), the head in the parameters' dtype:
+    the arithmetic of :meth:`InnerLossHessian.gradient` without keeping what its products need.
+
+    Args:
+        policy: the policy.
+        params: per-task parameters.
+        steps: the steps the inner step learns from (packed).
+        dtype: the dtype of the MLP's part.
+    """
+    trunk = Trunk(policy, params, steps.observations, dtype)
+    names = _head_names(policy, params)
+    head = _head(policy, {n: params[n].to(trunk.wide).contiguous() for n in names}, steps, "reinforce", trunk)
+    grads = {n: g.to(trunk.wide) for n, g in trunk.adjoint(head.output_grad).items()}
+    return {**grads, **head.head_grads}
 
 
 class OutputJacobian:

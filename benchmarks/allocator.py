@@ -32,7 +32,6 @@ def measure(config: str, num_threads: int) -> dict[str, float]:
 
     import agents
     import envs  # noqa: F401  (registers the ids)
-    from agents.maml import sample_adaptation
     from metarl.config import load_config
     from metarl.registry import make_batched
 
@@ -47,7 +46,7 @@ def measure(config: str, num_threads: int) -> dict[str, float]:
     sampling = []
     for _ in range(3):  # the first a warm-up; same parameters, fresh episodes
         start = time.perf_counter()
-        batch = sample_adaptation(learner.policy, learner.sampler, rng, learner.inner_lrs, learner.advantage)
+        batch = learner.sample(rng)
         sampling.append(time.perf_counter() - start)
     params = list(learner.policy.parameters())
     theta = parameters_to_vector(params).detach().clone()

@@ -9,13 +9,17 @@ step of every task: the reference), or changes to it joined by ``+``: ``tasks=F`
 share of the tasks, ``hvp_subsample``), ``post=F`` and ``inner=F`` (a random share of
 each task's post-adaptation steps and of the inner loop's steps), ``bf16``, ``est=NAME``
 (the inner-loss estimator: ``reinforce``, ``lvc``, ``dice``), ``cg=N`` (conjugate-gradient
-iterations; the reference keeps the config's) — interleaved,
-and prints per option the median
+iterations; the reference keeps the config's), ``adapt=bf16`` (the inner step's gradient in
+bf16, ``adaptation_precision``) — interleaved, and prints per option the median
 seconds and its ratio to ``exact``, the cosine between its full natural-gradient step and
 the exact one, the surrogate improvement and KL of the step the line search accepted and
-the line-search steps taken. Then, per option, the matmul FLOPs of one meta-update
-(``torch.utils.flop_counter``) and its achieved GFLOP/s, next to the fp32 and bf16
-batched-matmul peaks measured in the same run on the policy's own layer shape.
+the line-search steps taken. The batches are sampled with the reference's fp32
+adaptation; an ``adapt=bf16`` option sees the same episodes with its own adapted
+parameters (and, with ``bf16``, the inner-loop Hessians its sampler would have kept)
+recomputed from them, so that its objective is the one it would train on. Then, per
+option, the matmul FLOPs of one meta-update (``torch.utils.flop_counter``) and its
+achieved GFLOP/s, next to the fp32 and bf16 batched-matmul peaks measured in the same run
+on the policy's own layer shape.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from learner_setup import build
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from torch.utils.flop_counter import FlopCounterMode
 
-from agents.maml import sample_adaptation
+from agents.inner_losses import Steps
+from agents.maml import AdaptationBatch
 from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings
 from metarl.memory import restart_with_tuned_malloc
 from metarl.precision import matmul_seconds
@@ -43,10 +48,11 @@ def option_settings(base: MetaUpdateSettings, option: str) -> MetaUpdateSettings
     ``exact`` (fp32, every step of every task), or ``+``-joined changes to it: ``tasks=F``
     (``hvp_subsample``), ``post=F`` (``fvp_step_subsample``), ``inner=F``
     (``fvp_inner_subsample``), ``bf16``, ``est=NAME`` (``inner_estimator``), ``cg=N``
-    (``cg_iters``) — e.g. ``post=0.1+inner=0.1`` or ``tasks=0.1`` or ``est=dice``.
+    (``cg_iters``), ``adapt=bf16`` (``adaptation_precision``) — e.g. ``post=0.1+inner=0.1`` or
+    ``tasks=0.1`` or ``est=dice``.
     """
     settings = dataclasses.replace(base, hvp_subsample=1.0, fvp_step_subsample=1.0, fvp_inner_subsample=1.0,
-                                   fisher_precision="fp32")
+                                   fisher_precision="fp32", adaptation_precision="fp32")
     fields = {"tasks": "hvp_subsample", "post": "fvp_step_subsample", "inner": "fvp_inner_subsample"}
     for token in option.split("+"):
         name, _, value = token.partition("=")
@@ -58,12 +64,31 @@ def option_settings(base: MetaUpdateSettings, option: str) -> MetaUpdateSettings
             settings = dataclasses.replace(settings, inner_estimator=value)
         elif name == "cg" and value:
             settings = dataclasses.replace(settings, cg_iters=int(value))
+        elif name == "adapt" and value in ("bf16", "fp32"):
+            settings = dataclasses.replace(settings, adaptation_precision=value)
         elif name in fields and value:
             settings = dataclasses.replace(settings, **{fields[name]: float(value)})
         else:
             raise SystemExit(f"option {option!r}: expected 'exact' or tasks=F, post=F, inner=F, bf16, est=NAME, "
-                             "cg=N joined by '+'")
+                             "cg=N, adapt=bf16 joined by '+'")
     return settings
+
+
+def batch_for(batch: AdaptationBatch, learner: MAMLTRPO) -> AdaptationBatch:
+    """``batch`` as ``learner``'s own adaptation would have left it: the same episodes, and with
+    ``adaptation_precision: bf16`` the adapted parameters (and the Hessians its sampler keeps)
+    recomputed from them by its inner step."""
+    s = learner.settings
+    if s.adaptation_precision == "fp32":
+        return batch
+    step = s.adaptation_step(keep_hessian=True)
+    params, hessians = [batch.params[0]], []
+    for k in range(batch.num_inner_steps):
+        steps = Steps.of(batch.episodes[k], batch.advantages[k])
+        stepped, hessian = step(learner.policy, params[-1], steps, s.fast_lr)
+        params.append(stepped)
+        hessians += [hessian] if hessian is not None else []
+    return dataclasses.replace(batch, params=params, hessians=hessians)
 
 
 def matmul_peak(batch: int, rows: int, width: int, dtype: torch.dtype, batched: bool, repeats: int = 20) -> float:
@@ -112,17 +137,19 @@ def main() -> None:
     theta = parameters_to_vector(params).detach().clone()
     for b in range(args.batches + 1):  # batch 0 warms up every option and is not counted
         learner.sampler.set_tasks(env.sample_tasks(cfg.meta_batch_size, rng))
-        batch = sample_adaptation(learner.policy, learner.sampler, rng, learner.inner_lrs, learner.advantage)
+        learner.settings = dataclasses.replace(base, adaptation_precision="fp32")  # the reference's adaptation
+        batch = learner.sample(rng)
         theta = parameters_to_vector(params).detach().clone()
         exact_step: torch.Tensor | None = None
         accepted_exact: torch.Tensor | None = None
         for option in args.options:
             learner.settings = option_settings(base, option)
-            _, _, full_step, _ = learner.proposed_step(batch, np.random.default_rng(b))
+            _, _, full_step, _ = learner.proposed_step(batch_for(batch, learner), np.random.default_rng(b))
             with torch.no_grad():
                 vector_to_parameters(theta, params)
+            own = batch_for(batch, learner)
             start = time.perf_counter()
-            metrics = learner.step(batch, np.random.default_rng(b))
+            metrics = learner.step(own, np.random.default_rng(b))
             seconds = time.perf_counter() - start
             accepted = parameters_to_vector(params).detach() - theta
             with torch.no_grad():
@@ -177,7 +204,7 @@ def main() -> None:
     print("option                 matmul GFLOP per meta-update  achieved GFLOP/s  share of its precision's peak")
     for option in args.options:
         learner.settings = option_settings(base, option)
-        flops = matmul_flops(learner, batch, 0)
+        flops = matmul_flops(learner, batch_for(batch, learner), 0)
         achieved = flops / med(option, "seconds") / 1e9
         peak = peaks["bf16" if "bf16" in option.split("+") else "fp32"]
         print(f"{option:21s}  {flops / 1e9:28.1f}  {achieved:16.1f}  {achieved / peak:8.0%} (of {peak:.0f})")

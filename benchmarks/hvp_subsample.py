@@ -20,7 +20,6 @@ import torch
 from learner_setup import build
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from agents.maml import sample_adaptation
 from metarl.memory import restart_with_tuned_malloc
 
 
@@ -42,7 +41,7 @@ def main() -> None:
     print("batch  hvp_subsample  update_s  loss_improvement  kl_after  step_fraction  cos(step, step_all)")
     for b in range(args.batches):
         learner.sampler.set_tasks(env.sample_tasks(cfg.meta_batch_size, rng))
-        batch = sample_adaptation(learner.policy, learner.sampler, rng, learner.inner_lrs, learner.advantage)
+        batch = learner.sample(rng)
         theta = parameters_to_vector(params).detach().clone()
         reference: torch.Tensor | None = None
         for fraction in args.fractions:

@@ -1,22 +1,21 @@
-"""What an inner step (adaptation) would cost and how far it would move if its gradient were taken in bf16.
+"""What an inner step (adaptation) costs, and how far it moves, with its gradient in fp32 by autograd or in bf16.
 
     .venv/bin/python benchmarks/inner_step_precision.py [--config halfcheetah-vel] [--repeats 7]
 
-The trainer's inner step is ``θ' = θ − α ∇L_inner(θ)`` with the gradient by autograd in
-fp32, on every step of a task's episodes; the sampler takes it once per iteration and the
-line search once per candidate. This times, on one sampled phase of the preset,
-alternating, ``--repeats`` times each:
+The inner step is ``θ' = θ − α ∇L_inner(θ)`` on every step of a task's episodes; the
+sampler takes it once per iteration and the line search once per candidate. This times,
+on one sampled phase of the preset, alternating, ``--repeats`` times each:
 
-* ``fp32 autograd``: the trainer's inner step (:func:`agents.maml.steps_inner_step`);
-* ``bf16 written out``: the same gradient by the fast meta-update's written-out MLP
-  passes (:class:`agents.mlp_products.Trunk` forward and adjoint in bf16, the head in fp32);
+* ``fp32 autograd``: ``adaptation_precision: fp32`` (:func:`agents.maml.autograd_step`);
+* ``bf16 written out``: ``adaptation_precision: bf16`` as the line search takes it
+  (:class:`agents.written_out_step.WrittenOutStep`: the MLP's forward and reverse passes
+  written out in bf16, the head in fp32);
+* ``bf16 + Hessian``: the same step as the sampler takes it with bf16 products, building
+  the inner loop's Hessian for the meta-gradient on the way (the same numbers);
 * ``bf16 autograd``: autograd through the policy's MLP with its matmuls in bf16 and
-  everything between them in fp32;
+  everything between them in fp32 (an alternative, not used by training);
 
-and prints, per MLP parameter, the relative error of each bf16 step against the fp32 one
-(the written-out way steps only the MLP's parameters: the log-std's gradient is a small
-fp32 sum either way).
-Nothing here is used by training: it measures an option.
+and prints, per parameter, the relative error of each bf16 step against the fp32 one.
 """
 
 from __future__ import annotations
@@ -32,9 +31,9 @@ from torch import Tensor
 
 import agents
 import envs  # noqa: F401
-from agents.maml import Steps, sample_adaptation, steps_inner_step
-from agents.mlp_products import Trunk, _head, _head_names
+from agents.maml import Steps, steps_inner_step
 from agents.policies import Params, Policy
+from agents.written_out_step import WrittenOutStep
 from metarl.config import load_config
 from metarl.memory import restart_with_tuned_malloc
 from metarl.registry import make_batched
@@ -48,12 +47,12 @@ def fp32_step(policy: Policy, steps: Steps, num_tasks: int, lr: float) -> Params
 
 
 def bf16_written_out_step(policy: Policy, steps: Steps, num_tasks: int, lr: float) -> Params:
-    params = {n: p.detach() for n, p in policy.task_params(num_tasks).items()}
-    trunk = Trunk(policy, params, steps.observations, torch.bfloat16)
-    names = _head_names(policy, params)
-    head = _head(policy, {n: params[n].contiguous() for n in names}, steps, "reinforce", trunk)
-    grads = {n: g.float() for n, g in trunk.adjoint(head.output_grad).items()}
-    return {n: params[n] - lr * g for n, g in grads.items()}  # the MLP's parameters only
+    return WrittenOutStep("reinforce", torch.bfloat16)(policy, policy.task_params(num_tasks), steps, lr)[0]
+
+
+def bf16_kept_hessian_step(policy: Policy, steps: Steps, num_tasks: int, lr: float) -> Params:
+    step = WrittenOutStep("reinforce", torch.bfloat16, keep_hessian=True)
+    return step(policy, policy.task_params(num_tasks), steps, lr)[0]
 
 
 def bf16_autograd_step(policy: Policy, steps: Steps, num_tasks: int, lr: float) -> Params:
@@ -89,12 +88,13 @@ def main() -> None:
     learner = agents.build_maml_trpo(cfg, env)
     rng = np.random.default_rng(0)
     learner.sampler.set_tasks(env.sample_tasks(cfg.meta_batch_size, rng))
-    batch = sample_adaptation(learner.policy, learner.sampler, rng, learner.inner_lrs, learner.advantage)
+    batch = learner.sample(rng)
     steps = Steps.of(batch.episodes[0], batch.advantages[0])
     T, lr, policy = cfg.meta_batch_size, cfg.fast_lr, learner.policy
     ways: dict[str, Callable[[], Params]] = {
         "fp32 autograd": lambda: fp32_step(policy, steps, T, lr),
         "bf16 written out": lambda: bf16_written_out_step(policy, steps, T, lr),
+        "bf16 + Hessian": lambda: bf16_kept_hessian_step(policy, steps, T, lr),
         "bf16 autograd": lambda: bf16_autograd_step(policy, steps, T, lr),
     }
     times: dict[str, list[float]] = {name: [] for name in ways}
@@ -111,7 +111,7 @@ def main() -> None:
     for name in ways:
         seconds = statistics.median(times[name])
         print(f"  {name:17s} {seconds * 1e3:7.1f} ms   ({seconds / fp32:.2f}x fp32)")
-    for name in ("bf16 written out", "bf16 autograd"):
+    for name in ("bf16 written out", "bf16 + Hessian", "bf16 autograd"):
         errors = []
         for n in results[name]:
             exact = results["fp32 autograd"][n] - theta[n]

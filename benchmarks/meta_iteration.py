@@ -36,7 +36,6 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 import agents
 import envs  # noqa: F401
-from agents.maml import sample_adaptation
 from agents.maml_trpo import _Objective
 from metarl.config import load_config
 from metarl.memory import restart_with_tuned_malloc
@@ -254,19 +253,19 @@ def main() -> None:
               f"meta-update: {update / replay:.2f}x")
     if args.thread_ab:
         learner.sampler.set_tasks(env.sample_tasks(cfg.meta_batch_size, rng))
-        batch = sample_adaptation(learner.policy, learner.sampler, rng, learner.inner_lrs, learner.advantage)
+        batch = learner.sample(rng)
         thread_ab(learner, batch, args.thread_ab, args.repeats)
         torch.set_num_threads(args.num_threads)
         learner.sampler.policy_threads = args.policy_threads or args.num_threads
     if args.components:
         learner.sampler.set_tasks(env.sample_tasks(cfg.meta_batch_size, rng))
-        batch = sample_adaptation(learner.policy, learner.sampler, rng, learner.inner_lrs, learner.advantage)
+        batch = learner.sample(rng)
         meta_update_components(learner, batch, args.repeats)
     if not args.fvp:
         return
 
     learner.sampler.set_tasks(env.sample_tasks(cfg.meta_batch_size, rng))
-    batch = sample_adaptation(learner.policy, learner.sampler, rng, learner.inner_lrs, learner.advantage)
+    batch = learner.sample(rng)
     params = list(learner.policy.parameters())
     vector = torch.randn(sum(p.numel() for p in params))
     timings = {}

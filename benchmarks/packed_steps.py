@@ -22,7 +22,7 @@ import torch
 from learner_setup import build
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from agents.maml import AdaptationBatch, sample_adaptation
+from agents.maml import AdaptationBatch
 from metarl.memory import restart_with_tuned_malloc
 
 
@@ -49,7 +49,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     learner.sampler.set_tasks(env.sample_tasks(cfg.meta_batch_size, rng))
     begin = time.perf_counter()
-    batch = sample_adaptation(learner.policy, learner.sampler, rng, learner.inner_lrs, learner.advantage)
+    batch = learner.sample(rng)
     sampled = time.perf_counter() - begin
     valid = sum(int(e.mask.sum()) for e in batch.episodes)
     padded_steps = sum(e.mask.numel() for e in batch.episodes)

@@ -29,7 +29,6 @@ import torch
 
 import agents
 import envs  # noqa: F401
-from agents.maml import sample_adaptation
 from metarl.config import ConfigError, load_config
 from metarl.memory import restart_with_tuned_malloc
 from metarl.registry import make_batched
@@ -126,7 +125,7 @@ def main() -> None:
             learner.sampler.set_tasks(tasks)
             rng = np.random.default_rng(0)
             begin = time.perf_counter()
-            batch = sample_adaptation(learner.policy, learner.sampler, rng, learner.inner_lrs, learner.advantage)
+            batch = learner.sample(rng)
             sampled = time.perf_counter()
             learner.step(batch, rng)
             done = time.perf_counter()

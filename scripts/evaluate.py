@@ -198,10 +198,11 @@ def evaluate(
     if method == "maml-trpo" and settings.num_steps and settings.step_lrs()[0] != cfg.fast_lr:
         log.warning("evaluating with inner lr %s; the run was trained with fast_lr %s", settings.lrs, cfg.fast_lr)
     advantage = agents.AdvantageSettings.from_config(cfg)
+    step = agents.MetaUpdateSettings.from_config(cfg).adaptation_step()  # the inner step the run trained with
     sampler = Sampler.from_settings(env, policy, sampling)
 
     def adapt(sampler: Sampler, rng: np.random.Generator, lrs: Sequence[float]) -> list[Episodes]:
-        batch = agents.sample_adaptation(policy, sampler, rng, lrs, advantage)
+        batch = agents.sample_adaptation(policy, sampler, rng, lrs, advantage, step=step)
         if on_adapted is not None:
             on_adapted(policy, tasks, batch.params)
         return batch.episodes

@@ -25,7 +25,8 @@ _AT_LEAST_ONE = (
 )
 _CHOICES: dict[str, tuple[str, ...]] = {
     "algorithm": ALGORITHMS, "sampler": SAMPLERS, "nonlinearity": NONLINEARITIES, "meta_update": META_UPDATES,
-    "inner_estimator": ESTIMATORS, "fisher_precision": PRECISIONS, "wandb_mode": WANDB_MODES,
+    "inner_estimator": ESTIMATORS, "fisher_precision": PRECISIONS, "adaptation_precision": PRECISIONS,
+    "wandb_mode": WANDB_MODES,
 }
 _INTERVALS: dict[str, tuple[str, Any]] = {
     "init_std": ("must be > 0", lambda v: v > 0),
@@ -69,6 +70,9 @@ def _problems(cfg: TrainConfig) -> Iterator[tuple[str, str]]:
         yield "hidden_sizes", "every layer width must be >= 1"
     yield from ((name, f"must be one of {', '.join(choices)}") for name, choices in _CHOICES.items()
                 if getattr(cfg, name) not in choices)
+    if cfg.adaptation_precision == "bf16" and (cfg.meta_update != "fast" or cfg.inner_estimator == "dice"):
+        yield "adaptation_precision", ("bf16 needs meta_update fast and inner_estimator reinforce or lvc (the exact "
+                                       "path and dice differentiate autograd's fp32 inner step)")
     if cfg.ray_address and not valid_ray_address(cfg.ray_address):
         yield "ray_address", "must be empty (a local Ray instance), 'auto', 'host:port' or 'ray://host:port'"
     for name, (problem, holds) in _INTERVALS.items():

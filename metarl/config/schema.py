@@ -112,6 +112,13 @@ class TrainConfig:
     loop's Hessian in the meta-gradient (whose ``∇_θ' L`` stays fp32), ``fp32``, ``bf16`` or
     ``auto`` (bf16 on a CPU with AMX, or with AVX-512 BF16 where a start-up probe finds bf16
     matmuls faster; fp32 elsewhere: ``metarl/precision.py``)."""
+    adaptation_precision: str = "fp32"
+    """With ``meta_update: fast`` and the ``reinforce`` or ``lvc`` inner loss: arithmetic of the
+    inner step's gradient (the adaptation) wherever it is taken — the sampler, the line search,
+    the evaluation: ``fp32`` (autograd), ``bf16`` (the MLP's passes written out in bf16; when
+    ``fisher_precision`` is bf16 too, the sampler's inner step also builds the Hessian the
+    meta-gradient needs) or ``auto`` (as ``fisher_precision``). The exact path and ``dice``
+    adapt in fp32."""
     num_threads: int = 2
     """Torch intra-op threads."""
     sampler: str = "local"

@@ -192,7 +192,8 @@ def test_the_run_log_says_which_meta_update_and_precision_ran(monkeypatch, caplo
     learner.step(batch, np.random.default_rng(1))
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("meta-update fast")]
     assert lines == ["meta-update fast: Fisher-vector products on 10% of the post-adaptation steps and 20% of the "
-                     "inner loop's steps of every task, in fp32 (CPU with AVX-512 BF16 but no AMX)"]
+                     "inner loop's steps of every task, in fp32 (CPU with AVX-512 BF16 but no AMX); the inner step's "
+                     "gradient in fp32"]
     assert "exact: fp32 Fisher-vector products on every step of 25% of the tasks" in MetaUpdateSettings(
         hvp_subsample=0.25).describe()
 

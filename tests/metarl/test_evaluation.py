@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -14,6 +15,7 @@ import torch
 
 import agents
 import envs  # noqa: F401  (registers the task environments)
+from agents.written_out_step import WrittenOutStep
 from metarl.checkpoint import latest_checkpoint, load_checkpoint
 from metarl.config import load_config
 from metarl.episodes import Episodes
@@ -155,6 +157,16 @@ def test_the_same_seed_gives_the_same_curve(tiny_run: Path):
     assert first == second
     other = evaluate.evaluate(cfg, state, EvaluationSettings(**{**SETTINGS.__dict__, "seed": 4})).to_json()
     assert other["mean"] != first["mean"]
+
+
+def test_evaluation_adapts_with_the_runs_inner_step(tiny_run: Path, monkeypatch):
+    evaluate = load_script("evaluate")
+    cfg = dataclasses.replace(load_config(tiny_run / "config.yaml"), adaptation_precision="bf16")
+    state = load_checkpoint(latest_checkpoint(tiny_run))
+    steps, real = [], agents.sample_adaptation
+    monkeypatch.setattr(agents, "sample_adaptation", lambda *a, **k: steps.append(k["step"]) or real(*a, **k))
+    evaluate.evaluate(cfg, state, SETTINGS)
+    assert steps and all(step == WrittenOutStep("reinforce", torch.bfloat16) for step in steps)
 
 
 def test_cli_writes_results_and_figure_for_run_checkpoint_and_random(tiny_run: Path, tmp_path: Path, capsys):
