@@ -89,6 +89,14 @@ class Policy(nn.Module, abc.ABC):
         can give every episode its own random stream.
         """
 
+    def actions_from_noise(self, obs: Tensor, params: Mapping[str, Tensor], noise: Tensor) -> Tensor:
+        """The sampler's actions for ``obs [T, ..., obs_dim]``: :meth:`sample_from_noise` of :meth:`distribution`.
+
+        A policy may compute the same numbers without building the distribution (the
+        sampler calls this at every step).
+        """
+        return self.sample_from_noise(self.distribution(obs, params), noise)
+
     @abc.abstractmethod
     def fisher_metric(self, outputs: tuple[Tensor, ...], tangents: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         """Per row, the Hessian of KL(old ‖ new) in the distribution parameters at new = old, times ``tangents``.
@@ -133,6 +141,13 @@ class GaussianMLPPolicy(Policy):
         """``mean + std · ε``."""
         normal = dist.base_dist  # type: ignore[attr-defined]
         return normal.loc + normal.scale * noise
+
+    def actions_from_noise(self, obs: Tensor, params: Mapping[str, Tensor], noise: Tensor) -> Tensor:
+        """``mean + std · ε`` as :meth:`sample_from_noise` makes it, without the distribution's objects."""
+        mean = self._mlp(obs, params)
+        log_std = params["log_std"].clamp(min=self.min_log_std)
+        std = log_std.exp().reshape((log_std.shape[0],) + (1,) * (mean.dim() - 2) + (log_std.shape[-1],))
+        return mean + std * noise
 
     def fisher_metric(self, outputs: tuple[Tensor, ...], tangents: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         """For a diagonal Gaussian: ``1/σ²`` on the mean and ``2`` on the log-std."""

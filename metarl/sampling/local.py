@@ -47,7 +47,7 @@ class Sampler:
     Randomness: each call of :meth:`sample` draws one key from the generator it is
     given; episode ``j`` of task ``i`` takes its reset seed and its action noise from
     :func:`episode_stream` of that key, ``i`` and ``j``, and actions are sampled by
-    reparameterisation from that noise (:meth:`PolicyLike.sample_from_noise`). So any
+    reparameterisation from that noise (:meth:`PolicyLike.actions_from_noise`). So any
     subset of the sub-environments, sampled elsewhere (the Ray backend,
     :mod:`metarl.sampling.ray_sampler`), reproduces exactly its part of the batch.
 

@@ -11,7 +11,6 @@ from typing import Protocol
 import numpy as np
 import torch
 from torch import Tensor
-from torch.distributions import Distribution
 
 from metarl.sampling.collectors import (
     EpisodeCollector,
@@ -27,13 +26,12 @@ from metarl.tasks import DIVERGED_INFO_KEY, BatchedTaskEnv
 
 
 class PolicyLike(Protocol):
-    """What the sampler needs of a policy: a distribution from per-task parameters, and noise → actions."""
-
-    def distribution(self, obs: Tensor, params: Mapping[str, Tensor]) -> Distribution: ...
+    """What the sampler needs of a policy: an episode's noise, and actions from observations, per-task parameters
+    and that noise (:meth:`agents.policies.Policy.actions_from_noise`)."""
 
     def draw_noise(self, rng: np.random.Generator, num_steps: int) -> np.ndarray: ...
 
-    def sample_from_noise(self, dist: Distribution, noise: Tensor) -> Tensor: ...
+    def actions_from_noise(self, obs: Tensor, params: Mapping[str, Tensor], noise: Tensor) -> Tensor: ...
 
 
 def _diverged(info: object, num_envs: int) -> np.ndarray:
@@ -121,19 +119,23 @@ def rollout(
             obs_rows = torch.from_numpy(padded)
         else:
             obs_rows = torch.from_numpy(obs)
-        dist = policy.distribution(obs_rows.view(blocks, E, *obs_shape), block_params)
-        action_rows = policy.sample_from_noise(dist, noise_t[t].view(blocks, E, *noise_shape))
+        action_rows = policy.actions_from_noise(obs_rows.view(blocks, E, *obs_shape), block_params,
+                                                noise_t[t].view(blocks, E, *noise_shape))
         action = action_rows.reshape(rows, *act_shape)[offset : offset + n].numpy().astype(act_dtype, copy=False)
         next_obs, reward, terminated, truncated, info = env.step(action)
         next_obs, reward = as_float32(next_obs), as_float32(reward)
         terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
-        finite = np.isfinite(reward) & np.isfinite(next_obs.reshape(n, -1)).all(axis=1)
+        finite_obs = np.isfinite(next_obs)
+        finite = np.isfinite(reward) & finite_obs.reshape(n, -1).all(axis=1)
         finite &= ~_diverged(info, n)
         valid = active & finite
-        observations[t, valid] = obs[valid]
-        actions[t, valid] = action[valid]
-        rewards[t, valid] = reward[valid]
-        mask[t, valid] = 1.0
+        if valid.all():  # the common case, without the masked copies
+            observations[t], actions[t], rewards[t], mask[t] = obs, action, reward, 1.0
+        else:
+            observations[t, valid] = obs[valid]
+            actions[t, valid] = action[valid]
+            rewards[t, valid] = reward[valid]
+            mask[t, valid] = 1.0
         bad = active & ~finite
         warn_nonfinite(int(bad.sum()), f"at step {t}")
         truncated = collector.horizon_ends(t, terminated, truncated)
@@ -141,7 +143,7 @@ def rollout(
         collector.end(StepEnd(t, valid, ended, bad, terminated, truncated, obs, next_obs))
         active &= ~(ended | bad)
         # Ended sub-environments keep stepping; keep their garbage finite for the policy.
-        obs = np.where(np.isfinite(next_obs), next_obs, np.float32(0.0))
+        obs = np.where(finite_obs, next_obs, np.float32(0.0))
         lanes, fresh, ok = collector.restart(env, ended | bad, t)
         if len(lanes):
             obs[lanes] = fresh

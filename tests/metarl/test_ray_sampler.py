@@ -149,7 +149,7 @@ class ExitOnMarker(GaussianMLPPolicy):
 
     marker: str = ""
 
-    def distribution(self, obs, params):
+    def actions_from_noise(self, obs, params, noise):
         if self.marker and os.path.exists(self.marker):
             try:
                 os.remove(self.marker)
@@ -157,7 +157,7 @@ class ExitOnMarker(GaussianMLPPolicy):
                 pass
             else:
                 os._exit(1)
-        return super().distribution(obs, params)
+        return super().actions_from_noise(obs, params, noise)
 
 
 def nav_setup(num_tasks: int = 3, episodes: int = 5, horizon: int = 30):

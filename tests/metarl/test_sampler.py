@@ -152,6 +152,18 @@ def test_episode_depends_only_on_the_phase_key_task_and_episode_index():
     assert not torch.equal(a.actions, c.actions)  # another phase key, other episodes
 
 
+def test_the_samplers_actions_are_sample_from_noise_of_the_distribution_to_the_bit():
+    torch.manual_seed(0)
+    for policy in (GaussianMLPPolicy(3, 2, (8, 8), min_std=0.5), CategoricalMLPPolicy(3, 4, (8,))):
+        params = {n: p.detach().clone() for n, p in policy.task_params(2).items()}
+        if "log_std" in params:
+            params["log_std"] = torch.tensor([[-2.0, 0.3], [0.1, -0.1]])  # one under the clamp
+        obs = torch.randn(2, 5, 3)
+        noise = torch.from_numpy(policy.draw_noise(np.random.default_rng(1), 10)).reshape(2, 5, -1).squeeze(-1)
+        expected = policy.sample_from_noise(policy.distribution(obs, params), noise)
+        assert torch.equal(policy.actions_from_noise(obs, params, noise), expected)
+
+
 def test_actions_from_noise_follow_the_distribution():
     gaussian = GaussianMLPPolicy(2, 3, hidden_sizes=(4,))
     obs = torch.randn(2, 5, 2)
