@@ -51,8 +51,9 @@ class MetaUpdateSettings:
     """Settings of the inner loop as seen by the outer loop, and of the TRPO step.
 
     Each field is the :class:`~metarl.config.TrainConfig` field of the same name, and takes
-    its default, but for the Fisher-vector products: their defaults here are the exact
-    reference (fp32 on every step); :meth:`from_config` applies ``cfg.meta_update``.
+    its default, but for the fast path's: the Fisher-vector products' defaults here are the
+    exact reference (fp32 on every step), and the adaptation's is fp32; :meth:`from_config`
+    applies ``cfg.meta_update`` (``exact`` keeps all of them at the reference).
     """
 
     fast_lr: float = TrainConfig.fast_lr
@@ -146,9 +147,9 @@ class MetaUpdateSettings:
         return WrittenOutStep(self.inner_estimator, torch.bfloat16, keep)
 
 
-_FISHER_FIELDS = ("fvp_step_subsample", "fvp_inner_subsample", "fisher_precision", "precision_reason",
+_FAST_PATH_FIELDS = ("fvp_step_subsample", "fvp_inner_subsample", "fisher_precision", "precision_reason",
                   "adaptation_precision", "adaptation_reason")
-_CONFIG_FIELDS = tuple(f.name for f in fields(MetaUpdateSettings) if f.name not in _FISHER_FIELDS)
+_CONFIG_FIELDS = tuple(f.name for f in fields(MetaUpdateSettings) if f.name not in _FAST_PATH_FIELDS)
 
 
 def _masked_task_mean(values: Tensor, mask: Tensor) -> Tensor:
