@@ -10,6 +10,7 @@ import torch
 
 import agents
 import envs  # noqa: F401  (registers the task environments)
+from agents import maml_trpo
 from agents.maml import AdvantageSettings, Steps, autograd_step
 from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings, _Objective
 from agents.written_out_step import WrittenOutStep
@@ -85,14 +86,17 @@ def test_bf16_adaptation_is_one_function_of_theta_in_sampling_and_line_search():
     assert fp32.sample(np.random.default_rng(0)).hessians == []  # autograd's fp32 step keeps nothing
 
 
-def test_meta_gradient_from_the_samplers_hessians_is_the_one_it_would_build():
+def test_meta_gradient_from_the_samplers_hessians_is_the_one_it_would_build(monkeypatch):
     learner, rng = tiny_learner(*BF16)
     batch = learner.sample(rng)
     kept = list(batch.hessians)
+    built = []
+    real = maml_trpo.InnerLossHessian
+    monkeypatch.setattr(maml_trpo, "InnerLossHessian", lambda *a, **k: built.append(1) or real(*a, **k))
     loss, gradient, _, _ = learner._meta_gradient(_Objective(learner.policy, batch, learner.settings))
-    assert batch.hessians == [] and len(kept) == 1  # taken once, then freed with the meta-gradient
+    assert built == [] and batch.hessians == [] and len(kept) == 1  # the sampler's, taken once and freed
     rebuilt_loss, rebuilt, _, _ = learner._meta_gradient(_Objective(learner.policy, batch, learner.settings))
-    assert loss == rebuilt_loss and torch.equal(gradient, rebuilt)
+    assert built == [1] and loss == rebuilt_loss and torch.equal(gradient, rebuilt)
     metrics = learner.step(learner.sample(rng), rng)
     assert metrics["step_accepted"] == 1.0 and 0 < metrics["kl_after"] <= learner.settings.max_kl
 
