@@ -12,6 +12,7 @@ A run folder (``<out_dir>/<run_name>``) holds:
 ``wandb/``             Weights & Biases files, with ``wandb: true`` (:data:`WANDB_DIR`)
 ``wandb_run_id``       the W&B run's id, so a resumed run continues it
 ``.lock``              held while a process trains in the folder (:mod:`metarl.runlock`)
+``sessions.jsonl``     one line per training session: first iteration, machine, threads
 ``eval/``              ``scripts/evaluate.py``'s default output (:data:`EVAL_DIR`)
 =====================  ==========================================================
 
@@ -24,6 +25,8 @@ check of a saved config against a new one, for ``--resume`` (only
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import json
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -40,6 +43,8 @@ from metarl.config import (
     parse_overrides,
     predated_fields,
 )
+from metarl.files import append_line
+from metarl.machine import machine_record
 from metarl.registry import check_trusted_env_id
 
 CONFIG_FILE = "config.yaml"
@@ -53,12 +58,14 @@ TB_DIR = "tb"
 WANDB_DIR = "wandb"
 WANDB_ID_FILE = "wandb_run_id"
 LOCK_FILE = ".lock"
+SESSIONS_FILE = "sessions.jsonl"
 EVAL_DIR = "eval"
 KEEP_CHECKPOINTS = 3
 """Checkpoints a run folder keeps (the newest)."""
 
 RUN_FOLDER_ENTRIES = frozenset(
-    {CONFIG_FILE, METRICS_FILE, CHECKPOINT_DIR, CURVE_FILE, LOG_FILE, TB_DIR, WANDB_DIR, WANDB_ID_FILE, LOCK_FILE}
+    {CONFIG_FILE, METRICS_FILE, CHECKPOINT_DIR, CURVE_FILE, LOG_FILE, TB_DIR, WANDB_DIR, WANDB_ID_FILE, LOCK_FILE,
+     SESSIONS_FILE}
 )
 """What training writes into a run folder; a folder holding nothing else and no completed
 iteration (a run that failed at its first iteration) may be started afresh."""
@@ -191,3 +198,42 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
             f"run folder {run_dir} already holds a run (or is not a folder); resume it with "
             f"--resume {run_dir} or choose another --run_name / --out_dir"
         )
+
+
+def record_session(run_dir: Path, first_iteration: int, cfg: TrainConfig) -> dict[str, Any]:
+    """Append this training session to ``run_dir/sessions.jsonl``; returns the record.
+
+    A record holds the first iteration the session runs, when it started, the machine
+    (:func:`metarl.machine.machine_record`) and the thread counts, so that the seconds in
+    ``metrics.csv`` can be attributed to the CPU that spent them.
+
+    Args:
+        run_dir: the run folder.
+        first_iteration: the iteration the session starts at (0, or where it resumed).
+        cfg: the session's config (its thread counts are recorded).
+    """
+    record = {
+        "first_iteration": int(first_iteration),
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        **machine_record(),
+        "num_threads": cfg.num_threads,
+        "env_nthread": cfg.env_kwargs.get("nthread"),
+    }
+    append_line(Path(run_dir) / SESSIONS_FILE, json.dumps(record))
+    return record
+
+
+def read_sessions(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of :func:`record_session` in ``run_dir`` (empty if it has none); a torn last line is skipped."""
+    path = Path(run_dir) / SESSIONS_FILE
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("first_iteration"), int):
+            records.append(record)
+    return records

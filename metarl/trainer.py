@@ -52,6 +52,7 @@ from metarl.run_folder import (
     check_run_dir,
     describe_differences,
     incompatible_fields,
+    record_session,
     resolve_run_dir,
     saved_config_with_predated,
 )
@@ -263,6 +264,9 @@ def _train_in(run_dir: Path, cfg: TrainConfig, build_learner: LearnerFactory, *,
         if initialised is not None:
             log.info("learner initialised from %s", initialised)
         log.info("training %s for %d iterations in %s", cfg.env_id, cfg.num_iterations, run_dir)
+        session = record_session(run_dir, state.iteration, cfg)
+        log.info("machine: %s, %d cores; torch %s, mujoco %s; %d torch threads",
+                 session["cpu"], session["cores"], session["torch"], session["mujoco"], cfg.num_threads)
         bar = resources.enter_context(tqdm(
             total=cfg.num_iterations, initial=state.iteration, desc=cfg.run_name, unit="it",
             disable=not progress, dynamic_ncols=True,

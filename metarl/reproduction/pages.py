@@ -1,0 +1,269 @@
+"""The results pages' generated blocks: every number in them comes from the run folders.
+
+A page marks each generated block with a pair of comments::
+
+    <!-- generated: NAME (scripts/results_pages.py) -->
+    ...
+    <!-- end generated: NAME -->
+
+:func:`render_blocks` computes every block from the reproduction's files
+(:func:`metarl.reproduction.summary.summarise`), :func:`update_page` replaces a page's
+blocks with them, and :func:`stale_blocks` names the blocks a committed page has let
+drift (a test fails on any). Text outside the blocks is prose and carries no run's numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from metarl.config import load_config
+from metarl.reproduction.layout import (
+    ADAPTATION_FIGURE,
+    TRAINING_FIGURE,
+    differences_from_preset,
+    preset_config,
+    row_dir,
+)
+from metarl.reproduction.rows import EVAL_SEED, NUM_TASKS, ROWS, PaperRow
+from metarl.reproduction.summary import Evaluation, RowSummary, Training, episodes_per_step, read_evaluation, summarise
+from metarl.run_folder import CONFIG_FILE
+
+COMPARISONS = "comparisons"
+"""A row's folder of runs with other settings (``<row>/comparisons/<name>/``, each a run folder with ``eval/``)."""
+
+_BLOCK = re.compile(
+    r"(<!-- generated: (?P<name>[\w:.-]+) \(scripts/results_pages\.py\) -->\n)"
+    r"(?P<body>.*?)"
+    r"(<!-- end generated: (?P=name) -->)",
+    re.S,
+)
+
+
+def _num(value: float, digits: int = 1) -> str:
+    return "−" + f"{-value:.{digits}f}" if value < 0 else f"{value:.{digits}f}"
+
+
+def _pm(mean: float, half: float | None) -> str:
+    if half is None or not math.isfinite(half):
+        return _num(mean)
+    return f"{_num(mean)} ± {half:.1f}"
+
+
+def _duration(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
+
+
+def _steps(value: int) -> str:
+    return f"{value / 1e6:.0f} M" if value >= 1e7 else f"{value / 1e6:.1f} M"
+
+
+def _cpus(training: Training) -> str:
+    return ", ".join(training.cpus) if training.cpus else "not recorded"
+
+
+def _evaluation_cells(ev: Evaluation | None, steps: int = 4) -> list[str]:
+    if ev is None:
+        return [""] * steps
+    if len(ev.mean) == 1:  # a flat method
+        return [_pm(ev.mean[0], ev.half_width[0])] + [""] * (steps - 1)
+    return [_pm(m, h) for m, h in zip(ev.mean, ev.half_width, strict=True)]
+
+
+def _training_cells(t: Training) -> list[str]:
+    return [f"{t.iterations}", _steps(t.env_steps), _duration(t.seconds), f"{t.median_seconds:.1f} s", _cpus(t)]
+
+
+def _paper(row: PaperRow) -> str:
+    return " / ".join(_num(v) for v in row.paper)
+
+
+def _progress(summary: RowSummary) -> str:
+    parts = [f"seed {s.seed}: {s.training.iterations} of {s.training.target} iterations" for s in summary.seeds
+             if not s.reportable]
+    parts += [f"seed {seed}: not started" for seed in summary.missing]
+    return "; ".join(parts)
+
+
+def summary_block(summaries: Sequence[tuple[PaperRow, RowSummary]]) -> str:
+    """The results page's summary: each row's paper numbers and the preset's mean over seeds."""
+    lines = [
+        "| task | paper: 1 / 2 / 3 steps | metarl, the preset: 1 / 2 / 3 steps | seeds after 1 step | "
+        "pretrained, 1 step | at least the paper? | every seed within 25 %? |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row, s in summaries:
+        link = f"[{row.title}](#{_anchor(row.title)})"
+        if not s.complete or s.aggregate_mean is None or s.aggregate_half_width is None:
+            lines.append(f"| {link} | {_paper(row)} | not yet reproduced ({_progress(s)}) | | | | |")
+            continue
+        metarl = " / ".join(_pm(m, h) for m, h in zip(s.aggregate_mean[1:], s.aggregate_half_width[1:], strict=True))
+        seeds = ", ".join(_num(x.evaluation.mean[1]) for x in s.seeds if x.evaluation is not None)
+        pretrained = _num(s.pretrained.mean[1]) if s.pretrained is not None else "—"
+        lines.append(
+            f"| {link} | {_paper(row)} | **{metarl}** ({len(s.seeds)} seeds) | {seeds} | {pretrained} | "
+            f"{_yes(s.checks.get('mean_at_least_paper'))} | {_yes(s.checks.get('every_seed_within_25_percent'))} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _yes(value: bool | None) -> str:
+    return "—" if value is None else "yes" if value else "**no**"
+
+
+def _anchor(title: str) -> str:
+    return re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
+
+
+def row_block(root: Path, row: PaperRow, s: RowSummary, page_dir: Path) -> str:
+    """A row's section: each seed, the mean over seeds, the baselines, cost, the checks, figures, comparisons."""
+    preset = preset_config(row)
+    folder = row_dir(root, row)
+    rel = _relative(folder, page_dir)
+    lines = [
+        f"The `{row.preset}` preset as shipped, {preset.num_iterations} meta-iterations, its final checkpoint "
+        f"evaluated on {NUM_TASKS} held-out tasks (evaluation seed {EVAL_SEED}), {episodes_per_step(row)} "
+        f"episodes per step{' as a step budget' if row.step_budget else ''}. ± is a 95 % Student-t half-width over "
+        "the tasks for one run, over the seeds for their mean.",
+        "",
+        "| run | 0 steps | 1 step | 2 steps | 3 steps | iterations | env steps | training time | "
+        "median per iteration | CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for result in s.seeds:
+        cells = _evaluation_cells(result.evaluation if result.reportable else None)
+        if result.training.differences:
+            cells[0] = "not the preset: " + "; ".join(
+                f"{k} {_value(b)}" for k, (_, b) in result.training.differences.items())
+        lines.append(f"| seed {result.seed} | " + " | ".join(cells + _training_cells(result.training)) + " |")
+    for seed in s.missing:
+        lines.append(f"| seed {seed} | not started | | | | | | | | |")
+    if s.aggregate_mean is not None and s.aggregate_half_width is not None:
+        done = sum(1 for x in s.seeds if x.reportable)
+        cells = [_pm(m, h) for m, h in zip(s.aggregate_mean, s.aggregate_half_width, strict=True)]
+        lines.append(f"| **mean over {done} seeds** | " + " | ".join(f"**{c}**" for c in cells) + " | | | | | |")
+    if s.pretrained is not None and s.pretrained_training is not None:
+        lines.append("| pretrained (TRPO on all tasks, seed 1) | " + " | ".join(
+            _evaluation_cells(s.pretrained) + _training_cells(s.pretrained_training)) + " |")
+    if s.random is not None:
+        lines.append("| random initialisation | " + " | ".join(_evaluation_cells(s.random)) + " | | | | | |")
+    lines.append("| paper (Finn et al. 2017, Fig. 5) | | " + " | ".join(_num(v) for v in row.paper) + " | | | | | |")
+    lines.append("")
+    if s.complete and s.aggregate_mean is not None:
+        bound = row.one_step_bound()
+        lines.append(
+            f"After one step: the mean over seeds is {_num(s.aggregate_mean[1])} against the paper's "
+            f"{_num(row.paper[0])} (at least the paper's: {_yes(s.checks.get('mean_at_least_paper'))}); every seed "
+            f"at {_num(bound)} or better (within 25 %): {_yes(s.checks.get('every_seed_within_25_percent'))}; "
+            f"above the pretrained baseline: {_yes(s.checks.get('above_pretrained'))}."
+        )
+    else:
+        lines.append(f"Not yet reproduced by the preset: {_progress(s)}.")
+    lines.append("")
+    figures = [name for name in (ADAPTATION_FIGURE, TRAINING_FIGURE) if (folder / name).is_file()]
+    if figures:
+        lines += [" ".join(f"![{row.title}: {name[:-4]}]({rel}/{name})" for name in figures), ""]
+    lines += [
+        "```bash",
+        f".venv/bin/python scripts/reproduce.py {row.name} --out-dir results   # "
+        f"seeds {' '.join(map(str, row.seeds))}, the baselines, the summary",
+        "```",
+    ]
+    comparisons = comparison_block(root, row, page_dir)
+    if comparisons:
+        lines += ["", comparisons.rstrip("\n")]
+    return "\n".join(lines) + "\n"
+
+
+def comparison_block(root: Path, row: PaperRow, page_dir: Path) -> str:
+    """Runs of the row with other settings (``<row>/comparisons/*``), each labelled by how it differs."""
+    folder = row_dir(root, row) / COMPARISONS
+    runs = sorted(p for p in folder.glob("*") if (p / CONFIG_FILE).is_file()) if folder.is_dir() else []
+    if not runs:
+        return ""
+    preset = preset_config(row)
+    lines = [
+        f"Runs with other settings (folder `{_relative(folder, page_dir)}/`), each on the same held-out tasks:",
+        "",
+        "| run | differs from the preset in | seed | iterations | 0 steps | 1 step | 2 steps | 3 steps |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        cfg = load_config(run / CONFIG_FILE)
+        diff = differences_from_preset(cfg, preset)
+        described = "; ".join(f"{k} {_value(b)} (preset {_value(a)})" for k, (a, b) in diff.items()) or "nothing"
+        ev = None
+        for file in sorted((run / "eval").glob("adaptation_*.json")) if (run / "eval").is_dir() else []:
+            ev = read_evaluation(file, row, episodes_per_step(row))
+        cells = _evaluation_cells(ev)
+        iterations = ev.checkpoint_iteration if ev is not None else None
+        lines.append(f"| `{run.name}` | {described} | {cfg.seed} | {iterations if iterations is not None else ''} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _value(value: object) -> str:
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return f"{value}"
+
+
+def _relative(path: Path, start: Path) -> str:
+    try:
+        return path.resolve().relative_to(start.resolve()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def readme_block(summaries: Sequence[tuple[PaperRow, RowSummary]]) -> str:
+    """The README's reproduction table: the paper's one-step number and the preset's mean over seeds."""
+    lines = ["| task | paper, 1 step | metarl, the preset, 1 step |", "|---|---|---|"]
+    for row, s in summaries:
+        if s.complete and s.aggregate_mean is not None and s.aggregate_half_width is not None:
+            seeds = ", ".join(_num(x.evaluation.mean[1]) for x in s.seeds if x.evaluation is not None)
+            value = (f"{_pm(s.aggregate_mean[1], s.aggregate_half_width[1])} (`{row.preset}`, "
+                     f"{len(s.seeds)} seeds: {seeds})")
+        else:
+            value = f"not yet reproduced by `{row.preset}` ({_progress(s)})"
+        lines.append(f"| {row.title} | {_num(row.paper[0])} | {value} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_blocks(root: Path, page_dir: Path, rows: Sequence[PaperRow] = ROWS) -> dict[str, str]:
+    """Every generated block, by name: ``summary``, ``readme``, and ``row:<name>`` for each row."""
+    summaries = [(row, summarise(root, row)) for row in rows]
+    blocks = {"summary": summary_block(summaries), "readme": readme_block(summaries)}
+    for row, s in summaries:
+        blocks[f"row:{row.name}"] = row_block(root, row, s, page_dir)
+    return blocks
+
+
+def update_page(text: str, blocks: Mapping[str, str]) -> str:
+    """``text`` with each generated block it marks replaced by ``blocks[name]`` (unknown names are an error)."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group("name")
+        if name not in blocks:
+            raise ValueError(f"the page marks a generated block {name!r} that nothing generates")
+        return match.group(1) + blocks[name] + match.group(4)
+
+    return _BLOCK.sub(replace, text)
+
+
+def stale_blocks(text: str, blocks: Mapping[str, str]) -> list[str]:
+    """Names of the generated blocks in ``text`` whose content differs from ``blocks``."""
+    return [m.group("name") for m in _BLOCK.finditer(text) if blocks.get(m.group("name")) != m.group("body")]
+
+
+def block_names(text: str) -> list[str]:
+    """The generated blocks ``text`` marks, in order."""
+    return [m.group("name") for m in _BLOCK.finditer(text)]
+
+
+__all__ = [
+    "COMPARISONS", "block_names", "comparison_block", "readme_block", "render_blocks", "row_block", "stale_blocks",
+    "summary_block", "update_page",
+]

@@ -1,0 +1,248 @@
+"""Train and evaluate a row's seeds and baselines: side by side on this machine, or as Ray tasks.
+
+Each seed is the shipped preset changed only in its seed, its folder and its thread
+counts; a seed whose folder already holds a run is resumed, one that finished is not
+trained again, and an evaluation already made of the final checkpoint by the row's
+protocol is kept. A *job* is the chain of commands of one seed (or baseline): train,
+then evaluate — run as ``scripts/train.py`` and ``scripts/evaluate.py`` processes, each
+with ``threads`` torch threads and as many MuJoCo threads, so that ``parallel`` jobs share
+the cores deliberately. Their output goes to ``<row>/logs/<job>.log``; a progress bar per
+job follows its ``metrics.csv``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from tqdm import tqdm
+
+from metarl.checkpoint import list_checkpoints
+from metarl.reproduction.layout import (
+    preset_config,
+    pretrained_dir,
+    random_results,
+    results_file,
+    row_dir,
+    seed_dir,
+)
+from metarl.reproduction.rows import EVAL_SEED, NUM_STEPS, NUM_TASKS, PaperRow
+from metarl.reproduction.summary import episodes_per_step, read_evaluation
+from metarl.run_folder import METRICS_FILE, holds_a_run
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+"""The checkout whose ``scripts/`` the jobs run."""
+LOG_DIR = "logs"
+
+
+@dataclass
+class Job:
+    """The commands of one seed or baseline, run one after the other.
+
+    Args:
+        name: ``seed1``, ``pretrained``, ``random``.
+        commands: the command lines (empty: nothing left to do).
+        run_dir: the run folder whose ``metrics.csv`` shows its progress (``None``: no training).
+        iterations: the run's ``num_iterations``.
+        log: where the commands' output goes.
+    """
+
+    name: str
+    commands: list[list[str]]
+    run_dir: Path | None
+    iterations: int
+    log: Path
+    returncode: int | None = None
+    last_line: str = field(default="", repr=False)
+
+
+def _script(name: str) -> str:
+    return str(REPOSITORY / "scripts" / name)
+
+
+def _thread_options(row: PaperRow, threads: int, env_kwargs: dict) -> list[str]:
+    options = ["--num_threads", str(threads)]
+    if row.mujoco:
+        kwargs = {**env_kwargs, "nthread": threads}
+        options += ["--env_kwargs", yaml.safe_dump(kwargs, default_flow_style=True).strip()]
+    return options
+
+
+def _trained_iterations(run_dir: Path) -> int:
+    found = list_checkpoints(run_dir) if run_dir.is_dir() else []
+    return found[-1][0] if found else 0
+
+
+def _evaluate_options(row: PaperRow, threads: int) -> list[str]:
+    options = ["--num-tasks", str(NUM_TASKS), "--num-steps", str(NUM_STEPS), "--seed", str(EVAL_SEED),
+               "--episodes-per-step", str(episodes_per_step(row)), "--threads", str(threads)]
+    return options + (["--step-budget"] if row.step_budget else [])
+
+
+def _training_job(
+    row: PaperRow, name: str, run_dir: Path, overrides: list[str], iterations: int, method: str, threads: int,
+    log: Path,
+) -> Job:
+    """Train (or resume, or leave) ``run_dir``, then evaluate its final checkpoint unless that is done."""
+    python = sys.executable
+    env_kwargs = dict(preset_config(row).env_kwargs)
+    commands: list[list[str]] = []
+    if holds_a_run(run_dir):
+        if _trained_iterations(run_dir) < iterations:
+            commands.append([python, _script("train.py"), "--resume", str(run_dir), "--no-progress",
+                             *_thread_options(row, threads, env_kwargs)])
+    else:
+        commands.append([python, _script("train.py"), "--config", row.preset, *overrides,
+                         "--out_dir", str(run_dir.parent), "--run_name", run_dir.name, "--no-progress",
+                         *_thread_options(row, threads, env_kwargs)])
+    done = read_evaluation(results_file(run_dir, method), row, episodes_per_step(row))
+    if commands or done is None or not done.protocol_ok or done.checkpoint_iteration != iterations:
+        commands.append([python, _script("evaluate.py"), str(run_dir), *_evaluate_options(row, threads)])
+    return Job(name, commands, run_dir, iterations, log)
+
+
+def plan(root: Path, row: PaperRow, seeds: Sequence[int], *, threads: int = 1, baselines: bool = True) -> list[Job]:
+    """The jobs that bring ``row``'s reproduction under ``root`` to completion for ``seeds``.
+
+    Args:
+        root: the reproduction's root folder.
+        row: the paper's row.
+        seeds: the preset's seeds to train and evaluate.
+        threads: torch and MuJoCo threads per job.
+        baselines: also the pretrained baseline (seed 1) and the random initialisation.
+    """
+    logs = row_dir(root, row) / LOG_DIR
+    iterations = preset_config(row).num_iterations
+    jobs = [
+        _training_job(row, f"seed{s}", seed_dir(root, row, s), ["--seed", str(s)], iterations, "maml-trpo",
+                      threads, logs / f"seed{s}.log")
+        for s in seeds
+    ]
+    if baselines:
+        jobs.append(_training_job(
+            row, "pretrained", pretrained_dir(root, row),
+            ["--seed", "1", "--algorithm", "pretrained", "--num_iterations", str(row.baseline_iterations)],
+            row.baseline_iterations, "pretrained", threads, logs / "pretrained.log",
+        ))
+        out = random_results(root, row)
+        done = read_evaluation(out, row, episodes_per_step(row))
+        commands = [] if done is not None and done.protocol_ok else [
+            [sys.executable, _script("evaluate.py"), row.preset, "--random", "--out", str(out.parent),
+             *_evaluate_options(row, threads)]
+        ]
+        jobs.append(Job("random", commands, None, 0, logs / "random.log"))
+    return jobs
+
+
+def run_chain(commands: Sequence[Sequence[str]], log: Path, cwd: Path = REPOSITORY) -> tuple[int, str]:
+    """Run ``commands`` in order (stop at the first that fails), output appended to ``log``.
+
+    Returns the last return code and the last line of output (a failing script's ``error:`` line).
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    code = 0
+    for command in commands:
+        with open(log, "a", encoding="utf-8") as out:
+            out.write(f"$ {' '.join(command)}\n")
+            out.flush()
+            code = subprocess.run(list(command), cwd=cwd, stdout=out, stderr=subprocess.STDOUT, check=False).returncode
+        if code != 0:
+            break
+    lines = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    return code, lines[-1] if lines else ""
+
+
+def _metrics_rows(run_dir: Path | None) -> int:
+    path = run_dir / METRICS_FILE if run_dir is not None else None
+    if path is None or not path.is_file():
+        return 0
+    with open(path, "rb") as f:
+        return max(0, sum(1 for _ in f) - 1)
+
+
+class Progress:
+    """One bar per job, following its run folder's ``metrics.csv``."""
+
+    def __init__(self, jobs: Sequence[Job], title: str, enabled: bool = True):
+        self.jobs = jobs
+        self.bars = [
+            tqdm(total=max(job.iterations, 1), desc=f"{title} {job.name}", position=i, unit="it",
+                 disable=not enabled, dynamic_ncols=True, leave=True)
+            for i, job in enumerate(jobs)
+        ]
+
+    def update(self, finished: Callable[[Job], bool]) -> None:
+        """Move every bar to its job's iteration; say which jobs are evaluating or done."""
+        for job, bar in zip(self.jobs, self.bars, strict=True):
+            done = finished(job)
+            bar.n = job.iterations if (done and job.returncode == 0) else min(_metrics_rows(job.run_dir), bar.total)
+            state = "failed" if job.returncode not in (None, 0) else "done" if done else (
+                "evaluating" if job.run_dir is not None and bar.n >= job.iterations else "running" if job.commands
+                else "nothing to do")
+            bar.set_postfix_str(state, refresh=False)
+            bar.refresh()
+
+    def close(self) -> None:
+        """Close the bars."""
+        for bar in self.bars:
+            bar.close()
+
+
+def run_local(jobs: Sequence[Job], parallel: int, title: str, progress: bool = True, poll: float = 2.0) -> list[Job]:
+    """Run ``jobs``, ``parallel`` at a time on this machine; returns them with return codes set."""
+    bars = Progress(jobs, title, progress)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+            futures = {pool.submit(run_chain, job.commands, job.log): job for job in jobs if job.commands}
+            for job in jobs:
+                if not job.commands:
+                    job.returncode = 0
+            pending = set(futures)
+            while pending:
+                finished, pending = concurrent.futures.wait(pending, timeout=poll)
+                for future in finished:
+                    job = futures[future]
+                    job.returncode, job.last_line = future.result()
+                bars.update(lambda j: j.returncode is not None)
+    finally:
+        bars.update(lambda j: j.returncode is not None)
+        bars.close()
+    return list(jobs)
+
+
+def run_on_ray(
+    jobs: Sequence[Job], address: str, threads: int, title: str, progress: bool = True, poll: float = 5.0
+) -> list[Job]:
+    """Run each job as a Ray task needing ``threads`` CPUs on the cluster at ``address``.
+
+    The workers run the same checkout at the same path and see the reproduction's folder
+    (a shared file system), as the Ray sampler's workers do; progress is read from there.
+    """
+    import ray  # the optional 'ray' extra
+
+    ray.init(address=address or None, ignore_reinit_error=True, log_to_driver=False)
+    remote = ray.remote(num_cpus=threads, max_retries=0)(run_chain)
+    refs = {remote.remote(job.commands, job.log, REPOSITORY): job for job in jobs if job.commands}
+    for job in jobs:
+        if not job.commands:
+            job.returncode = 0
+    bars = Progress(jobs, title, progress)
+    try:
+        pending = list(refs)
+        while pending:
+            finished, pending = ray.wait(pending, num_returns=1, timeout=poll)
+            for ref in finished:
+                job = refs[ref]
+                job.returncode, job.last_line = ray.get(ref)
+            bars.update(lambda j: j.returncode is not None)
+    finally:
+        bars.close()
+    return list(jobs)
+
+
+__all__ = ["LOG_DIR", "REPOSITORY", "Job", "Progress", "plan", "run_chain", "run_local", "run_on_ray"]

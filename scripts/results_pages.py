@@ -1,0 +1,48 @@
+"""Regenerate the results pages' tables from the committed runs: ``python scripts/results_pages.py``.
+
+Rewrites the generated blocks (see :mod:`metarl.reproduction.pages`) of ``README.md`` and
+``results/README.md`` from the run folders under ``results/``: every seed's evaluation,
+the mean over seeds, the baselines, the paper's checks, iterations, env steps, training
+time and CPU. ``--check`` changes nothing and exits 1 naming each block that has drifted
+(the test suite runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from metarl.cli import ArgumentParser
+from metarl.files import write_atomic
+from metarl.reproduction.pages import render_blocks, stale_blocks, update_page
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+PAGES = (REPOSITORY / "README.md", REPOSITORY / "results" / "README.md")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--check", action="store_true", help="only report blocks that differ from the runs")
+    p.add_argument("--root", type=Path, default=REPOSITORY / "results", help="the reproduction's root (results/)")
+    args = p.parse_args(argv)
+    stale = []
+    for page in PAGES:
+        blocks = render_blocks(args.root, page.parent)
+        text = page.read_text(encoding="utf-8")
+        if args.check:
+            stale += [f"{page.relative_to(REPOSITORY)}: {name}" for name in stale_blocks(text, blocks)]
+        else:
+            new = update_page(text, blocks)
+            if new != text:
+                write_atomic(page, new)
+                print(f"updated {page.relative_to(REPOSITORY)}")
+    for line in stale:
+        print(f"drifted from the runs: {line} (run scripts/results_pages.py)", file=sys.stderr)
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""The reproduction of the paper's rows: plans, the aggregate over seeds, the paper's checks, the pages."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from metarl.adaptation_results import AdaptationResults
+from metarl.config import load_config, save_config
+from metarl.reproduction.layout import preset_config, pretrained_dir, random_results, results_file, seed_dir
+from metarl.reproduction.pages import render_blocks, stale_blocks, update_page
+from metarl.reproduction.rows import ROWS, PaperRow, row_named
+from metarl.reproduction.runner import plan, run_local
+from metarl.reproduction.summary import summarise
+from metarl.run_folder import record_session
+from metarl.runlog import RunLogger
+from metarl.statistics import student_t_ppf
+from tests.conftest import load_script
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _preset(tmp: Path, iterations: int = 2) -> Path:
+    """A small 2D-navigation preset file."""
+    text = (REPO / "metarl/presets/2d-navigation.yaml").read_text()
+    text = text.replace("num_iterations: 100", f"num_iterations: {iterations}")
+    text = text.replace("meta_batch_size: 20 ", "meta_batch_size: 3 ")
+    text = text.replace("episodes_per_task: 20", "episodes_per_task: 2")
+    path = tmp / "small.yaml"
+    path.write_text(text)
+    return path
+
+
+def _row(preset: Path, seeds: tuple[int, ...] = (1, 2, 3), paper: float = 11.0) -> PaperRow:
+    return PaperRow("small", "Small navigation", str(preset), (paper, paper + 1, paper + 2), seeds=seeds,
+                    episodes_per_step=4, baseline_iterations=2, mujoco=False)
+
+
+def _fake_run(run_dir: Path, cfg, iterations: int, seconds: float = 2.0) -> None:
+    save_config(cfg, run_dir / "config.yaml")
+    with RunLogger(run_dir, tensorboard=False) as log:
+        for i in range(iterations):
+            log.log(i, {"return_before": -1.0, "return_after": 1.0, "total_env_steps": 100.0 * (i + 1),
+                        "seconds_per_iteration": seconds + i})
+    record_session(run_dir, 0, cfg)
+
+
+def _fake_results(path: Path, returns: np.ndarray, *, episodes: int = 4, iteration: int | None = 2,
+                  method: str = "maml-trpo") -> None:
+    settings = {"num_tasks": len(returns), "num_steps": returns.shape[1] - 1, "episodes_per_step": episodes,
+                "seed": 0, "step_budget": False, "training_iterations": iteration}
+    AdaptationResults(method, "metarl/Navigation2D-v1", returns, settings).save(path)
+
+
+def _tasks(one_step_mean: float) -> np.ndarray:
+    """40 tasks' returns after 0..3 steps whose means are ``one_step_mean - 5, one_step_mean, +1, +2``."""
+    spread = np.linspace(-1.0, 1.0, 40)[:, None]
+    return np.array([one_step_mean - 5, one_step_mean, one_step_mean + 1, one_step_mean + 2])[None, :] + spread
+
+
+def _reproduction(tmp_path: Path, one_step: dict[int, float], pretrained: float = 5.0) -> tuple[PaperRow, Path]:
+    preset = _preset(tmp_path)
+    row = _row(preset)
+    root = tmp_path / "results"
+    for seed, value in one_step.items():
+        run = seed_dir(root, row, seed)
+        _fake_run(run, load_config(preset, ["--seed", str(seed), "--num_threads", "1"]), 2)
+        _fake_results(results_file(run, "maml-trpo"), _tasks(value))
+    base = pretrained_dir(root, row)
+    _fake_run(base, preset_config(row, pretrained=True), 2)
+    _fake_results(results_file(base, "pretrained"), _tasks(pretrained), method="pretrained")
+    _fake_results(random_results(root, row), _tasks(-20.0), iteration=None, method="random")
+    return row, root
+
+
+def test_aggregate_over_seeds_and_the_papers_checks(tmp_path: Path):
+    row, root = _reproduction(tmp_path, {1: 10.0, 2: 12.0, 3: 14.0})
+    s = summarise(root, row)
+    assert s.complete and [x.reportable for x in s.seeds] == [True, True, True]
+    assert s.aggregate_mean == pytest.approx([7.0, 12.0, 13.0, 14.0])
+    half = student_t_ppf(0.975, 2) * 2.0 / math.sqrt(3)  # std over seeds of 10, 12, 14 is 2
+    assert s.aggregate_half_width == pytest.approx([half] * 4)
+    assert s.checks == {"mean_at_least_paper": True, "every_seed_within_25_percent": True, "above_pretrained": True}
+    t = s.seeds[0].training
+    assert (t.iterations, t.target, t.env_steps, t.seconds, t.median_seconds) == (2, 2, 200, 5.0, 2.5)
+    assert t.cpus and t.differences == {}
+    assert s.pretrained is not None and s.pretrained.mean[1] == pytest.approx(5.0)
+    assert s.random is not None and s.random.mean[1] == pytest.approx(-20.0)
+
+
+def test_a_failing_seed_and_a_baseline_above_maml_fail_their_checks(tmp_path: Path):
+    row, root = _reproduction(tmp_path, {1: 8.7, 2: 14.0, 3: 14.0}, pretrained=13.0)  # bound 0.8 * 11 = 8.8
+    s = summarise(root, row)
+    assert s.checks == {"mean_at_least_paper": True, "every_seed_within_25_percent": False,
+                        "above_pretrained": False}
+
+
+def test_negative_paper_numbers_allow_25_percent_worse():
+    assert row_named("halfcheetah-vel").one_step_bound() == pytest.approx(-78.6 * 1.25)
+    assert row_named("halfcheetah-dir").one_step_bound() == pytest.approx(293.2 * 0.8)
+    with pytest.raises(ValueError, match="unknown row 'cheetah'.*2d-navigation"):
+        row_named("cheetah")
+
+
+def test_runs_that_are_not_the_finished_preset_are_not_reported(tmp_path: Path):
+    row, root = _reproduction(tmp_path, {1: 10.0, 2: 12.0, 3: 14.0})
+    # seed 2: another inner step size; seed 3: evaluated with other episodes per step
+    run2 = seed_dir(root, row, 2)
+    save_config(load_config(row.preset, ["--seed", "2", "--fast_lr", "0.5"]), run2 / "config.yaml")
+    _fake_results(results_file(seed_dir(root, row, 3), "maml-trpo"), _tasks(14.0), episodes=20)
+    s = summarise(root, row)
+    assert [x.reportable for x in s.seeds] == [True, False, False]
+    assert s.seeds[1].training.differences == {"fast_lr": [0.1, 0.5]}
+    assert not s.seeds[2].evaluation.protocol_ok
+    assert not s.complete and s.checks == {}
+    assert s.aggregate_mean == pytest.approx([5.0, 10.0, 11.0, 12.0])  # seed 1 alone
+    # a checkpoint before the end is not the preset's result either
+    _fake_results(results_file(seed_dir(root, row, 1), "maml-trpo"), _tasks(10.0), iteration=1)
+    assert not summarise(root, row).seeds[0].reportable
+
+
+def test_plan_trains_the_preset_resumes_and_skips_what_is_done(tmp_path: Path):
+    preset = _preset(tmp_path)
+    row = PaperRow("small", "Small", str(preset), (1.0, 1.0, 1.0), seeds=(1,), episodes_per_step=4,
+                   baseline_iterations=2, mujoco=True)
+    root = tmp_path / "r"
+    (job,) = plan(root, row, [1], threads=1, baselines=False)
+    train, evaluate = job.commands
+    assert train[1].endswith("scripts/train.py")
+    assert train[train.index("--config") + 1] == str(preset) and train[train.index("--seed") + 1] == "1"
+    assert train[train.index("--env_kwargs") + 1] == "{nthread: 1}" and train[train.index("--num_threads") + 1] == "1"
+    assert evaluate[1].endswith("scripts/evaluate.py") and evaluate[2] == str(seed_dir(root, row, 1))
+    assert evaluate[evaluate.index("--episodes-per-step") + 1] == "4" and "--step-budget" not in evaluate
+    # half trained: resumed; finished and evaluated: nothing left
+    run = seed_dir(root, row, 1)
+    _fake_run(run, load_config(preset, ["--seed", "1"]), 1)
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "iter_000001.pt").write_bytes(b"x")
+    (job,) = plan(root, row, [1], baselines=False)
+    assert job.commands[0][2:4] == ["--resume", str(run)]
+    (run / "checkpoints" / "iter_000002.pt").write_bytes(b"x")
+    _fake_results(results_file(run, "maml-trpo"), _tasks(1.0))
+    (job,) = plan(root, row, [1], baselines=False)
+    assert job.commands == []
+
+
+def test_reproduce_trains_and_evaluates_a_seed_end_to_end(tmp_path: Path):
+    preset = _preset(tmp_path, iterations=2)
+    row = _row(preset, seeds=(1,))
+    root = tmp_path / "results"
+    jobs = run_local(plan(root, row, [1], baselines=False), parallel=1, title="small", progress=False)
+    assert [j.returncode for j in jobs] == [0], jobs[0].log.read_text()
+    s = summarise(root, row)
+    assert s.seeds[0].reportable and s.seeds[0].training.iterations == 2
+    data = json.loads(results_file(seed_dir(root, row, 1), "maml-trpo").read_text())
+    assert data["settings"]["training_iterations"] == 2 and data["settings"]["episodes_per_step"] == 4
+    assert s.aggregate_mean == pytest.approx(data["mean"])  # one seed: its own curve, no interval
+    assert all(math.isnan(h) for h in s.aggregate_half_width)
+
+
+def test_pages_are_regenerated_and_drift_is_named(tmp_path: Path):
+    row, root = _reproduction(tmp_path, {1: 10.0, 2: 12.0, 3: 14.0})
+    blocks = render_blocks(root, tmp_path, [row])
+    page = ("# Results\n\nprose\n\n<!-- generated: row:small (scripts/results_pages.py) -->\nold\n"
+            "<!-- end generated: row:small -->\n")
+    new = update_page(page, blocks)
+    assert stale_blocks(page, blocks) == ["row:small"] and stale_blocks(new, blocks) == []
+    assert "| **mean over 3 seeds** | **7.0 ± " in new and "| seed 2 | 7.0 ± 0.2 | 12.0 ± 0.2 |" in new
+    assert "above the pretrained baseline: yes" in new
+    assert "| [Small navigation](#small-navigation) | 11.0 / 12.0 / 13.0 | **12.0 ± " in blocks["summary"]
+    with pytest.raises(ValueError, match="'nothing'"):
+        update_page("<!-- generated: nothing (scripts/results_pages.py) -->\n<!-- end generated: nothing -->", blocks)
+
+
+def test_committed_pages_match_the_committed_runs():
+    assert load_script("results_pages").main(["--check"]) == 0
+
+
+def test_every_row_names_a_shipped_preset():
+    for row in ROWS:
+        assert preset_config(row).num_iterations > 0
