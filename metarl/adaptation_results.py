@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from metarl.files import write_atomic
 from metarl.statistics import t_interval
 from metarl.tasks import Task
 
@@ -153,16 +154,22 @@ class AdaptationResults:
 
     def save(self, path: str | Path) -> Path:
         """Write :meth:`to_json` to ``path``: one line per key, and per task (diff-friendly)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(_dumps(self.to_json()))
-        return path
+        return write_atomic(path, _dumps(self.to_json()))
 
     @classmethod
     def load(cls, path: str | Path) -> AdaptationResults:
-        """Read a file written by :meth:`save`."""
+        """Read a file written by :meth:`save`; a file that is not one is a ``ValueError`` naming it."""
         path = Path(path)
-        return cls.from_json(json.loads(path.read_text()), where=str(path))
+        try:
+            data = json.loads(path.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path} is not a readable results file: {exc}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} is not a metarl adaptation-results file")
+        try:
+            return cls.from_json(data, where=str(path))
+        except (KeyError, TypeError, IndexError) as exc:
+            raise ValueError(f"{path} is a damaged results file: {type(exc).__name__}: {exc}") from None
 
 
 def _dumps(data: Mapping[str, Any]) -> str:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import hashlib
 import math
 import os
+import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,8 @@ _FORMAT = "metarl-checkpoint"
 _VERSION = 2  # 2: with a SHA-256 checksum of the state; version 1 files (no checksum) still load
 _READABLE_VERSIONS = (1, 2)
 _ATOMS = (bool, int, float, complex, str, bytes, type(None), torch.dtype, torch.device, torch.Size)
+MAX_CHECKPOINT_BYTES = 2**31
+"""The largest checkpoint file read (a 100x100 locomotion policy's is under 1 MB)."""
 
 
 class CheckpointError(RuntimeError):
@@ -115,7 +120,14 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     try:
         os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": _FORMAT, "version": _VERSION, "checksum": state_checksum(state), "state": state}, f)
+            try:
+                torch.save({"format": _FORMAT, "version": _VERSION, "checksum": state_checksum(state), "state": state},
+                           f)
+            except RuntimeError as exc:  # torch reports a failed write ("enforce fail at inline_container.cc")
+                full = shutil.disk_usage(path.parent).free < 64 * 2**20
+                raise OSError(errno.ENOSPC if full else errno.EIO,
+                              "No space left on device" if full else f"writing failed ({str(exc).splitlines()[0]})",
+                              str(path)) from exc
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -132,14 +144,73 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return path
 
 
+def _check_archive(path: Path, size: int) -> None:
+    """Refuse, before anything is unpickled, a file that is not a plain torch archive of bounded size.
+
+    torch writes every entry uncompressed; a compressed entry could expand far beyond the file.
+    """
+    if size > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is {size:,} bytes, more than the {MAX_CHECKPOINT_BYTES:,} a metarl checkpoint "
+            "may have"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is corrupt or truncated ({size} bytes): not a torch archive ({exc})"
+            + _fallback_hint(path)
+        ) from exc
+    packed = [e.filename for e in entries if e.compress_type != zipfile.ZIP_STORED]
+    if packed:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} holds compressed entries ({packed[0]}{', ...' if len(packed) > 1 else ''}), "
+            "which torch never writes"
+        )
+    if sum(e.file_size for e in entries) > size:
+        raise CheckpointError(f"checkpoint {str(path)!r} declares more data than the file holds")
+
+
+def _check_tensor_extents(obj: Any, where: str, budget: list[int]) -> None:
+    """Refuse a tensor that reads beyond its storage or is not laid out densely, before any is read.
+
+    A saved view may declare any size over a small storage (stride 0 repeats one element):
+    copying it for the checksum would allocate that size. Only dense, contiguous tensors
+    within their stored bytes pass, and all of them together (views of one storage count each
+    time) within ``budget[0]`` bytes.
+    """
+    if isinstance(obj, torch.Tensor):
+        need = obj.numel() * obj.element_size()
+        stored = obj.untyped_storage().nbytes() - obj.storage_offset() * obj.element_size()
+        if not obj.is_contiguous() or need > stored:
+            raise CheckpointError(
+                f"{where}: a tensor of shape {tuple(obj.shape)} and strides {obj.stride()} over {stored:,} stored "
+                "bytes (a metarl checkpoint holds only dense tensors within their storage)"
+            )
+        budget[0] -= need
+        if budget[0] < 0:
+            raise CheckpointError(f"{where}: the tensors declare more bytes than the file holds")
+        return
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list | tuple) else ()
+    for key, value in items:
+        _check_tensor_extents(value, f"{where}[{key!r}]", budget)
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` without executing code (CPU tensors)."""
+    """Load a checkpoint written by :func:`save_checkpoint` without executing code (CPU tensors).
+
+    Untrusted files are bounded before anything is read into memory: the file's size, its
+    archive's entries (uncompressed, as torch writes them), and every tensor's extent (dense,
+    within its stored bytes); the tensors are memory-mapped until the checksum reads them.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {str(path)!r}")
     size = path.stat().st_size
+    _check_archive(path, size)
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:
         text = str(exc)
         weights_only_refused = "weights only load failed" in text.lower()
@@ -160,6 +231,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"this metarl reads versions {', '.join(map(str, _READABLE_VERSIONS))}"
         )
     state = data["state"]
+    _check_tensor_extents(state, f"checkpoint {str(path)!r}", [16 * size])
     if data["version"] >= 2 and data.get("checksum") != state_checksum(state):
         raise CheckpointError(
             f"checkpoint {str(path)!r} is corrupt: its contents do not match the checksum written with them"

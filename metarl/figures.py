@@ -32,6 +32,7 @@ from metarl.curves import (
     within_noise,
     y_limits,
 )
+from metarl.files import save_figure
 from metarl.statistics import t_interval
 
 METHOD_STYLES: dict[str, dict[str, str]] = {
@@ -104,10 +105,7 @@ def reference_levels(results: Sequence[AdaptationResults]) -> dict[str, float]:
 
 
 def _save(fig: Figure, out_png: str | Path) -> Path:
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    return out
+    return save_figure(fig, out_png, dpi=110)
 
 
 def _notes(ax: Axes, lines: Sequence[str]) -> None:

@@ -27,6 +27,7 @@ import difflib
 import importlib
 import inspect
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, overload
@@ -219,7 +220,16 @@ def import_env_modules(*modules: str) -> list[str]:
     return sorted(_TASK_ENV_IDS - before)
 
 
+_MODULE_NAME = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+"""A dotted Python module name: no path, no relative import."""
+
+
 def _import_module(module: str) -> None:
+    if not _MODULE_NAME.match(module):
+        raise TaskEnvError(
+            f"{module[:60]!r} is not a Python module name (dotted identifiers such as my_pkg.my_envs; "
+            "a file path or a relative name cannot be imported)"
+        )
     try:
         importlib.import_module(module)
         return

@@ -87,6 +87,10 @@ MODEL_FIELDS = ("hidden_sizes", "nonlinearity")
 """Fields of the policy's architecture that a run started ``init_from`` a checkpoint must share."""
 
 
+class RunFolderError(ValueError):
+    """A run folder that cannot be used as asked (nothing to resume, a damaged metrics file)."""
+
+
 def resume_changes(saved: TrainConfig, cfg: TrainConfig) -> list[str]:
     """The fields of ``cfg`` that differ from ``saved`` and may not change on resume."""
     changed = set(config_diff(saved, cfg)) - RESUMABLE_FIELDS
@@ -173,7 +177,8 @@ def load_run_config(
     named = parse_overrides(overrides).get("env_id", "")
     trusted = [*trust_env_modules, *([named.partition(":")[0]] if ":" in named else [])]
     check_trusted_env_id(cfg.env_id, trusted, f"run folder {run_dir}")
-    return dataclasses.replace(cfg, out_dir=str(run_dir.parent), run_name=run_dir.name)
+    real = run_dir.resolve()  # through a symbolic link: the folder's own name
+    return dataclasses.replace(cfg, out_dir=str(real.parent), run_name=real.name)
 
 
 def holds_a_run(run_dir: Path) -> bool:

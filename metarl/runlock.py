@@ -10,7 +10,6 @@ does not count as the folder holding a run.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 from collections.abc import Iterator
@@ -67,21 +66,3 @@ def hold_run_folder(run_dir: Path) -> Iterator[Path]:
     finally:
         os.close(fd)  # releases the flock
 
-
-
-_OS_ERROR_HINTS = {
-    errno.ENOSPC: "free some space (the last checkpoint written is kept) and --resume the run",
-    errno.EDQUOT: "free some space (the last checkpoint written is kept) and --resume the run",
-    errno.EROFS: "choose an --out_dir on a writable file system",
-    errno.EACCES: "choose an --out_dir you may write to",
-    errno.EPERM: "choose an --out_dir you may write to",
-    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another --out_dir / --run_name",
-    errno.EEXIST: "a part of the path is a file, not a folder: choose another --out_dir / --run_name",
-}
-
-
-def os_error_message(exc: OSError) -> str:
-    """One line for an OSError of the run folder's files: what failed, on which path, and what to do."""
-    where = f" ({exc.filename})" if exc.filename else ""
-    hint = _OS_ERROR_HINTS.get(exc.errno or 0, "")
-    return f"{exc.strerror or exc}{where}" + (f"; {hint}" if hint else "")

@@ -202,6 +202,15 @@ class _ConsoleWarnings(logging.Handler):
             self.handleError(record)
 
 
+class _RunLogFile(logging.FileHandler):
+    """``train.log``: a write that fails (a full disk) stops the file quietly instead of printing a traceback
+    per record; the run's own writes (metrics, checkpoints) then fail loudly with the path."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
+        self.close()
+        logging.getLogger(LOGGER_NAME).removeHandler(self)
+
+
 _HANDLER_NAMES = ("metarl-run-log", "metarl-console")
 
 
@@ -214,7 +223,7 @@ def setup_logging(run_dir: str | Path, level: int = logging.INFO) -> logging.Log
     close_logging()
     root = logging.getLogger(LOGGER_NAME)
     Path(run_dir).mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(Path(run_dir) / LOG_FILE, mode="a", encoding="utf-8")
+    handler = _RunLogFile(Path(run_dir) / LOG_FILE, mode="a", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.set_name(_HANDLER_NAMES[0])
     root.addHandler(handler)

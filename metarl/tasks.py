@@ -76,6 +76,41 @@ class TaskEnv(Protocol):
         """Return the current task."""
 
 
+class EnvFaultError(RuntimeError):
+    """A task environment's reset or step raised, or returned what its spaces and the protocol forbid.
+
+    The message names the environment, and where it can, the sub-environment and its task.
+    """
+
+
+def check_batch(env_name: str, what: str, obs: Any, expected_obs: tuple[int, ...], reward: Any = None,
+                terminated: Any = None) -> None:
+    """Raise :class:`EnvFaultError` unless a batched reset's or step's outputs have the shapes and kinds they must.
+
+    Args:
+        env_name: the environment, for the message.
+        what: ``"reset"`` or ``"step"``.
+        obs: the observations, expected a numeric array of shape ``expected_obs``.
+        expected_obs: ``(num_envs, *observation shape)``.
+        reward: the rewards (a step), a numeric array of shape ``(num_envs,)``.
+        terminated: the termination flags (a step), shape ``(num_envs,)``.
+    """
+    if not isinstance(obs, np.ndarray) or obs.shape != expected_obs or not np.issubdtype(obs.dtype, np.number):
+        shape = getattr(obs, "shape", None)
+        kind = getattr(obs, "dtype", type(obs).__name__)
+        raise EnvFaultError(f"{env_name}: {what} returned observations of shape {shape} ({kind}), expected a "
+                            f"numeric array of shape {expected_obs}")
+    if reward is not None:
+        n = expected_obs[0]
+        if not isinstance(reward, np.ndarray) or reward.shape != (n,) or not np.issubdtype(reward.dtype, np.number):
+            shape = getattr(reward, "shape", None)
+            raise EnvFaultError(f"{env_name}: {what} returned rewards of shape {shape}, expected one number per "
+                                f"sub-environment, shape ({n},)")
+        if np.shape(terminated) != (n,):
+            raise EnvFaultError(f"{env_name}: {what} returned termination flags of shape {np.shape(terminated)}, "
+                                f"expected ({n},)")
+
+
 class BatchedTaskEnv(gym.vector.VectorEnv, abc.ABC):
     """``num_envs`` sub-environments, each with its own task, stepped in one call.
 
@@ -167,6 +202,7 @@ class BatchedTaskEnv(gym.vector.VectorEnv, abc.ABC):
                 )
             seeds = [all_seeds[i] for i in indices]
         obs = self._reset_subenvs(indices, seeds)
+        check_batch(type(self).__name__, "reset", obs, self.observation_space.shape or ())
         self._elapsed[indices] = 0
         return obs, {}
 
@@ -181,6 +217,7 @@ class BatchedTaskEnv(gym.vector.VectorEnv, abc.ABC):
                 f"{type(self).__name__}.step: actions have shape {actions.shape}, expected {expected}"
             )
         obs, reward, terminated, info = self._step_all(actions)
+        check_batch(type(self).__name__, "step", obs, self.observation_space.shape or (), reward, terminated)
         self._elapsed += 1
         truncated = (self._elapsed >= self.max_episode_steps) & ~terminated
         return obs, reward, terminated, truncated, info

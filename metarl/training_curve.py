@@ -13,6 +13,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from metarl.curves import Curve, draw_curves
+from metarl.files import save_figure
 from metarl.run_folder import CONFIG_FILE
 from metarl.runlog import read_metrics
 
@@ -81,10 +82,7 @@ def plot_training_curve(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    return out
+    return save_figure(fig, out_png, dpi=120)
 
 
 __all__ = ["plot_training_curve"]

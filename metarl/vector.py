@@ -40,7 +40,7 @@ import gymnasium as gym
 import numpy as np
 
 from metarl.protocol_checks import TaskEnvError, check_tasks
-from metarl.tasks import DIVERGED_INFO_KEY, BatchedTaskEnv, Task
+from metarl.tasks import DIVERGED_INFO_KEY, BatchedTaskEnv, EnvFaultError, Task
 
 
 class SyncBatchedTaskEnv(BatchedTaskEnv):
@@ -89,9 +89,28 @@ class SyncBatchedTaskEnv(BatchedTaskEnv):
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
 
+    def _fault(self, i: int, what: str, problem: str) -> EnvFaultError:
+        task = self._tasks[i] if self._tasks is not None else None
+        return EnvFaultError(f"{self.env_id}: sub-environment {i} (task {task!r:.80}) {what}: {problem}")
+
+    def _observation(self, i: int, what: str, value: Any) -> np.ndarray:
+        """``value`` as sub-environment ``i``'s observation, or an :class:`EnvFaultError` saying what it is."""
+        try:
+            obs = np.asarray(value, dtype=self._obs.dtype)
+        except (TypeError, ValueError):
+            raise self._fault(i, what, f"returned an observation that is not numbers: {value!r:.80}") from None
+        if obs.shape != self._obs.shape[1:]:
+            raise self._fault(i, what, f"returned an observation of shape {obs.shape}, the observation space's is "
+                                       f"{self._obs.shape[1:]}")
+        return obs
+
     def _reset_subenvs(self, indices: np.ndarray, seeds: list[int | None]) -> np.ndarray:
         for i, seed in zip(indices.tolist(), seeds, strict=True):
-            self._obs[i], _ = self.envs[i].reset(seed=seed)
+            try:
+                value, _ = self.envs[i].reset(seed=seed)
+            except Exception as exc:
+                raise self._fault(i, "reset", f"raised {type(exc).__name__}: {exc}") from exc
+            self._obs[i] = self._observation(i, "reset", value)
         self._ended[indices] = False
         self._terminated[indices] = False
         return self._obs.copy()
@@ -101,7 +120,14 @@ class SyncBatchedTaskEnv(BatchedTaskEnv):
         reward[:] = 0.0
         diverged = np.zeros(self.num_envs, dtype=bool)
         for i in np.flatnonzero(~ended).tolist():
-            obs[i], r, term, trunc, info = envs[i].step(actions[i])
+            try:
+                value, r, term, trunc, info = envs[i].step(actions[i])
+            except Exception as exc:
+                raise self._fault(i, "step", f"raised {type(exc).__name__}: {exc}") from exc
+            obs[i] = self._observation(i, "step", value)
+            value_r = np.asarray(r)
+            if value_r.ndim != 0 or not isinstance(value_r.item(), int | float):
+                raise self._fault(i, "step", f"returned a reward that is not one number: {r!r:.80}")
             reward[i] = r
             terminated[i] = term
             diverged[i] = bool(info.get(DIVERGED_INFO_KEY, False))

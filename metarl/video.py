@@ -21,6 +21,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from metarl.files import atomic_path
 from metarl.tasks import Task
 
 HEADLESS_HELP = (
@@ -139,16 +140,17 @@ def write_video(frames: Sequence[np.ndarray], path: str | Path, fps: int) -> Pat
     import imageio.v2 as imageio
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".gif":
-        imageio.mimsave(path, list(frames), duration=1000 / fps, loop=0)
-    elif path.suffix == ".mp4":
-        check_video_format("mp4")
-        with imageio.get_writer(path, fps=fps, codec="libx264", quality=7, macro_block_size=2) as writer:
-            for frame in frames:
-                writer.append_data(frame)  # type: ignore[attr-defined]
-    else:
+    if path.suffix not in (".gif", ".mp4"):
         raise RenderError(f"unknown video format {path.suffix!r}; use one of {', '.join(FORMATS)}")
+    if path.suffix == ".mp4":
+        check_video_format("mp4")
+    with atomic_path(path) as tmp:
+        if path.suffix == ".gif":
+            imageio.mimsave(tmp, list(frames), duration=1000 / fps, loop=0)
+        else:
+            with imageio.get_writer(tmp, fps=fps, codec="libx264", quality=7, macro_block_size=2) as writer:
+                for frame in frames:
+                    writer.append_data(frame)  # type: ignore[attr-defined]
     return path
 
 

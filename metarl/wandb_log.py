@@ -10,13 +10,13 @@ uploads the folder later); it is what the tests use.
 from __future__ import annotations
 
 import math
-import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
 from metarl.config import ConfigError
+from metarl.files import write_atomic
 from metarl.run_folder import WANDB_ID_FILE
 
 INSTALL_HINT = "wandb: true needs the wandb extra: pip install -c constraints.txt -e '.[wandb]'"
@@ -34,9 +34,7 @@ def _run_id(run_dir: Path, resume: bool) -> str:
         if saved.isalnum():
             return saved
     run_id = secrets.token_hex(6)  # W&B ids: letters and digits
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(run_id + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, run_id + "\n")
     return run_id
 
 

@@ -51,7 +51,7 @@ import envs  # noqa: F401  (registers the task environments)
 from agents.policies import Params, Policy
 from metarl.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from metarl.cli import ArgumentParser
-from metarl.config import ConfigError, TrainConfig, config_from_dict, load_config
+from metarl.config import ConfigError, TrainConfig, check_memory, config_from_dict, load_config
 from metarl.episodes import Episodes
 from metarl.evaluation import (
     AdaptationResults,
@@ -62,11 +62,18 @@ from metarl.evaluation import (
     run_evaluation,
 )
 from metarl.figures import plot_adaptation
+from metarl.files import check_writable_folder, os_error_message
 from metarl.memory import restart_with_tuned_malloc
 from metarl.registry import check_env_id, check_trusted_env_id, make_batched, registered_return_bounds
-from metarl.run_folder import CONFIG_FILE, EVAL_DIR
+from metarl.run_folder import (
+    CONFIG_FILE,
+    EVAL_DIR,
+    describe_differences,
+    incompatible_fields,
+    saved_config_with_predated,
+)
 from metarl.sampling import Sampler
-from metarl.tasks import Task
+from metarl.tasks import EnvFaultError, Task
 from metarl.video import (
     FORMATS,
     RenderError,
@@ -89,6 +96,26 @@ def _floats(text: str) -> tuple[float, ...]:
     return values
 
 
+MAX_TASKS = 10_000
+MAX_STEPS = 100
+MAX_EPISODES = 10_000
+
+
+def _bounded(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in ``[low, high]``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high:,}, got {value:,}")
+        return value
+
+    return parse
+
+
 def _size(text: str) -> tuple[int, int]:
     width, sep, height = text.lower().partition("x")
     if not (sep and width.isdigit() and height.isdigit() and int(width) >= 16 and int(height) >= 16):
@@ -101,25 +128,26 @@ def parser() -> argparse.ArgumentParser:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", help="run folder or checkpoint file (with --random also a preset name or YAML)")
     p.add_argument("--random", action="store_true", help="evaluate a fresh, untrained policy of SOURCE's architecture")
-    p.add_argument("--num-tasks", type=int, default=40, help="held-out tasks (default 40)")
-    p.add_argument("--num-steps", type=int, default=3, help="inner gradient steps K (default 3)")
-    p.add_argument("--episodes-per-step", type=int, default=None,
+    p.add_argument("--num-tasks", type=_bounded(1, MAX_TASKS), default=40, help="held-out tasks (default 40)")
+    p.add_argument("--num-steps", type=_bounded(0, MAX_STEPS), default=3, help="inner gradient steps K (default 3)")
+    p.add_argument("--episodes-per-step", type=_bounded(1, MAX_EPISODES), default=None,
                    help="episodes per task and step (default: the run's episodes_per_task, as it trained)")
     p.add_argument("--step-budget", action="store_true",
                    help="each of a task's episodes-per-step sub-environments runs episodes back to back "
                         "for the horizon (the MAML paper code's sampling)")
-    p.add_argument("--budget-lanes", type=int, default=0,
+    p.add_argument("--budget-lanes", type=_bounded(0, MAX_EPISODES), default=0,
                    help="with --step-budget: sub-environments sharing each task's budget of episodes-per-step x "
                         "horizon steps; must divide episodes-per-step (1: one per task, the paper code's sampler; "
                         "default 0: one per episode)")
     p.add_argument("--lrs", type=_floats, default=None,
                    help="inner learning rate per step, the last repeats (default: the run's fast_lr, then half "
                         "of it — 0.1,0.05 for 2d-navigation, as in the MAML paper)")
-    p.add_argument("--seed", type=int, default=0, help="evaluation seed: tasks, rollouts, random init (default 0)")
+    p.add_argument("--seed", type=_bounded(0, 2**63 - 1), default=0,
+                   help="evaluation seed: tasks, rollouts, random init (default 0)")
     p.add_argument("--label", default="", help="legend name (default: the method)")
     p.add_argument("--out", type=Path, help="output folder (default: <run>/eval, or runs/eval for a preset)")
-    p.add_argument("--threads", type=int, help="torch threads (default: the run's num_threads)")
-    p.add_argument("--video", type=int, default=0, metavar="N",
+    p.add_argument("--threads", type=_bounded(1, 1024), help="torch threads (default: the run's num_threads)")
+    p.add_argument("--video", type=_bounded(0, MAX_TASKS), default=0, metavar="N",
                    help="also write videos of the first N held-out tasks adapting (default 0: none)")
     p.add_argument("--video-format", choices=FORMATS, default="gif", help="gif (default) or mp4 (the video extra)")
     p.add_argument("--video-size", type=_size, default=(240, 180), metavar="WxH",
@@ -130,25 +158,62 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def checkpoint_config(state: dict[str, Any], path: Path) -> TrainConfig:
+    """The config a checkpoint was written with (its own copy, not the run folder's ``config.yaml``)."""
+    try:
+        return config_from_dict(saved_config_with_predated(state["config"]), source=str(path))
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path} carries no usable config: {type(exc).__name__}: {exc}") from exc
+
+
+def check_folder_config(run_dir: Path, saved: TrainConfig, ckpt: Path) -> None:
+    """Refuse a run folder whose ``config.yaml`` says something else than its checkpoint's own config.
+
+    Only the settings a resume may change (iterations, threads, logging, where the folder is)
+    may differ; anything else — an edited learning rate, env id or algorithm, an emptied file,
+    a checkpoint copied in from another run — would label the results wrongly.
+    """
+    path = run_dir / CONFIG_FILE
+    try:
+        folder = load_config(path)
+    except ConfigError as exc:
+        raise CheckpointError(f"{path} does not read as the config of checkpoint {ckpt.name}: {exc}") from exc
+    changed = incompatible_fields(saved, folder, resume=True)
+    if changed:
+        raise CheckpointError(
+            f"{path} disagrees with the config checkpoint {ckpt.name} was written with "
+            f"({describe_differences(saved, folder, changed)}); evaluate the checkpoint file itself to use its own "
+            f"config, or restore {CONFIG_FILE}"
+        )
+
+
 def load_source(
     source: str, random: bool, trust_env_modules: Sequence[str] = ()
 ) -> tuple[TrainConfig, dict[str, Any] | None, Path | None, Path]:
     """``(config, checkpoint state or None, checkpoint path or None, default output folder)`` of SOURCE.
 
-    A run folder's or checkpoint's env id that would import a module not in
-    ``trust_env_modules`` is a :class:`TaskEnvError` (:func:`check_trusted_env_id`).
+    A checkpoint is evaluated with the config it carries; a run folder's ``config.yaml`` that
+    disagrees with it is a :class:`CheckpointError` naming the fields. A run folder's or
+    checkpoint's env id that would import a module not in ``trust_env_modules`` is a
+    :class:`TaskEnvError` (:func:`check_trusted_env_id`).
     """
     path = Path(source)
     if path.is_dir():
-        cfg = load_config(path / CONFIG_FILE)
-        check_trusted_env_id(cfg.env_id, trust_env_modules, f"run folder {path}")
         ckpt = latest_checkpoint(path)
-        if ckpt is None and not random:
+        if random:
+            cfg = load_config(path / CONFIG_FILE)
+            check_trusted_env_id(cfg.env_id, trust_env_modules, f"run folder {path}")
+            return cfg, None, None, path / EVAL_DIR
+        if ckpt is None:
             raise FileNotFoundError(f"{path} holds no checkpoint (checkpoints/iter_*.pt); train it first")
-        return cfg, (None if random else load_checkpoint(ckpt)), (None if random else ckpt), path / EVAL_DIR
+        state = load_checkpoint(ckpt)
+        cfg = checkpoint_config(state, ckpt)
+        check_trusted_env_id(cfg.env_id, trust_env_modules, f"run folder {path}")
+        check_folder_config(path, cfg, ckpt)
+        return cfg, state, ckpt, path / EVAL_DIR
     if path.is_file() and path.suffix == ".pt":
         state = load_checkpoint(path)
-        cfg = config_from_dict(state["config"], source=str(path))
+        cfg = checkpoint_config(state, path)
         check_trusted_env_id(cfg.env_id, trust_env_modules, f"checkpoint {path}")
         run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
         return cfg, (None if random else state), (None if random else path), run_dir / EVAL_DIR
@@ -248,6 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.video and args.video > args.num_tasks:
             raise ValueError(f"--video {args.video}: only {args.num_tasks} held-out tasks are evaluated")
         cfg, state, ckpt, default_out = load_source(args.source, args.random, args.trust_env_module)
+        out = check_writable_folder(args.out or default_out)  # before the work, not after it
+        check_memory(cfg)
         if args.video:
             check_video_format(args.video_format)
         if args.video:
@@ -269,14 +336,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg, state, settings, random=args.random, label=args.label, source=str(ckpt or args.source),
             on_adapted=(lambda *shot: filmed.append(shot)) if args.video else None,
         )
-    except (ConfigError, CheckpointError, FileNotFoundError, ValueError, TypeError, RenderError) as exc:
+    except (ConfigError, CheckpointError, FileNotFoundError, ValueError, TypeError, RenderError, EnvFaultError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"error: {os_error_message(exc, option='--out')}", file=sys.stderr)
+        return 2
     seconds = time.perf_counter() - start
-    out = args.out or default_out
     stem = "adaptation_" + "".join(c if c.isalnum() or c in "-_." else "_" for c in results.name)
-    json_path = results.save(out / f"{stem}.json")
-    png_path = plot_adaptation([results], out / f"{stem}.png")
+    try:
+        json_path = results.save(out / f"{stem}.json")
+        png_path = plot_adaptation([results], out / f"{stem}.png")
+    except OSError as exc:
+        print(f"error: {os_error_message(exc, option='--out')}", file=sys.stderr)
+        return 2
     videos: list[Path] = []
     if args.video:
         use_headless_gl()
@@ -285,8 +358,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             videos = adaptation_videos(cfg.env_id, policy, list(tasks)[: args.video], params, out,
                                        horizon=cfg.horizon, env_kwargs=cfg.env_kwargs,
                                        video_format=args.video_format, size=args.video_size, seed=settings.seed)
-        except RenderError as exc:
-            print(f"error: {exc} (the results are written: {json_path})", file=sys.stderr)
+        except (RenderError, OSError) as exc:
+            message = os_error_message(exc, option="--out") if isinstance(exc, OSError) else str(exc)
+            print(f"error: {message} (the results are written: {json_path})", file=sys.stderr)
             return 2
     data = results.to_json()
     lrs = [None, *data["settings"]["step_lrs"]]

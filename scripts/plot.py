@@ -27,6 +27,7 @@ import envs  # noqa: F401  (registers the shipped task environments: their retur
 from metarl.adaptation_results import AdaptationResults
 from metarl.cli import ArgumentParser
 from metarl.figures import family_name, plot_adaptation, plot_training_runs
+from metarl.files import os_error_message
 from metarl.registry import registered_return_bounds
 from metarl.run_folder import CONFIG_FILE
 from metarl.runlog import read_metrics
@@ -122,6 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             path = plot_adaptation_files(args.paths, out, args.title)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {os_error_message(exc, option='--out')}", file=sys.stderr)
         return 2
     print(f"figure: {path}")
     return 0

@@ -27,12 +27,14 @@ import envs  # noqa: F401  (registers the task environments)
 from metarl.checkpoint import CheckpointError
 from metarl.cli import ArgumentParser, config_fields_help
 from metarl.config import ConfigError, TrainConfig, list_presets, load_config
+from metarl.files import os_error_message
 from metarl.memory import restart_with_tuned_malloc
 from metarl.registry import TaskEnvError
-from metarl.run_folder import load_run_config
-from metarl.runlock import RunFolderInUseError, os_error_message
+from metarl.run_folder import RunFolderError, load_run_config
+from metarl.runlock import RunFolderInUseError
 from metarl.sampling.ray_cluster import SamplerError
-from metarl.trainer import train
+from metarl.tasks import EnvFaultError
+from metarl.trainer import TrainingError, train
 
 
 def _fields_help(argv: Sequence[str] | None) -> str:
@@ -73,11 +75,12 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(args.config, overrides)
         run_dir = train(cfg, agents.build_learner, resume=args.resume is not None, progress=not args.no_progress)
     except (ConfigError, TaskEnvError, CheckpointError, FileExistsError, FileNotFoundError, RunFolderInUseError,
-            SamplerError) as exc:
+            RunFolderError, SamplerError, TrainingError, EnvFaultError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # permissions, a read-only file system, a full disk, a path through a file
-        print(f"error: {os_error_message(exc)}", file=sys.stderr)
+        print(f"error: {os_error_message(exc, resume=' with --resume (the last checkpoint written is kept)')}",
+              file=sys.stderr)
         return 2
     print(f"run folder: {run_dir}")
     print(f"  metrics:    {run_dir / 'metrics.csv'}")

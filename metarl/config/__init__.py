@@ -37,7 +37,7 @@ from metarl.config.schema import (
     TrainConfig,
     field_docs,
 )
-from metarl.config.values import DuplicateKeyError, load_yaml
+from metarl.config.values import DuplicateKeyError, YamlLimitError, excerpt, load_yaml
 
 __all__ = [
     "ALGORITHMS",
@@ -51,6 +51,7 @@ __all__ = [
     "SAMPLERS",
     "WANDB_MODES",
     "ConfigError",
+    "YamlLimitError",
     "DuplicateKeyError",
     "TrainConfig",
     "check_config",
@@ -59,6 +60,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "default_run_name",
+    "excerpt",
     "field_docs",
     "list_presets",
     "load_config",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -14,7 +13,16 @@ import yaml
 
 from metarl.config.rules import check_config
 from metarl.config.schema import _TYPES, FIELD_NAMES, PRESETS_DIR, ConfigError, TrainConfig
-from metarl.config.values import _PARSERS, UnparsableError, _type_name, load_yaml
+from metarl.config.values import (
+    _PARSERS,
+    MAX_YAML_CHARS,
+    UnparsableError,
+    YamlLimitError,
+    _type_name,
+    excerpt,
+    load_yaml,
+)
+from metarl.files import write_atomic
 
 
 def list_presets() -> list[str]:
@@ -43,7 +51,17 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config: file {str(path)!r} does not exist (or is not a file)", field="config")
     try:
-        data = load_yaml(path.read_text())
+        size = path.stat().st_size
+        if size > MAX_YAML_CHARS * 4:
+            raise YamlLimitError(f"{size:,} bytes, more than a config's {MAX_YAML_CHARS:,} characters")
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config: {str(path)!r} is not a UTF-8 text file ({exc.reason} at byte {exc.start})",
+                          field="config") from None
+    except YamlLimitError as exc:
+        raise ConfigError(f"config: YAML file {str(path)!r} is too large: {exc.problem}", field="config") from None
+    try:
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -54,7 +72,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
             field=key if key in FIELD_NAMES else "config",
         ) from exc
     if data is None:
-        return {}
+        raise ConfigError(f"config: YAML file {str(path)!r} is empty; it must hold a mapping of settings",
+                          field="config")
     if not isinstance(data, dict):
         raise ConfigError(
             f"config: YAML file {str(path)!r} must hold a mapping of settings, got {type(data).__name__}",
@@ -71,7 +90,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         return parse(value)
     except UnparsableError as exc:
         raise ConfigError(
-            f"config field {name!r}: expected {_type_name(tp)}, got {value!r}{exc.extra} ({source})", field=name
+            f"config field {name!r}: expected {_type_name(tp)}, got {excerpt(value)}{exc.extra} ({source})", field=name
         ) from None
 
 
@@ -183,13 +202,7 @@ def save_config(cfg: TrainConfig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = "# metarl TrainConfig\n" + yaml.safe_dump(config_to_dict(cfg), sort_keys=False, default_flow_style=None)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_atomic(path, text)
 
 
 def config_diff(a: TrainConfig, b: TrainConfig) -> dict[str, tuple[Any, Any]]:

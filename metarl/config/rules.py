@@ -117,6 +117,16 @@ def check_memory(cfg: TrainConfig, available: int | None = None) -> None:
     """
     if available is None:
         available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    widths = list(cfg.hidden_sizes)
+    weights = sum(a * b for a, b in zip(widths, widths[1:], strict=False)) + sum(widths)
+    copies = cfg.meta_batch_size * cfg.num_inner_steps + 4  # adapted parameters per task, θ, gradients, CG vectors
+    if weights * copies * 4 > available:
+        raise ConfigError(
+            f"config field 'hidden_sizes': {list(widths)} has at least {weights:,} weights; the learner keeps "
+            f"{copies} copies of them ({weights * copies * 4 / 2**30:,.1f} GiB), more than this machine's "
+            f"{available / 2**30:,.1f} GiB",
+            field="hidden_sizes",
+        )
     steps = cfg.meta_batch_size * cfg.episodes_per_task * cfg.horizon
     needed = steps * (cfg.num_inner_steps + 1) * max(sum(cfg.hidden_sizes), 1) * 4
     if needed > available:

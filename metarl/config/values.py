@@ -51,8 +51,48 @@ class DuplicateKeyError(yaml.constructor.ConstructorError):
         self.key = key
 
 
+MAX_YAML_CHARS = 200_000
+"""The longest config text read (a preset is about 3,000 characters)."""
+MAX_YAML_DEPTH = 16
+"""The deepest nesting of mappings and lists in a config."""
+MAX_YAML_NODES = 20_000
+"""The most values in a config."""
+
+
+class YamlLimitError(yaml.YAMLError):
+    """A config text beyond :data:`MAX_YAML_CHARS`, :data:`MAX_YAML_DEPTH` or :data:`MAX_YAML_NODES`, or with
+    an alias; ``problem`` says which."""
+
+    def __init__(self, problem: str, mark: yaml.Mark | None = None):
+        super().__init__(problem)
+        self.problem = problem
+        self.problem_mark = mark
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses a mapping key given twice."""
+    """A safe YAML loader that refuses a mapping key given twice, aliases, and input beyond the limits.
+
+    Aliases (``*name``) are refused because each one repeats a whole subtree: a few hundred
+    bytes of them expand to gigabytes when the value is copied or printed.
+    """
+
+    _depth = 0
+    _nodes = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):  # type: ignore[no-untyped-call]
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise YamlLimitError("YAML aliases (*name) are not accepted in a config", event.start_mark)
+        self._nodes += 1
+        if self._nodes > MAX_YAML_NODES:
+            raise YamlLimitError(f"more than {MAX_YAML_NODES:,} values", self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise YamlLimitError(f"nested deeper than {MAX_YAML_DEPTH} levels", self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, int] = {}
@@ -66,8 +106,19 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def load_yaml(text: str) -> Any:
-    """``yaml.safe_load`` that also refuses a key given twice in a mapping (:class:`yaml.YAMLError`)."""
+    """``yaml.safe_load`` that also refuses a key given twice, aliases, and text, depth or size beyond the limits.
+
+    Every refusal is a :class:`yaml.YAMLError` (:class:`DuplicateKeyError`, :class:`YamlLimitError`).
+    """
+    if len(text) > MAX_YAML_CHARS:
+        raise YamlLimitError(f"{len(text):,} characters, more than a config's {MAX_YAML_CHARS:,}")
     return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def excerpt(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, for messages about untrusted input."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 15]}... ({len(text):,} chars)"
 
 
 class UnparsableError(ValueError):
@@ -99,6 +150,8 @@ def _to_int(value: Any) -> int:
         except ValueError:
             value = _to_float(value)
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        if abs(value) > 2**53:  # beyond this a float no longer holds every integer: 1e30 is not 10**30
+            raise UnparsableError(" (too large to be an exact integer written as a number with an exponent)")
         return int(value)
     raise UnparsableError()
 
@@ -148,6 +201,8 @@ def _to_mapping(value: Any) -> dict[str, Any]:
         try:
             value = load_yaml(value) if value.strip() else {}
         except DuplicateKeyError as exc:
+            raise UnparsableError(f" ({exc.problem})") from None
+        except YamlLimitError as exc:
             raise UnparsableError(f" ({exc.problem})") from None
         except yaml.YAMLError:
             raise UnparsableError(" (not valid YAML/JSON)") from None

@@ -19,6 +19,8 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from metarl.config import load_config
 from metarl.reproduction.layout import (
     ADAPTATION_FIGURE,
@@ -30,6 +32,7 @@ from metarl.reproduction.layout import (
 from metarl.reproduction.rows import EVAL_SEED, NUM_TASKS, ROWS, PaperRow
 from metarl.reproduction.summary import Evaluation, RowSummary, Training, episodes_per_step, read_evaluation, summarise
 from metarl.run_folder import CONFIG_FILE
+from metarl.statistics import t_interval
 
 COMPARISONS = "comparisons"
 """A row's folder of runs with other settings (``<row>/comparisons/<name>/``, each a run folder with ``eval/``)."""
@@ -82,8 +85,8 @@ def _paper(row: PaperRow) -> str:
 
 
 def _progress(summary: RowSummary) -> str:
-    parts = [f"seed {s.seed}: {s.training.iterations} of {s.training.target} iterations" for s in summary.seeds
-             if not s.reportable]
+    parts = [f"seed {s.seed}: {'in training' if not s.training.finished else 'not evaluated'}"
+             for s in summary.seeds if not s.reportable]
     parts += [f"seed {seed}: not started" for seed in summary.missing]
     return "; ".join(parts)
 
@@ -134,6 +137,9 @@ def row_block(root: Path, row: PaperRow, s: RowSummary, page_dir: Path) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for result in s.seeds:
+        if not result.training.finished:  # a training in progress: its files change with every iteration
+            lines.append(f"| seed {result.seed} | in training | | | | | | | | |")
+            continue
         cells = _evaluation_cells(result.evaluation if result.reportable else None)
         if result.training.differences:
             cells[0] = "not the preset: " + "; ".join(
@@ -179,28 +185,40 @@ def row_block(root: Path, row: PaperRow, s: RowSummary, page_dir: Path) -> str:
 
 
 def comparison_block(root: Path, row: PaperRow, page_dir: Path) -> str:
-    """Runs of the row with other settings (``<row>/comparisons/*``), each labelled by how it differs."""
+    """Runs of the row with other settings (``<row>/comparisons/*``), grouped by how they differ from the preset.
+
+    A group of several seeds shows the mean over seeds with its 95 % interval over seeds.
+    """
     folder = row_dir(root, row) / COMPARISONS
     runs = sorted(p for p in folder.glob("*") if (p / CONFIG_FILE).is_file()) if folder.is_dir() else []
     if not runs:
         return ""
     preset = preset_config(row)
-    lines = [
-        f"Runs with other settings (folder `{_relative(folder, page_dir)}/`), each on the same held-out tasks:",
-        "",
-        "| run | differs from the preset in | seed | iterations | 0 steps | 1 step | 2 steps | 3 steps |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    groups: dict[tuple[str, int | None], list[tuple[int, Evaluation]]] = {}
     for run in runs:
         cfg = load_config(run / CONFIG_FILE)
         diff = differences_from_preset(cfg, preset)
         described = "; ".join(f"{k} {_value(b)} (preset {_value(a)})" for k, (a, b) in diff.items()) or "nothing"
-        ev = None
-        for file in sorted((run / "eval").glob("adaptation_*.json")) if (run / "eval").is_dir() else []:
-            ev = read_evaluation(file, row, episodes_per_step(row))
-        cells = _evaluation_cells(ev)
-        iterations = ev.checkpoint_iteration if ev is not None else None
-        lines.append(f"| `{run.name}` | {described} | {cfg.seed} | {iterations if iterations is not None else ''} | "
+        files = sorted((run / "eval").glob("adaptation_*.json")) if (run / "eval").is_dir() else []
+        ev = read_evaluation(files[-1], row, episodes_per_step(row)) if files else None
+        if ev is not None:
+            groups.setdefault((described, ev.checkpoint_iteration), []).append((cfg.seed, ev))
+    lines = [
+        f"Runs with other settings (folder `{_relative(folder, page_dir)}/`), on the same held-out tasks; "
+        "several seeds: their mean and its interval over seeds:",
+        "",
+        "| differs from the preset in | seeds | iterations | 0 steps | 1 step | 2 steps | 3 steps |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (described, iterations), members in groups.items():
+        if len(members) == 1:
+            cells = _evaluation_cells(members[0][1])
+        else:
+            mean, half = t_interval(np.array([ev.mean for _, ev in members]))
+            cells = [_pm(float(m), float(h)) for m, h in zip(mean, half, strict=True)]
+        protocol = "" if all(ev.protocol_ok for _, ev in members) else " (another evaluation protocol)"
+        seeds = ", ".join(str(seed) for seed, _ in members)
+        lines.append(f"| {described}{protocol} | {seeds} | {iterations if iterations is not None else ''} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -46,6 +46,7 @@ from envs.navigation import BatchedNavigation2D, Navigation2DEnv, NavigationTask
 from metarl.checkpoint import checkpoint_path, list_checkpoints, load_checkpoint, save_checkpoint
 from metarl.config import TrainConfig, load_config
 from metarl.registry import make_batched, register_task_env, task_env_ids, unregister_task_env
+from metarl.run_state import initialise_learner
 from metarl.runlog import read_metrics
 from metarl.sampling import Sampler
 
@@ -664,7 +665,7 @@ def test_init_from_loads_the_checkpoints_policy_exactly(reference: Path) -> None
     env = make_batched(cfg.env_id, cfg.meta_batch_size * cfg.episodes_per_task, max_episode_steps=cfg.horizon)
     learner = agents.build_learner(cfg, env)
     fresh = {k: v.clone() for k, v in learner.state_dict()["policy"].items()}
-    assert trainer._initialise(cfg, learner) == source
+    assert initialise_learner(cfg, learner) == source
     saved = load_checkpoint(source)["learner"]["policy"]
     loaded = learner.state_dict()["policy"]
     assert loaded.keys() == saved.keys()

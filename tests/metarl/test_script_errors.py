@@ -34,12 +34,22 @@ def test_an_absurd_batch_is_refused_before_anything_is_allocated(tmp_path: Path,
 
 
 def test_evaluating_a_checkpoint_that_does_not_fit_its_config(tmp_path: Path, capsys) -> None:
+    from metarl.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+
     argv = [*TINY, "--num_iterations", "1", "--out_dir", str(tmp_path), "--run_name", "run"]
     assert load_script("train").main(argv) == 0
     config = tmp_path / "run" / "config.yaml"
     config.write_text(config.read_text().replace("hidden_sizes: [4]", "hidden_sizes: [8]"))
     capsys.readouterr()
     _one_error(capsys, load_script("evaluate").main([str(tmp_path / "run"), "--num-tasks", "2"]),
+               "disagrees with the config checkpoint iter_000001.pt was written with (hidden_sizes: (4,) there, "
+               "(8,) here)")
+    # a checkpoint whose own config does not fit its weights
+    path = checkpoint_path(tmp_path / "run", 1)
+    state = load_checkpoint(path)
+    state["config"]["hidden_sizes"] = [8]
+    save_checkpoint(path, state)
+    _one_error(capsys, load_script("evaluate").main([str(path), "--num-tasks", "2"]),
                "does not fit the policy of its config (hidden_sizes [8], tanh, metarl/Navigation2D-v1)")
 
 
