@@ -72,6 +72,7 @@ iteration (a run that failed at its first iteration) may be started afresh."""
 
 RESUMABLE_FIELDS = frozenset({
     "num_iterations", "checkpoint_every", "tensorboard", "num_threads", "sampler", "num_workers", "ray_address",
+    "step_timeout",
     "wandb", "wandb_project", "wandb_mode",
 })
 """Fields that may change when a run is resumed (the sampling backend changes where episodes

@@ -26,7 +26,10 @@ ignored (masked) by the sampler.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
@@ -111,6 +114,26 @@ def check_batch(env_name: str, what: str, obs: Any, expected_obs: tuple[int, ...
                                 f"expected ({n},)")
 
 
+@contextlib.contextmanager
+def _time_limit(seconds: float, env_name: str) -> Iterator[None]:
+    """Raise :class:`EnvFaultError` in the block if it runs longer than ``seconds`` (0: no limit, or off the main
+    thread, where no signal can reach it)."""
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise EnvFaultError(f"{env_name}: a step did not return within step_timeout {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 class BatchedTaskEnv(gym.vector.VectorEnv, abc.ABC):
     """``num_envs`` sub-environments, each with its own task, stepped in one call.
 
@@ -125,6 +148,9 @@ class BatchedTaskEnv(gym.vector.VectorEnv, abc.ABC):
     """
 
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.DISABLED}
+    step_timeout: float = 0.0
+    """Seconds a call of :meth:`step` may take (0: no limit); beyond it the step raises :class:`EnvFaultError`.
+    Enforced with ``SIGALRM`` in the main thread, so a step stuck in Python code is stopped."""
 
     def __init__(self, num_envs: int, max_episode_steps: int) -> None:
         if num_envs <= 0:
@@ -216,7 +242,8 @@ class BatchedTaskEnv(gym.vector.VectorEnv, abc.ABC):
             raise ValueError(
                 f"{type(self).__name__}.step: actions have shape {actions.shape}, expected {expected}"
             )
-        obs, reward, terminated, info = self._step_all(actions)
+        with _time_limit(self.step_timeout, type(self).__name__):
+            obs, reward, terminated, info = self._step_all(actions)
         check_batch(type(self).__name__, "step", obs, self.observation_space.shape or (), reward, terminated)
         self._elapsed += 1
         truncated = (self._elapsed >= self.max_episode_steps) & ~terminated

@@ -126,6 +126,7 @@ def _train_in(run_dir: Path, cfg: TrainConfig, build_learner: LearnerFactory, *,
     state = RunState(0, np.random.default_rng(task_seed), np.random.default_rng(env_seed))
     with contextlib.ExitStack() as resources:  # closed in reverse order, whatever happens
         env = build_env(cfg)
+        env.step_timeout = cfg.step_timeout
         resources.callback(env.close)
         learner = build_learner(cfg, env)
         resources.callback(learner.close)  # e.g. stops Ray workers

@@ -121,6 +121,9 @@ class TrainConfig:
     adapt in fp32."""
     num_threads: int = 2
     """Torch intra-op threads."""
+    step_timeout: float = 0.0
+    """Seconds one batched environment step may take before training stops with an error naming the
+    environment (a simulator that hangs); 0: no limit. Local sampling only."""
     sampler: str = "local"
     """Sampling backend: ``local`` (one batched env in this process) or ``ray`` (Ray actors that
     each own a contiguous shard of the iteration's (task, episode) pairs; the same seed gives

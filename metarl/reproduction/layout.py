@@ -27,7 +27,7 @@ RANDOM = "random"
 
 HOW_FIELDS = frozenset({
     "seed", "out_dir", "run_name", "num_threads", "checkpoint_every", "tensorboard", "sampler", "num_workers",
-    "ray_address", "wandb", "wandb_project", "wandb_mode",
+    "ray_address", "wandb", "wandb_project", "wandb_mode", "step_timeout",
 })
 """Fields a reproduction may set besides the preset's: the seed, where the run lies, and how (not what) it
 computes. Everything else must equal the shipped preset for a run to be reported as the preset."""

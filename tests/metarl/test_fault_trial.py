@@ -265,6 +265,9 @@ class FaultyPoint(gym.Env):
                 obs = "four numbers"
             elif self.fault == "array-reward":
                 reward = np.ones(3)
+            elif self.fault == "hang":
+                while True:
+                    pass
         return obs, reward, False, False, {}
 
 
@@ -321,3 +324,17 @@ def test_a_full_disk_mid_training_is_one_line_and_the_resume_is_exact(trained: P
     assert train.main(["--resume", str(run), "--num_iterations", "4", "--no-progress"]) == 0
     ours, theirs = load_checkpoint(checkpoint_path(run, 4)), load_checkpoint(checkpoint_path(reference, 4))
     assert checkpoint.state_checksum(ours["learner"]) == checkpoint.state_checksum(theirs["learner"])
+
+
+def test_a_step_that_never_returns_is_stopped_by_the_step_timeout(faulty_id: str, tmp_path: Path, capsys,
+                                                                   monkeypatch):
+    train = load_script("train")
+    argv = [*TINY, "--env_id", faulty_id, "--horizon", "5", "--out_dir", str(tmp_path), "--run_name", "r",
+            "--step_timeout", "0.5"]
+    assert train.main([*argv, "--num_iterations", "1"]) == 0
+    capsys.readouterr()
+
+    monkeypatch.setattr(FaultyPoint, "fault", "hang")
+    assert train.main(["--resume", str(tmp_path / "r"), "--num_iterations", "2", "--no-progress"]) == 2
+    err = _one_error_line(capsys)
+    assert "a step did not return within step_timeout 0.5 s" in err and "iter_000001.pt" in err
