@@ -16,6 +16,7 @@ import math
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -117,10 +118,13 @@ class RunLogger:
         self._writer = csv.writer(self._file, lineterminator="\n")
         self._tb = None
         self._wandb = wandb
+        self._previous_hook: Any = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(log_dir=str(self.run_dir / TB_DIR), purge_step=resume_iteration)
+            self._previous_hook = threading.excepthook
+            threading.excepthook = self._quiet_writer_errors
 
     def log(self, iteration: int, metrics: Mapping[str, float]) -> None:
         """Record ``metrics`` (scalars: floats, ints, 0-d tensors/arrays) for ``iteration``."""
@@ -161,6 +165,12 @@ class RunLogger:
             self._writer.writerow(columns)
         self._columns = columns
 
+    def _quiet_writer_errors(self, args: threading.ExceptHookArgs) -> None:
+        """TensorBoard's writer thread dies on a full disk and re-raises its OSError in the next ``flush`` of
+        this thread, where training stops with one line: the thread's own traceback is not printed."""
+        if not (isinstance(args.exc_value, OSError) and type(args.thread).__name__ == "_AsyncWriterThread"):
+            (self._previous_hook or threading.__excepthook__)(args)
+
     def log_hparams(self, params: Mapping[str, Any]) -> None:
         """Show the run's settings as a table in TensorBoard's text tab (no-op without TensorBoard)."""
         if self._tb is None:
@@ -174,8 +184,14 @@ class RunLogger:
         if not self._file.closed:
             self._file.close()
         if self._tb is not None:
-            self._tb.close()
-            self._tb = None
+            try:
+                self._tb.close()
+            except OSError as exc:  # a full disk: the run's own error says so; closing must not hide it
+                logger.warning("TensorBoard's events could not be written: %s", exc)
+            finally:
+                self._tb = None
+                if threading.excepthook == self._quiet_writer_errors:
+                    threading.excepthook = self._previous_hook
         if self._wandb is not None:
             self._wandb.close()
             self._wandb = None

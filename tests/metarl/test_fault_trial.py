@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import zipfile
@@ -338,3 +339,54 @@ def test_a_step_that_never_returns_is_stopped_by_the_step_timeout(faulty_id: str
     assert train.main(["--resume", str(tmp_path / "r"), "--num_iterations", "2", "--no-progress"]) == 2
     err = _one_error_line(capsys)
     assert "a step did not return within step_timeout 0.5 s" in err and "iter_000001.pt" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--config", "BINARY"], "is not a UTF-8 text file"),
+    (["--config", "EMPTY"], "is empty; it must hold a mapping of settings"),
+    (["--config", "ALIASES"], "YAML aliases (*name) are not accepted in a config"),
+    (["--config", "DEEP"], "nested deeper than 16 levels"),
+    (["--config", "2d-navigation", "--seed", "1e30"], "too large to be an exact integer"),
+    (["--config", "2d-navigation", "--hidden_sizes", "[100000, 100000]"], "has at least 10,000,200,000 weights"),
+    (["--config", "2d-navigation", "--env_id", "../../etc:passwd"], "'../../etc' is not a Python module name"),
+])
+def test_hostile_values_are_one_error_line(tmp_path: Path, argv: list[str], message: str, capsys):
+    files_ = {"BINARY": bytes(range(256)) * 4, "EMPTY": b"",
+              "ALIASES": b"env_kwargs: {a: &x [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}\nseed: 1\nhorizon: *x\n",
+              "DEEP": ("env_kwargs: {a: " + "[" * 600 + "]" * 600 + "}\n").encode()}
+    for name, content in files_.items():
+        (tmp_path / f"{name}.yaml").write_bytes(content)
+    argv = [str(tmp_path / f"{a}.yaml") if a in files_ else a for a in argv]
+    assert load_script("train").main([*argv, "--out_dir", str(tmp_path / "runs")]) == 2
+    err = _one_error_line(capsys)
+    assert message in err and len(err) < 400
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_full_evaluation_output_is_one_line(trained: Path, tmp_path: Path, capsys, monkeypatch):
+    def full(path, data, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("metarl.adaptation_results.write_atomic", full)
+    assert load_script("evaluate").main([str(trained), *EVAL, "--out", str(tmp_path / "ev")]) == 2
+    err = _one_error_line(capsys)
+    assert f"No space left on device ({tmp_path / 'ev' / 'adaptation_maml-trpo.json'}); free some space" in err
+
+
+def test_a_dying_tensorboard_writer_prints_no_thread_traceback(trained: Path, tmp_path: Path, capsys, monkeypatch):
+    from tensorboard.summary.writer import record_writer
+
+    run = _copy(trained, tmp_path)
+    real_write = record_writer.RecordWriter.write
+
+    def full(self, data):
+        if b"return_after" in data:
+            raise OSError(errno.ENOSPC, "No space left on device", "events.out.tfevents")
+        return real_write(self, data)
+
+    monkeypatch.setattr(record_writer.RecordWriter, "write", full)
+    argv = ["--resume", str(run), "--num_iterations", "4", "--tensorboard", "true", "--no-progress"]
+    assert load_script("train").main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Exception in thread" not in err
+    assert err.splitlines()[-1].startswith("error: training stopped in iteration")
