@@ -15,7 +15,7 @@ from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Policy
 from metarl.config import TrainConfig
 from metarl.sampling import PolicyLike, Sampler, SamplingSettings
 from metarl.sampling.ray_sampler import make_ray_sampler
-from metarl.tasks import BatchedTaskEnv
+from metarl.tasks.protocol import BatchedTaskEnv
 
 
 def make_policy(
@@ -57,7 +57,7 @@ def make_sampler(cfg: TrainConfig, env: BatchedTaskEnv, policy: PolicyLike) -> S
     """The sampler ``cfg.sampler`` names for ``cfg.meta_batch_size`` tasks × ``cfg.episodes_per_task`` episodes.
 
     ``env`` must hold the ``num_envs`` of :meth:`SamplingSettings.from_config` ``(cfg)``
-    (:func:`metarl.trainer.build_env` builds it so).
+    (:func:`metarl.training.trainer.build_env` builds it so).
 
     ``local``: a :class:`~metarl.sampling.Sampler` on ``env``. ``ray``: a
     :class:`metarl.sampling.ray_sampler.RaySampler` with ``cfg.num_workers`` actors on the cluster at
@@ -87,7 +87,7 @@ def build_learner(cfg: TrainConfig, env: BatchedTaskEnv) -> MAMLTRPO:
     """The learner ``cfg.algorithm`` names: MAML-TRPO, or a TRPO baseline (``pretrained``, ``oracle``).
 
     For ``oracle`` the policy and sampler see ``env`` through
-    :class:`metarl.oracle.TaskFeatureObservation` (observations with the task's features).
+    :class:`metarl.tasks.oracle.TaskFeatureObservation` (observations with the task's features).
     """
     if cfg.algorithm == "maml-trpo":
         return build_maml_trpo(cfg, env)

@@ -3,12 +3,12 @@
 * ``pretrained``: one policy trained with TRPO on episodes from the whole task
   distribution; at evaluation it is fine-tuned with the same inner steps as MAML.
 * ``oracle``: the same TRPO, but the policy also observes the task's features
-  (:class:`metarl.oracle.TaskFeatureObservation`); it needs no adaptation.
+  (:class:`metarl.tasks.oracle.TaskFeatureObservation`); it needs no adaptation.
 
 Each iteration samples ``episodes_per_task`` episodes of each of ``meta_batch_size``
 tasks with θ and takes one TRPO step on them. It is the MAML-TRPO meta-update with
 zero inner steps: the same surrogate, KL, conjugate gradient and line search
-(:mod:`metarl.trpo`), with θ itself as every task's parameters.
+(:mod:`metarl.learner.trpo`), with θ itself as every task's parameters.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import numpy as np
 from agents.maml import AdvantageSettings
 from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings
 from agents.policies import Policy
-from metarl.oracle import TaskFeatureObservation
 from metarl.sampling import Sampler
-from metarl.tasks import BatchedTaskEnv, Task
+from metarl.tasks.oracle import TaskFeatureObservation
+from metarl.tasks.protocol import BatchedTaskEnv, Task
 
 
 class TRPOLearner(MAMLTRPO):

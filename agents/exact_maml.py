@@ -26,7 +26,7 @@ from torch import Tensor
 from agents.maml import AdaptationBatch, inner_step
 from agents.maml_trpo import MetaUpdateSettings, _Objective
 from agents.policies import Params, Policy
-from metarl.episodes import Episodes
+from metarl.sampling.episodes import Episodes
 
 
 def policy_table(policy: Policy, params: Params, observations: Tensor) -> Tensor:

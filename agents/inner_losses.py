@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from agents.policies import Params, Policy
-from metarl.episodes import Episodes
+from metarl.sampling.episodes import Episodes
 
 
 @dataclass(frozen=True)

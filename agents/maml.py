@@ -32,10 +32,10 @@ from agents.inner_losses import Steps, magic_box, steps_loss
 from agents.mlp_products import InnerLossHessian
 from agents.policies import Params, Policy
 from metarl.config import ESTIMATORS, TrainConfig
-from metarl.episodes import Episodes
-from metarl.registry import TaskEnvError
+from metarl.learner.value_baseline import estimate_advantages
 from metarl.sampling import Sampler
-from metarl.value_baseline import estimate_advantages
+from metarl.sampling.episodes import Episodes
+from metarl.tasks.registry import TaskEnvError
 
 
 @dataclass(frozen=True)

@@ -38,10 +38,10 @@ from agents.mlp_products import SUPPORTED_ESTIMATORS, InnerLossHessian, OutputJa
 from agents.policies import Params, Policy
 from agents.written_out_step import WrittenOutStep
 from metarl.config import TrainConfig
-from metarl.precision import choose_precision, cpu_description
+from metarl.learner.precision import choose_precision, cpu_description
+from metarl.learner.trpo import backtracking_line_search, natural_step
 from metarl.sampling import Sampler
-from metarl.tasks import Task
-from metarl.trpo import backtracking_line_search, natural_step
+from metarl.tasks.protocol import Task
 
 log = logging.getLogger("metarl")
 
@@ -87,7 +87,7 @@ class MetaUpdateSettings:
         """The meta-update of ``cfg``; ``meta_update: exact`` is the fp32 reference on every step.
 
         ``fast`` takes ``cfg``'s Fisher-vector subsampling and resolves its ``auto`` precision
-        for this CPU (:func:`metarl.precision.choose_precision`; :meth:`describe` says why).
+        for this CPU (:func:`metarl.learner.precision.choose_precision`; :meth:`describe` says why).
 
         Args:
             cfg: the run's settings.

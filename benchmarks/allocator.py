@@ -1,4 +1,4 @@
-"""The meta-update with glibc malloc's defaults versus the tuned settings of :mod:`metarl.memory`.
+"""The meta-update with glibc malloc's defaults versus the tuned settings of :mod:`metarl.system.memory`.
 
     .venv/bin/python benchmarks/allocator.py [--config halfcheetah-vel] [--rounds 3] [--num_threads 2]
 
@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from metarl.memory import TUNED_MALLOC_ENV
+from metarl.system.memory import TUNED_MALLOC_ENV
 
 
 def measure(config: str, num_threads: int) -> dict[str, float]:
@@ -33,7 +33,7 @@ def measure(config: str, num_threads: int) -> dict[str, float]:
     import agents
     import envs  # noqa: F401  (registers the ids)
     from metarl.config import load_config
-    from metarl.registry import make_batched
+    from metarl.tasks.build import make_batched
 
     torch.set_num_threads(num_threads)
     torch.manual_seed(0)

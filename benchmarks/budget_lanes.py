@@ -26,11 +26,11 @@ import torch
 
 import agents
 import envs  # noqa: F401
-from metarl.checkpoint import load_checkpoint
 from metarl.config import load_config
-from metarl.memory import restart_with_tuned_malloc
-from metarl.registry import make_batched
+from metarl.runs.checkpoint import load_checkpoint
 from metarl.sampling import Sampler, envs_per_task
+from metarl.system.memory import restart_with_tuned_malloc
+from metarl.tasks.build import make_batched
 
 
 def main() -> None:

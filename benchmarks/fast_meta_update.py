@@ -38,8 +38,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from agents.inner_losses import Steps
 from agents.maml import AdaptationBatch
 from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings
-from metarl.memory import restart_with_tuned_malloc
-from metarl.precision import matmul_seconds
+from metarl.learner.precision import matmul_seconds
+from metarl.system.memory import restart_with_tuned_malloc
 
 
 def option_settings(base: MetaUpdateSettings, option: str) -> MetaUpdateSettings:

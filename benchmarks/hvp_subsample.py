@@ -20,7 +20,7 @@ import torch
 from learner_setup import build
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from metarl.memory import restart_with_tuned_malloc
+from metarl.system.memory import restart_with_tuned_malloc
 
 
 def main() -> None:

@@ -35,8 +35,8 @@ from agents.maml import Steps, steps_inner_step
 from agents.policies import Params, Policy
 from agents.written_out_step import WrittenOutStep
 from metarl.config import load_config
-from metarl.memory import restart_with_tuned_malloc
-from metarl.registry import make_batched
+from metarl.system.memory import restart_with_tuned_malloc
+from metarl.tasks.build import make_batched
 
 
 def fp32_step(policy: Policy, steps: Steps, num_tasks: int, lr: float) -> Params:

@@ -7,10 +7,10 @@ import torch
 import agents
 import envs  # noqa: F401  (registers the ids)
 from agents.maml_trpo import MAMLTRPO
-from metarl.checkpoint import load_checkpoint
 from metarl.config import TrainConfig, load_config
-from metarl.tasks import BatchedTaskEnv
-from metarl.trainer import build_env
+from metarl.runs.checkpoint import load_checkpoint
+from metarl.tasks.protocol import BatchedTaskEnv
+from metarl.training.trainer import build_env
 
 
 def build(

@@ -41,7 +41,7 @@ import numpy as np
 
 import envs  # noqa: F401  (registers the ids)
 from envs.locomotion.models import FRAME_SKIP, ant_model, half_cheetah_model
-from metarl.registry import make_batched
+from metarl.tasks.build import make_batched
 
 FAMILIES: dict[str, Callable[[], mujoco.MjModel]] = {
     "HalfCheetahVel": half_cheetah_model,

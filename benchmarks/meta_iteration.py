@@ -38,8 +38,8 @@ import agents
 import envs  # noqa: F401
 from agents.maml_trpo import _Objective
 from metarl.config import load_config
-from metarl.memory import restart_with_tuned_malloc
-from metarl.registry import make_batched
+from metarl.system.memory import restart_with_tuned_malloc
+from metarl.tasks.build import make_batched
 
 
 def median_seconds(fn, repeats: int) -> float:

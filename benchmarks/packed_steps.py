@@ -23,7 +23,7 @@ from learner_setup import build
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from agents.maml import AdaptationBatch
-from metarl.memory import restart_with_tuned_malloc
+from metarl.system.memory import restart_with_tuned_malloc
 
 
 def set_layout(batch: AdaptationBatch, padded: bool) -> None:

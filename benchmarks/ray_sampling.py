@@ -30,10 +30,10 @@ import torch
 import agents
 import envs  # noqa: F401
 from metarl.config import ConfigError, load_config
-from metarl.memory import restart_with_tuned_malloc
-from metarl.registry import make_batched
 from metarl.sampling import Sampler
 from metarl.sampling.ray_sampler import RaySampler, ShardEnvFactory
+from metarl.system.memory import restart_with_tuned_malloc
+from metarl.tasks.build import make_batched
 
 HALFCHEETAH_VEL = ["--env_id", "metarl/HalfCheetahVel-v0", "--meta_batch_size", "40", "--episodes_per_task", "20",
                    "--horizon", "200", "--hidden_sizes", "100,100"]

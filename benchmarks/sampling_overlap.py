@@ -31,10 +31,10 @@ from meta_iteration import physics_seconds
 import agents
 import envs  # noqa: F401
 from metarl.config import load_config
-from metarl.memory import restart_with_tuned_malloc
-from metarl.registry import make_batched
 from metarl.sampling.rollout import rollout
 from metarl.sampling.shards import Shard, ShardEpisodes, assemble_episodes, split_shards
+from metarl.system.memory import restart_with_tuned_malloc
+from metarl.tasks.build import make_batched
 
 
 def main() -> None:

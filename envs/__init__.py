@@ -8,7 +8,7 @@ from envs import bandits as bandits  # registers metarl/Bandit-K{5,10,50}-N{10,1
 from envs import locomotion as locomotion  # registers the HalfCheetah and Ant ids
 from envs import tabular_mdp as tabular_mdp  # registers metarl/TabularMDP-v0
 from envs.navigation import BatchedNavigation2D, Navigation2DEnv, NavigationTask
-from metarl.registry import register_task_env
+from metarl.tasks.registry import register_task_env
 
 register_task_env(
     "metarl/Navigation2D-v0",

@@ -24,8 +24,8 @@ import numpy as np
 
 from envs.references import bandit_reference_returns
 from envs.streams import SubenvStreams, draw_key
-from metarl.registry import register_task_env
-from metarl.tasks import BatchedTaskEnv
+from metarl.tasks.protocol import BatchedTaskEnv
+from metarl.tasks.registry import register_task_env
 
 BANDIT_ARMS = (5, 10, 50)
 """Numbers of arms ``K`` with a registered id."""

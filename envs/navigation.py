@@ -24,7 +24,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from metarl.tasks import BatchedTaskEnv
+from metarl.tasks.protocol import BatchedTaskEnv
 
 GOAL_LOW, GOAL_HIGH = -0.5, 0.5
 MAX_ACTION = 0.1

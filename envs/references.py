@@ -22,7 +22,7 @@ Tabular MDPs (tasks as :class:`~envs.tabular_mdp.TabularMDPTask` or arrays
 :func:`bandit_reference_returns` and :func:`mdp_reference_returns` bundle them per family
 as ``{name: per-task returns}``; the batched envs expose them as their
 ``reference_returns(tasks, horizon, rng)`` method, which evaluation reports beside the
-learned methods (:func:`metarl.evaluation.reference_returns`).
+learned methods (:func:`metarl.evaluation.protocol.reference_returns`).
 
 All of it is plain numpy: one Python loop over time steps, none over tasks or runs.
 """

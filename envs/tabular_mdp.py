@@ -27,8 +27,8 @@ import numpy as np
 
 from envs.references import mdp_reference_returns
 from envs.streams import SubenvStreams, draw_key
-from metarl.registry import register_task_env
-from metarl.tasks import BatchedTaskEnv
+from metarl.tasks.protocol import BatchedTaskEnv
+from metarl.tasks.registry import register_task_env
 
 NUM_STATES = 10
 NUM_ACTIONS = 5

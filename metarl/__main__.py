@@ -1,7 +1,7 @@
 """metarl's command line: ``python -m metarl check-env ID [--env-kwargs YAML] [--horizon H]``.
 
 ``check-env`` checks a task environment (yours or a shipped one) the way training will use
-it and prints each check as it passes (:mod:`metarl.env_check`). An id naming its module,
+it and prints each check as it passes (:mod:`metarl.tasks.env_check`). An id naming its module,
 ``my_pkg.my_envs:MyEnv-v0``, imports that module: you named it, so you vouch for it.
 """
 
@@ -11,11 +11,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-import envs  # noqa: F401  (registers the shipped task environments)
-from metarl.cli import ArgumentParser
+from metarl.cli.arguments import ArgumentParser
 from metarl.config import ConfigError, load_yaml
-from metarl.env_check import check_env
-from metarl.registry import TaskEnvError
+from metarl.tasks.env_check import check_env
+from metarl.tasks.registry import TaskEnvError, load_task_families
 
 
 def _mapping(text: str) -> dict:
@@ -50,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = parser().parse_args(argv)
     try:
+        load_task_families()  # the shipped families, and those of any installed package that declares some
         report = check_env(args.env_id, args.env_kwargs, num_envs=args.num_envs, steps=args.steps,
                            horizon=args.horizon, on_pass=lambda line: print(f"ok    {line}", flush=True))
     except (TaskEnvError, ConfigError) as exc:

@@ -49,11 +49,9 @@ import torch
 import agents
 import envs  # noqa: F401  (registers the task environments)
 from agents.policies import Params, Policy
-from metarl.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
-from metarl.cli import ArgumentParser
+from metarl.cli.arguments import ArgumentParser
 from metarl.config import ConfigError, TrainConfig, check_memory, config_from_dict, load_config
-from metarl.episodes import Episodes
-from metarl.evaluation import (
+from metarl.evaluation.protocol import (
     AdaptationResults,
     EvaluationSettings,
     evaluation_streams,
@@ -61,20 +59,8 @@ from metarl.evaluation import (
     reference_returns,
     run_evaluation,
 )
-from metarl.figures import plot_adaptation
-from metarl.files import check_writable_folder, os_error_message
-from metarl.memory import restart_with_tuned_malloc
-from metarl.registry import check_env_id, check_trusted_env_id, make_batched, registered_return_bounds
-from metarl.run_folder import (
-    CONFIG_FILE,
-    EVAL_DIR,
-    describe_differences,
-    incompatible_fields,
-    saved_config_with_predated,
-)
-from metarl.sampling import Sampler
-from metarl.tasks import EnvFaultError, Task
-from metarl.video import (
+from metarl.plots.figures import plot_adaptation
+from metarl.plots.video import (
     FORMATS,
     RenderError,
     adaptation_videos,
@@ -82,6 +68,21 @@ from metarl.video import (
     check_video_format,
     use_headless_gl,
 )
+from metarl.runs.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from metarl.runs.folder import (
+    CONFIG_FILE,
+    EVAL_DIR,
+    describe_differences,
+    incompatible_fields,
+    saved_config_with_predated,
+)
+from metarl.sampling import Sampler
+from metarl.sampling.episodes import Episodes
+from metarl.system.files import check_writable_folder, os_error_message
+from metarl.system.memory import restart_with_tuned_malloc
+from metarl.tasks.build import make_batched, registered_return_bounds
+from metarl.tasks.protocol import EnvFaultError, Task
+from metarl.tasks.resolve import check_env_id, check_trusted_env_id
 
 log = logging.getLogger("metarl")
 

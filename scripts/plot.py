@@ -24,13 +24,13 @@ import numpy as np
 import yaml
 
 import envs  # noqa: F401  (registers the shipped task environments: their return bounds are known)
-from metarl.adaptation_results import AdaptationResults
-from metarl.cli import ArgumentParser
-from metarl.figures import family_name, plot_adaptation, plot_training_runs
-from metarl.files import os_error_message
-from metarl.registry import registered_return_bounds
-from metarl.run_folder import CONFIG_FILE
-from metarl.runlog import read_metrics
+from metarl.cli.arguments import ArgumentParser
+from metarl.evaluation.results import AdaptationResults
+from metarl.plots.figures import family_name, plot_adaptation, plot_training_runs
+from metarl.runs.folder import CONFIG_FILE
+from metarl.runs.logs import read_metrics
+from metarl.system.files import os_error_message
+from metarl.tasks.build import registered_return_bounds
 
 
 def _named(arg: str) -> tuple[str, Path]:

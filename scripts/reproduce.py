@@ -26,10 +26,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from metarl.adaptation_results import AdaptationResults
-from metarl.cli import ArgumentParser
+from metarl.cli.arguments import ArgumentParser
 from metarl.config import ConfigError
-from metarl.figures import plot_adaptation, plot_training_runs
+from metarl.evaluation.results import AdaptationResults
+from metarl.plots.figures import plot_adaptation, plot_training_runs
 from metarl.reproduction import ROWS, PaperRow, row_named
 from metarl.reproduction.layout import (
     ADAPTATION_FIGURE,
@@ -42,7 +42,7 @@ from metarl.reproduction.layout import (
 )
 from metarl.reproduction.runner import plan, run_local, run_on_ray
 from metarl.reproduction.summary import RowSummary, summarise, write_summary
-from metarl.runlog import read_metrics
+from metarl.runs.logs import read_metrics
 
 
 def parser() -> argparse.ArgumentParser:

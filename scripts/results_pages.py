@@ -14,9 +14,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from metarl.cli import ArgumentParser
-from metarl.files import write_atomic
+from metarl.cli.arguments import ArgumentParser
 from metarl.reproduction.pages import render_blocks, stale_blocks, update_page
+from metarl.system.files import write_atomic
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 PAGES = (REPOSITORY / "README.md", REPOSITORY / "results" / "README.md")

@@ -24,17 +24,17 @@ from pathlib import Path
 
 import agents
 import envs  # noqa: F401  (registers the task environments)
-from metarl.checkpoint import CheckpointError
-from metarl.cli import ArgumentParser, config_fields_help
+from metarl.cli.arguments import ArgumentParser, config_fields_help
 from metarl.config import ConfigError, TrainConfig, list_presets, load_config
-from metarl.files import os_error_message
-from metarl.memory import restart_with_tuned_malloc
-from metarl.registry import TaskEnvError
-from metarl.run_folder import RunFolderError, load_run_config
-from metarl.runlock import RunFolderInUseError
+from metarl.runs.checkpoint import CheckpointError
+from metarl.runs.folder import RunFolderError, load_run_config
+from metarl.runs.lock import RunFolderInUseError
 from metarl.sampling.ray_cluster import SamplerError
-from metarl.tasks import EnvFaultError
-from metarl.trainer import TrainingError, train
+from metarl.system.files import os_error_message
+from metarl.system.memory import restart_with_tuned_malloc
+from metarl.tasks.protocol import EnvFaultError
+from metarl.tasks.registry import TaskEnvError
+from metarl.training.trainer import TrainingError, train
 
 
 def _fields_help(argv: Sequence[str] | None) -> str:

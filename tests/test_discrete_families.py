@@ -17,17 +17,17 @@ import agents
 import envs  # noqa: F401  (registers the task environments)
 from envs import references
 from metarl.config import list_presets, load_config
-from metarl.evaluation import (
+from metarl.evaluation.protocol import (
     AdaptationResults,
     EvaluationSettings,
     heldout_tasks,
     reference_returns,
     reference_rng,
 )
-from metarl.figures import plot_adaptation, reference_levels
-from metarl.registry import make_batched
-from metarl.runlog import read_metrics
-from metarl.trainer import train
+from metarl.plots.figures import plot_adaptation, reference_levels
+from metarl.runs.logs import read_metrics
+from metarl.tasks.build import make_batched
+from metarl.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 DISCRETE_PRESETS = {  # preset: (actions, episode length of the env)

@@ -26,10 +26,10 @@ import torch
 
 import agents
 import envs  # noqa: F401  (registers the task environments)
-from metarl.checkpoint import latest_checkpoint, load_checkpoint
 from metarl.config import load_config
-from metarl.runlog import read_metrics
-from metarl.trainer import train
+from metarl.runs.checkpoint import latest_checkpoint, load_checkpoint
+from metarl.runs.logs import read_metrics
+from metarl.training.trainer import train
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "navigation.json"
 TIMING_KEYS = {"sample_seconds", "update_seconds", "env_steps_per_s", "seconds_per_iteration"}

@@ -5,8 +5,8 @@ import numpy as np
 import agents
 import envs  # noqa: F401
 from metarl.config import load_config
-from metarl.runlog import read_metrics
-from metarl.trainer import train
+from metarl.runs.logs import read_metrics
+from metarl.training.trainer import train
 
 
 def test_short_seeded_training_run_learns(tmp_path):

@@ -13,7 +13,7 @@ simulation, a 0.02 s control step from a crouched start (see :mod:`envs.locomoti
 
 >>> import gymnasium as gym, envs
 >>> env = gym.make("metarl/HalfCheetahVel-v0")
->>> from metarl.registry import make_batched
+>>> from metarl.tasks.build import make_batched
 >>> batched = make_batched("metarl/AntDir-v0", num_envs=800)
 
 The environment classes live in :mod:`envs.locomotion.half_cheetah` and
@@ -27,7 +27,7 @@ import importlib
 from typing import Any
 
 from envs.locomotion.tasks import DirectionTask, GoalTask, VelocityTask
-from metarl.registry import register_task_env
+from metarl.tasks.registry import register_task_env
 
 HORIZON = 200
 """Default episode length (the MAML paper's)."""

@@ -26,7 +26,7 @@ from gymnasium.utils import seeding
 
 from envs.locomotion.models import DIVERGENCE_WARNINGS, FRAME_SKIP
 from envs.locomotion.tasks import TaskFamily
-from metarl.tasks import DIVERGED_INFO_KEY, BatchedTaskEnv
+from metarl.tasks.protocol import DIVERGED_INFO_KEY, BatchedTaskEnv
 
 
 class LocomotionTaskMixin:

@@ -22,7 +22,7 @@ from metarl.config.values import (
     excerpt,
     load_yaml,
 )
-from metarl.files import write_atomic
+from metarl.system.files import write_atomic
 
 
 def list_presets() -> list[str]:

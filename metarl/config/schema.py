@@ -111,7 +111,7 @@ class TrainConfig:
     """With ``meta_update: fast``: arithmetic of the Fisher-vector products and of the inner
     loop's Hessian in the meta-gradient (whose ``∇_θ' L`` stays fp32), ``fp32``, ``bf16`` or
     ``auto`` (bf16 on a CPU with AMX, or with AVX-512 BF16 where a start-up probe finds bf16
-    matmuls faster; fp32 elsewhere: ``metarl/precision.py``)."""
+    matmuls faster; fp32 elsewhere: ``metarl/learner/precision.py``)."""
     adaptation_precision: str = "fp32"
     """With ``meta_update: fast`` and the ``reinforce`` or ``lvc`` inner loss: arithmetic of the
     inner step's gradient (the adaptation) wherever it is taken — the sampler, the line search,

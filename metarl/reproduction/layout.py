@@ -17,7 +17,7 @@ from typing import Any
 
 from metarl.config import TrainConfig, config_diff, load_config
 from metarl.reproduction.rows import PaperRow
-from metarl.run_folder import EVAL_DIR, RESUMABLE_ENV_KWARGS
+from metarl.runs.folder import EVAL_DIR, RESUMABLE_ENV_KWARGS
 
 SUMMARY_FILE = "reproduction.json"
 ADAPTATION_FIGURE = "adaptation.png"

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from metarl.config import load_config
+from metarl.evaluation.statistics import t_interval
 from metarl.reproduction.layout import (
     ADAPTATION_FIGURE,
     TRAINING_FIGURE,
@@ -31,8 +32,7 @@ from metarl.reproduction.layout import (
 )
 from metarl.reproduction.rows import EVAL_SEED, NUM_TASKS, ROWS, PaperRow
 from metarl.reproduction.summary import Evaluation, RowSummary, Training, episodes_per_step, read_evaluation, summarise
-from metarl.run_folder import CONFIG_FILE
-from metarl.statistics import t_interval
+from metarl.runs.folder import CONFIG_FILE
 
 COMPARISONS = "comparisons"
 """A row's folder of runs with other settings (``<row>/comparisons/<name>/``, each a run folder with ``eval/``)."""

@@ -22,7 +22,6 @@ from pathlib import Path
 import yaml
 from tqdm import tqdm
 
-from metarl.checkpoint import list_checkpoints
 from metarl.reproduction.layout import (
     preset_config,
     pretrained_dir,
@@ -33,7 +32,8 @@ from metarl.reproduction.layout import (
 )
 from metarl.reproduction.rows import EVAL_SEED, NUM_STEPS, NUM_TASKS, PaperRow
 from metarl.reproduction.summary import episodes_per_step, read_evaluation
-from metarl.run_folder import METRICS_FILE, holds_a_run
+from metarl.runs.checkpoint import list_checkpoints
+from metarl.runs.folder import METRICS_FILE, holds_a_run
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 """The checkout whose ``scripts/`` the jobs run."""

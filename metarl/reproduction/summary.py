@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from metarl.adaptation_results import AdaptationResults
 from metarl.config import load_config
-from metarl.files import write_atomic
+from metarl.evaluation.results import AdaptationResults
+from metarl.evaluation.statistics import t_interval
 from metarl.reproduction.layout import (
     SUMMARY_FILE,
     differences_from_preset,
@@ -31,9 +31,9 @@ from metarl.reproduction.layout import (
     seed_dir,
 )
 from metarl.reproduction.rows import EVAL_SEED, NUM_STEPS, NUM_TASKS, PaperRow
-from metarl.run_folder import CONFIG_FILE, METRICS_FILE, read_sessions
-from metarl.runlog import read_metrics
-from metarl.statistics import t_interval
+from metarl.runs.folder import CONFIG_FILE, METRICS_FILE, read_sessions
+from metarl.runs.logs import read_metrics
+from metarl.system.files import write_atomic
 
 
 @dataclass

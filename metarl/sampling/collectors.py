@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from metarl.sampling.shards import Shard, ShardEpisodes
-from metarl.tasks import BatchedTaskEnv
+from metarl.tasks.protocol import BatchedTaskEnv
 
 log = logging.getLogger("metarl")
 

@@ -9,12 +9,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from metarl.episodes import Episodes
+from metarl.sampling.episodes import Episodes
 from metarl.sampling.rollout import PolicyLike, rollout
 from metarl.sampling.settings import SamplingSettings
 from metarl.sampling.shards import assemble_episodes
 from metarl.sampling.streams import draw_phase_key
-from metarl.tasks import BatchedTaskEnv, Task
+from metarl.tasks.protocol import BatchedTaskEnv, Task
 
 
 @contextlib.contextmanager

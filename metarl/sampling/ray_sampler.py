@@ -6,7 +6,7 @@ batched environment of its shard's size and a copy of the policy, sent once
 (:class:`~metarl.sampling.ray_workers.ShardWorker`). Per
 sampling phase the driver puts the per-task parameters into the object store once,
 every worker rolls its shard out with :func:`metarl.sampling.rollout.rollout`, and the driver
-joins the parts into the same :class:`~metarl.episodes.Episodes` batch the local
+joins the parts into the same :class:`~metarl.sampling.episodes.Episodes` batch the local
 sampler returns: an episode's reset seed and action noise depend only on the phase key
 and its (task, episode) index, and the policy is evaluated on whole tasks, so the
 same seed gives exactly the same episodes whatever the number of workers.
@@ -33,7 +33,7 @@ import numpy as np
 from torch import Tensor
 
 from metarl.config import ConfigError, TrainConfig
-from metarl.episodes import Episodes
+from metarl.sampling.episodes import Episodes
 from metarl.sampling.local import Sampler
 from metarl.sampling.ray_cluster import (
     CONNECT_TIMEOUT_S,
@@ -50,7 +50,7 @@ from metarl.sampling.rollout import PolicyLike
 from metarl.sampling.settings import SamplingSettings
 from metarl.sampling.shards import ShardEpisodes, assemble_episodes, split_shards
 from metarl.sampling.streams import draw_phase_key
-from metarl.tasks import BatchedTaskEnv, Task
+from metarl.tasks.protocol import BatchedTaskEnv, Task
 
 log = logging.getLogger("metarl")
 

@@ -16,11 +16,12 @@ import torch
 from torch import Tensor
 
 from metarl.config import TrainConfig
-from metarl.oracle import TaskFeatureObservation
-from metarl.registry import check_env_id, import_env_modules, make_batched
 from metarl.sampling.rollout import PolicyLike, rollout
 from metarl.sampling.shards import Shard, ShardEpisodes
-from metarl.tasks import BatchedTaskEnv, Task
+from metarl.tasks.build import make_batched
+from metarl.tasks.oracle import TaskFeatureObservation
+from metarl.tasks.protocol import BatchedTaskEnv, Task
+from metarl.tasks.resolve import check_env_id, import_env_modules
 
 
 def _registering_modules(env_id: str) -> tuple[str, ...]:
@@ -46,7 +47,7 @@ class ShardEnvFactory:
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
     max_episode_steps: int | None = None
     task_features: bool = False
-    """Wrap the env in :class:`metarl.oracle.TaskFeatureObservation` (the oracle's view)."""
+    """Wrap the env in :class:`metarl.tasks.oracle.TaskFeatureObservation` (the oracle's view)."""
     modules: tuple[str, ...] = ()
     """Modules to import first: they register ``env_id`` with Gymnasium."""
 

@@ -22,7 +22,7 @@ from metarl.sampling.collectors import (
 )
 from metarl.sampling.shards import Shard, ShardEpisodes
 from metarl.sampling.streams import _EpisodeStreams
-from metarl.tasks import DIVERGED_INFO_KEY, BatchedTaskEnv
+from metarl.tasks.protocol import DIVERGED_INFO_KEY, BatchedTaskEnv
 
 
 class PolicyLike(Protocol):

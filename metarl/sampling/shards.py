@@ -2,7 +2,7 @@
 
 :func:`split_shards` cuts an iteration's sub-environments into contiguous shards (one per
 worker); :func:`assemble_episodes` joins the shards' :class:`ShardEpisodes` into the one
-:class:`~metarl.episodes.Episodes` batch.
+:class:`~metarl.sampling.episodes.Episodes` batch.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from metarl.episodes import Episodes
+from metarl.sampling.episodes import Episodes
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,7 @@ def main(out_dir: str = "runs", num_iterations: int = 5) -> None:
     """Train MAML-TRPO on the wind family for a few iterations through the Python API."""
     import agents  # (imported here: only needed to train)
     from metarl.config import TrainConfig
-    from metarl.trainer import train
+    from metarl.training.trainer import train
 
     cfg = TrainConfig(
         env_id="examples/WindPoint-v0", horizon=50, meta_batch_size=10, episodes_per_task=10,

@@ -10,8 +10,8 @@ from torch.nn.utils import parameters_to_vector
 import agents
 import envs  # noqa: F401  (registers the task environments)
 from metarl.config import load_config
-from metarl.oracle import TaskFeatureObservation
-from metarl.registry import make_batched
+from metarl.tasks.build import make_batched
+from metarl.tasks.oracle import TaskFeatureObservation
 
 
 def _config(algorithm: str):

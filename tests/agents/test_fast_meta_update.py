@@ -12,8 +12,8 @@ import agents
 from agents.maml import AdvantageSettings, Steps
 from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings, _Objective
 from agents.policies import GaussianMLPPolicy
-from metarl import precision
 from metarl.config import load_config
+from metarl.learner import precision
 from tests.agents.test_maml_trpo import OBS, T, make_batch
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

@@ -5,7 +5,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from agents.maml import AdaptationBatch, adapt, inner_loss, inner_step
 from agents.policies import GaussianMLPPolicy
-from metarl.episodes import Episodes
+from metarl.sampling.episodes import Episodes
 
 T, H, E, OBS, ACT = 2, 3, 2, 2, 1
 LR = 0.5

@@ -7,7 +7,7 @@ import torch
 from agents.maml import AdaptationBatch, AdvantageSettings, detached, inner_step
 from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings, _Objective
 from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy
-from metarl.episodes import Episodes
+from metarl.sampling.episodes import Episodes
 
 T, H, E, OBS = 3, 4, 2, 2
 

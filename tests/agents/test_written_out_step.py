@@ -14,9 +14,9 @@ from agents import maml_trpo
 from agents.maml import AdvantageSettings, Steps, autograd_step
 from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings, _Objective
 from agents.written_out_step import WrittenOutStep
-from metarl import precision
 from metarl.config import ConfigError, TrainConfig, load_config
-from metarl.registry import make_batched
+from metarl.learner import precision
+from metarl.tasks.build import make_batched
 from tests.agents.test_fast_meta_update import float_batch
 from tests.agents.test_mlp_products import inner_setup
 

@@ -21,7 +21,8 @@ from envs.bandits import (
 )
 from envs.references import bandit_oracle_return, bandit_random_return, thompson_return, ucb1_return
 from envs.streams import SubenvStreams
-from metarl.registry import make_batched, task_env_ids
+from metarl.tasks.build import make_batched
+from metarl.tasks.registry import task_env_ids
 
 
 def test_check_env() -> None:

@@ -17,9 +17,10 @@ from agents.policies import GaussianMLPPolicy
 from envs.locomotion.ant import AntDirEnv, AntGoalEnv, AntVelEnv, BatchedAntDir
 from envs.locomotion.half_cheetah import BatchedHalfCheetahVel, HalfCheetahDirEnv, HalfCheetahVelEnv
 from envs.locomotion.tasks import DirectionTask, GoalTask, VelocityTask
-from metarl.oracle import TaskFeatureObservation
-from metarl.registry import make_batched, task_env_ids
 from metarl.sampling import Sampler
+from metarl.tasks.build import make_batched
+from metarl.tasks.oracle import TaskFeatureObservation
+from metarl.tasks.registry import task_env_ids
 
 IDS = {
     "metarl/HalfCheetahVel-v0": (17, 6),

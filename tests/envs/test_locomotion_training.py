@@ -11,7 +11,7 @@ import pytest
 
 import envs  # noqa: F401  (registers the ids)
 from metarl.config import load_config
-from metarl.runlog import read_metrics
+from metarl.runs.logs import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 PRESETS = {

@@ -19,7 +19,8 @@ from envs.tabular_mdp import (
     TabularMDPTask,
     sample_tabular_mdp_tasks,
 )
-from metarl.registry import make_batched, task_env_ids
+from metarl.tasks.build import make_batched
+from metarl.tasks.registry import task_env_ids
 
 ENV_ID = "metarl/TabularMDP-v0"
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from metarl.advantages import discounted_returns, gae, normalize_per_task
+from metarl.learner.advantages import discounted_returns, gae, normalize_per_task
 
 
 def col(values):

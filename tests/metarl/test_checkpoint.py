@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-import metarl.checkpoint as ckpt
-from metarl.checkpoint import (
+import metarl.runs.checkpoint as ckpt
+from metarl.runs.checkpoint import (
     CheckpointError,
     checkpoint_path,
     latest_checkpoint,

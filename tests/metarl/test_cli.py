@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from metarl.cli import ArgumentParser, config_fields_help
+from metarl.cli.arguments import ArgumentParser, config_fields_help
 from metarl.config import TrainConfig, field_docs, load_config
 from tests.conftest import load_script
 

@@ -32,7 +32,7 @@ from metarl import (
     task_env_ids,
 )
 from metarl.config import TrainConfig
-from metarl.trainer import train
+from metarl.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_MODULE = "scripts.examples.wind_point"

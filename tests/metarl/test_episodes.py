@@ -2,7 +2,7 @@
 
 import torch
 
-from metarl.episodes import Episodes
+from metarl.sampling.episodes import Episodes
 
 H, T, E, OBS = 5, 3, 4, 2
 

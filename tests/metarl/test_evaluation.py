@@ -16,10 +16,8 @@ import torch
 import agents
 import envs  # noqa: F401  (registers the task environments)
 from agents.written_out_step import WrittenOutStep
-from metarl.checkpoint import latest_checkpoint, load_checkpoint
 from metarl.config import load_config
-from metarl.episodes import Episodes
-from metarl.evaluation import (
+from metarl.evaluation.protocol import (
     AdaptationResults,
     EvaluationSettings,
     evaluation_streams,
@@ -27,8 +25,10 @@ from metarl.evaluation import (
     student_t_ppf,
     t_interval,
 )
-from metarl.registry import make_batched
-from metarl.trainer import train
+from metarl.runs.checkpoint import latest_checkpoint, load_checkpoint
+from metarl.sampling.episodes import Episodes
+from metarl.tasks.build import make_batched
+from metarl.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[2]
 

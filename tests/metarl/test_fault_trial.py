@@ -15,8 +15,10 @@ import torch
 import yaml
 
 import envs  # noqa: F401  (registers the shipped families)
-from metarl import checkpoint, files, register_task_env, task_env_ids, unregister_task_env
-from metarl.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
+from metarl import register_task_env, task_env_ids, unregister_task_env
+from metarl.runs import checkpoint
+from metarl.runs.checkpoint import CheckpointError, checkpoint_path, load_checkpoint, save_checkpoint
+from metarl.system import files
 from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parents[2]
@@ -367,7 +369,7 @@ def test_a_full_evaluation_output_is_one_line(trained: Path, tmp_path: Path, cap
     def full(path, data, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr("metarl.adaptation_results.write_atomic", full)
+    monkeypatch.setattr("metarl.evaluation.results.write_atomic", full)
     assert load_script("evaluate").main([str(trained), *EVAL, "--out", str(tmp_path / "ev")]) == 2
     err = _one_error_line(capsys)
     assert f"No space left on device ({tmp_path / 'ev' / 'adaptation_maml-trpo.json'}); free some space" in err

@@ -9,10 +9,10 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from metarl import curves, figures
-from metarl.evaluation import AdaptationResults, t_interval
-from metarl.figures import LEGEND_INSIDE_MAX, adaptation_bands, plot_adaptation
-from metarl.runlog import RunLogger
+from metarl.evaluation.protocol import AdaptationResults, t_interval
+from metarl.plots import curves, figures
+from metarl.plots.figures import LEGEND_INSIDE_MAX, adaptation_bands, plot_adaptation
+from metarl.runs.logs import RunLogger
 
 ROOT = Path(__file__).resolve().parents[2]
 SETTINGS = {"num_tasks": 6, "seed": 0, "episodes_per_step": 20, "step_lrs": [0.1, 0.05], "horizon": 100}
@@ -182,7 +182,7 @@ def test_training_figure_names_coinciding_runs_and_clips_bands():
 
 def test_return_bounds_of_the_shipped_families():
     import envs  # noqa: F401
-    from metarl.registry import registered_return_bounds
+    from metarl.tasks.build import registered_return_bounds
 
     assert registered_return_bounds("metarl/Bandit-K5-N10-v0", 10) == (0.0, 10.0)
     assert registered_return_bounds("metarl/Navigation2D-v1", 100) == (-np.inf, 0.0)

@@ -18,8 +18,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from metarl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from metarl.config import FIELD_NAMES, ConfigError, TrainConfig, load_config
+from metarl.runs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 MEMORY_BOUND = 64 * 2**20
 """Bytes a single load may allocate (Python's allocator, numpy's and torch's CPU allocations)."""

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from metarl.memory import OPT_OUT_VARIABLE, TUNED_MALLOC_ENV
+from metarl.system.memory import OPT_OUT_VARIABLE, TUNED_MALLOC_ENV
 
 # restarts itself with the tuned settings (unless opted out), then counts the page faults
 # of 64 MB multiplies whose result is freed before the next one
@@ -17,7 +17,7 @@ CHILD = """
 import resource
 import statistics
 import torch
-from metarl.memory import malloc_is_tuned, restart_with_tuned_malloc
+from metarl.system.memory import malloc_is_tuned, restart_with_tuned_malloc
 restart_with_tuned_malloc()
 x = torch.ones(160_000, 100)
 faults = []
@@ -53,7 +53,7 @@ def test_restart_tunes_malloc_and_large_tensors_reuse_freed_memory():
 
 
 def test_no_restart_when_already_tuned(monkeypatch):
-    from metarl import memory
+    from metarl.system import memory
 
     for name, value in TUNED_MALLOC_ENV.items():
         monkeypatch.setenv(name, value)

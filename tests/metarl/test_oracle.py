@@ -7,8 +7,9 @@ import pytest
 
 import envs  # noqa: F401  (registers the task environments)
 from envs.navigation import BatchedNavigation2D, NavigationTask
-from metarl.oracle import TaskFeatureObservation, task_features_of
-from metarl.registry import TaskEnvError, make_batched
+from metarl.tasks.build import make_batched
+from metarl.tasks.oracle import TaskFeatureObservation, task_features_of
+from metarl.tasks.registry import TaskEnvError
 
 
 def test_observation_contains_the_task_after_reset_and_every_step():

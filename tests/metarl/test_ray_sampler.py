@@ -23,13 +23,13 @@ import envs  # noqa: F401
 from agents import make_sampler
 from agents.policies import GaussianMLPPolicy
 from metarl import make_batched
-from metarl.checkpoint import list_checkpoints, load_checkpoint
 from metarl.config import ConfigError, load_config, save_config
-from metarl.oracle import TaskFeatureObservation
-from metarl.run_folder import load_run_config
+from metarl.runs.checkpoint import list_checkpoints, load_checkpoint
+from metarl.runs.folder import load_run_config
 from metarl.sampling import Sampler, Shard, draw_phase_key
 from metarl.sampling.ray_sampler import RaySampler, ShardEnvFactory, ShardWorker
-from metarl.trainer import train
+from metarl.tasks.oracle import TaskFeatureObservation
+from metarl.training.trainer import train
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 requires_ray = pytest.mark.skipif(not HAS_RAY, reason='Ray is not installed (pip install -e ".[ray]")')
@@ -247,7 +247,7 @@ def test_metarl_imports_and_trains_locally_without_ray() -> None:
     import subprocess
 
     code = ("import sys; sys.modules['ray'] = None\n"
-            "import agents, envs, metarl, metarl.sampling.ray_sampler, metarl.trainer\n"
+            "import agents, envs, metarl, metarl.sampling.ray_sampler, metarl.training.trainer\n"
             "from metarl.config import load_config\n"
             "cfg = load_config(None, ['--meta_batch_size', '2', '--episodes_per_task', '2'])\n"
             "env = metarl.make_batched(cfg.env_id, 4, max_episode_steps=5)\n"

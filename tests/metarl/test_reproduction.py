@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from metarl.adaptation_results import AdaptationResults
 from metarl.config import load_config, save_config
+from metarl.evaluation.results import AdaptationResults
+from metarl.evaluation.statistics import student_t_ppf
 from metarl.reproduction.layout import preset_config, pretrained_dir, random_results, results_file, seed_dir
 from metarl.reproduction.pages import render_blocks, stale_blocks, update_page
 from metarl.reproduction.rows import ROWS, PaperRow, row_named
 from metarl.reproduction.runner import plan, run_local
 from metarl.reproduction.summary import summarise
-from metarl.run_folder import record_session
-from metarl.runlog import RunLogger
-from metarl.statistics import student_t_ppf
+from metarl.runs.folder import record_session
+from metarl.runs.logs import RunLogger
 from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parents[2]

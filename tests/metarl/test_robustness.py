@@ -38,17 +38,18 @@ import torch
 
 import agents
 import envs  # noqa: F401  (registers the shipped families)
-import metarl.trainer as trainer
-import metarl.trpo as trpo
+import metarl.learner.trpo as trpo
+import metarl.training.trainer as trainer
 from agents import maml_trpo
 from agents.maml import sample_adaptation
 from envs.navigation import BatchedNavigation2D, Navigation2DEnv, NavigationTask
-from metarl.checkpoint import checkpoint_path, list_checkpoints, load_checkpoint, save_checkpoint
 from metarl.config import TrainConfig, load_config
-from metarl.registry import make_batched, register_task_env, task_env_ids, unregister_task_env
-from metarl.run_state import initialise_learner
-from metarl.runlog import read_metrics
+from metarl.runs.checkpoint import checkpoint_path, list_checkpoints, load_checkpoint, save_checkpoint
+from metarl.runs.logs import read_metrics
 from metarl.sampling import Sampler
+from metarl.tasks.build import make_batched
+from metarl.tasks.registry import register_task_env, task_env_ids, unregister_task_env
+from metarl.training.run_state import initialise_learner
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = [

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from metarl.run_folder import holds_a_run
-from metarl.runlock import LOCK_FILE, RunFolderInUseError, hold_run_folder
-from metarl.runlog import read_metrics
+from metarl.runs.folder import holds_a_run
+from metarl.runs.lock import LOCK_FILE, RunFolderInUseError, hold_run_folder
+from metarl.runs.logs import read_metrics
 from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,7 +48,7 @@ def test_a_second_run_on_a_held_folder_stops_naming_the_holder(tmp_path: Path, c
 def test_a_lock_held_by_another_process_and_then_left_by_a_dead_one(tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); from metarl.runlock import "
+        [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); from metarl.runs.lock import "
          "hold_run_folder; from pathlib import Path\nwith hold_run_folder(Path(sys.argv[2])):\n print('held', "
          "flush=True); time.sleep(60)", str(REPO), str(run)],
         stdout=subprocess.PIPE, text=True,

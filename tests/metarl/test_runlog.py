@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from metarl.runlog import RunLogger, close_logging, read_metrics, setup_logging
+from metarl.runs.logs import RunLogger, close_logging, read_metrics, setup_logging
 
 ROWS = [
     {"return_before": -40.25, "return_after": -30.5, "kl": 0.0031, "step_size": 1.0},
@@ -126,7 +126,7 @@ def test_tensorboard_events_written(tmp_path: Path):
 def test_setup_logging_writes_train_log(tmp_path: Path):
     logger = setup_logging(tmp_path / "a")
     try:
-        logging.getLogger("metarl.trainer").info("iteration %d done", 3)
+        logging.getLogger("metarl.training.trainer").info("iteration %d done", 3)
         setup_logging(tmp_path / "b")  # moves the handler; does not duplicate it
         logger.warning("second run")
     finally:
@@ -134,5 +134,5 @@ def test_setup_logging_writes_train_log(tmp_path: Path):
     logger.warning("after close")
     a = (tmp_path / "a" / "train.log").read_text()
     b = (tmp_path / "b" / "train.log").read_text()
-    assert "INFO metarl.trainer: iteration 3 done" in a and "second run" not in a
+    assert "INFO metarl.training.trainer: iteration 3 done" in a and "second run" not in a
     assert b.count("second run") == 1 and "after close" not in b

@@ -34,7 +34,7 @@ def test_an_absurd_batch_is_refused_before_anything_is_allocated(tmp_path: Path,
 
 
 def test_evaluating_a_checkpoint_that_does_not_fit_its_config(tmp_path: Path, capsys) -> None:
-    from metarl.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+    from metarl.runs.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 
     argv = [*TINY, "--num_iterations", "1", "--out_dir", str(tmp_path), "--run_name", "run"]
     assert load_script("train").main(argv) == 0
@@ -84,7 +84,7 @@ def test_an_env_that_is_nonfinite_from_reset_is_one_error_and_blocks_nothing(tmp
 def test_an_out_dir_that_is_a_file_and_a_full_disk_are_one_error(tmp_path: Path, capsys, monkeypatch) -> None:
     import errno
 
-    import metarl.trainer as trainer
+    import metarl.training.trainer as trainer
 
     train = load_script("train")
     blocker = tmp_path / "a-file"
@@ -106,8 +106,8 @@ def test_an_out_dir_that_is_a_file_and_a_full_disk_are_one_error(tmp_path: Path,
 
 
 def test_an_oracle_on_an_env_without_task_features_is_a_clear_error() -> None:
-    from metarl.oracle import task_features_of
-    from metarl.registry import TaskEnvError
+    from metarl.tasks.oracle import task_features_of
+    from metarl.tasks.registry import TaskEnvError
 
     class Vectorised:  # as metarl vectorises a single env of the user's that has no task_features
         env_id = "my_pkg.envs:Wind-v0"
@@ -121,7 +121,7 @@ def test_an_oracle_on_an_env_without_task_features_is_a_clear_error() -> None:
 
 def test_a_lost_ray_shard_is_one_error_and_keeps_the_last_completed_iteration(tmp_path: Path, capsys, monkeypatch):
     import agents.maml_trpo as maml_trpo
-    from metarl.checkpoint import list_checkpoints
+    from metarl.runs.checkpoint import list_checkpoints
     from metarl.sampling.ray_cluster import SamplerError
 
     real = maml_trpo.sample_adaptation

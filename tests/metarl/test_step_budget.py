@@ -9,8 +9,8 @@ from agents import make_policy
 from agents.maml import inner_loss
 from metarl import make_batched
 from metarl.config import ConfigError, load_config
-from metarl.episodes import Episodes
-from metarl.evaluation import per_task_returns
+from metarl.evaluation.protocol import per_task_returns
+from metarl.learner.value_baseline import estimate_advantages
 from metarl.sampling import (
     Sampler,
     SamplingSettings,
@@ -20,7 +20,7 @@ from metarl.sampling import (
     envs_per_task,
     rollout,
 )
-from metarl.value_baseline import estimate_advantages
+from metarl.sampling.episodes import Episodes
 
 TASKS, LANES, HORIZON = 2, 4, 200
 FIELDS = ("observations", "actions", "rewards", "mask", "lengths", "terminated", "truncated", "nonfinite",
@@ -184,8 +184,8 @@ def test_training_with_a_step_budget_learns_from_more_steps_at_the_same_cost(tmp
     """One meta-iteration on an ant: the same sub-environments and horizon, more episodes and env steps."""
     import agents
     from metarl.config import load_config
-    from metarl.runlog import read_metrics
-    from metarl.trainer import train
+    from metarl.runs.logs import read_metrics
+    from metarl.training.trainer import train
 
     rows = {}
     for name, extra in (("false", []), ("true", []), ("one-lane", ["--budget_lanes", "1"])):

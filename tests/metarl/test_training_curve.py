@@ -8,8 +8,8 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from metarl.runlog import RunLogger
-from metarl.training_curve import _series_keys, plot_training_curve
+from metarl.plots.training_curve import _series_keys, plot_training_curve
+from metarl.runs.logs import RunLogger
 
 
 def _rows(n: int = 25, steps: int = 0) -> list[dict]:

@@ -2,7 +2,12 @@
 
 import torch
 
-from metarl.trpo import backtracking_line_search, conjugate_gradient, conjugate_gradient_with_product, natural_step
+from metarl.learner.trpo import (
+    backtracking_line_search,
+    conjugate_gradient,
+    conjugate_gradient_with_product,
+    natural_step,
+)
 
 
 def spd_matrix(n, seed=0):

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from metarl.checkpoint import checkpoint_path, save_checkpoint
 from metarl.config import TrainConfig, config_to_dict, save_config
-from metarl.registry import TaskEnvError, check_trusted_env_id
+from metarl.runs.checkpoint import checkpoint_path, save_checkpoint
+from metarl.tasks.registry import TaskEnvError
+from metarl.tasks.resolve import check_trusted_env_id
 from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parents[2]

@@ -2,8 +2,13 @@
 
 import torch
 
-from metarl.episodes import Episodes, time_index
-from metarl.value_baseline import LinearFeatureBaseline, baseline_features, estimate_advantages, task_major_features
+from metarl.learner.value_baseline import (
+    LinearFeatureBaseline,
+    baseline_features,
+    estimate_advantages,
+    task_major_features,
+)
+from metarl.sampling.episodes import Episodes, time_index
 
 
 def make_episodes(observations, rewards, lengths, terminated=None):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import envs  # noqa: F401  (registers the task environments)
-from metarl.video import HEADLESS_HELP, RenderError, rendered_episode, side_by_side, write_video
+from metarl.plots.video import HEADLESS_HELP, RenderError, rendered_episode, side_by_side, write_video
 from tests.conftest import load_script
 
 

@@ -11,9 +11,9 @@ import pytest
 import agents
 import envs  # noqa: F401
 from metarl.config import load_config
-from metarl.runlog import read_metrics
-from metarl.trainer import train
-from metarl.wandb_log import INSTALL_HINT, WANDB_ID_FILE
+from metarl.runs.logs import read_metrics
+from metarl.runs.wandb_log import INSTALL_HINT, WANDB_ID_FILE
+from metarl.training.trainer import train
 from tests.conftest import load_script
 
 

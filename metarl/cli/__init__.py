@@ -1,0 +1,1 @@
+"""The command line: argument conventions shared by the scripts and the ``metarl`` command."""

@@ -1,0 +1,246 @@
+"""Adaptation curves: returns after 0, 1, ..., K gradient steps on fixed held-out tasks.
+
+The evaluation of any method (MAML, a pretrained or random policy, an oracle) is the
+same: draw a fixed, seeded set of held-out tasks, roll the policy out on all of them
+at once, take K inner gradient steps (each on fresh episodes of the current
+parameters) and record each task's mean return per episode after every step. The
+adaptation itself is a callable (:data:`AdaptFn`), so this module needs nothing of
+``agents`` or ``envs``.
+
+Uncertainty: the 95% confidence interval of a step's mean is the Student-t interval
+over tasks, ``mean ± t(0.975, n-1) · sd / sqrt(n)`` of the ``n`` per-task means (each
+task a draw from the task distribution; the episodes' own noise is inside each task's
+mean; :mod:`metarl.evaluation.statistics`). Results are written as JSON
+(:mod:`metarl.evaluation.results`); both are re-exported here.
+
+References: a task family whose environment has a method
+``reference_returns(tasks, horizon, rng) -> {name: per-task expected return}`` (e.g. the
+best bandit arm, UCB1, value iteration on a tabular MDP) gets those returns on the same
+held-out tasks recorded beside the method's curve (:func:`reference_returns`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from metarl.evaluation.results import AdaptationResults, task_to_json
+from metarl.evaluation.statistics import student_t_cdf, student_t_ppf, t_interval
+from metarl.sampling import Sampler, SamplingSettings
+from metarl.sampling.episodes import Episodes
+from metarl.tasks.protocol import Task
+
+EVAL_SEED_TAG = 0x6D65_7461_6576_616C  # "metaeval": keeps evaluation streams apart from training's
+"""Mixed into the evaluation seed so held-out tasks never share a stream with training."""
+
+AdaptFn = Callable[[Sampler, np.random.Generator, Sequence[float]], Sequence[Episodes]]
+"""``adapt(sampler, rng, lrs) -> episodes``: ``len(lrs) + 1`` batches; batch ``k`` sampled
+on the sampler's tasks with the parameters after ``k`` inner steps (step ``k`` uses ``lrs[k]``)."""
+
+ReferenceFn = Callable[[list[Task], int, np.random.Generator], Mapping[str, np.ndarray]]
+"""A family's ``reference_returns(tasks, horizon, rng) -> {name: return per task, shape [T]}``."""
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """How an adaptation curve is measured."""
+
+    num_tasks: int = 40
+    """Held-out tasks."""
+    num_steps: int = 3
+    """Inner gradient steps K; returns are recorded after 0..K steps."""
+    episodes_per_step: int = 20
+    """Episodes per task sampled with each step's parameters (and used for the next step)."""
+    step_budget: bool = False
+    """Sample each step as the MAML paper's code did: ``episodes_per_step`` sub-environments per task,
+    each running episodes back to back for the horizon (``TrainConfig.step_budget``)."""
+    budget_lanes: int = 0
+    """With ``step_budget``: sub-environments sharing each task's budget (``TrainConfig.budget_lanes``;
+    0: ``episodes_per_step`` of them)."""
+    lrs: tuple[float, ...] = (0.1, 0.05)
+    """Inner learning rate of step 1, 2, ...; the last one repeats for later steps."""
+    seed: int = 0
+    """Evaluation seed: held-out tasks, env seeds, action noise, a random policy's init."""
+    confidence: float = 0.95
+    """Level of the confidence intervals."""
+
+    def __post_init__(self) -> None:
+        for name in ("num_tasks", "episodes_per_step"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"evaluation setting {name!r} must be >= 1, got {getattr(self, name)}")
+        if self.num_steps < 0:
+            raise ValueError(f"evaluation setting 'num_steps' must be >= 0, got {self.num_steps}")
+        if not self.lrs or not all(math.isfinite(lr) and lr > 0 for lr in self.lrs):
+            raise ValueError(f"evaluation setting 'lrs' must be positive numbers, got {self.lrs}")
+        if self.seed < 0:
+            raise ValueError(f"evaluation setting 'seed' must be >= 0, got {self.seed}")
+        try:
+            self.sampling()
+        except ValueError as exc:
+            raise ValueError(f"evaluation setting 'budget_lanes': {exc}") from None
+        if not 0 < self.confidence < 1:
+            raise ValueError(f"evaluation setting 'confidence' must be in (0, 1), got {self.confidence}")
+
+    def sampling(self) -> SamplingSettings:
+        """The sampling settings of each step: ``num_tasks`` × ``episodes_per_step`` episodes."""
+        return SamplingSettings(self.num_tasks, self.episodes_per_step, self.step_budget, self.budget_lanes)
+
+    def step_lrs(self) -> list[float]:
+        """The learning rate of each of the ``num_steps`` steps."""
+        return [self.lrs[min(k, len(self.lrs) - 1)] for k in range(self.num_steps)]
+
+
+@dataclass(frozen=True)
+class EvaluationStreams:
+    """The random streams of an evaluation, all split from its seed (never from training's)."""
+
+    task_rng: np.random.Generator
+    env_rng: np.random.Generator
+    torch_seed: int
+
+
+def evaluation_streams(seed: int) -> EvaluationStreams:
+    """Independent generators for held-out tasks and rollouts, and a torch seed, from ``seed``."""
+    tasks, env, torch_seq = np.random.SeedSequence([EVAL_SEED_TAG, seed]).spawn(3)
+    return EvaluationStreams(
+        np.random.default_rng(tasks), np.random.default_rng(env), int(torch_seq.generate_state(1)[0])
+    )
+
+
+def reference_rng(seed: int) -> np.random.Generator:
+    """The generator an evaluation of ``seed`` hands to ``reference_returns`` (its own stream)."""
+    return np.random.default_rng(np.random.SeedSequence([EVAL_SEED_TAG, seed]).spawn(4)[3])
+
+
+def reference_returns(env: object, tasks: Sequence[Task], horizon: int, seed: int) -> dict[str, np.ndarray]:
+    """``env.reference_returns(tasks, horizon, rng)``, checked; ``{}`` if ``env`` has no such method.
+
+    ``rng`` is :func:`reference_rng` of the evaluation ``seed``, so the values depend
+    only on the tasks, the horizon and the seed. Each value is a float64 array ``[T]``.
+    """
+    method: ReferenceFn | None = getattr(env, "reference_returns", None)
+    if not callable(method):
+        return {}
+    refs: dict[str, np.ndarray] = {}
+    for name, values in dict(method(list(tasks), horizon, reference_rng(seed))).items():
+        array = np.asarray(values, dtype=np.float64)
+        if not isinstance(name, str) or not name or array.shape != (len(tasks),) or not np.isfinite(array).all():
+            raise ValueError(
+                f"{type(env).__name__}.reference_returns: {name!r} must name {len(tasks)} finite "
+                f"per-task returns, got shape {array.shape}"
+            )
+        refs[name] = array
+    return refs
+
+
+def heldout_tasks(
+    sample_tasks: Callable[[int, np.random.Generator], list[Task]], num_tasks: int, seed: int
+) -> list[Task]:
+    """The fixed held-out task set of evaluation ``seed``: the same for every method and run."""
+    return list(sample_tasks(num_tasks, evaluation_streams(seed).task_rng))
+
+
+# -------------------------------------------------------------------------- evaluation
+
+
+def per_task_returns(episodes: Episodes) -> np.ndarray:
+    """Mean undiscounted return per episode of each task, ``[T]`` (float64)."""
+    return episodes.mean_returns().numpy()
+
+
+def evaluate_adaptation(
+    sampler: Sampler,
+    tasks: Sequence[Task],
+    adapt: AdaptFn,
+    lrs: Sequence[float],
+    rng: np.random.Generator,
+    on_episodes: Callable[[list[Episodes]], None] | None = None,
+) -> tuple[np.ndarray, int]:
+    """Adapt on ``tasks`` with ``len(lrs)`` steps; per-task mean returns ``[T, K+1]`` and env steps.
+
+    ``on_episodes`` (if given) receives the sampled episodes, e.g. to inspect them.
+    """
+    sampler.set_tasks(tasks)
+    episodes = list(adapt(sampler, rng, list(lrs)))
+    if len(episodes) != len(lrs) + 1:
+        raise ValueError(f"adapt returned {len(episodes)} episode batches for {len(lrs)} steps")
+    for k, batch in enumerate(episodes):
+        if batch.num_tasks != len(tasks):
+            raise ValueError(f"adapt's batch {k} holds {batch.num_tasks} tasks, expected {len(tasks)}")
+    if on_episodes is not None:
+        on_episodes(episodes)
+    returns = np.stack([per_task_returns(batch) for batch in episodes], axis=1)
+    return returns, sum(batch.num_steps for batch in episodes)
+
+
+def run_evaluation(
+    sampler: Sampler,
+    tasks: Sequence[Task],
+    adapt: AdaptFn,
+    settings: EvaluationSettings,
+    *,
+    method: str,
+    env_id: str,
+    flat: bool = False,
+    label: str = "",
+    source: str = "",
+    extra_settings: Mapping[str, Any] | None = None,
+    on_episodes: Callable[[list[Episodes]], None] | None = None,
+    references: Mapping[str, np.ndarray] | None = None,
+) -> AdaptationResults:
+    """Evaluate one method on ``tasks`` with ``settings`` (``flat``: no adaptation steps).
+
+    ``references`` (per-task returns, e.g. from :func:`reference_returns`) are stored as given.
+
+    The rollouts (reset seeds and action noise, which the sampler derives per task and
+    episode from its generator) come from ``settings.seed``, so the same seed gives the
+    same curve; torch's global RNG is seeded too, for anything else that draws from it.
+    """
+    streams = evaluation_streams(settings.seed)
+    torch.manual_seed(streams.torch_seed)
+    lrs = [] if flat else settings.step_lrs()
+    returns, env_steps = evaluate_adaptation(sampler, tasks, adapt, lrs, streams.env_rng, on_episodes)
+    recorded = {**dataclasses.asdict(settings), "step_lrs": lrs, **dict(extra_settings or {})}
+    recorded["lrs"] = list(settings.lrs)
+    return AdaptationResults(
+        method=method,
+        env_id=env_id,
+        returns=returns,
+        settings=recorded,
+        tasks=[task_to_json(t) for t in tasks],
+        label=label,
+        source=source,
+        flat=flat,
+        env_steps=env_steps,
+        references={name: np.asarray(v, dtype=np.float64) for name, v in (references or {}).items()},
+    )
+
+
+__all__ = [
+    "AdaptFn",
+    "AdaptationResults",
+    "EVAL_SEED_TAG",
+    "EvaluationSettings",
+    "EvaluationStreams",
+    "ReferenceFn",
+    "evaluate_adaptation",
+    "evaluation_streams",
+    "heldout_tasks",
+    "per_task_returns",
+    "reference_returns",
+    "reference_rng",
+    "run_evaluation",
+    "student_t_cdf",
+    "student_t_ppf",
+    "t_interval",
+    "task_to_json",
+]

@@ -1,0 +1,88 @@
+"""Training-curve figures (matplotlib's Agg canvas: no display, no pyplot state)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import yaml
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from metarl.plots.curves import Curve, draw_curves
+from metarl.runs.folder import CONFIG_FILE
+from metarl.runs.logs import read_metrics
+from metarl.system.files import save_figure
+
+_STEP_KEY = re.compile(r"^return_after_step(\d+)$")
+
+
+def _series_keys(rows: Sequence[Mapping[str, float]]) -> list[tuple[str, str]]:
+    """``(metric key, legend label)`` to draw: before, after step 1..k, after adaptation."""
+    keys = {k for row in rows for k in row}
+    steps = sorted((int(m.group(1)), k) for k in keys if (m := _STEP_KEY.match(k)))
+    out = [("return_before", "before adaptation")] if "return_before" in keys else []
+    out += [(k, f"after {n} step{'s' if n != 1 else ''}") for n, k in steps]
+    if "return_after" in keys:
+        out.append(("return_after", "after adaptation"))
+    return out
+
+
+def _env_id_of(run_dir: Path) -> str | None:
+    path = run_dir / CONFIG_FILE
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return data.get("env_id") if isinstance(data, dict) else None
+
+
+def plot_training_curve(
+    source: Sequence[Mapping[str, float]] | str | Path,
+    out_png: str | Path,
+    title: str | None = None,
+    env_id: str | None = None,
+) -> Path:
+    """Plot mean return before and after adaptation per meta-iteration to ``out_png``.
+
+    ``source`` is a list of metric rows (with ``iteration``) or a run folder holding
+    ``metrics.csv``. Keys drawn: ``return_before``, ``return_after_step<k>`` and
+    ``return_after``. The default title names ``env_id`` (or the run's ``config.yaml``).
+    """
+    if isinstance(source, str | Path):
+        run_dir = Path(source)
+        rows = read_metrics(run_dir)
+        env_id = env_id or _env_id_of(run_dir)
+    else:
+        rows = [dict(r) for r in source]
+    series = _series_keys(rows)
+    if not series:
+        raise ValueError("no return_before / return_after metrics to plot")
+    if title is None:
+        title = f"MAML-TRPO on {env_id}" if env_id else "MAML-TRPO training curve"
+
+    fig = Figure(figsize=(7.0, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    curves = []
+    for i, (key, label) in enumerate(series):
+        points = [(r["iteration"], r[key]) for r in rows if key in r and math.isfinite(r[key])]
+        if points:
+            xs, ys = (np.array(v, dtype=float) for v in zip(*points, strict=True))
+            curves.append(Curve(label, xs, ys, np.full(len(xs), np.nan), f"C{i}",
+                                marker="o" if len(xs) <= 30 else None, band=False))
+    notes = draw_curves(ax, curves) if curves else []
+    if notes:
+        ax.text(0.01, 0.01, "\n".join(notes), transform=ax.transAxes, fontsize=8, alpha=0.75)
+    ax.set_xlabel("meta-iteration")
+    ax.set_ylabel("mean return per episode")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    return save_figure(fig, out_png, dpi=120)
+
+
+__all__ = ["plot_training_curve"]
