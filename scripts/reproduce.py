@@ -1,17 +1,19 @@
 """Reproduce rows of the MAML paper's Figure 5 from the shipped presets: ``python scripts/reproduce.py ROW``.
 
 For each ROW (2d-navigation, halfcheetah-vel, halfcheetah-dir, ant-vel, ant-dir) and each
-``--seeds`` seed, trains the row's preset unchanged but for its seed, folder and thread
-counts — resuming a folder that holds a run, skipping one that finished — then evaluates
-the final checkpoint (no checkpoint selection) on the 40 held-out tasks of evaluation
-seed 0 after 0..3 inner steps, as results/README.md describes. Beside the seeds it trains
-and evaluates the pretrained baseline (``--algorithm pretrained``, seed 1) and evaluates a
-random initialisation. ``--parallel`` jobs run side by side with ``--threads`` torch and
-MuJoCo threads each (default: two at one thread each on a 2-core machine), or each as a
-Ray task with ``--ray-address`` (the workers see this checkout and ``--out-dir`` at the
-same paths). Writes ``<out-dir>/<row>/reproduction.json`` (each seed, the mean over seeds
-with a 95 % Student-t interval over seeds, the baselines, the paper's checks), an
-adaptation and a training figure, and prints the table. Logs: ``<out-dir>/<row>/logs/``.
+``--seeds`` seed (all rows' jobs share one queue, in the order given), trains the row's
+preset unchanged but for its seed, folder and thread counts — resuming a folder that holds a
+run, skipping one that finished — then evaluates the final checkpoint (no checkpoint
+selection) on the 40 held-out tasks of evaluation seed 0 after 0..3 inner steps, as
+results/README.md describes. Beside the seeds it trains and evaluates the pretrained
+baseline (``--algorithm pretrained``, seed 1) and evaluates a random initialisation. A seed
+whose folder another training holds waits for it to end, then resumes it. ``--parallel``
+jobs run side by side with ``--threads`` torch and MuJoCo threads each (default: two at one
+thread each on a 2-core machine), or each as a Ray task with ``--ray-address`` (the workers
+see this checkout and ``--out-dir`` at the same paths). Writes ``<out-
+dir>/<row>/reproduction.json`` (each seed, the mean over seeds with a 95 % Student-t
+interval over seeds, the baselines, the paper's checks), an adaptation and a training
+figure, and prints the table. Logs: ``<out-dir>/<row>/logs/``.
 
 ``--out-dir results`` updates the committed reproduction; ``scripts/results_pages.py`` then
 regenerates the results pages from it.
@@ -114,15 +116,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.threads < 1 or (args.parallel is not None and args.parallel < 1):
             raise ValueError("--threads and --parallel must be at least 1")
         parallel = args.parallel or max(1, (os.cpu_count() or 1) // args.threads)
-        failed = []
+        jobs = [job for row in rows for job in plan(args.out_dir, row, args.seeds or list(row.seeds),
+                                                    threads=args.threads, baselines=not args.no_baselines)]
+        if args.ray_address is not None:
+            jobs = run_on_ray(jobs, args.ray_address, args.threads, not args.no_progress)
+        else:
+            jobs = run_local(jobs, parallel, not args.no_progress)
+        failed = [f"{job.name}: {job.last_line} (log: {job.log})" for job in jobs if job.returncode]
         for row in rows:
             seeds = args.seeds or list(row.seeds)
-            jobs = plan(args.out_dir, row, seeds, threads=args.threads, baselines=not args.no_baselines)
-            if args.ray_address is not None:
-                jobs = run_on_ray(jobs, args.ray_address, args.threads, row.name, not args.no_progress)
-            else:
-                jobs = run_local(jobs, parallel, row.name, not args.no_progress)
-            failed += [f"{row.name} {job.name}: {job.last_line} (log: {job.log})" for job in jobs if job.returncode]
             path = write_summary(args.out_dir, row)
             figures = draw_figures(args.out_dir, row, seeds)
             print(report(summarise(args.out_dir, row), row))

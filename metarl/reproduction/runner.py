@@ -13,8 +13,10 @@ job follows its ``metrics.csv``.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,7 @@ from metarl.reproduction.rows import EVAL_SEED, NUM_STEPS, NUM_TASKS, PaperRow
 from metarl.reproduction.summary import episodes_per_step, read_evaluation
 from metarl.runs.checkpoint import list_checkpoints
 from metarl.runs.folder import METRICS_FILE, holds_a_run
+from metarl.runs.lock import run_folder_holder
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 """The checkout whose ``scripts/`` the jobs run."""
@@ -42,23 +45,30 @@ LOG_DIR = "logs"
 
 @dataclass
 class Job:
-    """The commands of one seed or baseline, run one after the other.
+    """One seed or baseline of a row: its commands, planned when the job starts and run one after the other.
 
     Args:
-        name: ``seed1``, ``pretrained``, ``random``.
-        commands: the command lines (empty: nothing left to do).
+        name: ``<row> seed1``, ``<row> pretrained``, ``<row> random``.
+        plan: returns the command lines left to run (empty: nothing to do); called when the job
+            starts, after any other training holding ``run_dir`` has ended.
         run_dir: the run folder whose ``metrics.csv`` shows its progress (``None``: no training).
         iterations: the run's ``num_iterations``.
         log: where the commands' output goes.
     """
 
     name: str
-    commands: list[list[str]]
+    plan: Callable[[], list[list[str]]]
     run_dir: Path | None
     iterations: int
     log: Path
     returncode: int | None = None
     last_line: str = field(default="", repr=False)
+    waiting_for: str | None = field(default=None, repr=False)
+
+    @property
+    def commands(self) -> list[list[str]]:
+        """The command lines the job would run now."""
+        return self.plan()
 
 
 def _script(name: str) -> str:
@@ -84,10 +94,9 @@ def _evaluate_options(row: PaperRow, threads: int) -> list[str]:
     return options + (["--step-budget"] if row.step_budget else [])
 
 
-def _training_job(
-    row: PaperRow, name: str, run_dir: Path, overrides: list[str], iterations: int, method: str, threads: int,
-    log: Path,
-) -> Job:
+def _training_commands(
+    row: PaperRow, run_dir: Path, overrides: list[str], iterations: int, method: str, threads: int
+) -> list[list[str]]:
     """Train (or resume, or leave) ``run_dir``, then evaluate its final checkpoint unless that is done."""
     python = sys.executable
     env_kwargs = dict(preset_config(row).env_kwargs)
@@ -103,7 +112,16 @@ def _training_job(
     done = read_evaluation(results_file(run_dir, method), row, episodes_per_step(row))
     if commands or done is None or not done.protocol_ok or done.checkpoint_iteration != iterations:
         commands.append([python, _script("evaluate.py"), str(run_dir), *_evaluate_options(row, threads)])
-    return Job(name, commands, run_dir, iterations, log)
+    return commands
+
+
+def _random_commands(root: Path, row: PaperRow, threads: int) -> list[list[str]]:
+    out = random_results(root, row)
+    done = read_evaluation(out, row, episodes_per_step(row))
+    if done is not None and done.protocol_ok:
+        return []
+    return [[sys.executable, _script("evaluate.py"), row.preset, "--random", "--out", str(out.parent),
+             *_evaluate_options(row, threads)]]
 
 
 def plan(root: Path, row: PaperRow, seeds: Sequence[int], *, threads: int = 1, baselines: bool = True) -> list[Job]:
@@ -119,24 +137,32 @@ def plan(root: Path, row: PaperRow, seeds: Sequence[int], *, threads: int = 1, b
     logs = row_dir(root, row) / LOG_DIR
     iterations = preset_config(row).num_iterations
     jobs = [
-        _training_job(row, f"seed{s}", seed_dir(root, row, s), ["--seed", str(s)], iterations, "maml-trpo",
-                      threads, logs / f"seed{s}.log")
+        Job(f"{row.name} seed{s}",
+            functools.partial(_training_commands, row, seed_dir(root, row, s), ["--seed", str(s)], iterations,
+                              "maml-trpo", threads),
+            seed_dir(root, row, s), iterations, logs / f"seed{s}.log")
         for s in seeds
     ]
     if baselines:
-        jobs.append(_training_job(
-            row, "pretrained", pretrained_dir(root, row),
-            ["--seed", "1", "--algorithm", "pretrained", "--num_iterations", str(row.baseline_iterations)],
-            row.baseline_iterations, "pretrained", threads, logs / "pretrained.log",
+        overrides = ["--seed", "1", "--algorithm", "pretrained", "--num_iterations", str(row.baseline_iterations)]
+        jobs.append(Job(
+            f"{row.name} pretrained",
+            functools.partial(_training_commands, row, pretrained_dir(root, row), overrides,
+                              row.baseline_iterations, "pretrained", threads),
+            pretrained_dir(root, row), row.baseline_iterations, logs / "pretrained.log",
         ))
-        out = random_results(root, row)
-        done = read_evaluation(out, row, episodes_per_step(row))
-        commands = [] if done is not None and done.protocol_ok else [
-            [sys.executable, _script("evaluate.py"), row.preset, "--random", "--out", str(out.parent),
-             *_evaluate_options(row, threads)]
-        ]
-        jobs.append(Job("random", commands, None, 0, logs / "random.log"))
+        jobs.append(Job(f"{row.name} random", functools.partial(_random_commands, root, row, threads), None, 0,
+                        logs / "random.log"))
     return jobs
+
+
+def run_job(job: Job, poll: float = 10.0) -> tuple[int, str]:
+    """Wait while another training holds the job's run folder, then plan and run its commands."""
+    while job.run_dir is not None and (holder := run_folder_holder(job.run_dir)) is not None:
+        job.waiting_for = holder
+        time.sleep(poll)
+    job.waiting_for = None
+    return run_chain(job.plan(), job.log)
 
 
 def run_chain(commands: Sequence[Sequence[str]], log: Path, cwd: Path = REPOSITORY) -> tuple[int, str]:
@@ -145,6 +171,8 @@ def run_chain(commands: Sequence[Sequence[str]], log: Path, cwd: Path = REPOSITO
     Returns the last return code and the last line of output (a failing script's ``error:`` line).
     """
     log.parent.mkdir(parents=True, exist_ok=True)
+    if not commands:
+        return 0, "nothing to do"
     code = 0
     for command in commands:
         with open(log, "a", encoding="utf-8") as out:
@@ -166,26 +194,38 @@ def _metrics_rows(run_dir: Path | None) -> int:
 
 
 class Progress:
-    """One bar per job, following its run folder's ``metrics.csv``."""
+    """One bar per job following its run folder's ``metrics.csv``; without bars, a line whenever a job's state
+    changes."""
 
-    def __init__(self, jobs: Sequence[Job], title: str, enabled: bool = True):
+    def __init__(self, jobs: Sequence[Job], enabled: bool = True):
         self.jobs = jobs
+        self.enabled = enabled
+        self.states: dict[str, str] = {}
         self.bars = [
-            tqdm(total=max(job.iterations, 1), desc=f"{title} {job.name}", position=i, unit="it",
-                 disable=not enabled, dynamic_ncols=True, leave=True)
+            tqdm(total=max(job.iterations, 1), desc=job.name, position=i, unit="it", disable=not enabled,
+                 dynamic_ncols=True, leave=True)
             for i, job in enumerate(jobs)
         ]
 
-    def update(self, finished: Callable[[Job], bool]) -> None:
-        """Move every bar to its job's iteration; say which jobs are evaluating or done."""
+    def update(self, started: Callable[[Job], bool]) -> None:
+        """Move every bar to its job's iteration; say which jobs wait, run, evaluate, are done or failed."""
         for job, bar in zip(self.jobs, self.bars, strict=True):
-            done = finished(job)
-            bar.n = job.iterations if (done and job.returncode == 0) else min(_metrics_rows(job.run_dir), bar.total)
-            state = "failed" if job.returncode not in (None, 0) else "done" if done else (
-                "evaluating" if job.run_dir is not None and bar.n >= job.iterations else "running" if job.commands
-                else "nothing to do")
+            rows = _metrics_rows(job.run_dir)
+            bar.n = job.iterations if job.returncode == 0 else min(rows, bar.total)
+            if job.returncode is not None:
+                state = "done" if job.returncode == 0 else "failed"
+            elif job.waiting_for is not None:
+                state = f"waiting for the training holding it (PID {job.waiting_for})"
+            elif not started(job):
+                state = "queued"
+            else:
+                state = "evaluating" if job.run_dir is not None and rows >= job.iterations else "training"
             bar.set_postfix_str(state, refresh=False)
             bar.refresh()
+            if not self.enabled and self.states.get(job.name) != state:
+                print(f"{time.strftime('%H:%M:%S')} {job.name}: {state}"
+                      + (f" ({rows} of {job.iterations} iterations)" if job.run_dir is not None else ""), flush=True)
+            self.states[job.name] = state
 
     def close(self) -> None:
         """Close the bars."""
@@ -193,30 +233,32 @@ class Progress:
             bar.close()
 
 
-def run_local(jobs: Sequence[Job], parallel: int, title: str, progress: bool = True, poll: float = 2.0) -> list[Job]:
-    """Run ``jobs``, ``parallel`` at a time on this machine; returns them with return codes set."""
-    bars = Progress(jobs, title, progress)
+def run_local(jobs: Sequence[Job], parallel: int, progress: bool = True, poll: float = 2.0) -> list[Job]:
+    """Run ``jobs`` in order, ``parallel`` at a time on this machine; returns them with return codes set."""
+    bars = Progress(jobs, progress)
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-            futures = {pool.submit(run_chain, job.commands, job.log): job for job in jobs if job.commands}
-            for job in jobs:
-                if not job.commands:
-                    job.returncode = 0
+            futures = {pool.submit(run_job, job): job for job in jobs}
             pending = set(futures)
             while pending:
                 finished, pending = concurrent.futures.wait(pending, timeout=poll)
                 for future in finished:
                     job = futures[future]
                     job.returncode, job.last_line = future.result()
-                bars.update(lambda j: j.returncode is not None)
+                bars.update(lambda j: _started(futures, j))
     finally:
-        bars.update(lambda j: j.returncode is not None)
+        bars.update(lambda j: True)
         bars.close()
     return list(jobs)
 
 
+def _started(futures: dict[concurrent.futures.Future, Job], job: Job) -> bool:
+    """Whether ``job``'s future has started running."""
+    return any(j is job and (f.running() or f.done()) for f, j in futures.items())
+
+
 def run_on_ray(
-    jobs: Sequence[Job], address: str, threads: int, title: str, progress: bool = True, poll: float = 5.0
+    jobs: Sequence[Job], address: str, threads: int, progress: bool = True, poll: float = 5.0
 ) -> list[Job]:
     """Run each job as a Ray task needing ``threads`` CPUs on the cluster at ``address``.
 
@@ -226,12 +268,9 @@ def run_on_ray(
     import ray  # the optional 'ray' extra
 
     ray.init(address=address or None, ignore_reinit_error=True, log_to_driver=False)
-    remote = ray.remote(num_cpus=threads, max_retries=0)(run_chain)
-    refs = {remote.remote(job.commands, job.log, REPOSITORY): job for job in jobs if job.commands}
-    for job in jobs:
-        if not job.commands:
-            job.returncode = 0
-    bars = Progress(jobs, title, progress)
+    remote = ray.remote(num_cpus=threads, max_retries=0)(run_job)
+    refs = {remote.remote(job): job for job in jobs}
+    bars = Progress(jobs, progress)
     try:
         pending = list(refs)
         while pending:
@@ -239,10 +278,10 @@ def run_on_ray(
             for ref in finished:
                 job = refs[ref]
                 job.returncode, job.last_line = ray.get(ref)
-            bars.update(lambda j: j.returncode is not None)
+            bars.update(lambda j: True)
     finally:
         bars.close()
     return list(jobs)
 
 
-__all__ = ["LOG_DIR", "REPOSITORY", "Job", "Progress", "plan", "run_chain", "run_local", "run_on_ray"]
+__all__ = ["LOG_DIR", "REPOSITORY", "Job", "Progress", "plan", "run_chain", "run_job", "run_local", "run_on_ray"]

@@ -17,8 +17,6 @@ from pathlib import Path
 
 from metarl.runs.folder import LOCK_FILE
 
-"""Name of the lock file inside a run folder."""
-
 
 class RunFolderInUseError(RuntimeError):
     """Another training holds the run folder's lock; the message names its PID."""
@@ -65,4 +63,24 @@ def hold_run_folder(run_dir: Path) -> Iterator[Path]:
                         made.rmdir()
     finally:
         os.close(fd)  # releases the flock
+
+
+def run_folder_holder(run_dir: Path) -> str | None:
+    """The PID (as written) of the training that holds ``run_dir``'s lock, or ``None`` if none does.
+
+    Takes and releases the lock at once when it is free, so it never blocks a training.
+    """
+    path = Path(run_dir) / LOCK_FILE
+    if not path.is_file():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 

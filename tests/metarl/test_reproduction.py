@@ -152,7 +152,7 @@ def test_reproduce_trains_and_evaluates_a_seed_end_to_end(tmp_path: Path):
     preset = _preset(tmp_path, iterations=2)
     row = _row(preset, seeds=(1,))
     root = tmp_path / "results"
-    jobs = run_local(plan(root, row, [1], baselines=False), parallel=1, title="small", progress=False)
+    jobs = run_local(plan(root, row, [1], baselines=False), parallel=1, progress=False)
     assert [j.returncode for j in jobs] == [0], jobs[0].log.read_text()
     s = summarise(root, row)
     assert s.seeds[0].reportable and s.seeds[0].training.iterations == 2
