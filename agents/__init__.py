@@ -11,7 +11,8 @@ from agents.builders import (
 )
 from agents.comparison_learners import TRPOLearner, observation_env
 from agents.maml import AdaptationBatch, AdvantageSettings, adapt, sample_adaptation
-from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings
+from agents.maml_trpo import MAMLTRPO
+from agents.meta_update_settings import MetaUpdateSettings
 from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Policy
 
 __all__ = [

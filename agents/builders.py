@@ -10,7 +10,8 @@ import gymnasium as gym
 
 from agents.comparison_learners import TRPOLearner, observation_env
 from agents.maml import AdvantageSettings
-from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings
+from agents.maml_trpo import MAMLTRPO
+from agents.meta_update_settings import MetaUpdateSettings
 from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Policy
 from metarl.config import TrainConfig
 from metarl.sampling import PolicyLike, Sampler, SamplingSettings

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from agents.maml import AdvantageSettings
-from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings
+from agents.maml_trpo import MAMLTRPO
+from agents.meta_update_settings import MetaUpdateSettings
 from agents.policies import Policy
 from metarl.sampling import Sampler
 from metarl.tasks.oracle import TaskFeatureObservation

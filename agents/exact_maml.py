@@ -24,8 +24,9 @@ import torch
 from torch import Tensor
 
 from agents.maml import AdaptationBatch, inner_step
-from agents.maml_trpo import MetaUpdateSettings, _Objective
+from agents.meta_update_settings import MetaUpdateSettings
 from agents.policies import Params, Policy
+from agents.surrogate import PostAdaptationObjective
 from metarl.sampling.episodes import Episodes
 
 
@@ -168,7 +169,7 @@ def sampled_meta_gradient(
     post, post_advantages = sample_episodes(policy, adapted, problem, num_episodes, generator)
     batch = AdaptationBatch(episodes=[pre, post], advantages=[pre_advantages, post_advantages],
                             params=[theta, adapted])
-    objective = _Objective(policy, batch, MetaUpdateSettings(fast_lr=fast_lr, inner_estimator=estimator))
+    objective = PostAdaptationObjective(policy, batch, MetaUpdateSettings(fast_lr=fast_lr, inner_estimator=estimator))
     loss, _ = objective.loss_and_kl(objective.adapted(create_graph=True))
     gradient = torch.autograd.grad(loss, list(policy.parameters()))
     return -problem.horizon * torch.cat([g.reshape(-1) for g in gradient])  # the loss is −(mean over steps) ≈ −J/H

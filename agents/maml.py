@@ -251,3 +251,15 @@ def sample_adaptation(
             if hessian is not None:
                 hessians.append(hessian)
     return AdaptationBatch(episodes=episodes, advantages=advantages, params=used, hessians=hessians)
+
+
+def adaptation_metrics(batch: AdaptationBatch) -> dict[str, float]:
+    """Mean return per episode before adaptation and after each inner step; episodes per task."""
+    returns = [e.mean_return() for e in batch.episodes]
+    metrics = {"return_before": returns[0], "return_after": returns[-1]}
+    if len(returns) > 2:
+        metrics.update({f"return_after_step{k}": r for k, r in enumerate(returns[1:], start=1)})
+    metrics["nonfinite_episodes"] = float(sum(int(e.nonfinite.sum()) for e in batch.episodes))
+    for name, episodes in (("episodes_before", batch.episodes[0]), ("episodes_after", batch.episodes[-1])):
+        metrics[name] = float(episodes.present.sum()) / episodes.num_tasks  # per task; more with a step budget
+    return metrics

@@ -37,7 +37,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from agents.inner_losses import Steps
 from agents.maml import AdaptationBatch
-from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings
+from agents.maml_trpo import MAMLTRPO
+from agents.meta_update_settings import MetaUpdateSettings
 from metarl.learner.precision import matmul_seconds
 from metarl.system.memory import restart_with_tuned_malloc
 

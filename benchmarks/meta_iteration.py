@@ -36,7 +36,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 import agents
 import envs  # noqa: F401
-from agents.maml_trpo import _Objective
+from agents.surrogate import PostAdaptationObjective
 from metarl.config import load_config
 from metarl.system.memory import restart_with_tuned_malloc
 from metarl.tasks.build import make_batched
@@ -159,7 +159,7 @@ def thread_ab(learner: agents.MAMLTRPO, batch: agents.AdaptationBatch, threads: 
 def meta_update_components(learner: agents.MAMLTRPO, batch: agents.AdaptationBatch, repeats: int) -> None:
     """Print median seconds of the meta-update's parts on ``batch`` (θ unchanged)."""
     params = list(learner.policy.parameters())
-    objective = _Objective(learner.policy, batch, learner.settings)
+    objective = PostAdaptationObjective(learner.policy, batch, learner.settings)
 
     def meta_gradient() -> None:
         loss, _ = objective.loss_and_kl(objective.adapted(create_graph=True))
@@ -171,7 +171,7 @@ def meta_update_components(learner: agents.MAMLTRPO, batch: agents.AdaptationBat
             objective.loss_and_kl(adapted)
 
     def build_fisher():
-        return learner._fisher_vector_product(objective, objective.adapted(create_graph=True),
+        return learner.fisher_vector_product(objective, objective.adapted(create_graph=True),
                                               np.random.default_rng(0))
 
     product = build_fisher()
@@ -271,11 +271,11 @@ def main() -> None:
     timings = {}
     for name, fraction in (("ours", 1.0), ("subsample", args.subsample)):
         learner.settings = dataclasses.replace(learner.settings, hvp_subsample=fraction)
-        objective = _Objective(learner.policy, batch, learner.settings)
-        fvp = learner._fisher_vector_product(objective, objective.adapted(create_graph=True), np.random.default_rng(1))
+        objective = PostAdaptationObjective(learner.policy, batch, learner.settings)
+        fvp = learner.fisher_vector_product(objective, objective.adapted(create_graph=True), np.random.default_rng(1))
         timings[name] = median_seconds(lambda fvp=fvp: fvp(vector), args.repeats * 3)
     # reference: the Hessian of the KL by double backpropagation through its gradient
-    objective = _Objective(learner.policy, batch, learner.settings)
+    objective = PostAdaptationObjective(learner.policy, batch, learner.settings)
     _, kl = objective.loss_and_kl(objective.adapted(create_graph=True))
     flat_grad_kl = torch.cat([g.reshape(-1) for g in torch.autograd.grad(kl, params, create_graph=True)])
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from tqdm import tqdm
@@ -268,7 +269,7 @@ def run_on_ray(
     import ray  # the optional 'ray' extra
 
     ray.init(address=address or None, ignore_reinit_error=True, log_to_driver=False)
-    remote = ray.remote(num_cpus=threads, max_retries=0)(run_job)
+    remote: Any = ray.remote(num_cpus=threads, max_retries=0)(run_job)
     refs = {remote.remote(job): job for job in jobs}
     bars = Progress(jobs, progress)
     try:

@@ -11,7 +11,8 @@ import torch
 
 from agents.exact_maml import exact_maml, sample_episodes, sampled_meta_gradient
 from agents.maml import AdvantageSettings, inner_loss, inner_step
-from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings
+from agents.maml_trpo import MAMLTRPO
+from agents.meta_update_settings import MetaUpdateSettings
 from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy
 from tests.agents.test_maml_trpo import make_batch
 

@@ -10,8 +10,11 @@ import torch
 
 import agents
 from agents.maml import AdvantageSettings, Steps
-from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings, _Objective
+from agents.maml_trpo import MAMLTRPO
+from agents.meta_update_paths import FastMetaUpdate
+from agents.meta_update_settings import MetaUpdateSettings
 from agents.policies import GaussianMLPPolicy
+from agents.surrogate import PostAdaptationObjective
 from metarl.config import load_config
 from metarl.learner import precision
 from tests.agents.test_maml_trpo import OBS, T, make_batch
@@ -38,9 +41,9 @@ def float_batch(seed: int):
 
 def products(policy, batch, settings, vectors, rng_seed=0):
     learner = MAMLTRPO(policy, None, settings, AdvantageSettings())
-    objective = _Objective(policy, batch, settings)
+    objective = PostAdaptationObjective(policy, batch, settings)
     adapted = objective.adapted(create_graph=True)
-    fvp = learner._fisher_vector_product(objective, adapted, np.random.default_rng(rng_seed))
+    fvp = learner.fisher_vector_product(objective, adapted, np.random.default_rng(rng_seed))
     return torch.stack([fvp(v) for v in vectors])
 
 
@@ -62,9 +65,8 @@ def test_fast_adaptation_has_the_exact_values_and_jacobian_at_full_fraction():
     """The fast path's adapted parameters: the sampled values, and the inner loop's exact derivative."""
     policy, batch = float_batch(1)
     settings = MetaUpdateSettings(fast_lr=0.5, fisher_precision="fp32")
-    learner = MAMLTRPO(policy, None, settings, AdvantageSettings())
-    reference = _Objective(policy, batch, settings).adapted(create_graph=True)
-    fast = learner._fisher_adaptation(batch, torch.Generator().manual_seed(0))
+    reference = PostAdaptationObjective(policy, batch, settings).adapted(create_graph=True)
+    fast = FastMetaUpdate(policy, settings).fisher_adaptation(batch, torch.Generator().manual_seed(0))
     params = list(policy.parameters())
     probe = {n: torch.randn(p.shape, generator=torch.Generator().manual_seed(3)) for n, p in reference.items()}
     for name in reference:
@@ -153,7 +155,7 @@ def test_fast_path_accepts_only_a_step_that_improves_the_fp32_surrogate_inside_m
     learner = MAMLTRPO(policy, None, settings, AdvantageSettings())
     metrics = learner.step(batch, np.random.default_rng(0))
     assert metrics["step_accepted"] == 1.0
-    objective = _Objective(policy, batch, settings)
+    objective = PostAdaptationObjective(policy, batch, settings)
     loss, kl = objective.loss_and_kl(objective.adapted(create_graph=False))
     assert loss.item() == pytest.approx(metrics["loss_after"]) and loss.item() < metrics["loss_before"]
     assert kl.item() == pytest.approx(metrics["kl_after"]) and 0.0 < kl.item() <= 0.01

@@ -5,8 +5,10 @@ import pytest
 import torch
 
 from agents.maml import AdaptationBatch, AdvantageSettings, detached, inner_step
-from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings, _Objective
+from agents.maml_trpo import MAMLTRPO
+from agents.meta_update_settings import MetaUpdateSettings
 from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy
+from agents.surrogate import PostAdaptationObjective
 from metarl.sampling.episodes import Episodes
 
 T, H, E, OBS = 3, 4, 2, 2
@@ -52,8 +54,8 @@ def test_fisher_vector_product_equals_the_hessian_of_the_kl(discrete):
     batch = make_batch(policy, discrete)
     settings = MetaUpdateSettings(fast_lr=0.5, cg_damping=0.0)
     learner = MAMLTRPO(policy, sampler=None, settings=settings, advantage=AdvantageSettings())
-    objective = _Objective(policy, batch, settings)
-    fvp = learner._fisher_vector_product(objective, objective.adapted(create_graph=True), None)
+    objective = PostAdaptationObjective(policy, batch, settings)
+    fvp = learner.fisher_vector_product(objective, objective.adapted(create_graph=True), None)
 
     params = list(policy.parameters())
     _, kl = objective.loss_and_kl(objective.adapted(create_graph=True))
@@ -93,7 +95,7 @@ def test_meta_update_improves_the_surrogate_within_the_bound():
     assert metrics["loss_after"] < metrics["loss_before"]
     assert 0.0 < metrics["kl_after"] <= 0.01
     # the recorded numbers are those of the new θ
-    objective = _Objective(policy, batch, learner.settings)
+    objective = PostAdaptationObjective(policy, batch, learner.settings)
     loss, kl = objective.loss_and_kl(objective.adapted(create_graph=False))
     assert loss.item() == pytest.approx(metrics["loss_after"]) and kl.item() == pytest.approx(metrics["kl_after"])
 
@@ -109,13 +111,13 @@ def test_packed_steps_give_the_padded_layouts_meta_update(monkeypatch):
     def meta_update():
         policy.load_state_dict(start)
         learner = MAMLTRPO(policy, None, settings, AdvantageSettings())
-        objective = _Objective(policy, batch, settings)
+        objective = PostAdaptationObjective(policy, batch, settings)
         adapted = objective.adapted(create_graph=True)
         loss, _ = objective.loss_and_kl(adapted)
         grad = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(policy.parameters()),
                                                                      retain_graph=True)])
         v = torch.randn(grad.numel(), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-        fvp = learner._fisher_vector_product(objective, adapted, None)(v)
+        fvp = learner.fisher_vector_product(objective, adapted, None)(v)
         n_steps = objective.obs.shape[1]
         learner.step(batch, np.random.default_rng(0))
         theta = torch.cat([p.detach().reshape(-1) for p in policy.parameters()])

@@ -5,11 +5,14 @@ import pytest
 import torch
 from torch.func import grad, jvp, vjp
 
-from agents import maml_trpo, mlp_products
+from agents import meta_update_paths, mlp_products
 from agents.maml import AdaptationBatch, AdvantageSettings, Steps, detached, inner_step, steps_loss
-from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings, _kl_weights, _Objective
+from agents.maml_trpo import MAMLTRPO
+from agents.meta_update_paths import FastMetaUpdate
+from agents.meta_update_settings import MetaUpdateSettings
 from agents.mlp_products import InnerLossHessian, Trunk
 from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy
+from agents.surrogate import PostAdaptationObjective, kl_weights
 from tests.agents.test_fast_meta_update import float_batch
 from tests.agents.test_maml_trpo import OBS, T, make_batch
 
@@ -45,10 +48,10 @@ def test_written_out_product_equals_autograds(discrete, nonlinearity, num_inner_
     settings = MetaUpdateSettings(fast_lr=0.5, num_inner_steps=num_inner_steps, inner_estimator=estimator,
                                   first_order=first_order)
     learner = MAMLTRPO(policy, None, settings, AdvantageSettings())
-    objective = _Objective(policy, batch, settings)
-    reference = learner._fisher_vector_product(objective, objective.adapted(create_graph=True), None)
-    written = learner._written_out_product(batch, objective.obs, _kl_weights(objective.mask),
-                                           torch.Generator().manual_seed(0))
+    objective = PostAdaptationObjective(policy, batch, settings)
+    reference = learner.fisher_vector_product(objective, objective.adapted(create_graph=True), None)
+    written = FastMetaUpdate(policy, settings).written_out_product(batch, objective.obs, kl_weights(objective.mask),
+                                                                   torch.Generator().manual_seed(0))
     vectors = torch.randn(3, sum(p.numel() for p in policy.parameters()), dtype=torch.float64,
                           generator=torch.Generator().manual_seed(1))
     expected = torch.stack([reference(v) for v in vectors])
@@ -134,8 +137,8 @@ def test_dice_keeps_autograds_product_on_the_fast_path():
     batch = batch_with_steps(policy, False, 1)
     settings = MetaUpdateSettings(fast_lr=0.5, inner_estimator="dice", fvp_step_subsample=0.5)
     learner = MAMLTRPO(policy, None, settings, AdvantageSettings())
-    objective = _Objective(policy, batch, settings)
-    fvp = learner._fisher_vector_product(objective, objective.adapted(create_graph=True), np.random.default_rng(0))
+    objective = PostAdaptationObjective(policy, batch, settings)
+    fvp = learner.fisher_vector_product(objective, objective.adapted(create_graph=True), np.random.default_rng(0))
     vector = torch.randn(sum(p.numel() for p in policy.parameters()), dtype=torch.float64)
     assert float(vector.dot(fvp(vector))) > 0.0  # positive definite (damped)
     with pytest.raises(ValueError, match="estimator must be one of"):
@@ -153,10 +156,10 @@ def test_fast_paths_meta_gradient_equals_autograds_through_the_inner_loop(discre
     exact = MetaUpdateSettings(fast_lr=0.5, num_inner_steps=num_inner_steps, inner_estimator=estimator)
     fast = MetaUpdateSettings(fast_lr=0.5, num_inner_steps=num_inner_steps, inner_estimator=estimator,
                               fvp_step_subsample=0.5)
-    loss, expected, graph, none = MAMLTRPO(policy, None, exact, AdvantageSettings())._meta_gradient(
-        _Objective(policy, batch, exact))
-    fast_loss, got, no_graph, hessians = MAMLTRPO(policy, None, fast, AdvantageSettings())._meta_gradient(
-        _Objective(policy, batch, fast))
+    loss, expected, graph, none = MAMLTRPO(policy, None, exact, AdvantageSettings()).meta_gradient(
+        PostAdaptationObjective(policy, batch, exact))
+    fast_loss, got, no_graph, hessians = MAMLTRPO(policy, None, fast, AdvantageSettings()).meta_gradient(
+        PostAdaptationObjective(policy, batch, fast))
     assert graph is not None and no_graph is None and none == [] and len(hessians) == num_inner_steps
     assert abs(fast_loss - loss) < 1e-12 * abs(loss)
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
@@ -167,10 +170,10 @@ def test_bf16_meta_gradient_is_within_a_percent_of_fp32():
     policy, batch = float_batch(2)
     exact = MetaUpdateSettings(fast_lr=0.5)
     fast = MetaUpdateSettings(fast_lr=0.5, fvp_step_subsample=0.5, fisher_precision="bf16")
-    _, expected, _, _ = MAMLTRPO(policy, None, exact, AdvantageSettings())._meta_gradient(
-        _Objective(policy, batch, exact))
-    _, got, _, hessians = MAMLTRPO(policy, None, fast, AdvantageSettings())._meta_gradient(
-        _Objective(policy, batch, fast))
+    _, expected, _, _ = MAMLTRPO(policy, None, exact, AdvantageSettings()).meta_gradient(
+        PostAdaptationObjective(policy, batch, exact))
+    _, got, _, hessians = MAMLTRPO(policy, None, fast, AdvantageSettings()).meta_gradient(
+        PostAdaptationObjective(policy, batch, fast))
     assert hessians[0].trunk.dtype == torch.bfloat16
     assert 0.0 < float((got - expected).norm() / expected.norm()) < 1e-2
 
@@ -180,13 +183,14 @@ def test_products_reuse_the_gradients_inner_hessians_at_full_inner_fraction(monk
     batch = batch_with_steps(policy, False, 2)
     settings = MetaUpdateSettings(fast_lr=0.5, num_inner_steps=2, fvp_step_subsample=0.5)
     learner = MAMLTRPO(policy, None, settings, AdvantageSettings())
-    objective = _Objective(policy, batch, settings)
-    _, _, _, hessians = learner._meta_gradient(objective)
+    objective = PostAdaptationObjective(policy, batch, settings)
+    _, _, _, hessians = learner.meta_gradient(objective)
     built = []
-    monkeypatch.setattr(maml_trpo, "InnerLossHessian", lambda *args: built.append(args) or InnerLossHessian(*args))
-    reused = learner._fisher_vector_product(objective, None, np.random.default_rng(0), hessians)
+    monkeypatch.setattr(meta_update_paths, "InnerLossHessian",
+                        lambda *args: built.append(args) or InnerLossHessian(*args))
+    reused = learner.fisher_vector_product(objective, None, np.random.default_rng(0), hessians)
     assert len(hessians) == 2 and built == []  # the products build no Hessian of their own
-    fresh = learner._fisher_vector_product(objective, None, np.random.default_rng(0))
+    fresh = learner.fisher_vector_product(objective, None, np.random.default_rng(0))
     assert len(built) == 2
     vector = torch.randn(sum(p.numel() for p in policy.parameters()), dtype=torch.float64)
     torch.testing.assert_close(reused(vector), fresh(vector), rtol=1e-12, atol=1e-14)
@@ -196,8 +200,8 @@ def test_the_gradients_inner_hessians_are_not_kept_when_the_products_subsample_t
     policy = make_policy(False, "tanh")
     batch = batch_with_steps(policy, False, 2)
     settings = MetaUpdateSettings(fast_lr=0.5, num_inner_steps=2, fvp_inner_subsample=0.5)
-    _, gradient, _, hessians = MAMLTRPO(policy, None, settings, AdvantageSettings())._meta_gradient(
-        _Objective(policy, batch, settings))
+    _, gradient, _, hessians = MAMLTRPO(policy, None, settings, AdvantageSettings()).meta_gradient(
+        PostAdaptationObjective(policy, batch, settings))
     assert hessians == [] and float(gradient.norm()) > 1e-3
 
 
@@ -230,9 +234,9 @@ def test_output_jacobian_equals_torch_funcs_jvp_and_vjp_with_clamped_log_stds(di
 def test_sampled_loss_gives_the_old_policy_of_a_separate_no_grad_forward():
     policy, batch = float_batch(3)
     settings = MetaUpdateSettings(fast_lr=0.5)
-    shared = _Objective(policy, batch, settings)
+    shared = PostAdaptationObjective(policy, batch, settings)
     loss, _ = shared.sampled_loss()
-    separate = _Objective(policy, batch, settings)
+    separate = PostAdaptationObjective(policy, batch, settings)
     assert torch.equal(shared.old_log_probs, separate.old_log_probs)
     assert torch.equal(shared.old_dist.mean, separate.old_dist.mean)
     assert float(loss) == float(separate.loss_and_kl(batch.params[-1])[0])

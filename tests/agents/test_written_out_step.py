@@ -10,9 +10,11 @@ import torch
 
 import agents
 import envs  # noqa: F401  (registers the task environments)
-from agents import maml_trpo
+from agents import meta_update_paths
 from agents.maml import AdvantageSettings, Steps, autograd_step
-from agents.maml_trpo import MAMLTRPO, MetaUpdateSettings, _Objective
+from agents.maml_trpo import MAMLTRPO
+from agents.meta_update_settings import MetaUpdateSettings
+from agents.surrogate import PostAdaptationObjective
 from agents.written_out_step import WrittenOutStep
 from metarl.config import ConfigError, TrainConfig, load_config
 from metarl.learner import precision
@@ -80,7 +82,7 @@ def test_bf16_adaptation_is_one_function_of_theta_in_sampling_and_line_search():
     for k in range(2):
         params = step(learner.policy, params, steps[k], learner.settings.fast_lr)[0]
         assert all(torch.equal(params[n], batch.params[k + 1][n]) for n in params)  # what was sampled
-    adapted = _Objective(learner.policy, batch, learner.settings).adapted(create_graph=False)
+    adapted = PostAdaptationObjective(learner.policy, batch, learner.settings).adapted(create_graph=False)
     assert all(torch.equal(adapted[n], batch.params[-1][n]) for n in adapted)  # the line search at θ: KL 0
     fp32, _ = tiny_learner("--fisher_precision", "bf16")
     assert fp32.sample(np.random.default_rng(0)).hessians == []  # autograd's fp32 step keeps nothing
@@ -91,11 +93,11 @@ def test_meta_gradient_from_the_samplers_hessians_is_the_one_it_would_build(monk
     batch = learner.sample(rng)
     kept = list(batch.hessians)
     built = []
-    real = maml_trpo.InnerLossHessian
-    monkeypatch.setattr(maml_trpo, "InnerLossHessian", lambda *a, **k: built.append(1) or real(*a, **k))
-    loss, gradient, _, _ = learner._meta_gradient(_Objective(learner.policy, batch, learner.settings))
+    real = meta_update_paths.InnerLossHessian
+    monkeypatch.setattr(meta_update_paths, "InnerLossHessian", lambda *a, **k: built.append(1) or real(*a, **k))
+    loss, gradient, _, _ = learner.meta_gradient(learner.objective(batch))
     assert built == [] and batch.hessians == [] and len(kept) == 1  # the sampler's, taken once and freed
-    rebuilt_loss, rebuilt, _, _ = learner._meta_gradient(_Objective(learner.policy, batch, learner.settings))
+    rebuilt_loss, rebuilt, _, _ = learner.meta_gradient(learner.objective(batch))
     assert built == [1] and loss == rebuilt_loss and torch.equal(gradient, rebuilt)
     metrics = learner.step(learner.sample(rng), rng)
     assert metrics["step_accepted"] == 1.0 and 0 < metrics["kl_after"] <= learner.settings.max_kl
@@ -108,9 +110,9 @@ def test_hessians_of_another_estimator_or_dtype_are_not_reused():
         fast_lr=learner.settings.fast_lr, inner_estimator="lvc", fisher_precision="bf16",
         adaptation_precision="bf16"), AdvantageSettings())
     assert len(batch.hessians) == 1
-    fresh = lvc._meta_gradient(_Objective(lvc.policy, batch, lvc.settings))[1]
+    fresh = lvc.meta_gradient(PostAdaptationObjective(lvc.policy, batch, lvc.settings))[1]
     assert batch.hessians == []
-    rebuilt = lvc._meta_gradient(_Objective(lvc.policy, batch, lvc.settings))[1]
+    rebuilt = lvc.meta_gradient(PostAdaptationObjective(lvc.policy, batch, lvc.settings))[1]
     assert torch.equal(fresh, rebuilt)
 
 

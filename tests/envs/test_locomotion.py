@@ -12,7 +12,7 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 import envs  # noqa: F401  (registers the ids)
-from agents.maml_trpo import adaptation_metrics
+from agents.maml import adaptation_metrics
 from agents.policies import GaussianMLPPolicy
 from envs.locomotion.ant import AntDirEnv, AntGoalEnv, AntVelEnv, BatchedAntDir
 from envs.locomotion.half_cheetah import BatchedHalfCheetahVel, HalfCheetahDirEnv, HalfCheetahVelEnv
