@@ -5,6 +5,7 @@ from __future__ import annotations
 from agents.builders import (
     build_learner,
     build_maml_trpo,
+    evaluation_adapter,
     make_policy,
     make_sampler,
     policy_for,
@@ -27,6 +28,7 @@ __all__ = [
     "adapt",
     "build_learner",
     "build_maml_trpo",
+    "evaluation_adapter",
     "make_policy",
     "make_sampler",
     "observation_env",

@@ -6,17 +6,24 @@ once: the scripts, the trainer and the benchmarks build through these functions.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import gymnasium as gym
+import numpy as np
 
 from agents.comparison_learners import TRPOLearner, observation_env
-from agents.maml import AdvantageSettings
+from agents.maml import AdvantageSettings, sample_adaptation
 from agents.maml_trpo import MAMLTRPO
 from agents.meta_update_settings import MetaUpdateSettings
-from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Policy
+from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Params, Policy
 from metarl.config import TrainConfig
 from metarl.sampling import PolicyLike, Sampler, SamplingSettings
+from metarl.sampling.episodes import Episodes
 from metarl.sampling.ray_sampler import make_ray_sampler
 from metarl.tasks.protocol import BatchedTaskEnv
+
+Adapter = Callable[[PolicyLike, Sampler, np.random.Generator, Sequence[float]], tuple[list[Episodes], list[Params]]]
+"""An evaluation's adaptation: ``(policy, sampler, rng, lrs) -> (episodes per step, parameters per step)``."""
 
 
 def make_policy(
@@ -93,3 +100,23 @@ def build_learner(cfg: TrainConfig, env: BatchedTaskEnv) -> MAMLTRPO:
     if cfg.algorithm == "maml-trpo":
         return build_maml_trpo(cfg, env)
     return TRPOLearner(*_learner_parts(cfg, observation_env(cfg.algorithm, env)))
+
+
+def evaluation_adapter(cfg: TrainConfig) -> Adapter:
+    """How an evaluation adapts ``cfg``'s policy to held-out tasks: the run's own inner step and advantages.
+
+    The returned function samples the episodes before adaptation and after each of the
+    ``lrs`` inner steps and returns them with each step's per-task parameters.
+
+    Args:
+        cfg: the evaluated run's settings.
+    """
+    advantage = AdvantageSettings.from_config(cfg)
+    step = MetaUpdateSettings.from_config(cfg).adaptation_step()  # the inner step the run trained with
+
+    def adapt(policy: PolicyLike, sampler: Sampler, rng: np.random.Generator,
+              lrs: Sequence[float]) -> tuple[list[Episodes], list[Params]]:
+        batch = sample_adaptation(policy, sampler, rng, lrs, advantage, step=step)  # type: ignore[arg-type]
+        return batch.episodes, batch.params
+
+    return adapt

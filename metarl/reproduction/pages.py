@@ -174,7 +174,7 @@ def row_block(root: Path, row: PaperRow, s: RowSummary, page_dir: Path) -> str:
         lines += [" ".join(f"![{row.title}: {name[:-4]}]({rel}/{name})" for name in figures), ""]
     lines += [
         "```bash",
-        f".venv/bin/python scripts/reproduce.py {row.name} --out-dir results   # "
+        f".venv/bin/metarl reproduce {row.name} --out-dir results   # "
         f"seeds {' '.join(map(str, row.seeds))}, the baselines, the summary",
         "```",
     ]

@@ -4,7 +4,7 @@ Each seed is the shipped preset changed only in its seed, its folder and its thr
 counts; a seed whose folder already holds a run is resumed, one that finished is not
 trained again, and an evaluation already made of the final checkpoint by the row's
 protocol is kept. A *job* is the chain of commands of one seed (or baseline): train,
-then evaluate — run as ``scripts/train.py`` and ``scripts/evaluate.py`` processes, each
+then evaluate — run as ``python -m metarl train`` and ``python -m metarl evaluate`` processes, each
 with ``threads`` torch threads and as many MuJoCo threads, so that ``parallel`` jobs share
 the cores deliberately. Their output goes to ``<row>/logs/<job>.log``; a progress bar per
 job follows its ``metrics.csv``.
@@ -72,8 +72,9 @@ class Job:
         return self.plan()
 
 
-def _script(name: str) -> str:
-    return str(REPOSITORY / "scripts" / name)
+def _command(name: str) -> list[str]:
+    """The command line of ``metarl NAME`` run by this Python."""
+    return [sys.executable, "-m", "metarl", name]
 
 
 def _thread_options(row: PaperRow, threads: int, env_kwargs: dict) -> list[str]:
@@ -99,20 +100,19 @@ def _training_commands(
     row: PaperRow, run_dir: Path, overrides: list[str], iterations: int, method: str, threads: int
 ) -> list[list[str]]:
     """Train (or resume, or leave) ``run_dir``, then evaluate its final checkpoint unless that is done."""
-    python = sys.executable
     env_kwargs = dict(preset_config(row).env_kwargs)
     commands: list[list[str]] = []
     if holds_a_run(run_dir):
         if _trained_iterations(run_dir) < iterations:
-            commands.append([python, _script("train.py"), "--resume", str(run_dir), "--no-progress",
+            commands.append([*_command("train"), "--resume", str(run_dir), "--no-progress",
                              *_thread_options(row, threads, env_kwargs)])
     else:
-        commands.append([python, _script("train.py"), "--config", row.preset, *overrides,
+        commands.append([*_command("train"), "--config", row.preset, *overrides,
                          "--out_dir", str(run_dir.parent), "--run_name", run_dir.name, "--no-progress",
                          *_thread_options(row, threads, env_kwargs)])
     done = read_evaluation(results_file(run_dir, method), row, episodes_per_step(row))
     if commands or done is None or not done.protocol_ok or done.checkpoint_iteration != iterations:
-        commands.append([python, _script("evaluate.py"), str(run_dir), *_evaluate_options(row, threads)])
+        commands.append([*_command("evaluate"), str(run_dir), *_evaluate_options(row, threads)])
     return commands
 
 
@@ -121,7 +121,7 @@ def _random_commands(root: Path, row: PaperRow, threads: int) -> list[list[str]]
     done = read_evaluation(out, row, episodes_per_step(row))
     if done is not None and done.protocol_ok:
         return []
-    return [[sys.executable, _script("evaluate.py"), row.preset, "--random", "--out", str(out.parent),
+    return [[*_command("evaluate"), row.preset, "--random", "--out", str(out.parent),
              *_evaluate_options(row, threads)]]
 
 

@@ -13,7 +13,7 @@ A run folder (``<out_dir>/<run_name>``) holds:
 ``wandb_run_id``       the W&B run's id, so a resumed run continues it
 ``.lock``              held while a process trains in the folder (:mod:`metarl.runs.lock`)
 ``sessions.jsonl``     one line per training session: first iteration, machine, threads
-``eval/``              ``scripts/evaluate.py``'s default output (:data:`EVAL_DIR`)
+``eval/``              ``metarl evaluate``'s default output (:data:`EVAL_DIR`)
 =====================  ==========================================================
 
 The other modules take these names from here. :func:`incompatible_fields` is the one

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from metarl.config import ConfigError
-from metarl.system.files import write_atomic
 from metarl.runs.folder import WANDB_ID_FILE
+from metarl.system.files import write_atomic
 
 INSTALL_HINT = "wandb: true needs the wandb extra: pip install -c constraints.txt -e '.[wandb]'"
 

@@ -1,4 +1,4 @@
-"""Check a task environment before training on it: ``python -m metarl check-env ID``.
+"""Check a task environment before training on it: ``metarl check-env ID``.
 
 :func:`check_env` runs, in order, and reports each check it passed:
 

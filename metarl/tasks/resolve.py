@@ -2,7 +2,7 @@
 
 Ids may name the module that registers them, Gymnasium style: ``"my_pkg.envs:Wind-v0"``
 imports ``my_pkg.envs`` (from ``sys.path``, then the current directory) before looking up
-``Wind-v0``. Saved in a run's config, such an id tells ``--resume`` and ``scripts/evaluate.py``
+``Wind-v0``. Saved in a run's config, such an id tells ``--resume`` and ``metarl evaluate``
 which module registers the run's environment; since importing a module runs its code, a
 module named only by a run folder or a checkpoint is imported only when the user vouches for
 it (:func:`check_trusted_env_id`, ``--trust-env-module``).

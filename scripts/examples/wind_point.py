@@ -4,7 +4,7 @@ One Gymnasium env class and one :func:`metarl.register_task_env` call: importing
 module registers ``examples/WindPoint-v0``; metarl vectorises it itself. Train on it
 from the repository root with the module named in the env id::
 
-    python scripts/train.py --config scripts/examples/wind_point.yaml
+    metarl train --config scripts/examples/wind_point.yaml
 
 or from Python: ``python scripts/examples/wind_point.py`` (a short run, see ``main``).
 """

@@ -11,7 +11,7 @@ import pytest
 
 import envs  # noqa: F401  (registers the shipped families)
 from metarl import TaskEnvError, register_task_env
-from metarl.__main__ import main
+from metarl.cli.main import main
 from metarl.tasks.env_check import check_env
 
 REPO = Path(__file__).resolve().parents[2]

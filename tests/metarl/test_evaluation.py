@@ -163,8 +163,8 @@ def test_evaluation_adapts_with_the_runs_inner_step(tiny_run: Path, monkeypatch)
     evaluate = load_script("evaluate")
     cfg = dataclasses.replace(load_config(tiny_run / "config.yaml"), adaptation_precision="bf16")
     state = load_checkpoint(latest_checkpoint(tiny_run))
-    steps, real = [], agents.sample_adaptation
-    monkeypatch.setattr(agents, "sample_adaptation", lambda *a, **k: steps.append(k["step"]) or real(*a, **k))
+    steps, real = [], agents.builders.sample_adaptation
+    monkeypatch.setattr(agents.builders, "sample_adaptation", lambda *a, **k: steps.append(k["step"]) or real(*a, **k))
     evaluate.evaluate(cfg, state, SETTINGS)
     assert steps and all(step == WrittenOutStep("reinforce", torch.bfloat16) for step in steps)
 

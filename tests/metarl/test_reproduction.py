@@ -130,10 +130,10 @@ def test_plan_trains_the_preset_resumes_and_skips_what_is_done(tmp_path: Path):
     root = tmp_path / "r"
     (job,) = plan(root, row, [1], threads=1, baselines=False)
     train, evaluate = job.commands
-    assert train[1].endswith("scripts/train.py")
+    assert train[1:4] == ["-m", "metarl", "train"]
     assert train[train.index("--config") + 1] == str(preset) and train[train.index("--seed") + 1] == "1"
     assert train[train.index("--env_kwargs") + 1] == "{nthread: 1}" and train[train.index("--num_threads") + 1] == "1"
-    assert evaluate[1].endswith("scripts/evaluate.py") and evaluate[2] == str(seed_dir(root, row, 1))
+    assert evaluate[1:4] == ["-m", "metarl", "evaluate"] and evaluate[4] == str(seed_dir(root, row, 1))
     assert evaluate[evaluate.index("--episodes-per-step") + 1] == "4" and "--step-budget" not in evaluate
     # half trained: resumed; finished and evaluated: nothing left
     run = seed_dir(root, row, 1)
@@ -141,7 +141,7 @@ def test_plan_trains_the_preset_resumes_and_skips_what_is_done(tmp_path: Path):
     (run / "checkpoints").mkdir()
     (run / "checkpoints" / "iter_000001.pt").write_bytes(b"x")
     (job,) = plan(root, row, [1], baselines=False)
-    assert job.commands[0][2:4] == ["--resume", str(run)]
+    assert job.commands[0][4:6] == ["--resume", str(run)]
     (run / "checkpoints" / "iter_000002.pt").write_bytes(b"x")
     _fake_results(results_file(run, "maml-trpo"), _tasks(1.0))
     (job,) = plan(root, row, [1], baselines=False)
