@@ -36,17 +36,13 @@ def make_policy(
 ) -> Policy:
     """A Gaussian policy for a Box action space, a categorical one for a Discrete space."""
     if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
-        raise ValueError(
-            f"{env_name}: the MLP policies need a flat Box observation space, got {observation_space}"
-        )
+        raise ValueError(f"{env_name}: the MLP policies need a flat Box observation space, got {observation_space}")
     obs_dim = observation_space.shape[0]
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
         return GaussianMLPPolicy(obs_dim, action_space.shape[0], hidden_sizes, nonlinearity, init_std)
     if isinstance(action_space, gym.spaces.Discrete):
         return CategoricalMLPPolicy(obs_dim, int(action_space.n), hidden_sizes, nonlinearity)
-    raise ValueError(
-        f"{env_name}: the MLP policies need a flat Box or a Discrete action space, got {action_space}"
-    )
+    raise ValueError(f"{env_name}: the MLP policies need a flat Box or a Discrete action space, got {action_space}")
 
 
 def policy_for(cfg: TrainConfig, env: BatchedTaskEnv) -> Policy:
@@ -114,8 +110,9 @@ def evaluation_adapter(cfg: TrainConfig) -> Adapter:
     advantage = AdvantageSettings.from_config(cfg)
     step = MetaUpdateSettings.from_config(cfg).adaptation_step()  # the inner step the run trained with
 
-    def adapt(policy: PolicyLike, sampler: Sampler, rng: np.random.Generator,
-              lrs: Sequence[float]) -> tuple[list[Episodes], list[Params]]:
+    def adapt(
+        policy: PolicyLike, sampler: Sampler, rng: np.random.Generator, lrs: Sequence[float]
+    ) -> tuple[list[Episodes], list[Params]]:
         batch = sample_adaptation(policy, sampler, rng, lrs, advantage, step=step)  # type: ignore[arg-type]
         return batch.episodes, batch.params
 

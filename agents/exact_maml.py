@@ -167,8 +167,7 @@ def sampled_meta_gradient(
         start = {n: p.clone().requires_grad_(True) for n, p in theta.items()}
         adapted = {n: p.detach() for n, p in inner_step(policy, start, pre, pre_advantages, fast_lr, False).items()}
     post, post_advantages = sample_episodes(policy, adapted, problem, num_episodes, generator)
-    batch = AdaptationBatch(episodes=[pre, post], advantages=[pre_advantages, post_advantages],
-                            params=[theta, adapted])
+    batch = AdaptationBatch(episodes=[pre, post], advantages=[pre_advantages, post_advantages], params=[theta, adapted])
     objective = PostAdaptationObjective(policy, batch, MetaUpdateSettings(fast_lr=fast_lr, inner_estimator=estimator))
     loss, _ = objective.loss_and_kl(objective.adapted(create_graph=True))
     gradient = torch.autograd.grad(loss, list(policy.parameters()))

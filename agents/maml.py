@@ -66,9 +66,7 @@ class AdvantageSettings:
 
     def estimate(self, episodes: Episodes) -> Tensor:
         """GAE advantages ``[H, T, E]`` with a per-task linear baseline."""
-        return estimate_advantages(
-            episodes, self.gamma, self.gae_lambda, self.normalize, self.bootstrap_truncated
-        )
+        return estimate_advantages(episodes, self.gamma, self.gae_lambda, self.normalize, self.bootstrap_truncated)
 
 
 @dataclass(frozen=True)

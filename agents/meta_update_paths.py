@@ -55,7 +55,10 @@ class MetaUpdatePath(Protocol):
         """The surrogate at θ and its gradient through the inner loop."""
 
     def fisher_product(
-        self, objective: PostAdaptationObjective, adapted: Params | None, rng: np.random.Generator | None,
+        self,
+        objective: PostAdaptationObjective,
+        adapted: Params | None,
+        rng: np.random.Generator | None,
         hessians: Sequence[InnerLossHessian] = (),
     ) -> Product:
         """``v ↦ F v + damping v`` for the KL of the post-adaptation policy as a function of θ."""
@@ -85,8 +88,13 @@ class ExactMetaUpdate:
         return MetaGradient(loss.item(), _flat(exact).detach(), adapted, [])
 
     def fisher_product(
-        self, objective: PostAdaptationObjective, adapted: Params | None, rng: np.random.Generator | None = None,
-        hessians: Sequence[InnerLossHessian] = (), *, low_precision: bool = False,
+        self,
+        objective: PostAdaptationObjective,
+        adapted: Params | None,
+        rng: np.random.Generator | None = None,
+        hessians: Sequence[InnerLossHessian] = (),
+        *,
+        low_precision: bool = False,
     ) -> Product:
         """``Jᵀ M J v + damping v`` at θ_old, exactly the Hessian of the KL there.
 
@@ -153,12 +161,21 @@ class FastMetaUpdate:
         grads = dict(zip(sampled, torch.autograd.grad(loss, list(sampled.values())), strict=True))
         dtype = self.products_dtype()
         hessians = batch.take_hessians()
-        if len(hessians) != batch.num_inner_steps or s.first_order or any(
-                h.estimator != s.inner_estimator or h.trunk.dtype != dtype for h in hessians):
+        if (
+            len(hessians) != batch.num_inner_steps
+            or s.first_order
+            or any(h.estimator != s.inner_estimator or h.trunk.dtype != dtype for h in hessians)
+        ):
             hessians = [
-                InnerLossHessian(self.policy, batch.params[k], Steps.of(batch.episodes[k], batch.advantages[k]),
-                                 s.inner_estimator, dtype)
-                for k in range(0 if s.first_order else batch.num_inner_steps)]
+                InnerLossHessian(
+                    self.policy,
+                    batch.params[k],
+                    Steps.of(batch.episodes[k], batch.advantages[k]),
+                    s.inner_estimator,
+                    dtype,
+                )
+                for k in range(0 if s.first_order else batch.num_inner_steps)
+            ]
         for hessian in reversed(hessians):
             curvature = hessian(grads)
             grads = {n: g - s.fast_lr * curvature[n] for n, g in grads.items()}
@@ -166,7 +183,10 @@ class FastMetaUpdate:
         return MetaGradient(loss.item(), gradient, None, hessians if s.products_use_every_inner_step else [])
 
     def fisher_product(
-        self, objective: PostAdaptationObjective, adapted: Params | None, rng: np.random.Generator | None,
+        self,
+        objective: PostAdaptationObjective,
+        adapted: Params | None,
+        rng: np.random.Generator | None,
         hessians: Sequence[InnerLossHessian] = (),
     ) -> Product:
         """The products on a random ``fvp_step_subsample`` share of each task's post-adaptation steps, the inner
@@ -241,14 +261,14 @@ class FastMetaUpdate:
         params = self.policy.task_params(batch.episodes[-1].num_tasks)
         for k in range(batch.num_inner_steps):
             if s.inner_estimator == "dice":  # its causal sums need whole episodes: no subsample
-                stepped = inner_step(self.policy, params, batch.episodes[k], batch.advantages[k], s.fast_lr,
-                                     not s.first_order, "dice")
+                stepped = inner_step(
+                    self.policy, params, batch.episodes[k], batch.advantages[k], s.fast_lr, not s.first_order, "dice"
+                )
             else:
                 steps = Steps.of(batch.episodes[k], batch.advantages[k])
                 if s.fvp_inner_subsample < 1.0:
                     steps = steps.subsample(s.fvp_inner_subsample, generator)
-                stepped = steps_inner_step(self.policy, params, steps, s.fast_lr, not s.first_order,
-                                           s.inner_estimator)
+                stepped = steps_inner_step(self.policy, params, steps, s.fast_lr, not s.first_order, s.inner_estimator)
             value = batch.params[k + 1]
             params = {n: value[n].to(p.dtype) + (p - p.detach()) for n, p in stepped.items()}
         return params

@@ -51,8 +51,9 @@ class MetaUpdateSettings:
         if self.adaptation_precision not in ("fp32", "bf16"):
             raise ValueError(f"adaptation_precision must be fp32 or bf16, got {self.adaptation_precision!r}")
         if self.adaptation_precision == "bf16" and self.inner_estimator not in SUPPORTED_ESTIMATORS:
-            raise ValueError(f"adaptation_precision bf16 needs the inner loss reinforce or lvc, got "
-                             f"{self.inner_estimator!r}")
+            raise ValueError(
+                f"adaptation_precision bf16 needs the inner loss reinforce or lvc, got {self.inner_estimator!r}"
+            )
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> MetaUpdateSettings:
@@ -86,15 +87,19 @@ class MetaUpdateSettings:
         tasks = "every task" if self.hvp_subsample >= 1.0 else f"{self.hvp_subsample:.0%} of the tasks"
         if self.exact_fisher:
             return f"exact: fp32 Fisher-vector products on every step of {tasks}" + self._estimator_note()
-        return (f"fast: Fisher-vector products on {self.fvp_step_subsample:.0%} of the post-adaptation steps and "
-                f"{self.fvp_inner_subsample:.0%} of the inner loop's steps of {tasks}, in {self.fisher_precision} "
-                f"({self.precision_reason or 'CPU with ' + cpu_description()}); the inner step's gradient in "
-                f"{self.adaptation_precision}"
-                + (f" ({self.adaptation_reason})" if self.adaptation_reason else "") + self._estimator_note())
+        return (
+            f"fast: Fisher-vector products on {self.fvp_step_subsample:.0%} of the post-adaptation steps and "
+            f"{self.fvp_inner_subsample:.0%} of the inner loop's steps of {tasks}, in {self.fisher_precision} "
+            f"({self.precision_reason or 'CPU with ' + cpu_description()}); the inner step's gradient in "
+            f"{self.adaptation_precision}"
+            + (f" ({self.adaptation_reason})" if self.adaptation_reason else "")
+            + self._estimator_note()
+        )
 
     def _estimator_note(self) -> str:
-        return "" if self.inner_estimator == "reinforce" or self.first_order else (
-            f"; inner loss {self.inner_estimator}")
+        return (
+            "" if self.inner_estimator == "reinforce" or self.first_order else (f"; inner loss {self.inner_estimator}")
+        )
 
     @property
     def exact_fisher(self) -> bool:
@@ -119,8 +124,14 @@ class MetaUpdateSettings:
         return WrittenOutStep(self.inner_estimator, torch.bfloat16, keep)
 
 
-_FAST_PATH_FIELDS = ("fvp_step_subsample", "fvp_inner_subsample", "fisher_precision", "precision_reason",
-                  "adaptation_precision", "adaptation_reason")
+_FAST_PATH_FIELDS = (
+    "fvp_step_subsample",
+    "fvp_inner_subsample",
+    "fisher_precision",
+    "precision_reason",
+    "adaptation_precision",
+    "adaptation_reason",
+)
 _CONFIG_FIELDS = tuple(f.name for f in fields(MetaUpdateSettings) if f.name not in _FAST_PATH_FIELDS)
 
 

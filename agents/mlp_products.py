@@ -93,8 +93,9 @@ class Trunk:
         inputs: list[Tensor | None] = [None]
         dx: Tensor | None = None
         for i, weight in enumerate(self.weights):
-            dz = torch.baddbmm(tangent[f"b{i}"].to(self.dtype).unsqueeze(1), self.inputs[i],
-                               tangent[f"w{i}"].to(self.dtype))
+            dz = torch.baddbmm(
+                tangent[f"b{i}"].to(self.dtype).unsqueeze(1), self.inputs[i], tangent[f"w{i}"].to(self.dtype)
+            )
             if dx is not None:
                 dz.baddbmm_(dx, weight)
             if i == self.num_layers - 1:
@@ -311,8 +312,9 @@ class InnerLossHessian:
         self.estimator = estimator
         self.trunk = trunk = Trunk(policy, params, steps.observations, dtype)
         self.head_names = _head_names(policy, params)
-        self.head = _head(policy, {n: params[n].to(trunk.wide).contiguous() for n in self.head_names}, steps,
-                          estimator, trunk)
+        self.head = _head(
+            policy, {n: params[n].to(trunk.wide).contiguous() for n in self.head_names}, steps, estimator, trunk
+        )
         # the loss's backward pass through the MLP: the gradient at each layer's output, and
         # for tanh the nonlinearity's curvature term −2 h ⊙ ∂L/∂h
         self.output_grads: list[Tensor] = [self.head.output_grad.to(dtype)] * trunk.num_layers
@@ -343,7 +345,8 @@ class InnerLossHessian:
         trunk = self.trunk
         inputs, d_output = trunk.tangent(tangent)
         d_output_grad, d_head = self.head.hessian(
-            d_output.to(trunk.wide), {n: tangent[n].to(trunk.wide).contiguous() for n in self.head_names})
+            d_output.to(trunk.wide), {n: tangent[n].to(trunk.wide).contiguous() for n in self.head_names}
+        )
         product: Params = {n: d_head[n] for n in self.head_names}
         dg = d_output_grad.to(trunk.dtype)
         for i in reversed(range(trunk.num_layers)):
@@ -444,8 +447,10 @@ def fisher_vector_product(
 
     def product(vector: Tensor) -> Tensor:
         pieces = torch.split(vector, sizes)
-        tangent = {n: piece.view(shape).expand(num_tasks, *shape)
-                   for (n, shape), piece in zip(shapes.items(), pieces, strict=True)}
+        tangent = {
+            n: piece.view(shape).expand(num_tasks, *shape)
+            for (n, shape), piece in zip(shapes.items(), pieces, strict=True)
+        }
         tangent = through_inner_loop(tangent, inner)
         metric = policy.fisher_metric(fixed, outputs(tangent))
         adjoint = through_inner_loop(outputs.adjoint(tuple(weights * m for m in metric)), list(reversed(inner)))

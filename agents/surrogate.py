@@ -85,8 +85,7 @@ class PostAdaptationObjective:
             lrs = [s.fast_lr] * batch.num_inner_steps
             return adapt(self.policy, params, batch, lrs, create_graph and not s.first_order, s.inner_estimator)
         if self._inner_steps is None:  # packed once: the line search adapts at every candidate
-            self._inner_steps = [Steps.of(batch.episodes[k], batch.advantages[k])
-                                 for k in range(batch.num_inner_steps)]
+            self._inner_steps = [Steps.of(batch.episodes[k], batch.advantages[k]) for k in range(batch.num_inner_steps)]
         step = s.adaptation_step()
         for steps in self._inner_steps:
             params = step(self.policy, params, steps, s.fast_lr)[0]

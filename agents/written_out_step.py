@@ -45,6 +45,7 @@ class WrittenOutStep:
         with torch.no_grad():
             params = {n: p.detach() for n, p in params.items()}
             hessian = InnerLossHessian(policy, params, steps, self.estimator, self.dtype) if self.keep_hessian else None
-            grads = hessian.gradient() if hessian is not None else inner_loss_gradient(policy, params, steps,
-                                                                                        self.dtype)
+            grads = (
+                hessian.gradient() if hessian is not None else inner_loss_gradient(policy, params, steps, self.dtype)
+            )
             return {n: p - lr * grads[n] for n, p in params.items()}, hessian

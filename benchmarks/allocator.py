@@ -38,8 +38,9 @@ def measure(config: str, num_threads: int) -> dict[str, float]:
     torch.set_num_threads(num_threads)
     torch.manual_seed(0)
     cfg = load_config(config, [])
-    env = make_batched(cfg.env_id, cfg.meta_batch_size * cfg.episodes_per_task, max_episode_steps=cfg.horizon,
-                       **cfg.env_kwargs)
+    env = make_batched(
+        cfg.env_id, cfg.meta_batch_size * cfg.episodes_per_task, max_episode_steps=cfg.horizon, **cfg.env_kwargs
+    )
     learner = agents.build_maml_trpo(cfg, env)
     rng = np.random.default_rng(0)
     learner.sampler.set_tasks(env.sample_tasks(cfg.meta_batch_size, rng))
@@ -78,9 +79,20 @@ def main() -> None:
             if setting == "keep":
                 env.update(TUNED_MALLOC_ENV)
             out = subprocess.run(
-                [sys.executable, str(Path(__file__).resolve()), "--config", args.config, "--num_threads",
-                 str(args.num_threads), "--child", setting],
-                check=True, capture_output=True, text=True, env=env,
+                [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "--config",
+                    args.config,
+                    "--num_threads",
+                    str(args.num_threads),
+                    "--child",
+                    setting,
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+                env=env,
             ).stdout
             results[setting].append(json.loads(out.strip().splitlines()[-1]))
 
@@ -89,13 +101,17 @@ def main() -> None:
 
     print(f"config {args.config}, {args.num_threads} torch threads, {args.rounds} rounds (medians)")
     for setting in ("default", "keep"):
-        print(f"  {setting}: sampling per round {[round(r['sampling'], 2) for r in results[setting]]}, "
-              f"meta-update {[round(r['update'], 2) for r in results[setting]]}")
+        print(
+            f"  {setting}: sampling per round {[round(r['sampling'], 2) for r in results[setting]]}, "
+            f"meta-update {[round(r['update'], 2) for r in results[setting]]}"
+        )
     print("malloc                        sampling s   meta-update s")
     for setting, name in (("default", "glibc default"), ("keep", "tuned (keeps freed memory)")):
         print(f"{name:<30}{med(setting, 'sampling'):>10.2f}{med(setting, 'update'):>16.2f}")
-    print(f"default / tuned: sampling {med('default', 'sampling') / med('keep', 'sampling'):.2f}x, "
-          f"meta-update {med('default', 'update') / med('keep', 'update'):.2f}x")
+    print(
+        f"default / tuned: sampling {med('default', 'sampling') / med('keep', 'sampling'):.2f}x, "
+        f"meta-update {med('default', 'update') / med('keep', 'update'):.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -62,8 +62,10 @@ def main() -> None:
     params = {n: p.detach() for n, p in policy.task_params(T).items()}
     for sampler in samplers.values():
         sampler.set_tasks(tasks)
-    print(f"{cfg.env_id}: {T} tasks x a budget of {E} x {H} steps; {args.threads} thread(s); "
-          f"policy: {args.checkpoint or 'fresh'}")
+    print(
+        f"{cfg.env_id}: {T} tasks x a budget of {E} x {H} steps; {args.threads} thread(s); "
+        f"policy: {args.checkpoint or 'fresh'}"
+    )
 
     times: dict[int, list[float]] = {k: [] for k in lanes}
     kept: dict[int, list[int]] = {k: [] for k in lanes}
@@ -81,14 +83,18 @@ def main() -> None:
     median = {k: statistics.median(times[k]) for k in lanes}
     steps = {k: statistics.median(kept[k]) for k in lanes}
     for k in lanes:
-        print(f"budget_lanes {k:>3} ({envs_per_task(E, True, k):>3} sub-envs per task): "
-              f"{median[k]:6.2f} s per phase, keeps {steps[k] / budget:5.1%} of the budget "
-              f"({steps[k]:.0f} steps, {statistics.median(episodes[k]):.1f} episodes per task), "
-              f"{steps[k] / median[k]:7.0f} kept steps/s  (runs: {', '.join(f'{t:.2f}' for t in times[k])})")
+        print(
+            f"budget_lanes {k:>3} ({envs_per_task(E, True, k):>3} sub-envs per task): "
+            f"{median[k]:6.2f} s per phase, keeps {steps[k] / budget:5.1%} of the budget "
+            f"({steps[k]:.0f} steps, {statistics.median(episodes[k]):.1f} episodes per task), "
+            f"{steps[k] / median[k]:7.0f} kept steps/s  (runs: {', '.join(f'{t:.2f}' for t in times[k])})"
+        )
     for k in lanes[1:]:
         rate = steps[k] / median[k] / (steps[ref] / median[ref])
-        print(f"ratio budget_lanes {k} / {ref}: time {median[k] / median[ref]:.2f}x, kept steps "
-              f"{steps[k] / steps[ref]:.2f}x, kept steps per second {rate:.2f}x")
+        print(
+            f"ratio budget_lanes {k} / {ref}: time {median[k] / median[ref]:.2f}x, kept steps "
+            f"{steps[k] / steps[ref]:.2f}x, kept steps per second {rate:.2f}x"
+        )
     for sampler in samplers.values():
         sampler.env.close()
 

@@ -36,11 +36,16 @@ def problems() -> dict[str, TabularProblem]:
     initial[0] = 1.0
     arms = torch.tensor([[0.2, 0.5, 0.8]], dtype=torch.float64)
     return {
-        "tabular MDP (3 states, 2 actions, 5 steps)": TabularProblem(torch.eye(states, dtype=torch.float64),
-                                                                     transitions, rewards, initial, 5),
-        "bandit (3 arms, 5 pulls)": TabularProblem(torch.ones(1, 1, dtype=torch.float64),
-                                                   torch.ones(1, 3, 1, dtype=torch.float64), arms,
-                                                   torch.ones(1, dtype=torch.float64), 5),
+        "tabular MDP (3 states, 2 actions, 5 steps)": TabularProblem(
+            torch.eye(states, dtype=torch.float64), transitions, rewards, initial, 5
+        ),
+        "bandit (3 arms, 5 pulls)": TabularProblem(
+            torch.ones(1, 1, dtype=torch.float64),
+            torch.ones(1, 3, 1, dtype=torch.float64),
+            arms,
+            torch.ones(1, dtype=torch.float64),
+            5,
+        ),
     }
 
 
@@ -56,25 +61,32 @@ def main() -> None:
         torch.manual_seed(0)
         policy = CategoricalMLPPolicy(problem.observations.shape[1], problem.rewards.shape[1], (8,)).double()
         value, exact = exact_maml(policy, problem, args.fast_lr)
-        print(f"\n{name}, fast_lr {args.fast_lr}: exact J(θ') = {float(value):.4f}, |∇θ J(θ')| = "
-              f"{float(exact.norm()):.4f}")
+        print(
+            f"\n{name}, fast_lr {args.fast_lr}: exact J(θ') = {float(value):.4f}, |∇θ J(θ')| = "
+            f"{float(exact.norm()):.4f}"
+        )
         print("episodes  estimator   bias   spread   error of one estimate   seconds per estimate")
         for episodes in args.episodes:
             for estimator in ESTIMATORS:
                 start = time.perf_counter()
-                estimates = torch.stack([
-                    sampled_meta_gradient(policy, problem, args.fast_lr, episodes, estimator,
-                                          torch.Generator().manual_seed(1000 + r))
-                    for r in range(args.repeats)
-                ])
+                estimates = torch.stack(
+                    [
+                        sampled_meta_gradient(
+                            policy, problem, args.fast_lr, episodes, estimator, torch.Generator().manual_seed(1000 + r)
+                        )
+                        for r in range(args.repeats)
+                    ]
+                )
                 seconds = (time.perf_counter() - start) / args.repeats
                 mean = estimates.mean(0)
                 scale = float(exact.norm())
                 bias = float((mean - exact).norm()) / scale
                 spread = float((estimates - mean).norm(dim=1).pow(2).mean().sqrt()) / scale
                 error = float((estimates - exact).norm(dim=1).pow(2).mean().sqrt()) / scale
-                print(f"{episodes:8d}  {estimator:9s}  {bias:5.3f}  {spread:6.3f}  {error:22.3f}  {seconds:20.2f}",
-                      flush=True)
+                print(
+                    f"{episodes:8d}  {estimator:9s}  {bias:5.3f}  {spread:6.3f}  {error:22.3f}  {seconds:20.2f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

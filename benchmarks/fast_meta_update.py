@@ -52,8 +52,14 @@ def option_settings(base: MetaUpdateSettings, option: str) -> MetaUpdateSettings
     (``cg_iters``), ``adapt=bf16`` (``adaptation_precision``) — e.g. ``post=0.1+inner=0.1`` or
     ``tasks=0.1`` or ``est=dice``.
     """
-    settings = dataclasses.replace(base, hvp_subsample=1.0, fvp_step_subsample=1.0, fvp_inner_subsample=1.0,
-                                   fisher_precision="fp32", adaptation_precision="fp32")
+    settings = dataclasses.replace(
+        base,
+        hvp_subsample=1.0,
+        fvp_step_subsample=1.0,
+        fvp_inner_subsample=1.0,
+        fisher_precision="fp32",
+        adaptation_precision="fp32",
+    )
     fields = {"tasks": "hvp_subsample", "post": "fvp_step_subsample", "inner": "fvp_inner_subsample"}
     for token in option.split("+"):
         name, _, value = token.partition("=")
@@ -70,8 +76,10 @@ def option_settings(base: MetaUpdateSettings, option: str) -> MetaUpdateSettings
         elif name in fields and value:
             settings = dataclasses.replace(settings, **{fields[name]: float(value)})
         else:
-            raise SystemExit(f"option {option!r}: expected 'exact' or tasks=F, post=F, inner=F, bf16, est=NAME, "
-                             "cg=N, adapt=bf16 joined by '+'")
+            raise SystemExit(
+                f"option {option!r}: expected 'exact' or tasks=F, post=F, inner=F, bf16, est=NAME, "
+                "cg=N, adapt=bf16 joined by '+'"
+            )
     return settings
 
 
@@ -129,10 +137,12 @@ def main() -> None:
     base = learner.settings
     params = list(learner.policy.parameters())
     rng = np.random.default_rng(0)
-    print(f"config {args.config} {' '.join(args.override)}: {cfg.meta_batch_size} tasks x {cfg.episodes_per_task} "
-          f"episodes, horizon {cfg.horizon}, hidden {cfg.hidden_sizes}, hvp_subsample {cfg.hvp_subsample}, "
-          f"cg_iters {cfg.cg_iters}; torch threads {args.num_threads}"
-          + (f"; θ from {args.checkpoint}" if args.checkpoint else ""))
+    print(
+        f"config {args.config} {' '.join(args.override)}: {cfg.meta_batch_size} tasks x {cfg.episodes_per_task} "
+        f"episodes, horizon {cfg.horizon}, hidden {cfg.hidden_sizes}, hvp_subsample {cfg.hvp_subsample}, "
+        f"cg_iters {cfg.cg_iters}; torch threads {args.num_threads}"
+        + (f"; θ from {args.checkpoint}" if args.checkpoint else "")
+    )
     rows: dict[str, list[dict[str, float]]] = {o: [] for o in args.options}
     batch = None
     theta = parameters_to_vector(params).detach().clone()
@@ -159,16 +169,22 @@ def main() -> None:
                 exact_step, accepted_exact = full_step, accepted
             assert exact_step is not None
             cos = float(full_step.dot(exact_step) / (full_step.norm() * exact_step.norm()).clamp(min=1e-30))
-            print(f"  batch {b}{' (warm-up)' if not b else ''} {option}: {seconds:.2f} s, cos {cos:.4f}, "
-                  f"gain {metrics['loss_before'] - metrics['loss_after']:.5f}, ls_steps {metrics['ls_steps']:.0f}",
-                  flush=True)
+            print(
+                f"  batch {b}{' (warm-up)' if not b else ''} {option}: {seconds:.2f} s, cos {cos:.4f}, "
+                f"gain {metrics['loss_before'] - metrics['loss_after']:.5f}, ls_steps {metrics['ls_steps']:.0f}",
+                flush=True,
+            )
             if b:
-                rows[option].append({
-                    "seconds": seconds, "cos": cos,
-                    "improvement": metrics["loss_before"] - metrics["loss_after"],
-                    "kl": metrics["kl_after"], "ls_steps": metrics["ls_steps"],
-                    "step_fraction": metrics["step_fraction"],
-                })
+                rows[option].append(
+                    {
+                        "seconds": seconds,
+                        "cos": cos,
+                        "improvement": metrics["loss_before"] - metrics["loss_after"],
+                        "kl": metrics["kl_after"],
+                        "ls_steps": metrics["ls_steps"],
+                        "step_fraction": metrics["step_fraction"],
+                    }
+                )
         assert accepted_exact is not None
         with torch.no_grad():  # move on from the exact step, as training would
             vector_to_parameters(theta + accepted_exact, params)
@@ -180,11 +196,15 @@ def main() -> None:
     print(f"\nper option, medians over {args.batches} batches (the same batches and θ for every option):")
     print("option                 update_s  vs_exact  cos(step,exact) [min]  surrogate_gain  kl_after  ls_steps")
     for option in args.options:
-        print(f"{option:21s}  {med(option, 'seconds'):8.3f}  {exact_seconds / med(option, 'seconds'):7.2f}x"
-              f"  {med(option, 'cos'):9.4f} [{min(r['cos'] for r in rows[option]):.4f}]"
-              f"  {med(option, 'improvement'):14.5f}  {med(option, 'kl'):8.5f}  {med(option, 'ls_steps'):8.1f}")
-    print("per batch: " + "; ".join(
-        f"{o}: gain " + "/".join(f"{r['improvement']:.4f}" for r in rows[o]) for o in args.options))
+        print(
+            f"{option:21s}  {med(option, 'seconds'):8.3f}  {exact_seconds / med(option, 'seconds'):7.2f}x"
+            f"  {med(option, 'cos'):9.4f} [{min(r['cos'] for r in rows[option]):.4f}]"
+            f"  {med(option, 'improvement'):14.5f}  {med(option, 'kl'):8.5f}  {med(option, 'ls_steps'):8.1f}"
+        )
+    print(
+        "per batch: "
+        + "; ".join(f"{o}: gain " + "/".join(f"{r['improvement']:.4f}" for r in rows[o]) for o in args.options)
+    )
     if not args.flops:
         return
 
@@ -192,16 +212,22 @@ def main() -> None:
         vector_to_parameters(theta, params)
     width = max(cfg.hidden_sizes) if cfg.hidden_sizes else 1
     steps = batch.episodes[-1].packed(batch.episodes[-1].mask).shape[1] if batch is not None else 1
-    peaks = {name: matmul_peak(cfg.meta_batch_size, steps, width, dtype, batched=True)
-             for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
-    flat = {name: matmul_peak(cfg.meta_batch_size, steps, width, dtype, batched=False)
-            for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
-    print(f"\nmatmul peaks in this run, {args.num_threads} threads: batched "
-          f"[{cfg.meta_batch_size}, {steps}, {width}] x [{cfg.meta_batch_size}, {width}, {width}] "
-          f"(the policy's layers): fp32 {peaks['fp32']:.0f} GFLOP/s, "
-          f"bf16 {peaks['bf16']:.0f} GFLOP/s (bf16/fp32 {peaks['bf16'] / peaks['fp32']:.2f}x); one "
-          f"[{cfg.meta_batch_size * steps}, {width}] x [{width}, {width}]: fp32 {flat['fp32']:.0f}, "
-          f"bf16 {flat['bf16']:.0f} GFLOP/s ({flat['bf16'] / flat['fp32']:.2f}x)")
+    peaks = {
+        name: matmul_peak(cfg.meta_batch_size, steps, width, dtype, batched=True)
+        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))
+    }
+    flat = {
+        name: matmul_peak(cfg.meta_batch_size, steps, width, dtype, batched=False)
+        for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))
+    }
+    print(
+        f"\nmatmul peaks in this run, {args.num_threads} threads: batched "
+        f"[{cfg.meta_batch_size}, {steps}, {width}] x [{cfg.meta_batch_size}, {width}, {width}] "
+        f"(the policy's layers): fp32 {peaks['fp32']:.0f} GFLOP/s, "
+        f"bf16 {peaks['bf16']:.0f} GFLOP/s (bf16/fp32 {peaks['bf16'] / peaks['fp32']:.2f}x); one "
+        f"[{cfg.meta_batch_size * steps}, {width}] x [{width}, {width}]: fp32 {flat['fp32']:.0f}, "
+        f"bf16 {flat['bf16']:.0f} GFLOP/s ({flat['bf16'] / flat['fp32']:.2f}x)"
+    )
     print("option                 matmul GFLOP per meta-update  achieved GFLOP/s  share of its precision's peak")
     for option in args.options:
         learner.settings = option_settings(base, option)

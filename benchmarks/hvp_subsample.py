@@ -36,8 +36,10 @@ def main() -> None:
     cfg, env, learner = build(args.config, args.override, args.num_threads, args.checkpoint)
     params = list(learner.policy.parameters())
     rng = np.random.default_rng(0)
-    print(f"config {args.config} {' '.join(args.override)}: {cfg.meta_batch_size} tasks x {cfg.episodes_per_task} "
-          f"episodes, horizon {cfg.horizon}; torch threads {args.num_threads}")
+    print(
+        f"config {args.config} {' '.join(args.override)}: {cfg.meta_batch_size} tasks x {cfg.episodes_per_task} "
+        f"episodes, horizon {cfg.horizon}; torch threads {args.num_threads}"
+    )
     print("batch  hvp_subsample  update_s  loss_improvement  kl_after  step_fraction  cos(step, step_all)")
     for b in range(args.batches):
         learner.sampler.set_tasks(env.sample_tasks(cfg.meta_batch_size, rng))
@@ -52,8 +54,11 @@ def main() -> None:
             step = parameters_to_vector(params).detach() - theta
             reference = step if reference is None else reference
             cos = float(step.dot(reference) / (step.norm() * reference.norm()).clamp(min=1e-30))
-            print(f"{b:5d}  {fraction:13.2f}  {seconds:8.2f}  {metrics['loss_before'] - metrics['loss_after']:16.5f}"
-                  f"  {metrics['kl_after']:8.5f}  {metrics['step_fraction']:13.3f}  {cos:19.3f}", flush=True)
+            print(
+                f"{b:5d}  {fraction:13.2f}  {seconds:8.2f}  {metrics['loss_before'] - metrics['loss_after']:16.5f}"
+                f"  {metrics['kl_after']:8.5f}  {metrics['step_fraction']:13.3f}  {cos:19.3f}",
+                flush=True,
+            )
             with torch.no_grad():
                 vector_to_parameters(theta, params)
         assert reference is not None

@@ -83,8 +83,9 @@ def main() -> None:
     cfg = load_config(args.config, [])
     torch.set_num_threads(cfg.num_threads)
     torch.manual_seed(0)
-    env = make_batched(cfg.env_id, cfg.meta_batch_size * cfg.episodes_per_task, max_episode_steps=cfg.horizon,
-                       **cfg.env_kwargs)
+    env = make_batched(
+        cfg.env_id, cfg.meta_batch_size * cfg.episodes_per_task, max_episode_steps=cfg.horizon, **cfg.env_kwargs
+    )
     learner = agents.build_maml_trpo(cfg, env)
     rng = np.random.default_rng(0)
     learner.sampler.set_tasks(env.sample_tasks(cfg.meta_batch_size, rng))
@@ -106,8 +107,10 @@ def main() -> None:
             times[name].append(time.perf_counter() - start)
     theta = {n: p.detach() for n, p in policy.task_params(T).items()}
     fp32 = statistics.median(times["fp32 autograd"])
-    print(f"config {args.config}: one inner step on {int(steps.mask.sum()):,} steps of {T} tasks, "
-          f"{torch.get_num_threads()} torch threads, median of {args.repeats}, alternating")
+    print(
+        f"config {args.config}: one inner step on {int(steps.mask.sum()):,} steps of {T} tasks, "
+        f"{torch.get_num_threads()} torch threads, median of {args.repeats}, alternating"
+    )
     for name in ways:
         seconds = statistics.median(times[name])
         print(f"  {name:17s} {seconds * 1e3:7.1f} ms   ({seconds / fp32:.2f}x fp32)")

@@ -103,8 +103,7 @@ class PhysicsRecorder:
 
     def step(self, ids=None, nstep: int = 1):
         if self.recording:
-            self.events.append(("step", None if ids is None else np.asarray(ids).copy(),
-                                self.env._ctrl.copy(), nstep))  # type: ignore[attr-defined]
+            self.events.append(("step", None if ids is None else np.asarray(ids).copy(), self.env._ctrl.copy(), nstep))  # type: ignore[attr-defined]
         return self.batch.step(ids, nstep=nstep)
 
     def replay_seconds(self) -> float:
@@ -152,8 +151,9 @@ def thread_ab(learner: agents.MAMLTRPO, batch: agents.AdaptationBatch, threads: 
     print(f"threads A/B, interleaved, median of {repeats}:")
     for what in ("meta-update", "sampling phase"):
         one, many = (statistics.median(times[(what, n)]) for n in (1, threads))
-        print(f"  {what:15s} torch threads 1: {one:6.2f} s   {threads}: {many:6.2f} s"
-              f"   ({threads}/1: {many / one:.2f}x)")
+        print(
+            f"  {what:15s} torch threads 1: {one:6.2f} s   {threads}: {many:6.2f} s   ({threads}/1: {many / one:.2f}x)"
+        )
 
 
 def meta_update_components(learner: agents.MAMLTRPO, batch: agents.AdaptationBatch, repeats: int) -> None:
@@ -171,18 +171,23 @@ def meta_update_components(learner: agents.MAMLTRPO, batch: agents.AdaptationBat
             objective.loss_and_kl(adapted)
 
     def build_fisher():
-        return learner.fisher_vector_product(objective, objective.adapted(create_graph=True),
-                                              np.random.default_rng(0))
+        return learner.fisher_vector_product(objective, objective.adapted(create_graph=True), np.random.default_rng(0))
 
     product = build_fisher()
     vector = torch.randn(sum(p.numel() for p in params))
     print(f"meta-update parts (median of {repeats}, hvp_subsample {learner.settings.hvp_subsample}):")
-    print(f"  meta-gradient (inner step with create_graph, loss, backward): "
-          f"{median_seconds(meta_gradient, repeats):.3f} s")
-    print(f"  one line-search evaluation (inner step, loss and KL):          "
-          f"{median_seconds(line_search_evaluation, repeats):.3f} s")
-    print(f"  Fisher-vector product: build {median_seconds(build_fisher, repeats):.3f} s, "
-          f"one product {median_seconds(lambda: product(vector), repeats * 3):.3f} s")
+    print(
+        f"  meta-gradient (inner step with create_graph, loss, backward): "
+        f"{median_seconds(meta_gradient, repeats):.3f} s"
+    )
+    print(
+        f"  one line-search evaluation (inner step, loss and KL):          "
+        f"{median_seconds(line_search_evaluation, repeats):.3f} s"
+    )
+    print(
+        f"  Fisher-vector product: build {median_seconds(build_fisher, repeats):.3f} s, "
+        f"one product {median_seconds(lambda: product(vector), repeats * 3):.3f} s"
+    )
 
 
 def main() -> None:
@@ -190,15 +195,23 @@ def main() -> None:
     parser.add_argument("--config", default="2d-navigation")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--num_threads", type=int, default=0, help="torch threads of the learner (0: the config's)")
-    parser.add_argument("--policy_threads", type=int, default=1,
-                        help="torch threads of the sampler's policy forward (0: --num_threads)")
+    parser.add_argument(
+        "--policy_threads", type=int, default=1, help="torch threads of the sampler's policy forward (0: --num_threads)"
+    )
     parser.add_argument("--subsample", type=float, default=0.25, help="hvp_subsample to compare with 1.0")
-    parser.add_argument("--thread-ab", type=int, default=0, metavar="N",
-                        help="also compare 1 and N torch threads, interleaved (0: skip)")
+    parser.add_argument(
+        "--thread-ab",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also compare 1 and N torch threads, interleaved (0: skip)",
+    )
     parser.add_argument("--no-fvp", dest="fvp", action="store_false", help="skip the Fisher-vector product timings")
-    parser.add_argument("--components", action="store_true",
-                        help="time the meta-update's parts on one batch: meta-gradient, line-search evaluation, "
-                             "Fisher products")
+    parser.add_argument(
+        "--components",
+        action="store_true",
+        help="time the meta-update's parts on one batch: meta-gradient, line-search evaluation, Fisher products",
+    )
     parser.add_argument("override", nargs="*", help="config overrides: --key value pairs after --")
     args = parser.parse_args()
 
@@ -206,8 +219,9 @@ def main() -> None:
     args.num_threads = args.num_threads or cfg.num_threads
     torch.set_num_threads(args.num_threads)
     torch.manual_seed(0)
-    env = make_batched(cfg.env_id, cfg.meta_batch_size * cfg.episodes_per_task, max_episode_steps=cfg.horizon,
-                       **cfg.env_kwargs)
+    env = make_batched(
+        cfg.env_id, cfg.meta_batch_size * cfg.episodes_per_task, max_episode_steps=cfg.horizon, **cfg.env_kwargs
+    )
     learner = agents.build_maml_trpo(cfg, env)
     learner.sampler.policy_threads = args.policy_threads or args.num_threads
     rng = np.random.default_rng(0)
@@ -234,23 +248,33 @@ def main() -> None:
     ls_steps = statistics.median(r["ls_steps"] for r in rows)
     physics = statistics.median(physics_seconds(env, env_steps) or 0.0 for _ in range(args.repeats))
 
-    print(f"config {args.config} {' '.join(args.override)}: {cfg.meta_batch_size} tasks x "
-          f"{cfg.episodes_per_task} episodes, horizon {cfg.horizon}, hvp_subsample {cfg.hvp_subsample}; "
-          f"torch threads: learner {args.num_threads}, policy forward in sampling {learner.sampler.policy_threads}")
+    print(
+        f"config {args.config} {' '.join(args.override)}: {cfg.meta_batch_size} tasks x "
+        f"{cfg.episodes_per_task} episodes, horizon {cfg.horizon}, hvp_subsample {cfg.hvp_subsample}; "
+        f"torch threads: learner {args.num_threads}, policy forward in sampling {learner.sampler.policy_threads}"
+    )
     print(f"seconds per meta-iteration (median of {args.repeats}): {total:.2f}")
     print(f"  sampling (all phases):  {sample:.2f} s  ({sample / total:.0%}), {steps_per_s:,.0f} env steps/s")
     print(f"  meta-update:            {update:.2f} s  ({update / total:.0%}), {ls_steps:.0f} line-search step(s)")
     if physics:
-        print(f"pure physics of its {env_steps:,} env steps (raw mujoco.batch, {env.num_envs} sims, "  # type: ignore[attr-defined]
-              f"{env.nthread} threads): {physics:.2f} s")  # type: ignore[attr-defined]
-        print(f"  iteration / physics: {total / physics:.2f}x   sampling / physics: {sample / physics:.2f}x   "
-              f"meta-update / physics: {update / physics:.2f}x")
+        print(
+            f"pure physics of its {env_steps:,} env steps (raw mujoco.batch, {env.num_envs} sims, "  # type: ignore[attr-defined]
+            f"{env.nthread} threads): {physics:.2f} s"
+        )  # type: ignore[attr-defined]
+        print(
+            f"  iteration / physics: {total / physics:.2f}x   sampling / physics: {sample / physics:.2f}x   "
+            f"meta-update / physics: {update / physics:.2f}x"
+        )
     if replays:
         replay = statistics.median(replays)
-        print(f"pure physics of its samples (their initial states and actions replayed on a fresh "
-              f"mujoco.batch, median of {len(replays)}): {replay:.2f} s")
-        print(f"  iteration / physics of its samples: {total / replay:.2f}x   sampling: {sample / replay:.2f}x   "
-              f"meta-update: {update / replay:.2f}x")
+        print(
+            f"pure physics of its samples (their initial states and actions replayed on a fresh "
+            f"mujoco.batch, median of {len(replays)}): {replay:.2f} s"
+        )
+        print(
+            f"  iteration / physics of its samples: {total / replay:.2f}x   sampling: {sample / replay:.2f}x   "
+            f"meta-update: {update / replay:.2f}x"
+        )
     if args.thread_ab:
         learner.sampler.set_tasks(env.sample_tasks(cfg.meta_batch_size, rng))
         batch = learner.sample(rng)
@@ -286,10 +310,14 @@ def main() -> None:
 
     print("Fisher-vector product (median):")
     print(f"  double backprop through the KL gradient (reference): {timings['double'] * 1000:.0f} ms")
-    print(f"  J^T M J, all tasks (ours):                           {timings['ours'] * 1000:.0f} ms"
-          f"  -> {timings['double'] / timings['ours']:.2f}x faster")
-    print(f"  J^T M J, {args.subsample:.0%} of tasks (hvp_subsample):            "
-          f"{timings['subsample'] * 1000:.0f} ms  -> {timings['double'] / timings['subsample']:.2f}x faster")
+    print(
+        f"  J^T M J, all tasks (ours):                           {timings['ours'] * 1000:.0f} ms"
+        f"  -> {timings['double'] / timings['ours']:.2f}x faster"
+    )
+    print(
+        f"  J^T M J, {args.subsample:.0%} of tasks (hvp_subsample):            "
+        f"{timings['subsample'] * 1000:.0f} ms  -> {timings['double'] / timings['subsample']:.2f}x faster"
+    )
 
 
 if __name__ == "__main__":

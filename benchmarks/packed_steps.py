@@ -54,11 +54,15 @@ def main() -> None:
     valid = sum(int(e.mask.sum()) for e in batch.episodes)
     padded_steps = sum(e.mask.numel() for e in batch.episodes)
     packed_steps = sum(e.valid_step_index.numel() for e in batch.episodes)
-    print(f"config {args.config} {' '.join(args.override)}: {cfg.meta_batch_size} tasks x {cfg.episodes_per_task} "
-          f"episodes, horizon {cfg.horizon}, step_budget {cfg.step_budget}; torch threads {args.num_threads}; "
-          f"policy {args.checkpoint or 'fresh'}; sampled in {sampled:.1f} s")
-    print(f"steps the losses evaluate (all phases): valid {valid}, packed {packed_steps} "
-          f"({valid / packed_steps:.1%} valid), padded {padded_steps} ({valid / padded_steps:.1%} valid)")
+    print(
+        f"config {args.config} {' '.join(args.override)}: {cfg.meta_batch_size} tasks x {cfg.episodes_per_task} "
+        f"episodes, horizon {cfg.horizon}, step_budget {cfg.step_budget}; torch threads {args.num_threads}; "
+        f"policy {args.checkpoint or 'fresh'}; sampled in {sampled:.1f} s"
+    )
+    print(
+        f"steps the losses evaluate (all phases): valid {valid}, packed {packed_steps} "
+        f"({valid / packed_steps:.1%} valid), padded {padded_steps} ({valid / padded_steps:.1%} valid)"
+    )
 
     theta = parameters_to_vector(params).detach().clone()
     times: dict[str, list[float]] = {"packed": [], "padded": []}
@@ -77,9 +81,11 @@ def main() -> None:
     for layout, t in times.items():
         print(f"{layout}: {median[layout]:.2f} s per meta-update (runs: {', '.join(f'{x:.2f}' for x in t)})")
     difference = float((new_theta["packed"] - new_theta["padded"]).abs().max())
-    print(f"ratio padded / packed: {median['padded'] / median['packed']:.2f}x; "
-          f"largest |θ_packed − θ_padded| after the update: {difference:.2e} "
-          f"(step norm {float((new_theta['packed'] - theta).norm()):.3e})")
+    print(
+        f"ratio padded / packed: {median['padded'] / median['packed']:.2f}x; "
+        f"largest |θ_packed − θ_padded| after the update: {difference:.2e} "
+        f"(step norm {float((new_theta['packed'] - theta).norm()):.3e})"
+    )
     env.close()
 
 

@@ -31,10 +31,25 @@ def metarl_seconds(iterations: int, overrides: list[str]) -> float:
     """Median ``seconds_per_iteration`` of a fresh 2d-navigation training, its first iteration left out."""
     with tempfile.TemporaryDirectory() as out:
         subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / "train.py"), "--config", "2d-navigation", "--num_iterations",
-             str(iterations), "--tensorboard", "false", "--no-progress", "--out_dir", out, "--run_name", "bench",
-             *overrides],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "train.py"),
+                "--config",
+                "2d-navigation",
+                "--num_iterations",
+                str(iterations),
+                "--tensorboard",
+                "false",
+                "--no-progress",
+                "--out_dir",
+                out,
+                "--run_name",
+                "bench",
+                *overrides,
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         with open(Path(out) / "bench" / "metrics.csv") as f:
             rows = list(csv.DictReader(f))
@@ -65,8 +80,10 @@ def main() -> None:
         theirs.append(peer_seconds(args.peer))
         print(f"round {r}: metarl {ours[-1]:.3f} s per meta-iteration, pytorch-maml-rl {theirs[-1]:.3f} s", flush=True)
     mine, peer = statistics.median(ours), statistics.median(theirs)
-    print(f"medians: metarl 2d-navigation {' '.join(args.override)} {mine:.3f} s, pytorch-maml-rl {peer:.3f} s: "
-          f"metarl {peer / mine:.1f}x faster")
+    print(
+        f"medians: metarl 2d-navigation {' '.join(args.override)} {mine:.3f} s, pytorch-maml-rl {peer:.3f} s: "
+        f"metarl {peer / mine:.1f}x faster"
+    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,18 @@ from metarl.sampling.ray_sampler import RaySampler, ShardEnvFactory
 from metarl.system.memory import restart_with_tuned_malloc
 from metarl.tasks.build import make_batched
 
-HALFCHEETAH_VEL = ["--env_id", "metarl/HalfCheetahVel-v0", "--meta_batch_size", "40", "--episodes_per_task", "20",
-                   "--horizon", "200", "--hidden_sizes", "100,100"]
+HALFCHEETAH_VEL = [
+    "--env_id",
+    "metarl/HalfCheetahVel-v0",
+    "--meta_batch_size",
+    "40",
+    "--episodes_per_task",
+    "20",
+    "--horizon",
+    "200",
+    "--hidden_sizes",
+    "100,100",
+]
 
 
 def main() -> None:
@@ -44,8 +54,12 @@ def main() -> None:
     parser.add_argument("--config", default="halfcheetah-vel")
     parser.add_argument("--num_workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--worker_nthread", type=int, default=1,
-                        help="MuJoCo threads per worker env (env_kwargs nthread; 1 = one CPU per worker)")
+    parser.add_argument(
+        "--worker_nthread",
+        type=int,
+        default=1,
+        help="MuJoCo threads per worker env (env_kwargs nthread; 1 = one CPU per worker)",
+    )
     parser.add_argument("--update", action="store_true", help="also time one meta-update")
     args = parser.parse_args()
 
@@ -61,8 +75,10 @@ def main() -> None:
     policy = agents.policy_for(cfg, env)
     tasks = env.sample_tasks(T, np.random.default_rng(0))
     params = {n: p.detach() + 0.05 * torch.randn(T, *p.shape[1:]) for n, p in policy.task_params(T).items()}
-    print(f"{cfg.env_id}: {T} tasks x {E} episodes x {H} steps = {T * E * H} env steps per phase; "
-          f"torch threads {cfg.num_threads}, local MuJoCo threads {getattr(env, 'nthread', '-')}")
+    print(
+        f"{cfg.env_id}: {T} tasks x {E} episodes x {H} steps = {T * E * H} env steps per phase; "
+        f"torch threads {cfg.num_threads}, local MuJoCo threads {getattr(env, 'nthread', '-')}"
+    )
 
     # local as the trainer runs it (torch: cfg.num_threads, MuJoCo: all CPUs), and with one thread of each
     env_1 = make_batched(cfg.env_id, T * E, max_episode_steps=H, **{**cfg.env_kwargs, "nthread": 1})
@@ -99,8 +115,10 @@ def main() -> None:
                 assert torch.equal(getattr(reference, field), getattr(episodes, field)), field
     torch.set_num_threads(cfg.num_threads)
     steps = reference.num_steps
-    episodes_bytes = sum(getattr(reference, f).numel() * getattr(reference, f).element_size()
-                         for f in ("observations", "actions", "rewards", "mask", "final_observations"))
+    episodes_bytes = sum(
+        getattr(reference, f).numel() * getattr(reference, f).element_size()
+        for f in ("observations", "actions", "rewards", "mask", "final_observations")
+    )
     params_bytes = len(pickle.dumps(params))
     median = {name: statistics.median(ts) for name, ts in times.items()}
     worker = statistics.median(inside)
@@ -109,12 +127,16 @@ def main() -> None:
     print(f"same episodes from every backend: yes ({steps} env steps per phase)")
     print(f"Ray start-up ({args.num_workers} workers, each building its env): {start_up:.1f} s")
     for name in backends:
-        print(f"{name:>26}: {median[name]:6.2f} s per phase  {steps / median[name]:7.0f} env steps/s  "
-              f"(runs: {', '.join(f'{t:.2f}' for t in times[name])})")
+        print(
+            f"{name:>26}: {median[name]:6.2f} s per phase  {steps / median[name]:7.0f} env steps/s  "
+            f"(runs: {', '.join(f'{t:.2f}' for t in times[name])})"
+        )
     for name in list(backends)[:-1]:
         print(f"ratio {ray_name} / {name}: {median[name] / median[ray_name]:.2f}x throughput")
-    print(f"ray phase: {worker:.2f} s slowest worker's rollout, {median[ray_name] - worker:.2f} s the rest "
-          f"(put params, transfer, assembly; {(median[ray_name] - worker) / median[ray_name]:.0%})")
+    print(
+        f"ray phase: {worker:.2f} s slowest worker's rollout, {median[ray_name] - worker:.2f} s the rest "
+        f"(put params, transfer, assembly; {(median[ray_name] - worker) / median[ray_name]:.0%})"
+    )
     print(f"per phase: parameters {params_bytes / 1e6:.1f} MB out (once), episodes {episodes_bytes / 1e6:.1f} MB back")
     remote.close()
     ray.shutdown()
@@ -129,9 +151,11 @@ def main() -> None:
             sampled = time.perf_counter()
             learner.step(batch, rng)
             done = time.perf_counter()
-            print(f"one iteration, local, {threads} torch thread(s): sampling {sampled - begin:.1f} s "
-                  f"({len(batch.episodes)} phases, with advantages and the inner step), "
-                  f"meta-update {done - sampled:.1f} s")
+            print(
+                f"one iteration, local, {threads} torch thread(s): sampling {sampled - begin:.1f} s "
+                f"({len(batch.episodes)} phases, with advantages and the inner step), "
+                f"meta-update {done - sampled:.1f} s"
+            )
     env_1.close()
 
 

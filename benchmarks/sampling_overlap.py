@@ -55,8 +55,7 @@ def main() -> None:
     env.set_tasks([task for task in tasks for _ in range(E)])
     params = {n: p.detach().unsqueeze(0).expand(T, *p.shape).contiguous() for n, p in policy.named_parameters()}
     shards = [Shard(s.start * E, s.stop * E) for s in split_shards(T, 2)]  # whole tasks per shard
-    halves = [make_batched(cfg.env_id, s.size, max_episode_steps=H, **{**cfg.env_kwargs, "nthread": 1})
-              for s in shards]
+    halves = [make_batched(cfg.env_id, s.size, max_episode_steps=H, **{**cfg.env_kwargs, "nthread": 1}) for s in shards]
     for half, shard in zip(halves, shards, strict=True):
         half.set_tasks([tasks[index // E] for index in range(shard.start, shard.stop)])
 
@@ -86,8 +85,10 @@ def main() -> None:
             times[name].append(time.perf_counter() - start)
     raw = physics_seconds(env, T * E * H)
     one, two = (statistics.median(times[n]) for n in ("one batch", "two threads"))
-    print(f"config {args.config}: one sampling phase of {T} tasks x {E} episodes x {H} steps, "
-          f"median of {args.repeats}, alternating; episodes identical: {same}")
+    print(
+        f"config {args.config}: one sampling phase of {T} tasks x {E} episodes x {H} steps, "
+        f"median of {args.repeats}, alternating; episodes identical: {same}"
+    )
     print(f"  one batch ({env.nthread} physics threads):      {one:.3f} s")  # type: ignore[attr-defined]
     print(f"  two shards on two threads (1 each): {two:.3f} s   (two / one: {two / one:.3f}x)")
     print(f"  raw mujoco.batch physics of as many env steps: {raw or 0.0:.3f} s")

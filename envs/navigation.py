@@ -193,8 +193,16 @@ class _NavigationCanvas:
         self.figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
         self.canvas = FigureCanvasAgg(self.figure)
         ax = self.figure.add_axes((0.02, 0.02, 0.96, 0.96))
-        ax.add_patch(Rectangle((GOAL_LOW, GOAL_LOW), GOAL_HIGH - GOAL_LOW, GOAL_HIGH - GOAL_LOW,
-                               facecolor="0.93", edgecolor="0.6", linewidth=0.8))
+        ax.add_patch(
+            Rectangle(
+                (GOAL_LOW, GOAL_LOW),
+                GOAL_HIGH - GOAL_LOW,
+                GOAL_HIGH - GOAL_LOW,
+                facecolor="0.93",
+                edgecolor="0.6",
+                linewidth=0.8,
+            )
+        )
         ax.set_xlim(-0.75, 0.75)
         ax.set_ylim(-0.75, 0.75)
         ax.set_aspect("equal")

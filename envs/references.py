@@ -67,9 +67,7 @@ def bandit_random_return(tasks: BanditTasks, n: int) -> np.ndarray:
     return n * bandit_probs(tasks).mean(axis=1)
 
 
-def _simulate_bandit(
-    probs: np.ndarray, n: int, num_runs: int, rng: np.random.Generator, choose: str
-) -> np.ndarray:
+def _simulate_bandit(probs: np.ndarray, n: int, num_runs: int, rng: np.random.Generator, choose: str) -> np.ndarray:
     """Mean return per task of ``num_runs`` independent runs of UCB1 or Thompson sampling."""
     if n < 0 or num_runs < 1:
         raise ValueError(f"need n >= 0 and num_runs >= 1, got n={n}, num_runs={num_runs}")
@@ -95,9 +93,7 @@ def _simulate_bandit(
     return total.reshape(T, num_runs).mean(axis=1)
 
 
-def ucb1_return(
-    tasks: BanditTasks, n: int, rng: np.random.Generator, num_runs: int = 100
-) -> np.ndarray:
+def ucb1_return(tasks: BanditTasks, n: int, rng: np.random.Generator, num_runs: int = 100) -> np.ndarray:
     """Mean return per task ``[T]`` of UCB1 (Auer et al., 2002) over ``num_runs`` runs of ``n`` pulls.
 
     Each arm is pulled once (in index order), then the arm maximising
@@ -106,9 +102,7 @@ def ucb1_return(
     return _simulate_bandit(bandit_probs(tasks), n, num_runs, rng, "ucb1")
 
 
-def thompson_return(
-    tasks: BanditTasks, n: int, rng: np.random.Generator, num_runs: int = 100
-) -> np.ndarray:
+def thompson_return(tasks: BanditTasks, n: int, rng: np.random.Generator, num_runs: int = 100) -> np.ndarray:
     """Mean return per task ``[T]`` of Thompson sampling with a Beta(1, 1) prior per arm.
 
     Every pull samples each arm's probability from its Beta posterior and pulls the
@@ -151,16 +145,12 @@ def mdp_value_iteration(tasks: MDPTasks, horizon: int) -> tuple[np.ndarray, np.n
     return values, policy
 
 
-def mdp_optimal_return(
-    tasks: MDPTasks, horizon: int, initial_state: int = 0
-) -> np.ndarray:
+def mdp_optimal_return(tasks: MDPTasks, horizon: int, initial_state: int = 0) -> np.ndarray:
     """Expected return ``[T]`` of the optimal policy from ``initial_state`` (value iteration)."""
     return mdp_value_iteration(tasks, horizon)[0][:, 0, initial_state]
 
 
-def mdp_random_return(
-    tasks: MDPTasks, horizon: int, initial_state: int = 0
-) -> np.ndarray:
+def mdp_random_return(tasks: MDPTasks, horizon: int, initial_state: int = 0) -> np.ndarray:
     """Exact expected return ``[T]`` of the uniformly random policy from ``initial_state``."""
     P, R = mdp_arrays(tasks)
     values = np.zeros(P.shape[:2])  # V[T, S] with no steps to go

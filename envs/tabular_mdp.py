@@ -315,9 +315,7 @@ class BatchedTabularMDP(BatchedTaskEnv):
     def _step_all(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
         actions = actions.astype(np.int64, copy=False)
         if np.any((actions < 0) | (actions >= self.num_actions)):
-            raise ValueError(
-                f"{type(self).__name__}.step: actions must be in [0, {self.num_actions}), got {actions}"
-            )
+            raise ValueError(f"{type(self).__name__}.step: actions must be in [0, {self.num_actions}), got {actions}")
         u = self._streams.uniform(3)
         self._states, reward = _transition(self._cdf, self._mean_rewards, self._states, actions, u)
         return self._eye[self._states], reward, np.zeros(self.num_envs, dtype=bool), {}

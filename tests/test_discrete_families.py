@@ -50,14 +50,22 @@ def short_run(tmp: Path, preset: str, *overrides: str) -> Path:
     cfg = load_config(
         preset,
         [
-            "--num_iterations", "10",
-            "--meta_batch_size", "10",
-            "--seed", "1",
-            "--num_threads", "1",
-            "--tensorboard", "false",
-            "--out_dir", str(tmp),
-            "--run_name", preset,
-            "--max_kl", "0.01",  # the presets' 0.002 keeps long runs stable; a 10-iteration run needs speed
+            "--num_iterations",
+            "10",
+            "--meta_batch_size",
+            "10",
+            "--seed",
+            "1",
+            "--num_threads",
+            "1",
+            "--tensorboard",
+            "false",
+            "--out_dir",
+            str(tmp),
+            "--run_name",
+            preset,
+            "--max_kl",
+            "0.01",  # the presets' 0.002 keeps long runs stable; a 10-iteration run needs speed
             *overrides,
         ],
     )

@@ -43,11 +43,34 @@ RUNS = {
 
 def golden_run(tmp: Path, name: str) -> dict:
     """Train the tiny seeded run ``name``; its metrics (no timings) and the parameters' SHA-256."""
-    cfg = load_config("2d-navigation", [
-        "--num_iterations", "3", "--meta_batch_size", "4", "--episodes_per_task", "5", "--horizon", "20",
-        "--hidden_sizes", "16,16", "--num_threads", "1", "--tensorboard", "false", "--seed", "7",
-        "--fisher_precision", "fp32", "--out_dir", str(tmp), "--run_name", name, *RUNS[name],
-    ])
+    cfg = load_config(
+        "2d-navigation",
+        [
+            "--num_iterations",
+            "3",
+            "--meta_batch_size",
+            "4",
+            "--episodes_per_task",
+            "5",
+            "--horizon",
+            "20",
+            "--hidden_sizes",
+            "16,16",
+            "--num_threads",
+            "1",
+            "--tensorboard",
+            "false",
+            "--seed",
+            "7",
+            "--fisher_precision",
+            "fp32",
+            "--out_dir",
+            str(tmp),
+            "--run_name",
+            name,
+            *RUNS[name],
+        ],
+    )
     run_dir = train(cfg, agents.build_learner, progress=False)
     rows = [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in read_metrics(run_dir)]
     params = load_checkpoint(latest_checkpoint(run_dir))["learner"]["policy"]

@@ -79,6 +79,7 @@ class AntSettings:
             return not include_by_default
         return bool(self.exclude_current_positions_from_observation)
 
+
 _SPACES_DOC = """
     ## Action space
 
@@ -183,9 +184,7 @@ class AntTaskEnv(LocomotionTaskMixin, AntEnv):  # type: ignore[misc]  # the mixi
         EzPickle.__init__(self, task, **kwargs)
         self.init_qpos = ant_initial_qpos(self.model, self.paper_dynamics)
         assert self.observation_space.shape is not None
-        self.observation_space = gym.spaces.Box(
-            -np.inf, np.inf, shape=self.observation_space.shape, dtype=np.float32
-        )
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=self.observation_space.shape, dtype=np.float32)
         self._init_task(task)
 
     def _initialize_simulation(self) -> tuple[mujoco.MjModel, mujoco.MjData]:

@@ -115,9 +115,7 @@ class HalfCheetahTaskEnv(LocomotionTaskMixin, HalfCheetahEnv):  # type: ignore[m
             **kwargs,
         )
         assert self.observation_space.shape is not None
-        self.observation_space = gym.spaces.Box(
-            -np.inf, np.inf, shape=self.observation_space.shape, dtype=np.float32
-        )
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=self.observation_space.shape, dtype=np.float32)
         self._init_task(task)
 
     def _get_obs(self) -> np.ndarray:

@@ -71,9 +71,7 @@ class TaskFamily(abc.ABC):
     def check(self, task: Any) -> Any:
         """Return ``task`` if it has this family's type, else raise ``TypeError``."""
         if not isinstance(task, self.task_type):
-            raise TypeError(
-                f"{type(self).__name__}: expected a {self.task_type.__name__}, got {type(task).__name__}"
-            )
+            raise TypeError(f"{type(self).__name__}: expected a {self.task_type.__name__}, got {type(task).__name__}")
         return task
 
 

@@ -31,13 +31,23 @@ def _mapping(text: str) -> dict:
 
 def parser() -> ArgumentParser:
     """The command-line interface."""
-    p = ArgumentParser(prog="metarl check-env", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(
+        prog="metarl check-env", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("env_id", help="task-env id, or 'module:Id' naming the module that registers it")
-    p.add_argument("--env-kwargs", type=_mapping, default={}, metavar="YAML",
-                   help="constructor keyword arguments, as a config's env_kwargs (e.g. '{goal_scale: 2}')")
-    p.add_argument("--horizon", type=int, default=None,
-                   help="episode length for the batched check (default: the id's max_episode_steps)")
+    p.add_argument(
+        "--env-kwargs",
+        type=_mapping,
+        default={},
+        metavar="YAML",
+        help="constructor keyword arguments, as a config's env_kwargs (e.g. '{goal_scale: 2}')",
+    )
+    p.add_argument(
+        "--horizon",
+        type=int,
+        default=None,
+        help="episode length for the batched check (default: the id's max_episode_steps)",
+    )
     p.add_argument("--num-envs", type=int, default=4, help="sub-environments of the batched check (default 4)")
     p.add_argument("--steps", type=int, default=20, help="random-action steps of the batched check (default 20)")
     return p
@@ -48,8 +58,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         load_task_families()  # the shipped families, and those of any installed package that declares some
-        report = check_env(args.env_id, args.env_kwargs, num_envs=args.num_envs, steps=args.steps,
-                           horizon=args.horizon, on_pass=lambda line: print(f"ok    {line}", flush=True))
+        report = check_env(
+            args.env_id,
+            args.env_kwargs,
+            num_envs=args.num_envs,
+            steps=args.steps,
+            horizon=args.horizon,
+            on_pass=lambda line: print(f"ok    {line}", flush=True),
+        )
     except (TaskEnvError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -123,37 +123,72 @@ def _size(text: str) -> tuple[int, int]:
 
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    p = ArgumentParser(prog="metarl evaluate", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(
+        prog="metarl evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("source", help="run folder or checkpoint file (with --random also a preset name or YAML)")
     p.add_argument("--random", action="store_true", help="evaluate a fresh, untrained policy of SOURCE's architecture")
     p.add_argument("--num-tasks", type=_bounded(1, MAX_TASKS), default=40, help="held-out tasks (default 40)")
     p.add_argument("--num-steps", type=_bounded(0, MAX_STEPS), default=3, help="inner gradient steps K (default 3)")
-    p.add_argument("--episodes-per-step", type=_bounded(1, MAX_EPISODES), default=None,
-                   help="episodes per task and step (default: the run's episodes_per_task, as it trained)")
-    p.add_argument("--step-budget", action="store_true",
-                   help="each of a task's episodes-per-step sub-environments runs episodes back to back "
-                        "for the horizon (the MAML paper code's sampling)")
-    p.add_argument("--budget-lanes", type=_bounded(0, MAX_EPISODES), default=0,
-                   help="with --step-budget: sub-environments sharing each task's budget of episodes-per-step x "
-                        "horizon steps; must divide episodes-per-step (1: one per task, the paper code's sampler; "
-                        "default 0: one per episode)")
-    p.add_argument("--lrs", type=_floats, default=None,
-                   help="inner learning rate per step, the last repeats (default: the run's fast_lr, then half "
-                        "of it — 0.1,0.05 for 2d-navigation, as in the MAML paper)")
-    p.add_argument("--seed", type=_bounded(0, 2**63 - 1), default=0,
-                   help="evaluation seed: tasks, rollouts, random init (default 0)")
+    p.add_argument(
+        "--episodes-per-step",
+        type=_bounded(1, MAX_EPISODES),
+        default=None,
+        help="episodes per task and step (default: the run's episodes_per_task, as it trained)",
+    )
+    p.add_argument(
+        "--step-budget",
+        action="store_true",
+        help="each of a task's episodes-per-step sub-environments runs episodes back to back "
+        "for the horizon (the MAML paper code's sampling)",
+    )
+    p.add_argument(
+        "--budget-lanes",
+        type=_bounded(0, MAX_EPISODES),
+        default=0,
+        help="with --step-budget: sub-environments sharing each task's budget of episodes-per-step x "
+        "horizon steps; must divide episodes-per-step (1: one per task, the paper code's sampler; "
+        "default 0: one per episode)",
+    )
+    p.add_argument(
+        "--lrs",
+        type=_floats,
+        default=None,
+        help="inner learning rate per step, the last repeats (default: the run's fast_lr, then half "
+        "of it — 0.1,0.05 for 2d-navigation, as in the MAML paper)",
+    )
+    p.add_argument(
+        "--seed",
+        type=_bounded(0, 2**63 - 1),
+        default=0,
+        help="evaluation seed: tasks, rollouts, random init (default 0)",
+    )
     p.add_argument("--label", default="", help="legend name (default: the method)")
     p.add_argument("--out", type=Path, help="output folder (default: <run>/eval, or runs/eval for a preset)")
     p.add_argument("--threads", type=_bounded(1, 1024), help="torch threads (default: the run's num_threads)")
-    p.add_argument("--video", type=_bounded(0, MAX_TASKS), default=0, metavar="N",
-                   help="also write videos of the first N held-out tasks adapting (default 0: none)")
+    p.add_argument(
+        "--video",
+        type=_bounded(0, MAX_TASKS),
+        default=0,
+        metavar="N",
+        help="also write videos of the first N held-out tasks adapting (default 0: none)",
+    )
     p.add_argument("--video-format", choices=FORMATS, default="gif", help="gif (default) or mp4 (the video extra)")
-    p.add_argument("--video-size", type=_size, default=(240, 180), metavar="WxH",
-                   help="size of one panel of a video (default 240x180)")
-    p.add_argument("--trust-env-module", action="append", default=[], metavar="MODULE",
-                   help="import MODULE if SOURCE's env id names it (a run folder's or checkpoint's config "
-                        "imports no module unless you vouch for it); repeatable")
+    p.add_argument(
+        "--video-size",
+        type=_size,
+        default=(240, 180),
+        metavar="WxH",
+        help="size of one panel of a video (default 240x180)",
+    )
+    p.add_argument(
+        "--trust-env-module",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE if SOURCE's env id names it (a run folder's or checkpoint's config "
+        "imports no module unless you vouch for it); repeatable",
+    )
     return p
 
 
@@ -293,8 +328,10 @@ def evaluate(
                 "training_seed": None if random else cfg.seed,
                 "training_iterations": None if state is None else int(state.get("iteration", 0)),
                 "training_fast_lr": cfg.fast_lr,
-                "return_bounds": [None if not np.isfinite(b) else b
-                                  for b in registered_return_bounds(check_env_id(cfg.env_id), cfg.horizon)],
+                "return_bounds": [
+                    None if not np.isfinite(b) else b
+                    for b in registered_return_bounds(check_env_id(cfg.env_id), cfg.horizon)
+                ],
             },
             on_episodes=on_episodes,
             references=reference_returns(base, tasks, cfg.horizon, settings.seed),
@@ -332,7 +369,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads or cfg.num_threads)
         start = time.perf_counter()
         results = evaluate(
-            cfg, state, settings, random=args.random, label=args.label, source=str(ckpt or args.source),
+            cfg,
+            state,
+            settings,
+            random=args.random,
+            label=args.label,
+            source=str(ckpt or args.source),
             on_adapted=(lambda *shot: filmed.append(shot)) if args.video else None,
         )
     except (ConfigError, CheckpointError, FileNotFoundError, ValueError, TypeError, RenderError, EnvFaultError) as exc:
@@ -354,17 +396,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         use_headless_gl()
         policy, tasks, params = filmed[-1]
         try:
-            videos = adaptation_videos(cfg.env_id, policy, list(tasks)[: args.video], params, out,
-                                       horizon=cfg.horizon, env_kwargs=cfg.env_kwargs,
-                                       video_format=args.video_format, size=args.video_size, seed=settings.seed)
+            videos = adaptation_videos(
+                cfg.env_id,
+                policy,
+                list(tasks)[: args.video],
+                params,
+                out,
+                horizon=cfg.horizon,
+                env_kwargs=cfg.env_kwargs,
+                video_format=args.video_format,
+                size=args.video_size,
+                seed=settings.seed,
+            )
         except (RenderError, OSError) as exc:
             message = os_error_message(exc, option="--out") if isinstance(exc, OSError) else str(exc)
             print(f"error: {message} (the results are written: {json_path})", file=sys.stderr)
             return 2
     data = results.to_json()
     lrs = [None, *data["settings"]["step_lrs"]]
-    print(f"{results.name} on {cfg.env_id}: {settings.num_tasks} held-out tasks (seed {settings.seed}), "
-          f"{settings.episodes_per_step} episodes per step, {results.env_steps} env steps in {seconds:.1f} s")
+    print(
+        f"{results.name} on {cfg.env_id}: {settings.num_tasks} held-out tasks (seed {settings.seed}), "
+        f"{settings.episodes_per_step} episodes per step, {results.env_steps} env steps in {seconds:.1f} s"
+    )
     print("step  lr      mean return  95% CI")
     for k, mean, low, high in zip(data["steps"], data["mean"], data["ci_low"], data["ci_high"], strict=True):
         lr = "-" if lrs[k] is None else f"{lrs[k]:g}"

@@ -98,19 +98,17 @@ def _warn_if_settings_differ(results: Sequence[AdaptationResults]) -> None:
     """Say on stderr when the curves were not measured alike (other tasks, horizon, ...)."""
     for key in COMPARED_SETTINGS:
         values = {
-            str(r.settings.get(key))
-            for r in results
-            if not (r.flat and key in ("step_lrs", "episodes_per_step"))
+            str(r.settings.get(key)) for r in results if not (r.flat and key in ("step_lrs", "episodes_per_step"))
         }
         if len(values) > 1:
-            print(f"warning: results were evaluated with different {key}: {', '.join(sorted(values))}",
-                  file=sys.stderr)
+            print(f"warning: results were evaluated with different {key}: {', '.join(sorted(values))}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    parser = ArgumentParser(prog="metarl plot", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(
+        prog="metarl plot", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("kind", choices=("training", "adaptation"), help="which curves to draw")
     parser.add_argument("paths", nargs="+", help="run folders (training) or results files/folders (adaptation)")
     parser.add_argument("--out", type=Path, help="PNG to write (default: training.png or adaptation.png)")

@@ -56,8 +56,10 @@ def load_agents() -> AgentsPlugin:
     load_task_families()
     entries = list(metadata.entry_points(group=AGENTS_GROUP))
     if not entries:
-        raise TaskEnvError(f"no agents installed: no package declares the entry-point group {AGENTS_GROUP!r} "
-                           "(reinstall metarl: pip install -e .)")
+        raise TaskEnvError(
+            f"no agents installed: no package declares the entry-point group {AGENTS_GROUP!r} "
+            "(reinstall metarl: pip install -e .)"
+        )
     return cast(AgentsPlugin, entries[0].load())
 
 

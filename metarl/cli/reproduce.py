@@ -49,16 +49,22 @@ from metarl.runs.logs import read_metrics
 
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    p = ArgumentParser(prog="metarl reproduce", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(
+        prog="metarl reproduce", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("rows", nargs="+", metavar="ROW", help=f"rows to reproduce: {', '.join(r.name for r in ROWS)}")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (default: the row's reported seeds)")
     p.add_argument("--out-dir", type=Path, default=Path("runs/reproduce"), help="root folder (default runs/reproduce)")
-    p.add_argument("--parallel", type=int, default=None,
-                   help="jobs side by side on this machine (default: cores / threads)")
+    p.add_argument(
+        "--parallel", type=int, default=None, help="jobs side by side on this machine (default: cores / threads)"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch and MuJoCo threads per job (default 1)")
-    p.add_argument("--ray-address", default=None, metavar="HOST:PORT",
-                   help="run each seed as a task on this Ray cluster ('auto' to find it; the ray extra)")
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="HOST:PORT",
+        help="run each seed as a task on this Ray cluster ('auto' to find it; the ray extra)",
+    )
     p.add_argument("--no-baselines", action="store_true", help="only the preset's seeds")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -80,8 +86,10 @@ def report(summary: RowSummary, row: PaperRow) -> str:
         note = "" if s.reportable else "  (not the finished preset)"
         lines.append(f"  seed {s.seed}: " + " / ".join(f"{v:.1f}" for v in s.evaluation.mean) + note)
     if summary.aggregate_mean is not None and summary.aggregate_half_width is not None:
-        lines.append("  mean over seeds: " + " / ".join(
-            _fmt(m, h) for m, h in zip(summary.aggregate_mean, summary.aggregate_half_width, strict=True)))
+        lines.append(
+            "  mean over seeds: "
+            + " / ".join(_fmt(m, h) for m, h in zip(summary.aggregate_mean, summary.aggregate_half_width, strict=True))
+        )
     for name, ev in (("pretrained", summary.pretrained), ("random", summary.random)):
         if ev is not None:
             lines.append(f"  {name}: " + " / ".join(f"{v:.1f}" for v in ev.mean))
@@ -94,18 +102,33 @@ def report(summary: RowSummary, row: PaperRow) -> str:
 
 def draw_figures(root: Path, row: PaperRow, seeds: Sequence[int]) -> list[Path]:
     """The row's adaptation figure (seeds averaged, baselines) and training figure (seeds averaged)."""
-    results = [AdaptationResults.load(p) for p in
-               [*(results_file(seed_dir(root, row, s), "maml-trpo") for s in seeds),
-                results_file(pretrained_dir(root, row), "pretrained"), random_results(root, row)] if p.is_file()]
+    results = [
+        AdaptationResults.load(p)
+        for p in [
+            *(results_file(seed_dir(root, row, s), "maml-trpo") for s in seeds),
+            results_file(pretrained_dir(root, row), "pretrained"),
+            random_results(root, row),
+        ]
+        if p.is_file()
+    ]
     written = []
     if results:
-        written.append(plot_adaptation(results, row_dir(root, row) / ADAPTATION_FIGURE,
-                                       f"{row.title}: {row.preset} preset, {len(seeds)} seeds"))
-    runs = [("maml-trpo", read_metrics(seed_dir(root, row, s))) for s in seeds
-            if (seed_dir(root, row, s) / "metrics.csv").is_file()]
+        written.append(
+            plot_adaptation(
+                results, row_dir(root, row) / ADAPTATION_FIGURE, f"{row.title}: {row.preset} preset, {len(seeds)} seeds"
+            )
+        )
+    runs = [
+        ("maml-trpo", read_metrics(seed_dir(root, row, s)))
+        for s in seeds
+        if (seed_dir(root, row, s) / "metrics.csv").is_file()
+    ]
     if runs:
-        written.append(plot_training_runs(runs, row_dir(root, row) / TRAINING_FIGURE,
-                                          f"{row.title}: {row.preset} preset, training"))
+        written.append(
+            plot_training_runs(
+                runs, row_dir(root, row) / TRAINING_FIGURE, f"{row.title}: {row.preset} preset, training"
+            )
+        )
     return written
 
 
@@ -117,8 +140,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.threads < 1 or (args.parallel is not None and args.parallel < 1):
             raise ValueError("--threads and --parallel must be at least 1")
         parallel = args.parallel or max(1, (os.cpu_count() or 1) // args.threads)
-        jobs = [job for row in rows for job in plan(args.out_dir, row, args.seeds or list(row.seeds),
-                                                    threads=args.threads, baselines=not args.no_baselines)]
+        jobs = [
+            job
+            for row in rows
+            for job in plan(
+                args.out_dir, row, args.seeds or list(row.seeds), threads=args.threads, baselines=not args.no_baselines
+            )
+        ]
         if args.ray_address is not None:
             jobs = run_on_ray(jobs, args.ray_address, args.threads, not args.no_progress)
         else:

@@ -60,9 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     parser.add_argument("--list-presets", action="store_true", help="print the preset names and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--trust-env-module", action="append", default=[], metavar="MODULE",
-                        help="with --resume: import MODULE if the run's env id names it (a run folder's own "
-                             "config imports no module unless you vouch for it); repeatable")
+    parser.add_argument(
+        "--trust-env-module",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="with --resume: import MODULE if the run's env id names it (a run folder's own "
+        "config imports no module unless you vouch for it); repeatable",
+    )
     args, overrides = parser.parse_known_args(argv)
     if args.list_presets:
         print("\n".join(list_presets()))
@@ -74,13 +79,25 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(args.config, overrides)
         agents = load_agents()
         run_dir = train(cfg, agents.build_learner, resume=args.resume is not None, progress=not args.no_progress)
-    except (ConfigError, TaskEnvError, CheckpointError, FileExistsError, FileNotFoundError, RunFolderInUseError,
-            RunFolderError, SamplerError, TrainingError, EnvFaultError) as exc:
+    except (
+        ConfigError,
+        TaskEnvError,
+        CheckpointError,
+        FileExistsError,
+        FileNotFoundError,
+        RunFolderInUseError,
+        RunFolderError,
+        SamplerError,
+        TrainingError,
+        EnvFaultError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # permissions, a read-only file system, a full disk, a path through a file
-        print(f"error: {os_error_message(exc, resume=' with --resume (the last checkpoint written is kept)')}",
-              file=sys.stderr)
+        print(
+            f"error: {os_error_message(exc, resume=' with --resume (the last checkpoint written is kept)')}",
+            file=sys.stderr,
+        )
         return 2
     print(f"run folder: {run_dir}")
     print(f"  metrics:    {run_dir / 'metrics.csv'}")

@@ -56,8 +56,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
             raise YamlLimitError(f"{size:,} bytes, more than a config's {MAX_YAML_CHARS:,} characters")
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"config: {str(path)!r} is not a UTF-8 text file ({exc.reason} at byte {exc.start})",
-                          field="config") from None
+        raise ConfigError(
+            f"config: {str(path)!r} is not a UTF-8 text file ({exc.reason} at byte {exc.start})", field="config"
+        ) from None
     except YamlLimitError as exc:
         raise ConfigError(f"config: YAML file {str(path)!r} is too large: {exc.problem}", field="config") from None
     try:
@@ -72,8 +73,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
             field=key if key in FIELD_NAMES else "config",
         ) from exc
     if data is None:
-        raise ConfigError(f"config: YAML file {str(path)!r} is empty; it must hold a mapping of settings",
-                          field="config")
+        raise ConfigError(
+            f"config: YAML file {str(path)!r} is empty; it must hold a mapping of settings", field="config"
+        )
     if not isinstance(data, dict):
         raise ConfigError(
             f"config: YAML file {str(path)!r} must hold a mapping of settings, got {type(data).__name__}",

@@ -20,12 +20,25 @@ from metarl.config.schema import (
 )
 
 _AT_LEAST_ONE = (
-    "num_iterations", "meta_batch_size", "episodes_per_task", "horizon", "num_inner_steps", "cg_iters",
-    "ls_max_steps", "num_threads", "num_workers", "checkpoint_every",
+    "num_iterations",
+    "meta_batch_size",
+    "episodes_per_task",
+    "horizon",
+    "num_inner_steps",
+    "cg_iters",
+    "ls_max_steps",
+    "num_threads",
+    "num_workers",
+    "checkpoint_every",
 )
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "algorithm": ALGORITHMS, "sampler": SAMPLERS, "nonlinearity": NONLINEARITIES, "meta_update": META_UPDATES,
-    "inner_estimator": ESTIMATORS, "fisher_precision": PRECISIONS, "adaptation_precision": PRECISIONS,
+    "algorithm": ALGORITHMS,
+    "sampler": SAMPLERS,
+    "nonlinearity": NONLINEARITIES,
+    "meta_update": META_UPDATES,
+    "inner_estimator": ESTIMATORS,
+    "fisher_precision": PRECISIONS,
+    "adaptation_precision": PRECISIONS,
     "wandb_mode": WANDB_MODES,
 }
 _INTERVALS: dict[str, tuple[str, Any]] = {
@@ -69,11 +82,19 @@ def _problems(cfg: TrainConfig) -> Iterator[tuple[str, str]]:
         yield "budget_lanes", lanes
     if any(h < 1 for h in cfg.hidden_sizes):
         yield "hidden_sizes", "every layer width must be >= 1"
-    yield from ((name, f"must be one of {', '.join(choices)}") for name, choices in _CHOICES.items()
-                if getattr(cfg, name) not in choices)
+    yield from (
+        (name, f"must be one of {', '.join(choices)}")
+        for name, choices in _CHOICES.items()
+        if getattr(cfg, name) not in choices
+    )
     if cfg.adaptation_precision == "bf16" and (cfg.meta_update != "fast" or cfg.inner_estimator == "dice"):
-        yield "adaptation_precision", ("bf16 needs meta_update fast and inner_estimator reinforce or lvc (the exact "
-                                       "path and dice differentiate autograd's fp32 inner step)")
+        yield (
+            "adaptation_precision",
+            (
+                "bf16 needs meta_update fast and inner_estimator reinforce or lvc (the exact "
+                "path and dice differentiate autograd's fp32 inner step)"
+            ),
+        )
     if cfg.ray_address and not valid_ray_address(cfg.ray_address):
         yield "ray_address", "must be empty (a local Ray instance), 'auto', 'host:port' or 'ray://host:port'"
     for name, (problem, holds) in _INTERVALS.items():
@@ -100,8 +121,11 @@ def valid_ray_address(address: str) -> bool:
     if address == "auto":
         return True
     host, sep, port = address.removeprefix("ray://").rpartition(":")
-    return bool(sep and host) and not any(c.isspace() or c == "/" for c in host) and port.isdigit() and (
-        0 < int(port) < 65536
+    return (
+        bool(sep and host)
+        and not any(c.isspace() or c == "/" for c in host)
+        and port.isdigit()
+        and (0 < int(port) < 65536)
     )
 
 

@@ -213,6 +213,11 @@ def _to_mapping(value: Any) -> dict[str, Any]:
 
 
 _PARSERS: dict[Any, Any] = {
-    bool: _to_bool, int: _to_int, float: _to_float, str: _to_str, tuple: _to_int_tuple, dict: _to_mapping,
+    bool: _to_bool,
+    int: _to_int,
+    float: _to_float,
+    str: _to_str,
+    tuple: _to_int_tuple,
+    dict: _to_mapping,
 }
 """The parser of each field type (a YAML value or a command-line string in, the field's type out)."""

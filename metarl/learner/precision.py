@@ -102,4 +102,3 @@ def choose_precision(requested: str) -> tuple[str, str]:
         chosen = "bf16" if speedup >= PROBE_MARGIN else "fp32"
         return chosen, f"auto: AVX-512 BF16 without AMX, and a bf16 matmul ran {speedup:.2f}x as fast as fp32 here"
     return "fp32", "auto: the CPU has no native bf16"
-

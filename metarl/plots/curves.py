@@ -93,8 +93,11 @@ def coinciding(curves: Sequence[Curve], y_range: float) -> list[list[int]]:
         group = [i]
         for j in range(i + 1, len(curves)):
             b = curves[j]
-            if j not in placed and a.x.shape == b.x.shape and np.allclose(a.x, b.x) and (
-                np.nanmax(np.abs(a.mean - b.mean)) <= tol
+            if (
+                j not in placed
+                and a.x.shape == b.x.shape
+                and np.allclose(a.x, b.x)
+                and (np.nanmax(np.abs(a.mean - b.mean)) <= tol)
             ):
                 group.append(j)
         if len(group) > 1:

@@ -130,12 +130,14 @@ def adaptation_figure(results: Sequence[AdaptationResults], title: str | None = 
             x = np.array([0.0, max_step])
             curves.append(Curve(label, x, np.full(2, band.mean[0]), np.full(2, band.half[0]), style["color"], "--"))
         else:
-            curves.append(Curve(label, band.x.astype(float), band.mean, band.half, style["color"], "-",
-                                style["marker"] or None))
+            curves.append(
+                Curve(label, band.x.astype(float), band.mean, band.half, style["color"], "-", style["marker"] or None)
+            )
     for j, (name, level) in enumerate(reference_levels(results).items()):
         color = REFERENCE_COLORS[j % len(REFERENCE_COLORS)]
-        curves.append(Curve(name, np.array([0.0, max_step]), np.full(2, level), np.full(2, np.nan), color, "--",
-                            band=False))
+        curves.append(
+            Curve(name, np.array([0.0, max_step]), np.full(2, level), np.full(2, np.nan), color, "--", band=False)
+        )
 
     fig = Figure(figsize=(6.4, 4.4), layout="constrained")
     FigureCanvasAgg(fig)
@@ -159,9 +161,7 @@ def adaptation_figure(results: Sequence[AdaptationResults], title: str | None = 
     return fig
 
 
-def plot_adaptation(
-    results: Sequence[AdaptationResults], out_png: str | Path, title: str | None = None
-) -> Path:
+def plot_adaptation(results: Sequence[AdaptationResults], out_png: str | Path, title: str | None = None) -> Path:
     """Mean return per episode after 0..K gradient steps, one line per method, with 95% bands.
 
     Flat methods (the oracle) are drawn as a horizontal line across the figure, and so
@@ -184,8 +184,10 @@ def plot_adaptation(
 
 def _aligned(rows_of_runs: Sequence[Sequence[Mapping[str, float]]], key: str) -> tuple[np.ndarray, np.ndarray]:
     """Iterations logged with a finite ``key`` in every run, and the values ``[runs, iterations]``."""
-    tables = [{int(r["iteration"]): float(r[key]) for r in rows if key in r and math.isfinite(r[key])}
-              for rows in rows_of_runs]
+    tables = [
+        {int(r["iteration"]): float(r[key]) for r in rows if key in r and math.isfinite(r[key])}
+        for rows in rows_of_runs
+    ]
     common = sorted(set.intersection(*(set(t) for t in tables))) if tables else []
     return np.array(common), np.array([[t[i] for i in common] for t in tables]).reshape(len(tables), len(common))
 

@@ -72,8 +72,11 @@ def plot_training_curve(
         points = [(r["iteration"], r[key]) for r in rows if key in r and math.isfinite(r[key])]
         if points:
             xs, ys = (np.array(v, dtype=float) for v in zip(*points, strict=True))
-            curves.append(Curve(label, xs, ys, np.full(len(xs), np.nan), f"C{i}",
-                                marker="o" if len(xs) <= 30 else None, band=False))
+            curves.append(
+                Curve(
+                    label, xs, ys, np.full(len(xs), np.nan), f"C{i}", marker="o" if len(xs) <= 30 else None, band=False
+                )
+            )
     notes = draw_curves(ax, curves) if curves else []
     if notes:
         ax.text(0.01, 0.01, "\n".join(notes), transform=ax.transAxes, fontsize=8, alpha=0.75)

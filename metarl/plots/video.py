@@ -131,8 +131,10 @@ def check_video_format(video_format: str) -> None:
     if video_format not in FORMATS:
         raise RenderError(f"unknown video format {video_format!r}; use one of {', '.join(FORMATS)}")
     if video_format == "mp4" and importlib.util.find_spec("imageio_ffmpeg") is None:
-        raise RenderError("MP4 needs imageio-ffmpeg: pip install -c constraints.txt -e '.[video]' "
-                          "(or write a GIF: --video-format gif)")
+        raise RenderError(
+            "MP4 needs imageio-ffmpeg: pip install -c constraints.txt -e '.[video]' "
+            "(or write a GIF: --video-format gif)"
+        )
 
 
 def write_video(frames: Sequence[np.ndarray], path: str | Path, fps: int) -> Path:

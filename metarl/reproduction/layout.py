@@ -25,10 +25,23 @@ TRAINING_FIGURE = "training.png"
 PRETRAINED = "pretrained"
 RANDOM = "random"
 
-HOW_FIELDS = frozenset({
-    "seed", "out_dir", "run_name", "num_threads", "checkpoint_every", "tensorboard", "sampler", "num_workers",
-    "ray_address", "wandb", "wandb_project", "wandb_mode", "step_timeout",
-})
+HOW_FIELDS = frozenset(
+    {
+        "seed",
+        "out_dir",
+        "run_name",
+        "num_threads",
+        "checkpoint_every",
+        "tensorboard",
+        "sampler",
+        "num_workers",
+        "ray_address",
+        "wandb",
+        "wandb_project",
+        "wandb_mode",
+        "step_timeout",
+    }
+)
 """Fields a reproduction may set besides the preset's: the seed, where the run lies, and how (not what) it
 computes. Everything else must equal the shipped preset for a run to be reported as the preset."""
 
@@ -75,7 +88,17 @@ def differences_from_preset(cfg: TrainConfig, preset: TrainConfig) -> dict[str, 
 
 
 __all__ = [
-    "ADAPTATION_FIGURE", "HOW_FIELDS", "PRETRAINED", "RANDOM", "SUMMARY_FILE", "TRAINING_FIGURE",
-    "differences_from_preset", "preset_config", "pretrained_dir", "random_results", "results_file", "row_dir",
+    "ADAPTATION_FIGURE",
+    "HOW_FIELDS",
+    "PRETRAINED",
+    "RANDOM",
+    "SUMMARY_FILE",
+    "TRAINING_FIGURE",
+    "differences_from_preset",
+    "preset_config",
+    "pretrained_dir",
+    "random_results",
+    "results_file",
+    "row_dir",
     "seed_dir",
 ]

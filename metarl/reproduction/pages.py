@@ -85,8 +85,11 @@ def _paper(row: PaperRow) -> str:
 
 
 def _progress(summary: RowSummary) -> str:
-    parts = [f"seed {s.seed}: {'in training' if not s.training.finished else 'not evaluated'}"
-             for s in summary.seeds if not s.reportable]
+    parts = [
+        f"seed {s.seed}: {'in training' if not s.training.finished else 'not evaluated'}"
+        for s in summary.seeds
+        if not s.reportable
+    ]
     parts += [f"seed {seed}: not started" for seed in summary.missing]
     return "; ".join(parts)
 
@@ -143,7 +146,8 @@ def row_block(root: Path, row: PaperRow, s: RowSummary, page_dir: Path) -> str:
         cells = _evaluation_cells(result.evaluation if result.reportable else None)
         if result.training.differences:
             cells[0] = "not the preset: " + "; ".join(
-                f"{k} {_value(b)}" for k, (_, b) in result.training.differences.items())
+                f"{k} {_value(b)}" for k, (_, b) in result.training.differences.items()
+            )
         lines.append(f"| seed {result.seed} | " + " | ".join(cells + _training_cells(result.training)) + " |")
     for seed in s.missing:
         lines.append(f"| seed {seed} | not started | | | | | | | | |")
@@ -152,8 +156,11 @@ def row_block(root: Path, row: PaperRow, s: RowSummary, page_dir: Path) -> str:
         cells = [_pm(m, h) for m, h in zip(s.aggregate_mean, s.aggregate_half_width, strict=True)]
         lines.append(f"| **mean over {done} seeds** | " + " | ".join(f"**{c}**" for c in cells) + " | | | | | |")
     if s.pretrained is not None and s.pretrained_training is not None:
-        lines.append("| pretrained (TRPO on all tasks, seed 1) | " + " | ".join(
-            _evaluation_cells(s.pretrained) + _training_cells(s.pretrained_training)) + " |")
+        lines.append(
+            "| pretrained (TRPO on all tasks, seed 1) | "
+            + " | ".join(_evaluation_cells(s.pretrained) + _training_cells(s.pretrained_training))
+            + " |"
+        )
     if s.random is not None:
         lines.append("| random initialisation | " + " | ".join(_evaluation_cells(s.random)) + " | | | | | |")
     lines.append("| paper (Finn et al. 2017, Fig. 5) | | " + " | ".join(_num(v) for v in row.paper) + " | | | | | |")
@@ -203,6 +210,8 @@ def comparison_block(root: Path, row: PaperRow, page_dir: Path) -> str:
         ev = read_evaluation(files[-1], row, episodes_per_step(row)) if files else None
         if ev is not None:
             groups.setdefault((described, ev.checkpoint_iteration), []).append((cfg.seed, ev))
+    if not groups:  # none evaluated yet (a comparison in training)
+        return ""
     lines = [
         f"Runs with other settings (folder `{_relative(folder, page_dir)}/`), on the same held-out tasks; "
         "several seeds: their mean and its interval over seeds:",
@@ -218,8 +227,11 @@ def comparison_block(root: Path, row: PaperRow, page_dir: Path) -> str:
             cells = [_pm(float(m), float(h)) for m, h in zip(mean, half, strict=True)]
         protocol = "" if all(ev.protocol_ok for _, ev in members) else " (another evaluation protocol)"
         seeds = ", ".join(str(seed) for seed, _ in members)
-        lines.append(f"| {described}{protocol} | {seeds} | {iterations if iterations is not None else ''} | "
-                     + " | ".join(cells) + " |")
+        lines.append(
+            f"| {described}{protocol} | {seeds} | {iterations if iterations is not None else ''} | "
+            + " | ".join(cells)
+            + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -242,8 +254,9 @@ def readme_block(summaries: Sequence[tuple[PaperRow, RowSummary]]) -> str:
     for row, s in summaries:
         if s.complete and s.aggregate_mean is not None and s.aggregate_half_width is not None:
             seeds = ", ".join(_num(x.evaluation.mean[1]) for x in s.seeds if x.evaluation is not None)
-            value = (f"{_pm(s.aggregate_mean[1], s.aggregate_half_width[1])} (`{row.preset}`, "
-                     f"{len(s.seeds)} seeds: {seeds})")
+            value = (
+                f"{_pm(s.aggregate_mean[1], s.aggregate_half_width[1])} (`{row.preset}`, {len(s.seeds)} seeds: {seeds})"
+            )
         else:
             value = f"not yet reproduced by `{row.preset}` ({_progress(s)})"
         lines.append(f"| {row.title} | {_num(row.paper[0])} | {value} |")
@@ -282,6 +295,13 @@ def block_names(text: str) -> list[str]:
 
 
 __all__ = [
-    "COMPARISONS", "block_names", "comparison_block", "readme_block", "render_blocks", "row_block", "stale_blocks",
-    "summary_block", "update_page",
+    "COMPARISONS",
+    "block_names",
+    "comparison_block",
+    "readme_block",
+    "render_blocks",
+    "row_block",
+    "stale_blocks",
+    "summary_block",
+    "update_page",
 ]

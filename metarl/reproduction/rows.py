@@ -55,15 +55,30 @@ NUM_STEPS = 3
 """Inner steps evaluated."""
 
 ROWS: tuple[PaperRow, ...] = (
-    PaperRow("2d-navigation", "2D navigation", "2d-navigation", (-11.7, -3.3, -3.2), seeds=(1, 2, 3, 4, 5),
-             episodes_per_step=40, baseline_iterations=100, mujoco=False),
-    PaperRow("halfcheetah-vel", "HalfCheetah goal velocity", "halfcheetah-vel", (-78.6, -66.6, -60.8),
-             seeds=(1, 2, 3)),
-    PaperRow("halfcheetah-dir", "HalfCheetah forward/backward", "halfcheetah-dir", (293.2, 313.5, 315.7),
-             seeds=(1, 2, 3)),
+    PaperRow(
+        "2d-navigation",
+        "2D navigation",
+        "2d-navigation",
+        (-11.7, -3.3, -3.2),
+        seeds=(1, 2, 3, 4, 5),
+        episodes_per_step=40,
+        baseline_iterations=100,
+        mujoco=False,
+    ),
+    PaperRow("halfcheetah-vel", "HalfCheetah goal velocity", "halfcheetah-vel", (-78.6, -66.6, -60.8), seeds=(1, 2, 3)),
+    PaperRow(
+        "halfcheetah-dir", "HalfCheetah forward/backward", "halfcheetah-dir", (293.2, 313.5, 315.7), seeds=(1, 2, 3)
+    ),
     PaperRow("ant-vel", "Ant goal velocity", "ant-vel", (96.7, 100.1, 101.4), seeds=(1, 2, 3)),
-    PaperRow("ant-dir", "Ant forward/backward", "ant-dir", (499.2, 500.7, 499.1), seeds=(1, 2, 3),
-             episodes_per_step=40, step_budget=True),
+    PaperRow(
+        "ant-dir",
+        "Ant forward/backward",
+        "ant-dir",
+        (499.2, 500.7, 499.1),
+        seeds=(1, 2, 3),
+        episodes_per_step=40,
+        step_budget=True,
+    ),
 )
 """The paper's reinforcement-learning rows, in its order."""
 

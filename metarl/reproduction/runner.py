@@ -91,8 +91,18 @@ def _trained_iterations(run_dir: Path) -> int:
 
 
 def _evaluate_options(row: PaperRow, threads: int) -> list[str]:
-    options = ["--num-tasks", str(NUM_TASKS), "--num-steps", str(NUM_STEPS), "--seed", str(EVAL_SEED),
-               "--episodes-per-step", str(episodes_per_step(row)), "--threads", str(threads)]
+    options = [
+        "--num-tasks",
+        str(NUM_TASKS),
+        "--num-steps",
+        str(NUM_STEPS),
+        "--seed",
+        str(EVAL_SEED),
+        "--episodes-per-step",
+        str(episodes_per_step(row)),
+        "--threads",
+        str(threads),
+    ]
     return options + (["--step-budget"] if row.step_budget else [])
 
 
@@ -104,12 +114,30 @@ def _training_commands(
     commands: list[list[str]] = []
     if holds_a_run(run_dir):
         if _trained_iterations(run_dir) < iterations:
-            commands.append([*_command("train"), "--resume", str(run_dir), "--no-progress",
-                             *_thread_options(row, threads, env_kwargs)])
+            commands.append(
+                [
+                    *_command("train"),
+                    "--resume",
+                    str(run_dir),
+                    "--no-progress",
+                    *_thread_options(row, threads, env_kwargs),
+                ]
+            )
     else:
-        commands.append([*_command("train"), "--config", row.preset, *overrides,
-                         "--out_dir", str(run_dir.parent), "--run_name", run_dir.name, "--no-progress",
-                         *_thread_options(row, threads, env_kwargs)])
+        commands.append(
+            [
+                *_command("train"),
+                "--config",
+                row.preset,
+                *overrides,
+                "--out_dir",
+                str(run_dir.parent),
+                "--run_name",
+                run_dir.name,
+                "--no-progress",
+                *_thread_options(row, threads, env_kwargs),
+            ]
+        )
     done = read_evaluation(results_file(run_dir, method), row, episodes_per_step(row))
     if commands or done is None or not done.protocol_ok or done.checkpoint_iteration != iterations:
         commands.append([*_command("evaluate"), str(run_dir), *_evaluate_options(row, threads)])
@@ -121,8 +149,7 @@ def _random_commands(root: Path, row: PaperRow, threads: int) -> list[list[str]]
     done = read_evaluation(out, row, episodes_per_step(row))
     if done is not None and done.protocol_ok:
         return []
-    return [[*_command("evaluate"), row.preset, "--random", "--out", str(out.parent),
-             *_evaluate_options(row, threads)]]
+    return [[*_command("evaluate"), row.preset, "--random", "--out", str(out.parent), *_evaluate_options(row, threads)]]
 
 
 def plan(root: Path, row: PaperRow, seeds: Sequence[int], *, threads: int = 1, baselines: bool = True) -> list[Job]:
@@ -138,22 +165,45 @@ def plan(root: Path, row: PaperRow, seeds: Sequence[int], *, threads: int = 1, b
     logs = row_dir(root, row) / LOG_DIR
     iterations = preset_config(row).num_iterations
     jobs = [
-        Job(f"{row.name} seed{s}",
-            functools.partial(_training_commands, row, seed_dir(root, row, s), ["--seed", str(s)], iterations,
-                              "maml-trpo", threads),
-            seed_dir(root, row, s), iterations, logs / f"seed{s}.log")
+        Job(
+            f"{row.name} seed{s}",
+            functools.partial(
+                _training_commands, row, seed_dir(root, row, s), ["--seed", str(s)], iterations, "maml-trpo", threads
+            ),
+            seed_dir(root, row, s),
+            iterations,
+            logs / f"seed{s}.log",
+        )
         for s in seeds
     ]
     if baselines:
         overrides = ["--seed", "1", "--algorithm", "pretrained", "--num_iterations", str(row.baseline_iterations)]
-        jobs.append(Job(
-            f"{row.name} pretrained",
-            functools.partial(_training_commands, row, pretrained_dir(root, row), overrides,
-                              row.baseline_iterations, "pretrained", threads),
-            pretrained_dir(root, row), row.baseline_iterations, logs / "pretrained.log",
-        ))
-        jobs.append(Job(f"{row.name} random", functools.partial(_random_commands, root, row, threads), None, 0,
-                        logs / "random.log"))
+        jobs.append(
+            Job(
+                f"{row.name} pretrained",
+                functools.partial(
+                    _training_commands,
+                    row,
+                    pretrained_dir(root, row),
+                    overrides,
+                    row.baseline_iterations,
+                    "pretrained",
+                    threads,
+                ),
+                pretrained_dir(root, row),
+                row.baseline_iterations,
+                logs / "pretrained.log",
+            )
+        )
+        jobs.append(
+            Job(
+                f"{row.name} random",
+                functools.partial(_random_commands, root, row, threads),
+                None,
+                0,
+                logs / "random.log",
+            )
+        )
     return jobs
 
 
@@ -203,8 +253,15 @@ class Progress:
         self.enabled = enabled
         self.states: dict[str, str] = {}
         self.bars = [
-            tqdm(total=max(job.iterations, 1), desc=job.name, position=i, unit="it", disable=not enabled,
-                 dynamic_ncols=True, leave=True)
+            tqdm(
+                total=max(job.iterations, 1),
+                desc=job.name,
+                position=i,
+                unit="it",
+                disable=not enabled,
+                dynamic_ncols=True,
+                leave=True,
+            )
             for i, job in enumerate(jobs)
         ]
 
@@ -224,8 +281,11 @@ class Progress:
             bar.set_postfix_str(state, refresh=False)
             bar.refresh()
             if not self.enabled and self.states.get(job.name) != state:
-                print(f"{time.strftime('%H:%M:%S')} {job.name}: {state}"
-                      + (f" ({rows} of {job.iterations} iterations)" if job.run_dir is not None else ""), flush=True)
+                print(
+                    f"{time.strftime('%H:%M:%S')} {job.name}: {state}"
+                    + (f" ({rows} of {job.iterations} iterations)" if job.run_dir is not None else ""),
+                    flush=True,
+                )
             self.states[job.name] = state
 
     def close(self) -> None:
@@ -258,9 +318,7 @@ def _started(futures: dict[concurrent.futures.Future, Job], job: Job) -> bool:
     return any(j is job and (f.running() or f.done()) for f, j in futures.items())
 
 
-def run_on_ray(
-    jobs: Sequence[Job], address: str, threads: int, progress: bool = True, poll: float = 5.0
-) -> list[Job]:
+def run_on_ray(jobs: Sequence[Job], address: str, threads: int, progress: bool = True, poll: float = 5.0) -> list[Job]:
     """Run each job as a Ray task needing ``threads`` CPUs on the cluster at ``address``.
 
     The workers run the same checkout at the same path and see the reproduction's folder

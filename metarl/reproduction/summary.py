@@ -225,6 +225,13 @@ def write_summary(root: Path, row: PaperRow) -> Path:
 
 
 __all__ = [
-    "Evaluation", "RowSummary", "SeedResult", "Training", "episodes_per_step", "read_evaluation", "read_training",
-    "summarise", "write_summary",
+    "Evaluation",
+    "RowSummary",
+    "SeedResult",
+    "Training",
+    "episodes_per_step",
+    "read_evaluation",
+    "read_training",
+    "summarise",
+    "write_summary",
 ]

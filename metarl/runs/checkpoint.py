@@ -121,13 +121,16 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
         os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as f:
             try:
-                torch.save({"format": _FORMAT, "version": _VERSION, "checksum": state_checksum(state), "state": state},
-                           f)
+                torch.save(
+                    {"format": _FORMAT, "version": _VERSION, "checksum": state_checksum(state), "state": state}, f
+                )
             except RuntimeError as exc:  # torch reports a failed write ("enforce fail at inline_container.cc")
                 full = shutil.disk_usage(path.parent).free < 64 * 2**20
-                raise OSError(errno.ENOSPC if full else errno.EIO,
-                              "No space left on device" if full else f"writing failed ({str(exc).splitlines()[0]})",
-                              str(path)) from exc
+                raise OSError(
+                    errno.ENOSPC if full else errno.EIO,
+                    "No space left on device" if full else f"writing failed ({str(exc).splitlines()[0]})",
+                    str(path),
+                ) from exc
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -64,17 +64,37 @@ KEEP_CHECKPOINTS = 3
 """Checkpoints a run folder keeps (the newest)."""
 
 RUN_FOLDER_ENTRIES = frozenset(
-    {CONFIG_FILE, METRICS_FILE, CHECKPOINT_DIR, CURVE_FILE, LOG_FILE, TB_DIR, WANDB_DIR, WANDB_ID_FILE, LOCK_FILE,
-     SESSIONS_FILE}
+    {
+        CONFIG_FILE,
+        METRICS_FILE,
+        CHECKPOINT_DIR,
+        CURVE_FILE,
+        LOG_FILE,
+        TB_DIR,
+        WANDB_DIR,
+        WANDB_ID_FILE,
+        LOCK_FILE,
+        SESSIONS_FILE,
+    }
 )
 """What training writes into a run folder; a folder holding nothing else and no completed
 iteration (a run that failed at its first iteration) may be started afresh."""
 
-RESUMABLE_FIELDS = frozenset({
-    "num_iterations", "checkpoint_every", "tensorboard", "num_threads", "sampler", "num_workers", "ray_address",
-    "step_timeout",
-    "wandb", "wandb_project", "wandb_mode",
-})
+RESUMABLE_FIELDS = frozenset(
+    {
+        "num_iterations",
+        "checkpoint_every",
+        "tensorboard",
+        "num_threads",
+        "sampler",
+        "num_workers",
+        "ray_address",
+        "step_timeout",
+        "wandb",
+        "wandb_project",
+        "wandb_mode",
+    }
+)
 """Fields that may change when a run is resumed (the sampling backend changes where episodes
 are sampled, not which); any other difference is an error."""
 LOCATION_FIELDS = frozenset({"out_dir", "run_name", "init_from"})
@@ -137,9 +157,7 @@ def resolve_run_dir(cfg: TrainConfig) -> Path:
     return Path(cfg.out_dir) / cfg.run_name
 
 
-def load_run_config(
-    run_dir: Path, overrides: Sequence[str] = (), trust_env_modules: Sequence[str] = ()
-) -> TrainConfig:
+def load_run_config(run_dir: Path, overrides: Sequence[str] = (), trust_env_modules: Sequence[str] = ()) -> TrainConfig:
     """The config saved in ``run_dir``, with ``overrides`` applied (only resumable fields).
 
     ``out_dir`` and ``run_name`` are set to where ``run_dir`` is now, so a run folder

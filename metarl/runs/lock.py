@@ -83,4 +83,3 @@ def run_folder_holder(run_dir: Path) -> str | None:
         return None
     finally:
         os.close(fd)
-

@@ -32,7 +32,9 @@ def warn_nonfinite(count: int, when: str) -> None:
     if count:
         log.warning(
             "sampler: %d episode(s) ended %s on non-finite observations/rewards or unstable physics; "
-            "their remaining steps are dropped (metric nonfinite_episodes)", count, when,
+            "their remaining steps are dropped (metric nonfinite_episodes)",
+            count,
+            when,
         )
 
 
@@ -242,12 +244,14 @@ class StepBudget:
         if len(lanes) == 0:
             return
         ended = np.zeros(len(lanes), bool) if terminated is None else terminated[lanes]
-        self.ends.append({
-            "lane": lanes,
-            "begin": self.begins[lanes].copy(),
-            "length": stop - self.begins[lanes],
-            "terminated": ended & (not nonfinite),
-            "truncated": ~ended & (not nonfinite),
-            "nonfinite": np.full(len(lanes), nonfinite),
-            "final_observations": np.asarray(final_observations[lanes], np.float32),
-        })
+        self.ends.append(
+            {
+                "lane": lanes,
+                "begin": self.begins[lanes].copy(),
+                "length": stop - self.begins[lanes],
+                "terminated": ended & (not nonfinite),
+                "truncated": ~ended & (not nonfinite),
+                "nonfinite": np.full(len(lanes), nonfinite),
+                "final_observations": np.asarray(final_observations[lanes], np.float32),
+            }
+        )

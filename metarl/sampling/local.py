@@ -116,8 +116,15 @@ class Sampler:
         cls, env: BatchedTaskEnv, policy: PolicyLike, settings: SamplingSettings, policy_threads: int | None = 1
     ) -> Sampler:
         """The sampler of ``settings`` on ``env`` (which must hold ``settings.num_envs`` sub-environments)."""
-        return cls(env, policy, settings.num_tasks, settings.episodes_per_task, policy_threads,
-                   settings.step_budget, settings.budget_lanes)
+        return cls(
+            env,
+            policy,
+            settings.num_tasks,
+            settings.episodes_per_task,
+            policy_threads,
+            settings.step_budget,
+            settings.budget_lanes,
+        )
 
     def set_tasks(self, tasks: Sequence[Task]) -> None:
         """Use ``tasks`` (one per task slot) for the following calls to :meth:`sample`."""

@@ -81,7 +81,8 @@ def connect(address: str = "") -> bool:
         hint = (
             "; if the cluster authenticates with a token (Ray does by default for clusters started with "
             "`ray start`), set RAY_AUTH_MODE=token here too, with the cluster's ~/.ray/auth_token"
-            if address and os.environ.get("RAY_AUTH_MODE", "") != "token" else ""
+            if address and os.environ.get("RAY_AUTH_MODE", "") != "token"
+            else ""
         )
         raise ConfigError(
             f"config field 'ray_address': cannot connect to a Ray cluster {where}: {type(exc).__name__}: {exc}{hint}",

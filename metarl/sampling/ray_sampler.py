@@ -54,6 +54,7 @@ from metarl.tasks.protocol import BatchedTaskEnv, Task
 
 log = logging.getLogger("metarl")
 
+
 @dataclass
 class RaySamplerStats:
     """What the Ray sampler did: phases, lost workers, and where the last phase's time went."""
@@ -126,8 +127,13 @@ class RaySampler(Sampler):
                 f"instance has {cpus:g}; lower num_workers or point ray_address at a cluster",
                 field="num_workers",
             )
-        log.warning("Ray sampler: %d workers need %d CPUs and the cluster has %g; waiting up to %.0f s for nodes",
-                    num_workers, num_workers, cpus, WORKER_START_TIMEOUT_S)
+        log.warning(
+            "Ray sampler: %d workers need %d CPUs and the cluster has %g; waiting up to %.0f s for nodes",
+            num_workers,
+            num_workers,
+            cpus,
+            WORKER_START_TIMEOUT_S,
+        )
 
     def _start_worker(self, num_envs: int) -> Any:
         return self._actor_class.remote(self.env_factory, self._policy_ref, num_envs, self.threads_per_worker)
@@ -203,8 +209,12 @@ class RaySampler(Sampler):
                 target = min(live, key=busy.count) if live else slot
                 log.warning(
                     "Ray sampler: worker %d died while sampling shard %d (%s: %s); resampling it on %s worker %d",
-                    slot, index, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "",
-                    "live" if live else "restarted", target,
+                    slot,
+                    index,
+                    type(exc).__name__,
+                    str(exc).splitlines()[0] if str(exc) else "",
+                    "live" if live else "restarted",
+                    target,
                 )
                 pending[submit(index, target)] = (index, target, self.workers[target], attempt + 1)
                 self.stats.resampled_shards += 1

@@ -119,8 +119,9 @@ def rollout(
             obs_rows = torch.from_numpy(padded)
         else:
             obs_rows = torch.from_numpy(obs)
-        action_rows = policy.actions_from_noise(obs_rows.view(blocks, E, *obs_shape), block_params,
-                                                noise_t[t].view(blocks, E, *noise_shape))
+        action_rows = policy.actions_from_noise(
+            obs_rows.view(blocks, E, *obs_shape), block_params, noise_t[t].view(blocks, E, *noise_shape)
+        )
         action = action_rows.reshape(rows, *act_shape)[offset : offset + n].numpy().astype(act_dtype, copy=False)
         next_obs, reward, terminated, truncated, info = env.step(action)
         next_obs, reward = as_float32(next_obs), as_float32(reward)

@@ -157,6 +157,11 @@ def sync_folder(folder: str | Path) -> None:
 
 
 __all__ = [
-    "append_line", "atomic_path", "check_writable_folder", "os_error_message", "save_figure", "sync_folder",
+    "append_line",
+    "atomic_path",
+    "check_writable_folder",
+    "os_error_message",
+    "save_figure",
+    "sync_folder",
     "write_atomic",
 ]

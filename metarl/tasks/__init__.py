@@ -19,6 +19,12 @@ from metarl.tasks.protocol import (
 )
 
 __all__ = [
-    "DIVERGED_INFO_KEY", "REWARD_BOUNDS_KEY", "BatchedTaskEnv", "EnvFaultError", "Task", "TaskEnv", "check_batch",
+    "DIVERGED_INFO_KEY",
+    "REWARD_BOUNDS_KEY",
+    "BatchedTaskEnv",
+    "EnvFaultError",
+    "Task",
+    "TaskEnv",
+    "check_batch",
     "return_bounds",
 ]

@@ -51,9 +51,7 @@ def registered_return_bounds(id: str, horizon: int) -> tuple[float, float]:
     return return_bounds(getattr(cls, "metadata", None), horizon)
 
 
-def make_batched(
-    id: str, num_envs: int, *, max_episode_steps: int | None = None, **kwargs: Any
-) -> BatchedTaskEnv:
+def make_batched(id: str, num_envs: int, *, max_episode_steps: int | None = None, **kwargs: Any) -> BatchedTaskEnv:
     """Build a batched environment of ``num_envs`` sub-environments of task env ``id``.
 
     Uses the registered natively batched implementation if there is one, and otherwise

@@ -92,14 +92,17 @@ def _batched_rollout(env_id: str, num_envs: int, steps: int, horizon: int | None
         env.single_action_space.seed(0)
         for t in range(steps):
             if np.shape(obs) != shape or not np.all(np.isfinite(obs)):
-                raise TaskEnvError(f"{env_id}: batched observation at step {t} has shape {np.shape(obs)} "
-                                   f"(expected {shape}) or is not finite")
+                raise TaskEnvError(
+                    f"{env_id}: batched observation at step {t} has shape {np.shape(obs)} "
+                    f"(expected {shape}) or is not finite"
+                )
             action = np.stack([env.single_action_space.sample() for _ in range(num_envs)])
             obs, reward, terminated, truncated, _ = env.step(action)
             for name, value in (("reward", reward), ("terminated", terminated), ("truncated", truncated)):
                 if np.shape(value) != (num_envs,):
-                    raise TaskEnvError(f"{env_id}: batched {name} at step {t} has shape {np.shape(value)}, "
-                                       f"expected ({num_envs},)")
+                    raise TaskEnvError(
+                        f"{env_id}: batched {name} at step {t} has shape {np.shape(value)}, expected ({num_envs},)"
+                    )
             if not np.all(np.isfinite(reward)):
                 raise TaskEnvError(f"{env_id}: batched reward at step {t} is not finite: {reward}")
     finally:
@@ -155,6 +158,8 @@ def check_env(
     finally:
         env.close()
     _batched_rollout(env_id, num_envs, steps, horizon, kwargs)
-    ok(f"batched env: {num_envs} sub-environments with their own tasks, {steps} steps of random actions, "
-       "observation and reward shapes right and finite")
+    ok(
+        f"batched env: {num_envs} sub-environments with their own tasks, {steps} steps of random actions, "
+        "observation and reward shapes right and finite"
+    )
     return CheckReport(env_id, tuple(passed), tuple(found))

@@ -86,8 +86,9 @@ class EnvFaultError(RuntimeError):
     """
 
 
-def check_batch(env_name: str, what: str, obs: Any, expected_obs: tuple[int, ...], reward: Any = None,
-                terminated: Any = None) -> None:
+def check_batch(
+    env_name: str, what: str, obs: Any, expected_obs: tuple[int, ...], reward: Any = None, terminated: Any = None
+) -> None:
     """Raise :class:`EnvFaultError` unless a batched reset's or step's outputs have the shapes and kinds they must.
 
     Args:
@@ -101,17 +102,22 @@ def check_batch(env_name: str, what: str, obs: Any, expected_obs: tuple[int, ...
     if not isinstance(obs, np.ndarray) or obs.shape != expected_obs or not np.issubdtype(obs.dtype, np.number):
         shape = getattr(obs, "shape", None)
         kind = getattr(obs, "dtype", type(obs).__name__)
-        raise EnvFaultError(f"{env_name}: {what} returned observations of shape {shape} ({kind}), expected a "
-                            f"numeric array of shape {expected_obs}")
+        raise EnvFaultError(
+            f"{env_name}: {what} returned observations of shape {shape} ({kind}), expected a "
+            f"numeric array of shape {expected_obs}"
+        )
     if reward is not None:
         n = expected_obs[0]
         if not isinstance(reward, np.ndarray) or reward.shape != (n,) or not np.issubdtype(reward.dtype, np.number):
             shape = getattr(reward, "shape", None)
-            raise EnvFaultError(f"{env_name}: {what} returned rewards of shape {shape}, expected one number per "
-                                f"sub-environment, shape ({n},)")
+            raise EnvFaultError(
+                f"{env_name}: {what} returned rewards of shape {shape}, expected one number per "
+                f"sub-environment, shape ({n},)"
+            )
         if np.shape(terminated) != (n,):
-            raise EnvFaultError(f"{env_name}: {what} returned termination flags of shape {np.shape(terminated)}, "
-                                f"expected ({n},)")
+            raise EnvFaultError(
+                f"{env_name}: {what} returned termination flags of shape {np.shape(terminated)}, expected ({n},)"
+            )
 
 
 @contextlib.contextmanager
@@ -156,9 +162,7 @@ class BatchedTaskEnv(gym.vector.VectorEnv, abc.ABC):
         if num_envs <= 0:
             raise ValueError(f"{type(self).__name__}: num_envs must be positive, got {num_envs}")
         if max_episode_steps <= 0:
-            raise ValueError(
-                f"{type(self).__name__}: max_episode_steps must be positive, got {max_episode_steps}"
-            )
+            raise ValueError(f"{type(self).__name__}: max_episode_steps must be positive, got {max_episode_steps}")
         self.num_envs = num_envs
         self.max_episode_steps = max_episode_steps
         self._tasks: list[Task] | None = None
@@ -232,16 +236,12 @@ class BatchedTaskEnv(gym.vector.VectorEnv, abc.ABC):
         self._elapsed[indices] = 0
         return obs, {}
 
-    def step(
-        self, actions: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step every sub-environment with ``actions`` of shape ``(num_envs, ...)``."""
         actions = np.asarray(actions)
         expected = self.action_space.shape
         if expected is not None and actions.shape != expected:
-            raise ValueError(
-                f"{type(self).__name__}.step: actions have shape {actions.shape}, expected {expected}"
-            )
+            raise ValueError(f"{type(self).__name__}.step: actions have shape {actions.shape}, expected {expected}")
         with _time_limit(self.step_timeout, type(self).__name__):
             obs, reward, terminated, info = self._step_all(actions)
         check_batch(type(self).__name__, "step", obs, self.observation_space.shape or (), reward, terminated)

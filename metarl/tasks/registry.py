@@ -200,8 +200,9 @@ def load_task_families() -> list[str]:
         try:
             importlib.import_module(entry.value)
         except Exception as exc:
-            raise TaskEnvError(f"task families {entry.name!r} ({entry.value}) failed to import: "
-                               f"{type(exc).__name__}: {exc}") from exc
+            raise TaskEnvError(
+                f"task families {entry.name!r} ({entry.value}) failed to import: {type(exc).__name__}: {exc}"
+            ) from exc
         names.append(entry.value)
     return names
 
@@ -212,6 +213,13 @@ def is_registered(id: str) -> bool:
 
 
 __all__ = [
-    "TASK_FAMILIES_GROUP", "EntryPoint", "TaskEnvError", "is_registered", "load_task_families", "register_task_env",
-    "resolve_if_loaded", "task_env_ids", "unregister_task_env",
+    "TASK_FAMILIES_GROUP",
+    "EntryPoint",
+    "TaskEnvError",
+    "is_registered",
+    "load_task_families",
+    "register_task_env",
+    "resolve_if_loaded",
+    "task_env_ids",
+    "unregister_task_env",
 ]

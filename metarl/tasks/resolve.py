@@ -115,8 +115,7 @@ def _unknown_id(id: str, note: str) -> TaskEnvError:
     else:
         hint += " For an env of your own, name its module: 'my_pkg.my_envs:MyEnv-v0'."
     return TaskEnvError(
-        f"unknown task environment id {id!r}{note}.{hint} "
-        f"Registered task environments: {', '.join(known) or 'none'}"
+        f"unknown task environment id {id!r}{note}.{hint} Registered task environments: {', '.join(known) or 'none'}"
     )
 
 

@@ -100,8 +100,11 @@ class SyncBatchedTaskEnv(BatchedTaskEnv):
         except (TypeError, ValueError):
             raise self._fault(i, what, f"returned an observation that is not numbers: {value!r:.80}") from None
         if obs.shape != self._obs.shape[1:]:
-            raise self._fault(i, what, f"returned an observation of shape {obs.shape}, the observation space's is "
-                                       f"{self._obs.shape[1:]}")
+            raise self._fault(
+                i,
+                what,
+                f"returned an observation of shape {obs.shape}, the observation space's is {self._obs.shape[1:]}",
+            )
         return obs
 
     def _reset_subenvs(self, indices: np.ndarray, seeds: list[int | None]) -> np.ndarray:

@@ -138,8 +138,13 @@ def check_resumable(run_dir: Path, restored: Path | None, iteration: int) -> Non
         )
     missing = sorted(set(range(iteration)) - {int(r["iteration"]) for r in rows})
     if missing:
-        log.warning("%s lacks the rows of %d iterations below the checkpoint's %d (first: %d); their metrics are lost",
-                    run_dir / METRICS_FILE, len(missing), iteration, missing[0])
+        log.warning(
+            "%s lacks the rows of %d iterations below the checkpoint's %d (first: %d); their metrics are lost",
+            run_dir / METRICS_FILE,
+            len(missing),
+            iteration,
+            missing[0],
+        )
 
 
 def initialise_learner(cfg: TrainConfig, learner: MetaLearner) -> Path:

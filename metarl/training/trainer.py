@@ -146,8 +146,9 @@ def _train_in(run_dir: Path, cfg: TrainConfig, build_learner: LearnerFactory, *,
             wandb = WandbLogger(run_dir, config_to_dict(cfg), cfg.wandb_project, cfg.wandb_mode, cfg.run_name, resume)
             resources.callback(wandb.close)
         logger = resources.enter_context(
-            RunLogger(run_dir, tensorboard=cfg.tensorboard, resume_iteration=state.iteration if resume else None,
-                      wandb=wandb)
+            RunLogger(
+                run_dir, tensorboard=cfg.tensorboard, resume_iteration=state.iteration if resume else None, wandb=wandb
+            )
         )
         if resume:
             log.info("resumed %s at iteration %d from %s", run_dir, state.iteration, restored)
@@ -155,19 +156,36 @@ def _train_in(run_dir: Path, cfg: TrainConfig, build_learner: LearnerFactory, *,
             log.info("learner initialised from %s", initialised)
         log.info("training %s for %d iterations in %s", cfg.env_id, cfg.num_iterations, run_dir)
         session = record_session(run_dir, state.iteration, cfg)
-        log.info("machine: %s, %d cores; torch %s, mujoco %s; %d torch threads",
-                 session["cpu"], session["cores"], session["torch"], session["mujoco"], cfg.num_threads)
-        bar = resources.enter_context(tqdm(
-            total=cfg.num_iterations, initial=state.iteration, desc=cfg.run_name, unit="it",
-            disable=not progress, dynamic_ncols=True,
-        ))
+        log.info(
+            "machine: %s, %d cores; torch %s, mujoco %s; %d torch threads",
+            session["cpu"],
+            session["cores"],
+            session["torch"],
+            session["mujoco"],
+            cfg.num_threads,
+        )
+        bar = resources.enter_context(
+            tqdm(
+                total=cfg.num_iterations,
+                initial=state.iteration,
+                desc=cfg.run_name,
+                unit="it",
+                disable=not progress,
+                dynamic_ncols=True,
+            )
+        )
         _run_iterations(run_dir, cfg, env, learner, logger, bar, state)
     plot_training_curve(run_dir, run_dir / CURVE_FILE, title=f"{cfg.algorithm} on {cfg.env_id}")
     return run_dir
 
 
 def _run_iterations(
-    run_dir: Path, cfg: TrainConfig, env: BatchedTaskEnv, learner: MetaLearner, logger: RunLogger, bar: tqdm,
+    run_dir: Path,
+    cfg: TrainConfig,
+    env: BatchedTaskEnv,
+    learner: MetaLearner,
+    logger: RunLogger,
+    bar: tqdm,
     state: RunState,
 ) -> None:
     """The loop: one meta-iteration after another, a checkpoint every ``checkpoint_every``.
@@ -198,8 +216,9 @@ def _run_iterations(
     except Interrupted as exc:
         bar.close()
         path = _write_checkpoint(run_dir, last_good)
-        log.warning("%s received: wrote %s (iteration %d); resume with --resume %s",
-                    exc, path, last_good["iteration"], run_dir)
+        log.warning(
+            "%s received: wrote %s (iteration %d); resume with --resume %s", exc, path, last_good["iteration"], run_dir
+        )
         raise SystemExit(130) from None
     except Exception as exc:
         bar.close()
@@ -209,8 +228,9 @@ def _run_iterations(
         else:
             try:
                 kept = _write_checkpoint(run_dir, last_good)
-                log.exception("training failed; wrote %s (iteration %d, the last completed one)",
-                              kept, last_good["iteration"])
+                log.exception(
+                    "training failed; wrote %s (iteration %d, the last completed one)", kept, last_good["iteration"]
+                )
             except Exception:
                 log.exception("training failed, and so did writing a checkpoint of the last completed iteration")
         if isinstance(exc, EnvFaultError | OSError):  # the env's or the disk's fault: one line, not a traceback

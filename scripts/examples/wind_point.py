@@ -128,8 +128,13 @@ def main(out_dir: str = "runs", num_iterations: int = 5) -> None:
     from metarl.training.trainer import train
 
     cfg = TrainConfig(
-        env_id="examples/WindPoint-v0", horizon=50, meta_batch_size=10, episodes_per_task=10,
-        num_iterations=num_iterations, out_dir=out_dir, run_name="wind-point-api",
+        env_id="examples/WindPoint-v0",
+        horizon=50,
+        meta_batch_size=10,
+        episodes_per_task=10,
+        num_iterations=num_iterations,
+        out_dir=out_dir,
+        run_name="wind-point-api",
     )
     print(f"run folder: {train(cfg, agents.build_maml_trpo)}")
 

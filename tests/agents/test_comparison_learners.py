@@ -17,8 +17,18 @@ from metarl.tasks.oracle import TaskFeatureObservation
 def _config(algorithm: str):
     return load_config(
         "2d-navigation",
-        ["--algorithm", algorithm, "--meta_batch_size", "4", "--episodes_per_task", "5", "--horizon", "20",
-         "--hidden_sizes", "16"],
+        [
+            "--algorithm",
+            algorithm,
+            "--meta_batch_size",
+            "4",
+            "--episodes_per_task",
+            "5",
+            "--horizon",
+            "20",
+            "--hidden_sizes",
+            "16",
+        ],
     )
 
 

@@ -32,11 +32,19 @@ def float_batch(seed: int):
     def cast(tree):
         return {n: p.float() for n, p in tree.items()}
 
-    episodes = [dataclasses.replace(e, **{f: getattr(e, f).float() for f in
-                                          ("observations", "actions", "rewards", "mask", "final_observations")})
-                for e in batch.episodes]
-    return policy, dataclasses.replace(batch, episodes=episodes, advantages=[a.float() for a in batch.advantages],
-                                       params=[cast(p) for p in batch.params])
+    episodes = [
+        dataclasses.replace(
+            e,
+            **{f: getattr(e, f).float() for f in ("observations", "actions", "rewards", "mask", "final_observations")},
+        )
+        for e in batch.episodes
+    ]
+    return policy, dataclasses.replace(
+        batch,
+        episodes=episodes,
+        advantages=[a.float() for a in batch.advantages],
+        params=[cast(p) for p in batch.params],
+    )
 
 
 def products(policy, batch, settings, vectors, rng_seed=0):
@@ -89,10 +97,14 @@ def test_step_subsample_keeps_a_share_of_every_tasks_valid_steps():
     torch.testing.assert_close(kept, torch.ceil(0.5 * counts))
     for task in range(T):
         # every kept row is one of the task's valid rows, none twice
-        valid = {tuple(r.tolist()) for r, m in zip(steps.observations[task, :, 0], steps.mask[task, :, 0],
-                                                    strict=True) if m > 0}
-        rows = [tuple(r.tolist()) for r, m in zip(sub.observations[task, :, 0], sub.mask[task, :, 0],
-                                                   strict=True) if m > 0]
+        valid = {
+            tuple(r.tolist())
+            for r, m in zip(steps.observations[task, :, 0], steps.mask[task, :, 0], strict=True)
+            if m > 0
+        }
+        rows = [
+            tuple(r.tolist()) for r, m in zip(sub.observations[task, :, 0], sub.mask[task, :, 0], strict=True) if m > 0
+        ]
         assert set(rows) <= valid and len(set(rows)) == len(rows)
     other = steps.subsample(0.5, torch.Generator().manual_seed(1))
     assert not torch.equal(other.observations, sub.observations)
@@ -116,12 +128,15 @@ def test_subsampled_fisher_converges_to_the_exact_one_on_average():
 BOTH = {"fvp_step_subsample": 0.5, "fvp_inner_subsample": 0.5}
 
 
-@pytest.mark.parametrize(("option", "bound"), [
-    ({"fisher_precision": "bf16"}, 0.98),  # products within 0.2 %; CG on this ill-conditioned problem amplifies it
-    ({"fvp_step_subsample": 0.5}, 0.98),  # the post-adaptation steps' Fisher is well estimated from half
-    (BOTH, 0.9),  # the inner loop's Hessian is not: the noisier share (BENCHMARKS.md, "Fast meta-update")
-    ({**BOTH, "fisher_precision": "bf16"}, 0.9),
-])
+@pytest.mark.parametrize(
+    ("option", "bound"),
+    [
+        ({"fisher_precision": "bf16"}, 0.98),  # products within 0.2 %; CG on this ill-conditioned problem amplifies it
+        ({"fvp_step_subsample": 0.5}, 0.98),  # the post-adaptation steps' Fisher is well estimated from half
+        (BOTH, 0.9),  # the inner loop's Hessian is not: the noisier share (BENCHMARKS.md, "Fast meta-update")
+        ({**BOTH, "fisher_precision": "bf16"}, 0.9),
+    ],
+)
 def test_fast_natural_gradient_direction_matches_the_exact_one(option, bound):
     policy, batch = float_batch(4)
     base = MetaUpdateSettings(fast_lr=0.5, max_kl=0.01, cg_damping=1e-3)
@@ -136,8 +151,9 @@ def test_fast_path_line_search_refuses_a_step_that_does_not_improve_the_fp32_sur
     import agents.maml_trpo as module
 
     policy, batch = float_batch(5)
-    settings = MetaUpdateSettings(fast_lr=0.5, fvp_step_subsample=0.5, fvp_inner_subsample=0.5,
-                                  fisher_precision="bf16", ls_max_steps=4)
+    settings = MetaUpdateSettings(
+        fast_lr=0.5, fvp_step_subsample=0.5, fvp_inner_subsample=0.5, fisher_precision="bf16", ls_max_steps=4
+    )
     learner = MAMLTRPO(policy, None, settings, AdvantageSettings())
     before = {n: p.detach().clone() for n, p in policy.named_parameters()}
     real = module.natural_step
@@ -150,8 +166,9 @@ def test_fast_path_line_search_refuses_a_step_that_does_not_improve_the_fp32_sur
 
 def test_fast_path_accepts_only_a_step_that_improves_the_fp32_surrogate_inside_max_kl():
     policy, batch = float_batch(6)
-    settings = MetaUpdateSettings(fast_lr=0.5, max_kl=0.01, fvp_step_subsample=0.5, fvp_inner_subsample=0.5,
-                                  fisher_precision="bf16")
+    settings = MetaUpdateSettings(
+        fast_lr=0.5, max_kl=0.01, fvp_step_subsample=0.5, fvp_inner_subsample=0.5, fisher_precision="bf16"
+    )
     learner = MAMLTRPO(policy, None, settings, AdvantageSettings())
     metrics = learner.step(batch, np.random.default_rng(0))
     assert metrics["step_accepted"] == 1.0
@@ -173,7 +190,9 @@ def test_precision_falls_back_to_fp32_without_native_bf16(monkeypatch, caplog):
     monkeypatch.setattr(precision, "bf16_matmul_speedup", lambda: 4.7)  # the EPYC: bf16 is faster
     assert precision.choose_precision("auto")[0] == "bf16"
     assert precision.choose_precision("auto") == (
-        "bf16", "auto: AVX-512 BF16 without AMX, and a bf16 matmul ran 4.70x as fast as fp32 here")
+        "bf16",
+        "auto: AVX-512 BF16 without AMX, and a bf16 matmul ran 4.70x as fast as fp32 here",
+    )
     settings = MetaUpdateSettings.from_config(load_config(None, ["--fisher_precision", "auto"]))
     assert settings.fisher_precision == "bf16" and "in bf16 (auto: AVX-512 BF16 without AMX" in settings.describe()
     monkeypatch.setattr(precision, "bf16_matmul_speedup", lambda: pytest.fail("AMX needs no probe"))
@@ -193,11 +212,15 @@ def test_the_run_log_says_which_meta_update_and_precision_ran(monkeypatch, caplo
     learner.step(batch, np.random.default_rng(0))
     learner.step(batch, np.random.default_rng(1))
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("meta-update fast")]
-    assert lines == ["meta-update fast: Fisher-vector products on 10% of the post-adaptation steps and 20% of the "
-                     "inner loop's steps of every task, in fp32 (CPU with AVX-512 BF16 but no AMX); the inner step's "
-                     "gradient in fp32"]
-    assert "exact: fp32 Fisher-vector products on every step of 25% of the tasks" in MetaUpdateSettings(
-        hvp_subsample=0.25).describe()
+    assert lines == [
+        "meta-update fast: Fisher-vector products on 10% of the post-adaptation steps and 20% of the "
+        "inner loop's steps of every task, in fp32 (CPU with AVX-512 BF16 but no AMX); the inner step's "
+        "gradient in fp32"
+    ]
+    assert (
+        "exact: fp32 Fisher-vector products on every step of 25% of the tasks"
+        in MetaUpdateSettings(hvp_subsample=0.25).describe()
+    )
 
 
 def test_bf16_probe_measures_a_speedup(monkeypatch):
@@ -212,8 +235,10 @@ def test_bf16_probe_measures_a_speedup(monkeypatch):
 
     monkeypatch.setattr(precision, "matmul_seconds", seconds)
     assert precision.bf16_matmul_speedup.__wrapped__(rows=30, width=8, batch=3, repeats=2) == 4.0
-    assert timed == [(torch.float32, torch.float32, (3, 30, 8), (3, 8, 8), 2),
-                     (torch.bfloat16, torch.bfloat16, (3, 30, 8), (3, 8, 8), 2)]
+    assert timed == [
+        (torch.float32, torch.float32, (3, 30, 8), (3, 8, 8), 2),
+        (torch.bfloat16, torch.bfloat16, (3, 30, 8), (3, 8, 8), 2),
+    ]
 
 
 def test_config_switch_chooses_the_meta_update(monkeypatch):
@@ -235,8 +260,21 @@ def test_settings_defaults_are_the_configs():
     cfg = load_config(None, ["--meta_update", "exact"])
     assert MetaUpdateSettings.from_config(cfg) == MetaUpdateSettings()
     assert agents.AdvantageSettings.from_config(cfg) == agents.AdvantageSettings()
-    changed = load_config(None, ["--meta_update", "exact", "--cg_iters", "7", "--inner_estimator", "lvc",
-                                 "--gamma", "0.9", "--bootstrap_truncated", "true"])
+    changed = load_config(
+        None,
+        [
+            "--meta_update",
+            "exact",
+            "--cg_iters",
+            "7",
+            "--inner_estimator",
+            "lvc",
+            "--gamma",
+            "0.9",
+            "--bootstrap_truncated",
+            "true",
+        ],
+    )
     assert MetaUpdateSettings.from_config(changed).cg_iters == 7
     assert MetaUpdateSettings.from_config(changed).inner_estimator == "lvc"
     advantage = agents.AdvantageSettings.from_config(changed)

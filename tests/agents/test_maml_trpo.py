@@ -114,8 +114,9 @@ def test_packed_steps_give_the_padded_layouts_meta_update(monkeypatch):
         objective = PostAdaptationObjective(policy, batch, settings)
         adapted = objective.adapted(create_graph=True)
         loss, _ = objective.loss_and_kl(adapted)
-        grad = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, list(policy.parameters()),
-                                                                     retain_graph=True)])
+        grad = torch.cat(
+            [g.reshape(-1) for g in torch.autograd.grad(loss, list(policy.parameters()), retain_graph=True)]
+        )
         v = torch.randn(grad.numel(), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
         fvp = learner.fisher_vector_product(objective, adapted, None)(v)
         n_steps = objective.obs.shape[1]

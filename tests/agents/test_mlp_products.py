@@ -45,15 +45,18 @@ def batch_with_steps(policy, discrete: bool, num_inner_steps: int) -> Adaptation
 def test_written_out_product_equals_autograds(discrete, nonlinearity, num_inner_steps, estimator, first_order):
     policy = make_policy(discrete, nonlinearity)
     batch = batch_with_steps(policy, discrete, num_inner_steps)
-    settings = MetaUpdateSettings(fast_lr=0.5, num_inner_steps=num_inner_steps, inner_estimator=estimator,
-                                  first_order=first_order)
+    settings = MetaUpdateSettings(
+        fast_lr=0.5, num_inner_steps=num_inner_steps, inner_estimator=estimator, first_order=first_order
+    )
     learner = MAMLTRPO(policy, None, settings, AdvantageSettings())
     objective = PostAdaptationObjective(policy, batch, settings)
     reference = learner.fisher_vector_product(objective, objective.adapted(create_graph=True), None)
-    written = FastMetaUpdate(policy, settings).written_out_product(batch, objective.obs, kl_weights(objective.mask),
-                                                                   torch.Generator().manual_seed(0))
-    vectors = torch.randn(3, sum(p.numel() for p in policy.parameters()), dtype=torch.float64,
-                          generator=torch.Generator().manual_seed(1))
+    written = FastMetaUpdate(policy, settings).written_out_product(
+        batch, objective.obs, kl_weights(objective.mask), torch.Generator().manual_seed(0)
+    )
+    vectors = torch.randn(
+        3, sum(p.numel() for p in policy.parameters()), dtype=torch.float64, generator=torch.Generator().manual_seed(1)
+    )
     expected = torch.stack([reference(v) for v in vectors])
     got = torch.stack([written(v) for v in vectors])
     assert float((got - expected).norm() / expected.norm()) < 1e-12
@@ -68,8 +71,10 @@ def inner_setup(discrete: bool, min_std: float = 1e-6):
         if "log_std" in params:
             params["log_std"] = torch.tensor([[-0.5, 0.2], [-3.0, 0.0], [0.1, -3.0]], dtype=torch.float64)
     steps = Steps.of(batch.episodes[0], batch.advantages[0])
-    tangent = {n: torch.randn(p.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
-               for n, p in params.items()}
+    tangent = {
+        n: torch.randn(p.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+        for n, p in params.items()
+    }
     return policy, params, steps, tangent
 
 
@@ -142,9 +147,9 @@ def test_dice_keeps_autograds_product_on_the_fast_path():
     vector = torch.randn(sum(p.numel() for p in policy.parameters()), dtype=torch.float64)
     assert float(vector.dot(fvp(vector))) > 0.0  # positive definite (damped)
     with pytest.raises(ValueError, match="estimator must be one of"):
-        InnerLossHessian(policy, batch.params[0], Steps.of(batch.episodes[0], batch.advantages[0]), "dice",
-                         torch.float64)
-
+        InnerLossHessian(
+            policy, batch.params[0], Steps.of(batch.episodes[0], batch.advantages[0]), "dice", torch.float64
+        )
 
 
 @pytest.mark.parametrize("discrete", [False, True])
@@ -154,12 +159,15 @@ def test_fast_paths_meta_gradient_equals_autograds_through_the_inner_loop(discre
     policy = make_policy(discrete, "tanh")
     batch = batch_with_steps(policy, discrete, num_inner_steps)
     exact = MetaUpdateSettings(fast_lr=0.5, num_inner_steps=num_inner_steps, inner_estimator=estimator)
-    fast = MetaUpdateSettings(fast_lr=0.5, num_inner_steps=num_inner_steps, inner_estimator=estimator,
-                              fvp_step_subsample=0.5)
+    fast = MetaUpdateSettings(
+        fast_lr=0.5, num_inner_steps=num_inner_steps, inner_estimator=estimator, fvp_step_subsample=0.5
+    )
     loss, expected, graph, none = MAMLTRPO(policy, None, exact, AdvantageSettings()).meta_gradient(
-        PostAdaptationObjective(policy, batch, exact))
+        PostAdaptationObjective(policy, batch, exact)
+    )
     fast_loss, got, no_graph, hessians = MAMLTRPO(policy, None, fast, AdvantageSettings()).meta_gradient(
-        PostAdaptationObjective(policy, batch, fast))
+        PostAdaptationObjective(policy, batch, fast)
+    )
     assert graph is not None and no_graph is None and none == [] and len(hessians) == num_inner_steps
     assert abs(fast_loss - loss) < 1e-12 * abs(loss)
     torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
@@ -171,9 +179,11 @@ def test_bf16_meta_gradient_is_within_a_percent_of_fp32():
     exact = MetaUpdateSettings(fast_lr=0.5)
     fast = MetaUpdateSettings(fast_lr=0.5, fvp_step_subsample=0.5, fisher_precision="bf16")
     _, expected, _, _ = MAMLTRPO(policy, None, exact, AdvantageSettings()).meta_gradient(
-        PostAdaptationObjective(policy, batch, exact))
+        PostAdaptationObjective(policy, batch, exact)
+    )
     _, got, _, hessians = MAMLTRPO(policy, None, fast, AdvantageSettings()).meta_gradient(
-        PostAdaptationObjective(policy, batch, fast))
+        PostAdaptationObjective(policy, batch, fast)
+    )
     assert hessians[0].trunk.dtype == torch.bfloat16
     assert 0.0 < float((got - expected).norm() / expected.norm()) < 1e-2
 
@@ -186,8 +196,9 @@ def test_products_reuse_the_gradients_inner_hessians_at_full_inner_fraction(monk
     objective = PostAdaptationObjective(policy, batch, settings)
     _, _, _, hessians = learner.meta_gradient(objective)
     built = []
-    monkeypatch.setattr(meta_update_paths, "InnerLossHessian",
-                        lambda *args: built.append(args) or InnerLossHessian(*args))
+    monkeypatch.setattr(
+        meta_update_paths, "InnerLossHessian", lambda *args: built.append(args) or InnerLossHessian(*args)
+    )
     reused = learner.fisher_vector_product(objective, None, np.random.default_rng(0), hessians)
     assert len(hessians) == 2 and built == []  # the products build no Hessian of their own
     fresh = learner.fisher_vector_product(objective, None, np.random.default_rng(0))
@@ -201,7 +212,8 @@ def test_the_gradients_inner_hessians_are_not_kept_when_the_products_subsample_t
     batch = batch_with_steps(policy, False, 2)
     settings = MetaUpdateSettings(fast_lr=0.5, num_inner_steps=2, fvp_inner_subsample=0.5)
     _, gradient, _, hessians = MAMLTRPO(policy, None, settings, AdvantageSettings()).meta_gradient(
-        PostAdaptationObjective(policy, batch, settings))
+        PostAdaptationObjective(policy, batch, settings)
+    )
     assert hessians == [] and float(gradient.norm()) > 1e-3
 
 

@@ -26,8 +26,10 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 def relative_step_error(got, expected, start) -> dict[str, float]:
-    return {n: float(((got[n] - start[n]) - (expected[n] - start[n])).norm() / (expected[n] - start[n]).norm())
-            for n in expected}
+    return {
+        n: float(((got[n] - start[n]) - (expected[n] - start[n])).norm() / (expected[n] - start[n]).norm())
+        for n in expected
+    }
 
 
 @pytest.mark.parametrize("discrete", [False, True])
@@ -59,8 +61,22 @@ def test_bf16_step_is_within_two_percent_of_fp32_and_keeping_the_hessian_changes
 
 
 def tiny_learner(*overrides: str) -> tuple[MAMLTRPO, np.random.Generator]:
-    cfg = load_config(None, ["--meta_batch_size", "4", "--episodes_per_task", "4", "--horizon", "20",
-                             "--hidden_sizes", "[16, 16]", "--num_threads", "1", *overrides])
+    cfg = load_config(
+        None,
+        [
+            "--meta_batch_size",
+            "4",
+            "--episodes_per_task",
+            "4",
+            "--horizon",
+            "20",
+            "--hidden_sizes",
+            "[16, 16]",
+            "--num_threads",
+            "1",
+            *overrides,
+        ],
+    )
     env = make_batched(cfg.env_id, 16, max_episode_steps=cfg.horizon)
     torch.manual_seed(0)
     learner = agents.build_maml_trpo(cfg, env)
@@ -106,9 +122,17 @@ def test_meta_gradient_from_the_samplers_hessians_is_the_one_it_would_build(monk
 def test_hessians_of_another_estimator_or_dtype_are_not_reused():
     learner, rng = tiny_learner(*BF16)
     batch = learner.sample(rng)
-    lvc = MAMLTRPO(learner.policy, None, MetaUpdateSettings(
-        fast_lr=learner.settings.fast_lr, inner_estimator="lvc", fisher_precision="bf16",
-        adaptation_precision="bf16"), AdvantageSettings())
+    lvc = MAMLTRPO(
+        learner.policy,
+        None,
+        MetaUpdateSettings(
+            fast_lr=learner.settings.fast_lr,
+            inner_estimator="lvc",
+            fisher_precision="bf16",
+            adaptation_precision="bf16",
+        ),
+        AdvantageSettings(),
+    )
     assert len(batch.hessians) == 1
     fresh = lvc.meta_gradient(PostAdaptationObjective(lvc.policy, batch, lvc.settings))[1]
     assert batch.hessians == []
@@ -131,8 +155,10 @@ def test_adaptation_precision_config_rules_and_fallback(monkeypatch):
         settings = MetaUpdateSettings.from_config(load_config(None, ["--adaptation_precision", "auto", *other]))
         assert settings.adaptation_precision == "fp32" and settings.adaptation_step() is autograd_step
     monkeypatch.setattr(precision, "cpu_bf16", lambda: (False, False))
-    assert MetaUpdateSettings.from_config(load_config(None, ["--adaptation_precision", "auto"])).adaptation_step() \
+    assert (
+        MetaUpdateSettings.from_config(load_config(None, ["--adaptation_precision", "auto"])).adaptation_step()
         is autograd_step
+    )
     assert TrainConfig().adaptation_precision == "fp32"
     with pytest.raises(ValueError, match="needs the inner loss reinforce or lvc"):
         MetaUpdateSettings(inner_estimator="dice", adaptation_precision="bf16")

@@ -144,9 +144,7 @@ def test_sample_tasks_uniform_and_reproducible() -> None:
     probs = np.array([t.probs for t in tasks])
     assert probs.shape == (500, 10) and probs.min() >= 0.0 and probs.max() <= 1.0
     assert abs(probs.mean() - 0.5) < 0.01 and abs(probs.var() - 1 / 12) < 0.005
-    assert sample_bandit_tasks(4, 10, np.random.default_rng(1)) == sample_bandit_tasks(
-        4, 10, np.random.default_rng(1)
-    )
+    assert sample_bandit_tasks(4, 10, np.random.default_rng(1)) == sample_bandit_tasks(4, 10, np.random.default_rng(1))
 
 
 def test_bad_tasks_and_actions_are_rejected() -> None:

@@ -420,8 +420,11 @@ def test_terminated_subenv_is_not_simulated_until_reset() -> None:
 @pytest.mark.parametrize(
     ("env_id", "tasks", "features"),
     [
-        ("metarl/HalfCheetahVel-v0", [VelocityTask(goal_velocity=1.25), VelocityTask(goal_velocity=0.5)],
-         [[1.25], [0.5]]),
+        (
+            "metarl/HalfCheetahVel-v0",
+            [VelocityTask(goal_velocity=1.25), VelocityTask(goal_velocity=0.5)],
+            [[1.25], [0.5]],
+        ),
         ("metarl/AntDir-v1", [DirectionTask(direction=-1), DirectionTask(direction=1)], [[-1.0], [1.0]]),
         ("metarl/AntGoal-v1", [GoalTask(goal=(0.5, -2.0)), GoalTask(goal=(-1.5, 2.5))], [[0.5, -2.0], [-1.5, 2.5]]),
     ],

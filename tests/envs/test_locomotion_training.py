@@ -42,7 +42,11 @@ def test_locomotion_presets_hold_the_papers_settings(preset: str) -> None:
     assert cfg.hidden_sizes == (100, 100) and cfg.nonlinearity == "tanh"
     assert (cfg.fast_lr, cfg.num_inner_steps, cfg.first_order) == (0.1, 1, False)
     assert (cfg.max_kl, cfg.cg_iters, cfg.cg_damping, cfg.ls_max_steps, cfg.ls_backtrack_ratio) == (
-        0.01, 10, 1e-5, 15, 0.8,
+        0.01,
+        10,
+        1e-5,
+        15,
+        0.8,
     )
     assert 0 < cfg.hvp_subsample <= 1
 
@@ -52,16 +56,26 @@ def test_short_locomotion_training_run(tmp_path: Path, preset: str, tasks: int, 
     """2 iterations of a tiny batch via ``scripts/train.py``: finite metrics, the expected env steps, a checkpoint."""
     horizon, iterations = 20, 2
     argv = [
-        "--config", preset,
-        "--meta_batch_size", str(tasks),
-        "--episodes_per_task", str(episodes),
-        "--horizon", str(horizon),
-        "--hidden_sizes", "16,16",
-        "--hvp_subsample", "1.0",
-        "--num_iterations", str(iterations),
-        "--tensorboard", "false",
-        "--out_dir", str(tmp_path),
-        "--run_name", preset,
+        "--config",
+        preset,
+        "--meta_batch_size",
+        str(tasks),
+        "--episodes_per_task",
+        str(episodes),
+        "--horizon",
+        str(horizon),
+        "--hidden_sizes",
+        "16,16",
+        "--hvp_subsample",
+        "1.0",
+        "--num_iterations",
+        str(iterations),
+        "--tensorboard",
+        "false",
+        "--out_dir",
+        str(tmp_path),
+        "--run_name",
+        preset,
         "--no-progress",
     ]
     assert _train_script().main(argv) == 0

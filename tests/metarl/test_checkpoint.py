@@ -178,9 +178,14 @@ def test_the_checksum_covers_values_keys_dtypes_and_shapes():
     base = {"a": torch.zeros(2, 3), "b": [1, 2.0, "x"], "c": None}
     reference = state_checksum(base)
     assert state_checksum({"c": None, "b": [1, 2.0, "x"], "a": torch.zeros(2, 3)}) == reference  # key order
-    for changed in ({**base, "a": torch.zeros(3, 2)}, {**base, "a": torch.zeros(2, 3, dtype=torch.float64)},
-                    {**base, "b": [1, 2.0, "y"]}, {**base, "b": (1, 2.0, "x")}, {"a": base["a"], "b": base["b"]},
-                    {**base, "a": torch.tensor([[0.0, 0, 0], [0, 0, 1e-30]])}):
+    for changed in (
+        {**base, "a": torch.zeros(3, 2)},
+        {**base, "a": torch.zeros(2, 3, dtype=torch.float64)},
+        {**base, "b": [1, 2.0, "y"]},
+        {**base, "b": (1, 2.0, "x")},
+        {"a": base["a"], "b": base["b"]},
+        {**base, "a": torch.tensor([[0.0, 0, 0], [0, 0, 1e-30]])},
+    ):
         assert state_checksum(changed) != reference
 
 

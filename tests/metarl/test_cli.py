@@ -42,8 +42,7 @@ def test_unknown_options_and_values_after_double_dash_pass_through_unchanged():
 def test_scripts_accept_both_spellings(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     evaluate, plot, train = load_script("evaluate"), load_script("plot"), load_script("train")
     hyphens = evaluate.parser().parse_args(["run", "--num-tasks", "3", "--episodes-per-step", "5", "--step-budget"])
-    underscores = evaluate.parser().parse_args(["run", "--num_tasks", "3", "--episodes_per_step", "5",
-                                                "--step_budget"])
+    underscores = evaluate.parser().parse_args(["run", "--num_tasks", "3", "--episodes_per_step", "5", "--step_budget"])
     assert vars(hyphens) == vars(underscores)
     assert train.main(["--list_presets"]) == 0 and "2d-navigation" in capsys.readouterr().out.split()
     assert train.main(["--list-presets"]) == 0 and "ant-dir" in capsys.readouterr().out.split()

@@ -268,13 +268,16 @@ def test_config_is_frozen():
         TrainConfig().seed = 3  # type: ignore[misc]
 
 
-@pytest.mark.parametrize(("field", "value", "fragment"), [
-    ("inner_estimator", "reinforce2", "reinforce, lvc, dice"),
-    ("meta_update", "fastest", "fast, exact"),
-    ("fisher_precision", "fp16", "auto, bf16, fp32"),
-    ("fvp_step_subsample", "0", "(0, 1]"),
-    ("fvp_inner_subsample", "1.5", "(0, 1]"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("inner_estimator", "reinforce2", "reinforce, lvc, dice"),
+        ("meta_update", "fastest", "fast, exact"),
+        ("fisher_precision", "fp16", "auto, bf16, fp32"),
+        ("fvp_step_subsample", "0", "(0, 1]"),
+        ("fvp_inner_subsample", "1.5", "(0, 1]"),
+    ],
+)
 def test_meta_update_settings_are_checked(field, value, fragment):
     with pytest.raises(ConfigError, match=f"config field '{field}'") as info:
         load_config(None, [f"--{field}", value])

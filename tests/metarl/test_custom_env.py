@@ -38,8 +38,13 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_MODULE = "scripts.examples.wind_point"
 WIND_ID = "examples/WindPoint-v0"
 TINY = {
-    "horizon": 10, "meta_batch_size": 2, "episodes_per_task": 2, "hidden_sizes": (8,),
-    "cg_iters": 3, "num_threads": 1, "tensorboard": False,
+    "horizon": 10,
+    "meta_batch_size": 2,
+    "episodes_per_task": 2,
+    "hidden_sizes": (8,),
+    "cg_iters": 3,
+    "num_threads": 1,
+    "tensorboard": False,
 }
 
 
@@ -83,10 +88,31 @@ def test_custom_env_id_from_the_command_line(wind: Any, tmp_path: Path) -> None:
     """``module:Id`` from the YAML reaches the env: imported from the current directory."""
     out = tmp_path / "runs"
     args = [
-        sys.executable, "scripts/train.py", "--config", "scripts/examples/wind_point.yaml",
-        "--num_iterations", "1", "--meta_batch_size", "2", "--episodes_per_task", "2", "--horizon", "10",
-        "--hidden_sizes", "8", "--cg_iters", "3", "--num_threads", "1", "--tensorboard", "false",
-        "--out_dir", str(out), "--run_name", "cli", "--no-progress",
+        sys.executable,
+        "scripts/train.py",
+        "--config",
+        "scripts/examples/wind_point.yaml",
+        "--num_iterations",
+        "1",
+        "--meta_batch_size",
+        "2",
+        "--episodes_per_task",
+        "2",
+        "--horizon",
+        "10",
+        "--hidden_sizes",
+        "8",
+        "--cg_iters",
+        "3",
+        "--num_threads",
+        "1",
+        "--tensorboard",
+        "false",
+        "--out_dir",
+        str(out),
+        "--run_name",
+        "cli",
+        "--no-progress",
     ]
     done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -123,8 +149,11 @@ def test_unknown_module_from_the_command_line(tmp_path: Path, capsys: pytest.Cap
 
 def test_module_ids(wind: Any) -> None:
     assert check_env_id(f"{EXAMPLE_MODULE}:{WIND_ID}") == WIND_ID
-    with pytest.raises(TaskEnvError, match=r"unknown task environment id 'examples/Nope-v0' \(module "
-                       r"'scripts.examples.wind_point' was imported; it registered no new task environment\)"):
+    with pytest.raises(
+        TaskEnvError,
+        match=r"unknown task environment id 'examples/Nope-v0' \(module "
+        r"'scripts.examples.wind_point' was imported; it registered no new task environment\)",
+    ):
         check_env_id(f"{EXAMPLE_MODULE}:examples/Nope-v0")
     with pytest.raises(TaskEnvError, match=r"'CartPole-v1'.*a Gymnasium env but not a task environment"):
         check_env_id("CartPole-v1")
@@ -289,8 +318,11 @@ def test_set_task_rejects_sampled_tasks(wind: Any, ids: list[str]) -> None:
 
     ids.append("test/ArrayTasks-v0")
     register_task_env("test/ArrayTasks-v0", ArrayTasks, max_episode_steps=5)
-    with pytest.raises(TaskEnvError, match=r"test/ArrayTasks-v0: set_task does not accept a task that sample_tasks "
-                       r"returned \(array\(.*\)\): TypeError: WindPoint: expected a WindTask, got ndarray"):
+    with pytest.raises(
+        TaskEnvError,
+        match=r"test/ArrayTasks-v0: set_task does not accept a task that sample_tasks "
+        r"returned \(array\(.*\)\): TypeError: WindPoint: expected a WindTask, got ndarray",
+    ):
         make_batched("test/ArrayTasks-v0", 2)
 
 
@@ -301,8 +333,11 @@ def test_dict_tasks(wind: Any, ids: list[str]) -> None:
 
     ids.append("test/DictTasks-v0")
     register_task_env("test/DictTasks-v0", DictTasks, max_episode_steps=5)
-    with pytest.raises(TaskEnvError, match=r"test/DictTasks-v0: sample_tasks returned a dict task \{'wind': 0.1\}; "
-                       "tasks must be frozen dataclasses or numpy arrays, never dicts"):
+    with pytest.raises(
+        TaskEnvError,
+        match=r"test/DictTasks-v0: sample_tasks returned a dict task \{'wind': 0.1\}; "
+        "tasks must be frozen dataclasses or numpy arrays, never dicts",
+    ):
         check_task_env("test/DictTasks-v0")
 
 
@@ -336,11 +371,17 @@ def test_unsupported_spaces(wind: Any, ids: list[str], name: str, space: str, me
 
 
 def test_bad_batched_entry_point(wind: Any) -> None:
-    with pytest.raises(TaskEnvError, match=r"test/BadBatched-v0: batched entry point WindPointEnv is not a "
-                       r"metarl.BatchedTaskEnv subclass"):
+    with pytest.raises(
+        TaskEnvError,
+        match=r"test/BadBatched-v0: batched entry point WindPointEnv is not a "
+        r"metarl.BatchedTaskEnv subclass",
+    ):
         register_task_env("test/BadBatched-v0", wind.WindPointEnv, batched_entry_point=wind.WindPointEnv)
-    with pytest.raises(TaskEnvError, match=r"test/BadString-v0: entry point 'scripts.examples.wind_point' is not "
-                       r"of the form 'module:Class'"):
+    with pytest.raises(
+        TaskEnvError,
+        match=r"test/BadString-v0: entry point 'scripts.examples.wind_point' is not "
+        r"of the form 'module:Class'",
+    ):
         register_task_env("test/BadString-v0", "scripts.examples.wind_point")
 
 
@@ -355,8 +396,8 @@ def test_no_episode_length(wind: Any, ids: list[str]) -> None:
 def test_readme_example_is_the_example_file() -> None:
     """Every code line of the guide's example (docs/custom-envs.md) is in scripts/examples/wind_point.py."""
     readme = (REPO / "docs" / "custom-envs.md").read_text()
-    section = readme[readme.index("## Your own task environment"):]
-    block = section[section.index("```python\n") + len("```python\n"):]
+    section = readme[readme.index("## Your own task environment") :]
+    block = section[section.index("```python\n") + len("```python\n") :]
     block = block[: block.index("```")]
     source = {line.strip() for line in (REPO / "scripts" / "examples" / "wind_point.py").read_text().splitlines()}
     code = [line.strip() for line in block.splitlines() if line.strip() and not line.strip().startswith('"""')]

@@ -35,8 +35,13 @@ def test_cli_prints_each_check_and_passed_for_the_example(wind, capsys: pytest.C
 
 def test_cli_in_a_fresh_process_imports_the_named_module():
     """The documented command, from the repository root, with the module named in the id."""
-    done = subprocess.run([sys.executable, "-m", "metarl", "check-env", f"{WIND}:examples/WindPoint-v0",
-                           "--steps", "2"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "metarl", "check-env", f"{WIND}:examples/WindPoint-v0", "--steps", "2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "passed: examples/WindPoint-v0" in done.stdout
 

@@ -45,16 +45,26 @@ def tiny_config(tmp: Path, algorithm: str = "maml-trpo", iterations: int = 2):
     return load_config(
         "2d-navigation",
         [
-            "--algorithm", algorithm,
-            "--num_iterations", str(iterations),
-            "--meta_batch_size", "3",
-            "--episodes_per_task", "4",
-            "--horizon", "15",
-            "--hidden_sizes", "8",
-            "--num_threads", "1",
-            "--tensorboard", "false",
-            "--out_dir", str(tmp),
-            "--run_name", algorithm,
+            "--algorithm",
+            algorithm,
+            "--num_iterations",
+            str(iterations),
+            "--meta_batch_size",
+            "3",
+            "--episodes_per_task",
+            "4",
+            "--horizon",
+            "15",
+            "--hidden_sizes",
+            "8",
+            "--num_threads",
+            "1",
+            "--tensorboard",
+            "false",
+            "--out_dir",
+            str(tmp),
+            "--run_name",
+            algorithm,
         ],
     )
 
@@ -178,9 +188,10 @@ def test_cli_writes_results_and_figure_for_run_checkpoint_and_random(tiny_run: P
     assert run_json.is_file() and (tiny_run / "eval" / "adaptation_maml-trpo.png").stat().st_size > 10_000
     ckpt = latest_checkpoint(tiny_run)
     assert evaluate.main([str(ckpt), *common, "--out", str(tmp_path / "ck")]) == 0
-    assert json.loads((tmp_path / "ck" / "adaptation_maml-trpo.json").read_text())["mean"] == json.loads(
-        run_json.read_text()
-    )["mean"]
+    assert (
+        json.loads((tmp_path / "ck" / "adaptation_maml-trpo.json").read_text())["mean"]
+        == json.loads(run_json.read_text())["mean"]
+    )
     assert evaluate.main([str(tiny_run), "--random", *common, "--out", str(tmp_path / "rnd")]) == 0
     data = json.loads((tmp_path / "rnd" / "adaptation_random.json").read_text())
     assert data["method"] == "random" and data["settings"]["training_seed"] is None
@@ -192,11 +203,24 @@ def test_cli_writes_results_and_figure_for_run_checkpoint_and_random(tiny_run: P
 def test_cli_step_budget_samples_back_to_back_episodes_and_records_it(tmp_path: Path, capsys):
     """On an ant, whose fresh policy's episodes end early, ``--step-budget`` gathers more steps per task."""
     evaluate = load_script("evaluate")
-    common = ["ant-vel", "--random", "--num-tasks", "2", "--num-steps", "1", "--episodes-per-step", "3",
-              "--threads", "1"]
+    common = [
+        "ant-vel",
+        "--random",
+        "--num-tasks",
+        "2",
+        "--num-steps",
+        "1",
+        "--episodes-per-step",
+        "3",
+        "--threads",
+        "1",
+    ]
     results = {}
-    for name, extra in (("plain", []), ("budget", ["--step-budget"]),
-                        ("one-lane", ["--step-budget", "--budget-lanes", "1"])):
+    for name, extra in (
+        ("plain", []),
+        ("budget", ["--step-budget"]),
+        ("one-lane", ["--step-budget", "--budget-lanes", "1"]),
+    ):
         assert evaluate.main([*common, *extra, "--out", str(tmp_path / name)]) == 0
         results[name] = json.loads((tmp_path / name / "adaptation_random.json").read_text())
     plain, budget, one_lane = results["plain"], results["budget"], results["one-lane"]
@@ -243,7 +267,7 @@ def test_cli_default_episodes_per_step_is_the_runs_episodes_per_task(tiny_run: P
     # 2 phases × 2 tasks × 4 episodes of at most 15 steps; an episode that reaches its goal ends early
     assert 2 * 2 * 3 * 15 < data["env_steps"] <= 2 * 2 * 4 * 15
     assert evaluate.main([*args, "--episodes_per_step", "6", "--out", str(tmp_path / "six")]) == 0
-    assert json.loads((tmp_path / "six" / "adaptation_maml-trpo.json").read_text())["settings"][
-        "episodes_per_step"
-    ] == 6
+    assert (
+        json.loads((tmp_path / "six" / "adaptation_maml-trpo.json").read_text())["settings"]["episodes_per_step"] == 6
+    )
     assert "the run's episodes_per_task" in " ".join(evaluate.parser().format_help().split())

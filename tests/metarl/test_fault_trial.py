@@ -22,8 +22,25 @@ from metarl.system import files
 from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["--config", "2d-navigation", "--num_iterations", "2", "--meta_batch_size", "2", "--episodes_per_task", "2",
-        "--horizon", "5", "--hidden_sizes", "[8]", "--num_threads", "1", "--no-progress", "--tensorboard", "false"]
+TINY = [
+    "--config",
+    "2d-navigation",
+    "--num_iterations",
+    "2",
+    "--meta_batch_size",
+    "2",
+    "--episodes_per_task",
+    "2",
+    "--horizon",
+    "5",
+    "--hidden_sizes",
+    "[8]",
+    "--num_threads",
+    "1",
+    "--no-progress",
+    "--tensorboard",
+    "false",
+]
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +73,15 @@ def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
 EVAL = ["--num-tasks", "2", "--num-steps", "1", "--threads", "1"]
 
 
-@pytest.mark.parametrize("changes, named", [
-    ({"fast_lr": 0.5}, "fast_lr: 0.1 there, 0.5 here"),
-    ({"env_id": "metarl/Navigation2D-v0"}, "env_id: 'metarl/Navigation2D-v1' there, 'metarl/Navigation2D-v0' here"),
-    ({"algorithm": "pretrained"}, "algorithm: 'maml-trpo' there, 'pretrained' here"),
-    ({"seed": 7}, "seed: 1 there, 7 here"),
-])
+@pytest.mark.parametrize(
+    "changes, named",
+    [
+        ({"fast_lr": 0.5}, "fast_lr: 0.1 there, 0.5 here"),
+        ({"env_id": "metarl/Navigation2D-v0"}, "env_id: 'metarl/Navigation2D-v1' there, 'metarl/Navigation2D-v0' here"),
+        ({"algorithm": "pretrained"}, "algorithm: 'maml-trpo' there, 'pretrained' here"),
+        ({"seed": 7}, "seed: 1 there, 7 here"),
+    ],
+)
 def test_evaluate_refuses_a_folder_config_that_disagrees_with_the_checkpoint(
     trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], changes: dict, named: str
 ):
@@ -214,11 +234,14 @@ def test_a_results_file_is_replaced_whole_or_not_at_all(trained: Path, tmp_path:
     assert sorted(p.name for p in out.iterdir()) == ["adaptation_maml-trpo.json", "adaptation_maml-trpo.png"]
 
 
-@pytest.mark.parametrize("option, value, message", [
-    ("--threads", "-1", "expected an integer from 1 to 1,024, got -1"),
-    ("--num-tasks", "1e8", "expected an integer, got '1e8'"),
-    ("--num-tasks", "100000000", "expected an integer from 1 to 10,000, got 100,000,000"),
-])
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--threads", "-1", "expected an integer from 1 to 1,024, got -1"),
+        ("--num-tasks", "1e8", "expected an integer, got '1e8'"),
+        ("--num-tasks", "100000000", "expected an integer from 1 to 10,000, got 100,000,000"),
+    ],
+)
 def test_evaluate_bounds_its_numbers(trained: Path, option: str, value: str, message: str, capsys):
     with pytest.raises(SystemExit) as exit_:
         load_script("evaluate").main([str(trained), option, value])
@@ -283,12 +306,15 @@ def faulty_id() -> str:
     unregister_task_env(id)
 
 
-@pytest.mark.parametrize("fault, message", [
-    ("shape", "returned an observation of shape (1,), the observation space's is (4,)"),
-    ("raise", "step: raised RuntimeError: the simulator gave up"),
-    ("string", "returned an observation that is not numbers: 'four numbers'"),
-    ("array-reward", "returned a reward that is not one number: array([1., 1., 1.])"),
-])
+@pytest.mark.parametrize(
+    "fault, message",
+    [
+        ("shape", "returned an observation of shape (1,), the observation space's is (4,)"),
+        ("raise", "step: raised RuntimeError: the simulator gave up"),
+        ("string", "returned an observation that is not numbers: 'four numbers'"),
+        ("array-reward", "returned a reward that is not one number: array([1., 1., 1.])"),
+    ],
+)
 def test_an_env_fault_mid_training_is_one_line_naming_the_kept_checkpoint(
     faulty_id: str, fault: str, message: str, tmp_path: Path, capsys, monkeypatch
 ):
@@ -304,8 +330,9 @@ def test_an_env_fault_mid_training_is_one_line_naming_the_kept_checkpoint(
     assert message in err and f"the last checkpoint kept is {run / 'checkpoints' / 'iter_000001.pt'}" in err
 
 
-def test_a_full_disk_mid_training_is_one_line_and_the_resume_is_exact(trained: Path, tmp_path: Path, capsys,
-                                                                        monkeypatch):
+def test_a_full_disk_mid_training_is_one_line_and_the_resume_is_exact(
+    trained: Path, tmp_path: Path, capsys, monkeypatch
+):
     train = load_script("train")
     run = _copy(trained, tmp_path)
     reference = _copy(trained, tmp_path / "ref")
@@ -329,11 +356,21 @@ def test_a_full_disk_mid_training_is_one_line_and_the_resume_is_exact(trained: P
     assert checkpoint.state_checksum(ours["learner"]) == checkpoint.state_checksum(theirs["learner"])
 
 
-def test_a_step_that_never_returns_is_stopped_by_the_step_timeout(faulty_id: str, tmp_path: Path, capsys,
-                                                                   monkeypatch):
+def test_a_step_that_never_returns_is_stopped_by_the_step_timeout(faulty_id: str, tmp_path: Path, capsys, monkeypatch):
     train = load_script("train")
-    argv = [*TINY, "--env_id", faulty_id, "--horizon", "5", "--out_dir", str(tmp_path), "--run_name", "r",
-            "--step_timeout", "0.5"]
+    argv = [
+        *TINY,
+        "--env_id",
+        faulty_id,
+        "--horizon",
+        "5",
+        "--out_dir",
+        str(tmp_path),
+        "--run_name",
+        "r",
+        "--step_timeout",
+        "0.5",
+    ]
     assert train.main([*argv, "--num_iterations", "1"]) == 0
     capsys.readouterr()
 
@@ -343,19 +380,25 @@ def test_a_step_that_never_returns_is_stopped_by_the_step_timeout(faulty_id: str
     assert "a step did not return within step_timeout 0.5 s" in err and "iter_000001.pt" in err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--config", "BINARY"], "is not a UTF-8 text file"),
-    (["--config", "EMPTY"], "is empty; it must hold a mapping of settings"),
-    (["--config", "ALIASES"], "YAML aliases (*name) are not accepted in a config"),
-    (["--config", "DEEP"], "nested deeper than 16 levels"),
-    (["--config", "2d-navigation", "--seed", "1e30"], "too large to be an exact integer"),
-    (["--config", "2d-navigation", "--hidden_sizes", "[100000, 100000]"], "has at least 10,000,200,000 weights"),
-    (["--config", "2d-navigation", "--env_id", "../../etc:passwd"], "'../../etc' is not a Python module name"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--config", "BINARY"], "is not a UTF-8 text file"),
+        (["--config", "EMPTY"], "is empty; it must hold a mapping of settings"),
+        (["--config", "ALIASES"], "YAML aliases (*name) are not accepted in a config"),
+        (["--config", "DEEP"], "nested deeper than 16 levels"),
+        (["--config", "2d-navigation", "--seed", "1e30"], "too large to be an exact integer"),
+        (["--config", "2d-navigation", "--hidden_sizes", "[100000, 100000]"], "has at least 10,000,200,000 weights"),
+        (["--config", "2d-navigation", "--env_id", "../../etc:passwd"], "'../../etc' is not a Python module name"),
+    ],
+)
 def test_hostile_values_are_one_error_line(tmp_path: Path, argv: list[str], message: str, capsys):
-    files_ = {"BINARY": bytes(range(256)) * 4, "EMPTY": b"",
-              "ALIASES": b"env_kwargs: {a: &x [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}\nseed: 1\nhorizon: *x\n",
-              "DEEP": ("env_kwargs: {a: " + "[" * 600 + "]" * 600 + "}\n").encode()}
+    files_ = {
+        "BINARY": bytes(range(256)) * 4,
+        "EMPTY": b"",
+        "ALIASES": b"env_kwargs: {a: &x [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}\nseed: 1\nhorizon: *x\n",
+        "DEEP": ("env_kwargs: {a: " + "[" * 600 + "]" * 600 + "}\n").encode(),
+    }
     for name, content in files_.items():
         (tmp_path / f"{name}.yaml").write_bytes(content)
     argv = [str(tmp_path / f"{a}.yaml") if a in files_ else a for a in argv]

@@ -36,11 +36,14 @@ def _bounded(load):
         assert peak < MEMORY_BOUND, f"a load allocated {peak:,} bytes"
 
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
-                    st.text(max_size=30))
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=5),
-                                                       st.dictionaries(st.text(max_size=10), inner, max_size=5)),
-                      max_leaves=30)
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True), st.text(max_size=30)
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=10), inner, max_size=5)),
+    max_leaves=30,
+)
 configs = st.dictionaries(st.sampled_from([*FIELD_NAMES, "hidden-sizes", "unknown_key"]), values, max_size=8)
 
 
@@ -58,9 +61,14 @@ def test_any_yaml_mapping_is_a_config_or_a_config_error(tmp_path: Path, data: di
 
 
 @FUZZ
-@given(text=st.one_of(st.text(max_size=400), st.binary(max_size=400).map(lambda b: b.decode("latin-1")),
-                      st.integers(1, 60).map(lambda n: "a: " + "[" * n + "]" * n),
-                      st.integers(1, 30).map(lambda n: "env_kwargs: &a {x: [1]}\n" + "b: *a\n" * n)))
+@given(
+    text=st.one_of(
+        st.text(max_size=400),
+        st.binary(max_size=400).map(lambda b: b.decode("latin-1")),
+        st.integers(1, 60).map(lambda n: "a: " + "[" * n + "]" * n),
+        st.integers(1, 30).map(lambda n: "env_kwargs: &a {x: [1]}\n" + "b: *a\n" * n),
+    )
+)
 def test_any_text_is_a_config_or_a_config_error(tmp_path: Path, text: str):
     path = tmp_path / "c.yaml"
     path.write_bytes(text.encode("utf-8", errors="surrogatepass"))
@@ -71,8 +79,7 @@ def test_any_text_is_a_config_or_a_config_error(tmp_path: Path, text: str):
 
 
 @FUZZ
-@given(tokens=st.lists(st.one_of(st.sampled_from([f"--{n}" for n in FIELD_NAMES]), st.text(max_size=40)),
-                       max_size=6))
+@given(tokens=st.lists(st.one_of(st.sampled_from([f"--{n}" for n in FIELD_NAMES]), st.text(max_size=40)), max_size=6))
 def test_any_command_line_is_a_config_or_a_config_error(tokens: list[str]):
     try:
         _bounded(lambda: load_config("2d-navigation", tokens))
@@ -84,8 +91,12 @@ def test_any_command_line_is_a_config_or_a_config_error(tokens: list[str]):
 def good_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     path = tmp_path_factory.mktemp("ckpt") / "iter_000001.pt"
     policy = {"w": torch.randn(8, 4), "b": torch.zeros(4)}
-    state = {"iteration": 1, "config": {"seed": 1}, "learner": {"policy": policy},
-             "rng": {"torch": torch.get_rng_state()}}
+    state = {
+        "iteration": 1,
+        "config": {"seed": 1},
+        "learner": {"policy": policy},
+        "rng": {"torch": torch.get_rng_state()},
+    }
     save_checkpoint(path, state)
     return path.read_bytes()
 
@@ -101,8 +112,10 @@ def _load(tmp_path: Path, data: bytes):
 
 
 @FUZZ
-@given(edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=8),
-       cut=st.one_of(st.none(), st.floats(0, 1)))
+@given(
+    edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=8),
+    cut=st.one_of(st.none(), st.floats(0, 1)),
+)
 def test_a_damaged_checkpoint_is_a_checkpoint_error(tmp_path: Path, good_checkpoint: bytes, edits, cut):
     data = bytearray(good_checkpoint)
     for where, byte in edits:
@@ -116,9 +129,11 @@ def test_a_damaged_checkpoint_is_a_checkpoint_error(tmp_path: Path, good_checkpo
 
 
 @FUZZ
-@given(shape=st.lists(st.integers(0, 10**6), min_size=1, max_size=3),
-       stride=st.lists(st.integers(0, 10**6), min_size=1, max_size=3),
-       offset=st.integers(0, 100))
+@given(
+    shape=st.lists(st.integers(0, 10**6), min_size=1, max_size=3),
+    stride=st.lists(st.integers(0, 10**6), min_size=1, max_size=3),
+    offset=st.integers(0, 100),
+)
 def test_a_tensor_view_beyond_its_storage_is_a_checkpoint_error(tmp_path: Path, shape, stride, offset):
     n = min(len(shape), len(stride))
     storage = torch.zeros(128)

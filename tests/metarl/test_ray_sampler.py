@@ -33,8 +33,17 @@ from metarl.training.trainer import train
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 requires_ray = pytest.mark.skipif(not HAS_RAY, reason='Ray is not installed (pip install -e ".[ray]")')
-FIELDS = ("observations", "actions", "rewards", "mask", "lengths", "terminated", "truncated", "nonfinite",
-          "final_observations")
+FIELDS = (
+    "observations",
+    "actions",
+    "rewards",
+    "mask",
+    "lengths",
+    "terminated",
+    "truncated",
+    "nonfinite",
+    "final_observations",
+)
 NAV = "metarl/Navigation2D-v0"
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,10 +54,26 @@ def assert_same_episodes(a, b) -> None:
 
 
 def small_config(tmp_path: Path, *overrides: str):
-    return load_config(None, [
-        "--meta_batch_size", "3", "--episodes_per_task", "4", "--horizon", "20", "--hidden_sizes", "16",
-        "--num_iterations", "2", "--tensorboard", "false", "--out_dir", str(tmp_path), *overrides,
-    ])
+    return load_config(
+        None,
+        [
+            "--meta_batch_size",
+            "3",
+            "--episodes_per_task",
+            "4",
+            "--horizon",
+            "20",
+            "--hidden_sizes",
+            "16",
+            "--num_iterations",
+            "2",
+            "--tensorboard",
+            "false",
+            "--out_dir",
+            str(tmp_path),
+            *overrides,
+        ],
+    )
 
 
 # ------------------------------------------------------------------------ without a Ray instance
@@ -123,8 +148,21 @@ def test_unreachable_cluster_is_a_clear_error_at_start_up(tmp_path: Path, capsys
     spec.loader.exec_module(script)
     assert not ray.is_initialized()
     start = time.perf_counter()
-    code = script.main(["--config", "2d-navigation", "--out_dir", str(tmp_path), "--num_iterations", "1",
-                 "--sampler", "ray", "--ray_address", "127.0.0.1:1", "--no-progress"])
+    code = script.main(
+        [
+            "--config",
+            "2d-navigation",
+            "--out_dir",
+            str(tmp_path),
+            "--num_iterations",
+            "1",
+            "--sampler",
+            "ray",
+            "--ray_address",
+            "127.0.0.1:1",
+            "--no-progress",
+        ]
+    )
     assert code == 2 and time.perf_counter() - start < 60
     err = capsys.readouterr().err
     assert "ray_address" in err and "cannot reach a Ray cluster at '127.0.0.1:1'" in err and "ray start --head" in err
@@ -214,8 +252,20 @@ def test_ray_equals_local_also_when_workers_die(
     assert sampler.workers == []
 
 
-STEP_BUDGET_ANT = ["--env_id", "metarl/AntVel-v1", "--env_kwargs", "{nthread: 1}", "--horizon", "150",
-                   "--step_budget", "true", "--budget_lanes", "2", "--cg_iters", "3"]
+STEP_BUDGET_ANT = [
+    "--env_id",
+    "metarl/AntVel-v1",
+    "--env_kwargs",
+    "{nthread: 1}",
+    "--horizon",
+    "150",
+    "--step_budget",
+    "true",
+    "--budget_lanes",
+    "2",
+    "--cg_iters",
+    "3",
+]
 
 
 @requires_ray
@@ -234,8 +284,9 @@ def test_training_with_ray_equals_local_training(local_ray: None, tmp_path: Path
     rows = {}
     for backend, run_dir in runs.items():
         with open(run_dir / "metrics.csv") as f:
-            rows[backend] = [{k: v for k, v in row.items() if "seconds" not in k and "per_s" not in k}
-                             for row in csv.DictReader(f)]
+            rows[backend] = [
+                {k: v for k, v in row.items() if "seconds" not in k and "per_s" not in k} for row in csv.DictReader(f)
+            ]
     assert len(rows["local"]) == 2 and rows["local"] == rows["ray"]
     if case == "ant-step-budget":  # episodes did end early and were refilled: more than 4 per task
         assert all(float(row["episodes_before"]) > 4 for row in rows["local"])
@@ -246,12 +297,14 @@ def test_training_with_ray_equals_local_training(local_ray: None, tmp_path: Path
 def test_metarl_imports_and_trains_locally_without_ray() -> None:
     import subprocess
 
-    code = ("import sys; sys.modules['ray'] = None\n"
-            "import agents, envs, metarl, metarl.sampling.ray_sampler, metarl.training.trainer\n"
-            "from metarl.config import load_config\n"
-            "cfg = load_config(None, ['--meta_batch_size', '2', '--episodes_per_task', '2'])\n"
-            "env = metarl.make_batched(cfg.env_id, 4, max_episode_steps=5)\n"
-            "print(type(agents.build_learner(cfg, env).sampler).__name__)")
+    code = (
+        "import sys; sys.modules['ray'] = None\n"
+        "import agents, envs, metarl, metarl.sampling.ray_sampler, metarl.training.trainer\n"
+        "from metarl.config import load_config\n"
+        "cfg = load_config(None, ['--meta_batch_size', '2', '--episodes_per_task', '2'])\n"
+        "env = metarl.make_batched(cfg.env_id, 4, max_episode_steps=5)\n"
+        "print(type(agents.build_learner(cfg, env).sampler).__name__)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "Sampler"

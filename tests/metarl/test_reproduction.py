@@ -36,23 +36,45 @@ def _preset(tmp: Path, iterations: int = 2) -> Path:
 
 
 def _row(preset: Path, seeds: tuple[int, ...] = (1, 2, 3), paper: float = 11.0) -> PaperRow:
-    return PaperRow("small", "Small navigation", str(preset), (paper, paper + 1, paper + 2), seeds=seeds,
-                    episodes_per_step=4, baseline_iterations=2, mujoco=False)
+    return PaperRow(
+        "small",
+        "Small navigation",
+        str(preset),
+        (paper, paper + 1, paper + 2),
+        seeds=seeds,
+        episodes_per_step=4,
+        baseline_iterations=2,
+        mujoco=False,
+    )
 
 
 def _fake_run(run_dir: Path, cfg, iterations: int, seconds: float = 2.0) -> None:
     save_config(cfg, run_dir / "config.yaml")
     with RunLogger(run_dir, tensorboard=False) as log:
         for i in range(iterations):
-            log.log(i, {"return_before": -1.0, "return_after": 1.0, "total_env_steps": 100.0 * (i + 1),
-                        "seconds_per_iteration": seconds + i})
+            log.log(
+                i,
+                {
+                    "return_before": -1.0,
+                    "return_after": 1.0,
+                    "total_env_steps": 100.0 * (i + 1),
+                    "seconds_per_iteration": seconds + i,
+                },
+            )
     record_session(run_dir, 0, cfg)
 
 
-def _fake_results(path: Path, returns: np.ndarray, *, episodes: int = 4, iteration: int | None = 2,
-                  method: str = "maml-trpo") -> None:
-    settings = {"num_tasks": len(returns), "num_steps": returns.shape[1] - 1, "episodes_per_step": episodes,
-                "seed": 0, "step_budget": False, "training_iterations": iteration}
+def _fake_results(
+    path: Path, returns: np.ndarray, *, episodes: int = 4, iteration: int | None = 2, method: str = "maml-trpo"
+) -> None:
+    settings = {
+        "num_tasks": len(returns),
+        "num_steps": returns.shape[1] - 1,
+        "episodes_per_step": episodes,
+        "seed": 0,
+        "step_budget": False,
+        "training_iterations": iteration,
+    }
     AdaptationResults(method, "metarl/Navigation2D-v1", returns, settings).save(path)
 
 
@@ -95,8 +117,7 @@ def test_aggregate_over_seeds_and_the_papers_checks(tmp_path: Path):
 def test_a_failing_seed_and_a_baseline_above_maml_fail_their_checks(tmp_path: Path):
     row, root = _reproduction(tmp_path, {1: 8.7, 2: 14.0, 3: 14.0}, pretrained=13.0)  # bound 0.8 * 11 = 8.8
     s = summarise(root, row)
-    assert s.checks == {"mean_at_least_paper": True, "every_seed_within_25_percent": False,
-                        "above_pretrained": False}
+    assert s.checks == {"mean_at_least_paper": True, "every_seed_within_25_percent": False, "above_pretrained": False}
 
 
 def test_negative_paper_numbers_allow_25_percent_worse():
@@ -125,8 +146,16 @@ def test_runs_that_are_not_the_finished_preset_are_not_reported(tmp_path: Path):
 
 def test_plan_trains_the_preset_resumes_and_skips_what_is_done(tmp_path: Path):
     preset = _preset(tmp_path)
-    row = PaperRow("small", "Small", str(preset), (1.0, 1.0, 1.0), seeds=(1,), episodes_per_step=4,
-                   baseline_iterations=2, mujoco=True)
+    row = PaperRow(
+        "small",
+        "Small",
+        str(preset),
+        (1.0, 1.0, 1.0),
+        seeds=(1,),
+        episodes_per_step=4,
+        baseline_iterations=2,
+        mujoco=True,
+    )
     root = tmp_path / "r"
     (job,) = plan(root, row, [1], threads=1, baselines=False)
     train, evaluate = job.commands
@@ -165,8 +194,10 @@ def test_reproduce_trains_and_evaluates_a_seed_end_to_end(tmp_path: Path):
 def test_pages_are_regenerated_and_drift_is_named(tmp_path: Path):
     row, root = _reproduction(tmp_path, {1: 10.0, 2: 12.0, 3: 14.0})
     blocks = render_blocks(root, tmp_path, [row])
-    page = ("# Results\n\nprose\n\n<!-- generated: row:small (scripts/results_pages.py) -->\nold\n"
-            "<!-- end generated: row:small -->\n")
+    page = (
+        "# Results\n\nprose\n\n<!-- generated: row:small (scripts/results_pages.py) -->\nold\n"
+        "<!-- end generated: row:small -->\n"
+    )
     new = update_page(page, blocks)
     assert stale_blocks(page, blocks) == ["row:small"] and stale_blocks(new, blocks) == []
     assert "| **mean over 3 seeds** | **7.0 ± " in new and "| seed 2 | 7.0 ± 0.2 | 12.0 ± 0.2 |" in new

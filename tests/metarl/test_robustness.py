@@ -53,8 +53,22 @@ from metarl.training.run_state import initialise_learner
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = [
-    "--meta_batch_size", "4", "--episodes_per_task", "4", "--horizon", "20", "--hidden_sizes", "8,8",
-    "--checkpoint_every", "1", "--tensorboard", "false", "--num_threads", "1", "--seed", "3",
+    "--meta_batch_size",
+    "4",
+    "--episodes_per_task",
+    "4",
+    "--horizon",
+    "20",
+    "--hidden_sizes",
+    "8,8",
+    "--checkpoint_every",
+    "1",
+    "--tensorboard",
+    "false",
+    "--num_threads",
+    "1",
+    "--seed",
+    "3",
 ]
 REFERENCE_ITERATIONS = 8
 
@@ -136,17 +150,23 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 BAD_COMMAND_LINES = [
     (["--config", "2d-navigaton"], "unknown preset '2d-navigaton'; valid presets (closest first): 2d-navigation"),
-    (["--env_id", "metarl/Navigation2d-v0"], "unknown task environment id 'metarl/Navigation2d-v0'. "
-     "Did you mean 'metarl/Navigation2D-v0'"),
-    (["--meta_batch_sise", "4"],
-     "unknown key 'meta_batch_sise' (from --meta_batch_sise); did you mean meta_batch_size"),
+    (
+        ["--env_id", "metarl/Navigation2d-v0"],
+        "unknown task environment id 'metarl/Navigation2d-v0'. Did you mean 'metarl/Navigation2D-v0'",
+    ),
+    (
+        ["--meta_batch_sise", "4"],
+        "unknown key 'meta_batch_sise' (from --meta_batch_sise); did you mean meta_batch_size",
+    ),
     (["--horizon", "ten"], "config field 'horizon': expected an integer, got 'ten'"),
     (["--fast_lr", "-0.1"], "config field 'fast_lr': must be > 0, got -0.1"),
     (["--meta_batch_size", "0"], "config field 'meta_batch_size': must be >= 1, got 0"),
     (["--horizon", "0"], "config field 'horizon': must be >= 1, got 0"),
     (["--max_kl", "nan"], "config field 'max_kl': must be a finite number"),
-    (["--env_kwargs", "{goal_radius: 0.1}"], "config field 'env_kwargs': metarl/Navigation2D-v1 rejects "
-     "{'goal_radius': 0.1}: TypeError"),
+    (
+        ["--env_kwargs", "{goal_radius: 0.1}"],
+        "config field 'env_kwargs': metarl/Navigation2D-v1 rejects {'goal_radius': 0.1}: TypeError",
+    ),
 ]
 
 BAD_YAML = [
@@ -265,8 +285,9 @@ class FaultyNavigation(BatchedNavigation2D):
 
 @pytest.fixture
 def faulty_id() -> Iterator[str]:
-    register_task_env(FAULTY_ID, entry_point=Navigation2DEnv, batched_entry_point=FaultyNavigation,
-                      max_episode_steps=100)
+    register_task_env(
+        FAULTY_ID, entry_point=Navigation2DEnv, batched_entry_point=FaultyNavigation, max_episode_steps=100
+    )
     yield FAULTY_ID
     if FAULTY_ID in task_env_ids():
         unregister_task_env(FAULTY_ID)
@@ -284,8 +305,10 @@ def test_sampler_ends_and_counts_broken_subenvs_and_masks_them_out(
     with caplog.at_level(logging.WARNING, logger="metarl"):
         episodes = sampler.sample(policy.task_params(num_tasks), np.random.default_rng(1))
 
-    flat = {name: getattr(episodes, name).reshape(num_tasks * per_task) for name in
-            ("lengths", "nonfinite", "terminated", "truncated")}
+    flat = {
+        name: getattr(episodes, name).reshape(num_tasks * per_task)
+        for name in ("lengths", "nonfinite", "terminated", "truncated")
+    }
     mask = episodes.mask.reshape(horizon, -1)
     broken, healthy = list(FAULTS), [i for i in range(num_tasks * per_task) if i not in FAULTS]
     assert flat["lengths"][broken].tolist() == [step for _, step in FAULTS.values()]  # ended before the fault
@@ -344,8 +367,11 @@ def _nan_inner_advantages(batch: Any, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _nan_cg_result(batch: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(trpo, "conjugate_gradient_with_product",
-                        lambda matvec, b, *a, **k: (torch.full_like(b, math.nan), torch.full_like(b, math.nan)))
+    monkeypatch.setattr(
+        trpo,
+        "conjugate_gradient_with_product",
+        lambda matvec, b, *a, **k: (torch.full_like(b, math.nan), torch.full_like(b, math.nan)),
+    )
 
 
 @pytest.mark.parametrize(
@@ -358,8 +384,10 @@ def _nan_cg_result(batch: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     ids=["loss", "inner-loop", "cg"],
 )
 def test_nonfinite_update_is_skipped_and_keeps_theta(
-    inject: Callable[[Any, pytest.MonkeyPatch], None], message: str,
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    inject: Callable[[Any, pytest.MonkeyPatch], None],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     learner, batch = _learner_and_batch()
     before = _theta(learner)
@@ -409,8 +437,18 @@ def test_signal_checkpoints_last_iteration_exits_130_and_resumes_exactly(
     reference: Path, tmp_path: Path, sig: signal.Signals
 ) -> None:
     run_dir = tmp_path / "sig"
-    argv = [sys.executable, str(REPO / "scripts" / "train.py"), *TINY, "--num_iterations", "200",
-            "--out_dir", str(tmp_path), "--run_name", "sig", "--no-progress"]
+    argv = [
+        sys.executable,
+        str(REPO / "scripts" / "train.py"),
+        *TINY,
+        "--num_iterations",
+        "200",
+        "--out_dir",
+        str(tmp_path),
+        "--run_name",
+        "sig",
+        "--no-progress",
+    ]
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -457,8 +495,10 @@ def test_error_in_the_loop_checkpoints_the_last_completed_iteration(reference: P
         learner.train_iteration = flaky
         return learner
 
-    cfg = load_config(None, [*TINY, "--checkpoint_every", "10", "--num_iterations", "6",
-                             "--out_dir", str(tmp_path), "--run_name", "crash"])
+    cfg = load_config(
+        None,
+        [*TINY, "--checkpoint_every", "10", "--num_iterations", "6", "--out_dir", str(tmp_path), "--run_name", "crash"],
+    )
     with pytest.raises(RuntimeError, match="boom"):
         trainer.train(cfg, build, progress=False)
     run_dir = tmp_path / "crash"
@@ -531,7 +571,8 @@ def test_resume_with_another_mujoco_thread_count_equals_uninterrupted_run(
     assert _train(tmp_path, "split", 2, *cheetah, "--env_kwargs", "{nthread: 1}") == 0
     capsys.readouterr()
     _assert_one_error(
-        capsys, _resume(tmp_path / "split", 4, "--env_kwargs", "{nthread: 2, forward_reward_weight: 2.0}"),
+        capsys,
+        _resume(tmp_path / "split", 4, "--env_kwargs", "{nthread: 2, forward_reward_weight: 2.0}"),
         "cannot change env_kwargs when resuming",
     )
     assert _resume(tmp_path / "split", 4, "--env_kwargs", "{nthread: 2}") == 0
@@ -626,11 +667,15 @@ BAD_CHECKPOINTS = [
 ]
 
 
-@pytest.mark.parametrize(("damage", "expected"), BAD_CHECKPOINTS,
-                         ids=["truncated", "garbage", "unsafe", "config", "shape", "no-rng"])
+@pytest.mark.parametrize(
+    ("damage", "expected"), BAD_CHECKPOINTS, ids=["truncated", "garbage", "unsafe", "config", "shape", "no-rng"]
+)
 def test_bad_checkpoint_is_a_clear_error_on_resume(
-    reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-    damage: Callable[[Path], None], expected: str,
+    reference: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    damage: Callable[[Path], None],
+    expected: str,
 ) -> None:
     run_dir = tmp_path / "copy"
     shutil.copytree(reference, run_dir)
@@ -702,17 +747,32 @@ def test_run_started_from_a_checkpoint_resumes_after_the_source_moved(reference:
     assert "resumed" in (tmp_path / "warm" / "train.log").read_text()
 
 
-@pytest.mark.parametrize(("source", "extra", "expected"), [
-    ("missing.pt", [], "no checkpoint file at"),
-    ("empty", [], "the run folder holds no checkpoint"),
-    ("reference", ["--hidden_sizes", "16,16"],
-     "has another policy architecture (hidden_sizes: (8, 8) there, (16, 16) here)"),
-    ("reference", ["--nonlinearity", "relu"],
-     "has another policy architecture (nonlinearity: 'tanh' there, 'relu' here)"),
-    ("reference", ["--env_id", "metarl/TabularMDP-v0"], "does not fit this model"),
-], ids=["missing", "empty-folder", "hidden-sizes", "nonlinearity", "other-shapes"])
+@pytest.mark.parametrize(
+    ("source", "extra", "expected"),
+    [
+        ("missing.pt", [], "no checkpoint file at"),
+        ("empty", [], "the run folder holds no checkpoint"),
+        (
+            "reference",
+            ["--hidden_sizes", "16,16"],
+            "has another policy architecture (hidden_sizes: (8, 8) there, (16, 16) here)",
+        ),
+        (
+            "reference",
+            ["--nonlinearity", "relu"],
+            "has another policy architecture (nonlinearity: 'tanh' there, 'relu' here)",
+        ),
+        ("reference", ["--env_id", "metarl/TabularMDP-v0"], "does not fit this model"),
+    ],
+    ids=["missing", "empty-folder", "hidden-sizes", "nonlinearity", "other-shapes"],
+)
 def test_bad_init_from_is_one_clear_error_before_anything_is_written(
-    reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], source: str, extra: list[str], expected: str,
+    reference: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    source: str,
+    extra: list[str],
+    expected: str,
 ) -> None:
     (tmp_path / "empty").mkdir()
     path = reference if source == "reference" else tmp_path / source

@@ -16,10 +16,21 @@ from metarl.runs.logs import read_metrics
 from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["--config", "2d-navigation", "--meta_batch_size", "2", "--episodes_per_task", "2", "--horizon", "5",
-        "--hidden_sizes", "4", "--tensorboard", "false", "--no-progress"]
-
-
+TINY = [
+    "--config",
+    "2d-navigation",
+    "--meta_batch_size",
+    "2",
+    "--episodes_per_task",
+    "2",
+    "--horizon",
+    "5",
+    "--hidden_sizes",
+    "4",
+    "--tensorboard",
+    "false",
+    "--no-progress",
+]
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -48,10 +59,17 @@ def test_a_second_run_on_a_held_folder_stops_naming_the_holder(tmp_path: Path, c
 def test_a_lock_held_by_another_process_and_then_left_by_a_dead_one(tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); from metarl.runs.lock import "
-         "hold_run_folder; from pathlib import Path\nwith hold_run_folder(Path(sys.argv[2])):\n print('held', "
-         "flush=True); time.sleep(60)", str(REPO), str(run)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; sys.path.insert(0, sys.argv[1]); from metarl.runs.lock import "
+            "hold_run_folder; from pathlib import Path\nwith hold_run_folder(Path(sys.argv[2])):\n print('held', "
+            "flush=True); time.sleep(60)",
+            str(REPO),
+            str(run),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
@@ -101,11 +119,21 @@ def test_warnings_reach_the_console_as_well_as_train_log(tmp_path: Path, capsys,
 
 
 def test_exactly_one_of_two_trainings_started_together_runs(tmp_path: Path) -> None:
-    argv = [sys.executable, str(REPO / "scripts" / "train.py"), *TINY, "--num_iterations", "3",
-            "--out_dir", str(tmp_path), "--run_name", "race"]
+    argv = [
+        sys.executable,
+        str(REPO / "scripts" / "train.py"),
+        *TINY,
+        "--num_iterations",
+        "3",
+        "--out_dir",
+        str(tmp_path),
+        "--run_name",
+        "race",
+    ]
     env = {**os.environ, "METARL_DEFAULT_MALLOC": "1"}
-    runs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-            for _ in range(2)]
+    runs = [
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)
+    ]
     results = [(p.wait(timeout=300), p.stderr.read() if p.stderr else "") for p in runs]
     codes = sorted(rc for rc, _ in results)
     assert codes == [0, 2], results

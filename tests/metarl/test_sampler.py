@@ -86,8 +86,17 @@ def test_same_seed_same_episodes():
 
 # ------------------------------------------------------------------ randomness per (task, episode)
 
-FIELDS = ("observations", "actions", "rewards", "mask", "lengths", "terminated", "truncated", "nonfinite",
-          "final_observations")
+FIELDS = (
+    "observations",
+    "actions",
+    "rewards",
+    "mask",
+    "lengths",
+    "terminated",
+    "truncated",
+    "nonfinite",
+    "final_observations",
+)
 FAMILIES = {  # env id, horizon, env kwargs: a Gaussian, a categorical and a MuJoCo family
     "navigation": ("metarl/Navigation2D-v0", 25, {}),
     "tabular-mdp": ("metarl/TabularMDP-v0", 10, {}),

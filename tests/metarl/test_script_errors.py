@@ -10,10 +10,21 @@ from metarl.config import ConfigError, check_memory, load_config
 from tests.conftest import load_script
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["--config", "2d-navigation", "--meta_batch_size", "2", "--episodes_per_task", "2", "--horizon", "5",
-        "--hidden_sizes", "4", "--tensorboard", "false", "--no-progress"]
-
-
+TINY = [
+    "--config",
+    "2d-navigation",
+    "--meta_batch_size",
+    "2",
+    "--episodes_per_task",
+    "2",
+    "--horizon",
+    "5",
+    "--hidden_sizes",
+    "4",
+    "--tensorboard",
+    "false",
+    "--no-progress",
+]
 
 
 def _one_error(capsys: pytest.CaptureFixture[str], rc: int, expected: str) -> str:
@@ -41,16 +52,21 @@ def test_evaluating_a_checkpoint_that_does_not_fit_its_config(tmp_path: Path, ca
     config = tmp_path / "run" / "config.yaml"
     config.write_text(config.read_text().replace("hidden_sizes: [4]", "hidden_sizes: [8]"))
     capsys.readouterr()
-    _one_error(capsys, load_script("evaluate").main([str(tmp_path / "run"), "--num-tasks", "2"]),
-               "disagrees with the config checkpoint iter_000001.pt was written with (hidden_sizes: (4,) there, "
-               "(8,) here)")
+    _one_error(
+        capsys,
+        load_script("evaluate").main([str(tmp_path / "run"), "--num-tasks", "2"]),
+        "disagrees with the config checkpoint iter_000001.pt was written with (hidden_sizes: (4,) there, (8,) here)",
+    )
     # a checkpoint whose own config does not fit its weights
     path = checkpoint_path(tmp_path / "run", 1)
     state = load_checkpoint(path)
     state["config"]["hidden_sizes"] = [8]
     save_checkpoint(path, state)
-    _one_error(capsys, load_script("evaluate").main([str(path), "--num-tasks", "2"]),
-               "does not fit the policy of its config (hidden_sizes [8], tanh, metarl/Navigation2D-v1)")
+    _one_error(
+        capsys,
+        load_script("evaluate").main([str(path), "--num-tasks", "2"]),
+        "does not fit the policy of its config (hidden_sizes [8], tanh, metarl/Navigation2D-v1)",
+    )
 
 
 def test_an_env_that_is_nonfinite_from_reset_is_one_error_and_blocks_nothing(tmp_path: Path, capsys, monkeypatch):
@@ -91,9 +107,12 @@ def test_an_out_dir_that_is_a_file_and_a_full_disk_are_one_error(tmp_path: Path,
     blocker.write_text("not a folder")
     _one_error(capsys, train.main([*TINY, "--num_iterations", "1", "--out_dir", str(blocker)]), "a-file")
 
-    for code, text, hint in ((errno.ENOSPC, "No space left on device", "free some space"),
-                             (errno.EROFS, "Read-only file system", "on a writable file system"),
-                             (errno.EACCES, "Permission denied", "you may write to")):
+    for code, text, hint in (
+        (errno.ENOSPC, "No space left on device", "free some space"),
+        (errno.EROFS, "Read-only file system", "on a writable file system"),
+        (errno.EACCES, "Permission denied", "you may write to"),
+    ):
+
         def failing(cfg, path, code=code, text=text):
             raise OSError(code, text, str(path))
 
@@ -102,7 +121,6 @@ def test_an_out_dir_that_is_a_file_and_a_full_disk_are_one_error(tmp_path: Path,
         err = _one_error(capsys, train.main(argv), f"{text} ({tmp_path / 'runs' / 'full' / 'config.yaml'}); ")
         assert hint in err
         assert not (tmp_path / "runs").exists()  # nothing was written, nothing left behind
-
 
 
 def test_an_oracle_on_an_env_without_task_features_is_a_clear_error() -> None:

@@ -23,8 +23,17 @@ from metarl.sampling import (
 from metarl.sampling.episodes import Episodes
 
 TASKS, LANES, HORIZON = 2, 4, 200
-FIELDS = ("observations", "actions", "rewards", "mask", "lengths", "terminated", "truncated", "nonfinite",
-          "final_observations")
+FIELDS = (
+    "observations",
+    "actions",
+    "rewards",
+    "mask",
+    "lengths",
+    "terminated",
+    "truncated",
+    "nonfinite",
+    "final_observations",
+)
 
 
 def ant_setup(lanes=LANES):
@@ -129,8 +138,10 @@ def _with_empty_slots(batch: Episodes, extra: int) -> Episodes:
 
     return Episodes(
         **{name: pad(getattr(batch, name), 2) for name in ("observations", "actions", "rewards", "mask")},
-        **{name: pad(getattr(batch, name), 1) for name in ("lengths", "terminated", "truncated", "nonfinite",
-                                                           "final_observations")},
+        **{
+            name: pad(getattr(batch, name), 1)
+            for name in ("lengths", "terminated", "truncated", "nonfinite", "final_observations")
+        },
     )
 
 
@@ -150,8 +161,18 @@ def test_shards_reproduce_the_local_step_budget_batch(budget_lanes):
     for shard in (Shard(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)):
         shard_env = make_batched("metarl/AntVel-v1", shard.size, max_episode_steps=HORIZON, nthread=1)
         shard_env.set_tasks([tasks[k // per_task] for k in range(shard.start, shard.stop)])
-        parts.append(rollout(shard_env, policy, params, per_task, key, start=shard.start, step_budget=True,
-                             budget_horizons=LANES // per_task))
+        parts.append(
+            rollout(
+                shard_env,
+                policy,
+                params,
+                per_task,
+                key,
+                start=shard.start,
+                step_budget=True,
+                budget_horizons=LANES // per_task,
+            )
+        )
         shard_env.close()
     sharded = assemble_episodes(parts[::-1], TASKS, per_task)
     for name in FIELDS:
@@ -189,12 +210,34 @@ def test_training_with_a_step_budget_learns_from_more_steps_at_the_same_cost(tmp
 
     rows = {}
     for name, extra in (("false", []), ("true", []), ("one-lane", ["--budget_lanes", "1"])):
-        cfg = load_config("ant-vel", [
-            "--meta_batch_size", "2", "--episodes_per_task", "3", "--hidden_sizes", "16", "--num_iterations", "1",
-            "--cg_iters", "3", "--num_threads", "1", "--env_kwargs", "{nthread: 1}", "--tensorboard", "false",
-            "--step_budget", "false" if name == "false" else "true", "--out_dir", str(tmp_path), "--run_name", name,
-            *extra,
-        ])
+        cfg = load_config(
+            "ant-vel",
+            [
+                "--meta_batch_size",
+                "2",
+                "--episodes_per_task",
+                "3",
+                "--hidden_sizes",
+                "16",
+                "--num_iterations",
+                "1",
+                "--cg_iters",
+                "3",
+                "--num_threads",
+                "1",
+                "--env_kwargs",
+                "{nthread: 1}",
+                "--tensorboard",
+                "false",
+                "--step_budget",
+                "false" if name == "false" else "true",
+                "--out_dir",
+                str(tmp_path),
+                "--run_name",
+                name,
+                *extra,
+            ],
+        )
         rows[name] = read_metrics(train(cfg, agents.build_learner, progress=False))[0]
     plain, budget, one_lane = rows["false"], rows["true"], rows["one-lane"]
     # one sub-environment per task (600 steps) keeps all but its last, unfinished episode, shorter than 200
@@ -255,14 +298,19 @@ def test_lanes_cut_episodes_at_the_horizon_where_they_never_end_early():
 
 def test_budget_lanes_is_checked():
     assert envs_per_task(40, True, 1) == 1 and envs_per_task(40, True, 0) == 40 and envs_per_task(40, False) == 40
-    for args, match in (((40, False, 2), "needs step_budget"), ((40, True, 3), "must divide"),
-                        ((40, True, -1), ">= 0")):
+    for args, match in (
+        ((40, False, 2), "needs step_budget"),
+        ((40, True, 3), "must divide"),
+        ((40, True, -1), ">= 0"),
+    ):
         with pytest.raises(ValueError, match=match):
             envs_per_task(*args)
     assert load_config("ant-dir", ["--step_budget", "true", "--budget_lanes", "4"]).budget_lanes == 4
-    for overrides, match in ((["--step_budget", "false", "--budget_lanes", "2"], "needs step_budget"),
-                             (["--step_budget", "true", "--budget_lanes", "3"], "must divide"),
-                             (["--step_budget", "true", "--budget_lanes", "-1"], ">= 0")):
+    for overrides, match in (
+        (["--step_budget", "false", "--budget_lanes", "2"], "needs step_budget"),
+        (["--step_budget", "true", "--budget_lanes", "3"], "must divide"),
+        (["--step_budget", "true", "--budget_lanes", "-1"], ">= 0"),
+    ):
         with pytest.raises(ConfigError, match=match):
             load_config("ant-dir", overrides)
     env = make_batched("metarl/AntVel-v1", TASKS * LANES, max_episode_steps=HORIZON, nthread=1)
@@ -278,7 +326,10 @@ def test_sampling_settings_from_a_config():
     assert (settings.envs_per_task, settings.num_envs, settings.budget_horizons) == (4, 160, 10)
     plain = SamplingSettings(20, 20)
     assert (plain.envs_per_task, plain.num_envs, plain.budget_horizons) == (20, 400, 1)
-    for args, match in (((20, 20, False, 2), "needs step_budget"), ((20, 20, True, 3), "must divide"),
-                        ((0, 20), "at least one task")):
+    for args, match in (
+        ((20, 20, False, 2), "needs step_budget"),
+        ((20, 20, True, 3), "must divide"),
+        ((0, 20), "at least one task"),
+    ):
         with pytest.raises(ValueError, match=match):
             SamplingSettings(*args)

@@ -18,8 +18,6 @@ from tests.conftest import load_script
 REPO = Path(__file__).resolve().parents[2]
 
 
-
-
 @pytest.fixture
 def hostile_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str, Path]:
     """A run folder whose config names ``<payload module>:Evil-v0``, the payload ``.py`` beside it in the cwd."""
@@ -27,12 +25,22 @@ def hostile_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, 
     marker = tmp_path / "payload-ran"
     (tmp_path / f"{module}.py").write_text(f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n")
     monkeypatch.chdir(tmp_path)
-    cfg = TrainConfig(env_id=f"{module}:Evil-v0", out_dir=str(tmp_path), run_name="run", meta_batch_size=2,
-                      episodes_per_task=2, horizon=5, hidden_sizes=(4,), num_iterations=1)
+    cfg = TrainConfig(
+        env_id=f"{module}:Evil-v0",
+        out_dir=str(tmp_path),
+        run_name="run",
+        meta_batch_size=2,
+        episodes_per_task=2,
+        horizon=5,
+        hidden_sizes=(4,),
+        num_iterations=1,
+    )
     run = tmp_path / "run"
     save_config(cfg, run / "config.yaml")
-    save_checkpoint(checkpoint_path(run, 1), {"iteration": 1, "config": config_to_dict(cfg),
-                                              "learner": {"policy": {"w0": torch.zeros(2, 4)}}})
+    save_checkpoint(
+        checkpoint_path(run, 1),
+        {"iteration": 1, "config": config_to_dict(cfg), "learner": {"policy": {"w0": torch.zeros(2, 4)}}},
+    )
     yield run, module, marker
     sys.modules.pop(module, None)
 

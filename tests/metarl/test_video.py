@@ -22,8 +22,24 @@ def _frames(path: Path) -> np.ndarray:
 
 def test_navigation_video_shows_each_step_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     evaluate = load_script("evaluate")
-    args = ["2d-navigation", "--random", "--num-tasks", "3", "--num-steps", "2", "--episodes-per-step", "4",
-            "--threads", "1", "--video", "2", "--video-size", "120x90", "--out", str(tmp_path)]
+    args = [
+        "2d-navigation",
+        "--random",
+        "--num-tasks",
+        "3",
+        "--num-steps",
+        "2",
+        "--episodes-per-step",
+        "4",
+        "--threads",
+        "1",
+        "--video",
+        "2",
+        "--video-size",
+        "120x90",
+        "--out",
+        str(tmp_path),
+    ]
     assert evaluate.main(args) == 0
     out = capsys.readouterr().out
     assert out.count("video:") == 2 and (tmp_path / "adaptation_random.json").is_file()
@@ -53,9 +69,24 @@ def test_locomotion_video_renders_headless_with_mujoco(tmp_path: Path):
         pytest.skip(f"no headless GL library: {HEADLESS_HELP}")
     evaluate = load_script("evaluate")
     fmt = "mp4" if importlib.util.find_spec("imageio_ffmpeg") else "gif"
-    args = [str(_tiny_config(tmp_path, "metarl/HalfCheetahVel-v0")), "--random", "--num-tasks", "2",
-            "--num-steps", "1", "--threads", "1", "--video", "1", "--video-size", "96x64",
-            "--video-format", fmt, "--out", str(tmp_path / "out")]
+    args = [
+        str(_tiny_config(tmp_path, "metarl/HalfCheetahVel-v0")),
+        "--random",
+        "--num-tasks",
+        "2",
+        "--num-steps",
+        "1",
+        "--threads",
+        "1",
+        "--video",
+        "1",
+        "--video-size",
+        "96x64",
+        "--video-format",
+        fmt,
+        "--out",
+        str(tmp_path / "out"),
+    ]
     assert evaluate.main(args) == 0
     frames = _frames(tmp_path / "out" / f"adaptation_task0.{fmt}")
     assert frames.shape[0] == 13 and frames.shape[2] == 2 * 96  # reset frame + 12 steps; two panels
@@ -73,8 +104,10 @@ def test_mp4_without_the_extra_and_families_that_cannot_render_stop_before_work(
     assert "metarl/Bandit-K5-N10-v0 cannot render frames" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "imageio_ffmpeg" else 1)
-    assert evaluate.main(["2d-navigation", "--random", "--video", "1", "--video-format", "mp4",
-                          "--out", str(tmp_path)]) == 2
+    assert (
+        evaluate.main(["2d-navigation", "--random", "--video", "1", "--video-format", "mp4", "--out", str(tmp_path)])
+        == 2
+    )
     assert "MP4 needs imageio-ffmpeg: pip install" in capsys.readouterr().err
     assert evaluate.main(["2d-navigation", "--random", "--video", "50", "--out", str(tmp_path)]) == 2
     assert "only 40 held-out tasks" in capsys.readouterr().err

@@ -18,11 +18,30 @@ from tests.conftest import load_script
 
 
 def _tiny(tmp_path: Path, *extra: str, iterations: int = 2):
-    return load_config("2d-navigation", [
-        "--num_iterations", str(iterations), "--meta_batch_size", "3", "--episodes_per_task", "3",
-        "--horizon", "10", "--hidden_sizes", "8", "--num_threads", "1", "--tensorboard", "false",
-        "--out_dir", str(tmp_path), "--run_name", "wb", *extra,
-    ])
+    return load_config(
+        "2d-navigation",
+        [
+            "--num_iterations",
+            str(iterations),
+            "--meta_batch_size",
+            "3",
+            "--episodes_per_task",
+            "3",
+            "--horizon",
+            "10",
+            "--hidden_sizes",
+            "8",
+            "--num_threads",
+            "1",
+            "--tensorboard",
+            "false",
+            "--out_dir",
+            str(tmp_path),
+            "--run_name",
+            "wb",
+            *extra,
+        ],
+    )
 
 
 class _FakeRun:
@@ -52,8 +71,7 @@ def fake_wandb(monkeypatch: pytest.MonkeyPatch) -> dict:
 
 
 def test_config_and_the_same_metrics_as_the_csv_and_resume_continues_the_run(tmp_path: Path, fake_wandb: dict):
-    run_dir = train(_tiny(tmp_path, "--wandb", "true", "--wandb_mode", "offline"), agents.build_learner,
-                    progress=False)
+    run_dir = train(_tiny(tmp_path, "--wandb", "true", "--wandb_mode", "offline"), agents.build_learner, progress=False)
     (first,) = fake_wandb["init"]
     assert first["mode"] == "offline" and first["project"] == "metarl" and first["dir"] == str(run_dir)
     assert first["config"]["meta_batch_size"] == 3 and first["config"]["env_id"] == "metarl/Navigation2D-v1"
@@ -76,9 +94,25 @@ def test_without_the_package_training_stops_with_the_install_hint(
 ):
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb raises ImportError
     train_script = load_script("train")
-    args = ["--config", "2d-navigation", "--num_iterations", "1", "--meta_batch_size", "2", "--episodes_per_task",
-            "2", "--horizon", "5", "--tensorboard", "false", "--out_dir", str(tmp_path), "--wandb", "true",
-            "--no-progress"]
+    args = [
+        "--config",
+        "2d-navigation",
+        "--num_iterations",
+        "1",
+        "--meta_batch_size",
+        "2",
+        "--episodes_per_task",
+        "2",
+        "--horizon",
+        "5",
+        "--tensorboard",
+        "false",
+        "--out_dir",
+        str(tmp_path),
+        "--wandb",
+        "true",
+        "--no-progress",
+    ]
     assert train_script.main(args) == 2
     assert capsys.readouterr().err.strip() == f"error: {INSTALL_HINT}"
     assert not list(tmp_path.glob("*/metrics.csv")) or not read_metrics(next(tmp_path.glob("*")))
@@ -96,8 +130,7 @@ def test_real_offline_run_needs_no_network(tmp_path: Path, monkeypatch: pytest.M
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_DISABLE_GIT", "true")
-    run_dir = train(_tiny(tmp_path, "--wandb", "true", "--wandb_mode", "offline"), agents.build_learner,
-                    progress=False)
+    run_dir = train(_tiny(tmp_path, "--wandb", "true", "--wandb_mode", "offline"), agents.build_learner, progress=False)
     run_id = (run_dir / WANDB_ID_FILE).read_text().strip()
     (record,) = list((run_dir / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
     data = record.read_bytes()
