@@ -16,7 +16,7 @@ from metarl.sampling.episodes import Episodes
 
 
 @dataclass(frozen=True)
-class Steps:
+class Transitions:
     """Each task's valid steps, task-major ``[T, N, 1, ...]`` (see :meth:`Episodes.packed`).
 
     ``mask`` is 1 on a task's own steps and 0 on the positions past its count.
@@ -28,7 +28,7 @@ class Steps:
     mask: Tensor
 
     @classmethod
-    def of(cls, episodes: Episodes, advantages: Tensor) -> Steps:
+    def of(cls, episodes: Episodes, advantages: Tensor) -> Transitions:
         """The valid steps of ``episodes`` with their ``advantages`` ``[H, T, E]``."""
         return cls(
             observations=episodes.packed(episodes.observations),
@@ -37,7 +37,7 @@ class Steps:
             mask=episodes.packed(episodes.mask),
         )
 
-    def subsample(self, fraction: float, generator: torch.Generator) -> Steps:
+    def subsample(self, fraction: float, generator: torch.Generator) -> Transitions:
         """A random ``fraction`` of every task's valid steps (at least one), drawn without replacement.
 
         All tasks at once: random keys sort each task's valid steps into a random order
@@ -60,7 +60,9 @@ class Steps:
             return torch.gather(flat, 1, gather).unsqueeze(2)
 
         kept = (torch.arange(width).unsqueeze(0) < torch.minimum(keep, counts).unsqueeze(1)).to(self.mask.dtype)
-        return Steps(take(self.observations), take(self.actions), take(self.advantages), kept.view(*kept.shape, 1))
+        return Transitions(
+            take(self.observations), take(self.actions), take(self.advantages), kept.view(*kept.shape, 1)
+        )
 
 
 def magic_box(x: Tensor) -> Tensor:
@@ -68,17 +70,17 @@ def magic_box(x: Tensor) -> Tensor:
     return torch.exp(x - x.detach())
 
 
-def steps_loss(policy: Policy, params: Params, steps: Steps, estimator: str = "reinforce") -> Tensor:
+def transitions_loss(policy: Policy, params: Params, steps: Transitions, estimator: str = "reinforce") -> Tensor:
     """Inner loss per task ``[T]`` on packed ``steps``: −mean of log π(a|s)·A (``reinforce``) or of
     π(a|s)/⊥π(a|s)·A (``lvc``); ``dice`` needs episodes (:func:`inner_loss`)."""
     return log_prob_loss(policy.distribution(steps.observations, params).log_prob(steps.actions), steps, estimator)
 
 
-def log_prob_loss(log_probs: Tensor, steps: Steps, estimator: str = "reinforce") -> Tensor:
-    """:func:`steps_loss` from the log-probabilities ``[T, N, 1]`` of the actions of ``steps``."""
+def log_prob_loss(log_probs: Tensor, steps: Transitions, estimator: str = "reinforce") -> Tensor:
+    """:func:`transitions_loss` from the log-probabilities ``[T, N, 1]`` of the actions of ``steps``."""
     if estimator == "lvc":
         log_probs = magic_box(log_probs)
     elif estimator != "reinforce":
-        raise ValueError(f"steps_loss: estimator must be reinforce or lvc, got {estimator!r}")
+        raise ValueError(f"transitions_loss: estimator must be reinforce or lvc, got {estimator!r}")
     weighted = log_probs * steps.advantages * steps.mask
     return -weighted.sum(dim=(1, 2)) / steps.mask.sum(dim=(1, 2)).clamp(min=1.0)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from agents.inner_losses import Steps, magic_box, steps_loss
+from agents.inner_losses import Transitions, magic_box, transitions_loss
 from agents.mlp_products import InnerLossHessian
 from agents.policies import Params, Policy
 from metarl.config import ESTIMATORS, TrainConfig
@@ -137,7 +137,7 @@ def inner_loss(
         raise ValueError(f"inner_loss: estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
     if estimator == "dice":
         return dice_loss(policy, params, episodes, advantages)
-    return steps_loss(policy, params, Steps.of(episodes, advantages), estimator)
+    return transitions_loss(policy, params, Transitions.of(episodes, advantages), estimator)
 
 
 def inner_step(
@@ -157,14 +157,14 @@ def inner_step(
     """
     if estimator == "dice":
         return _step(params, dice_loss(policy, params, episodes, advantages).sum(), lr, create_graph)
-    return steps_inner_step(policy, params, Steps.of(episodes, advantages), lr, create_graph, estimator)
+    return transitions_inner_step(policy, params, Transitions.of(episodes, advantages), lr, create_graph, estimator)
 
 
-def steps_inner_step(
-    policy: Policy, params: Params, steps: Steps, lr: float, create_graph: bool, estimator: str = "reinforce"
+def transitions_inner_step(
+    policy: Policy, params: Params, steps: Transitions, lr: float, create_graph: bool, estimator: str = "reinforce"
 ) -> Params:
     """:func:`inner_step` on packed ``steps`` (``reinforce`` or ``lvc``)."""
-    return _step(params, steps_loss(policy, params, steps, estimator).sum(), lr, create_graph)
+    return _step(params, transitions_loss(policy, params, steps, estimator).sum(), lr, create_graph)
 
 
 def _step(params: Params, loss: Tensor, lr: float, create_graph: bool) -> Params:
@@ -201,14 +201,14 @@ class AdaptationStep(Protocol):
     """
 
     def __call__(
-        self, policy: Policy, params: Params, steps: Steps, lr: float
+        self, policy: Policy, params: Params, steps: Transitions, lr: float
     ) -> tuple[Params, InnerLossHessian | None]: ...
 
 
-def autograd_step(policy: Policy, params: Params, steps: Steps, lr: float) -> tuple[Params, None]:
+def autograd_step(policy: Policy, params: Params, steps: Transitions, lr: float) -> tuple[Params, None]:
     """The reference :class:`AdaptationStep`: the gradient by autograd, in the parameters' dtype."""
     with torch.enable_grad():
-        stepped = steps_inner_step(policy, detached(params), steps, lr, create_graph=False)
+        stepped = transitions_inner_step(policy, detached(params), steps, lr, create_graph=False)
     return {n: p.detach() for n, p in stepped.items()}, None
 
 
@@ -244,7 +244,7 @@ def sample_adaptation(
         advantages.append(adv)
         used.append({n: p.detach() for n, p in current.items()})
         if k < len(lrs):
-            stepped, hessian = step(policy, used[-1], Steps.of(eps, adv), lrs[k])
+            stepped, hessian = step(policy, used[-1], Transitions.of(eps, adv), lrs[k])
             current = detached(stepped)
             if hessian is not None:
                 hessians.append(hessian)

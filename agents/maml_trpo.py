@@ -123,7 +123,7 @@ class MAMLTRPO:
         hessians: Sequence[InnerLossHessian] = (),
     ) -> Product:
         """``v ↦ F v + damping v`` for the KL of the post-adaptation policy, as a function of θ, by this learner's
-        path; with ``hvp_subsample < 1`` on a random subset of the tasks (drawn from ``rng``), as TRPO
+        path; with ``fvp_task_fraction < 1`` on a random subset of the tasks (drawn from ``rng``), as TRPO
         implementations commonly do.
 
         Args:
@@ -133,7 +133,7 @@ class MAMLTRPO:
             hessians: inner-loop Hessians on all inner steps, if made (the fast path reuses them).
         """
         num_tasks = objective.mask.shape[0]
-        count = max(1, math.ceil(self.settings.hvp_subsample * num_tasks))
+        count = max(1, math.ceil(self.settings.fvp_task_fraction * num_tasks))
         if count < num_tasks:
             rng = rng if rng is not None else np.random.default_rng()
             index = torch.from_numpy(np.sort(rng.permutation(num_tasks)[:count]))

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from agents.inner_losses import Steps
-from agents.maml import AdaptationBatch, inner_step, steps_inner_step
+from agents.inner_losses import Transitions
+from agents.maml import AdaptationBatch, inner_step, transitions_inner_step
 from agents.meta_update_settings import MetaUpdateSettings
 from agents.mlp_products import SUPPORTED_ESTIMATORS, InnerLossHessian, OutputJacobian, fisher_vector_product
 from agents.policies import Params, Policy
@@ -132,7 +132,7 @@ class FastMetaUpdate:
 
     Args:
         policy: the policy (θ its parameters).
-        settings: the meta-update's settings (``fvp_step_subsample``, ``fvp_inner_subsample``,
+        settings: the meta-update's settings (``fvp_transition_fraction``, ``fvp_inner_fraction``,
             ``fisher_precision``, ``adaptation_precision``).
     """
 
@@ -170,7 +170,7 @@ class FastMetaUpdate:
                 InnerLossHessian(
                     self.policy,
                     batch.params[k],
-                    Steps.of(batch.episodes[k], batch.advantages[k]),
+                    Transitions.of(batch.episodes[k], batch.advantages[k]),
                     s.inner_estimator,
                     dtype,
                 )
@@ -189,8 +189,8 @@ class FastMetaUpdate:
         rng: np.random.Generator | None,
         hessians: Sequence[InnerLossHessian] = (),
     ) -> Product:
-        """The products on a random ``fvp_step_subsample`` share of each task's post-adaptation steps, the inner
-        loop's Hessian on ``fvp_inner_subsample`` of its steps, in ``fisher_precision``; at the reference
+        """The products on a random ``fvp_transition_fraction`` share of each task's post-adaptation steps, the inner
+        loop's Hessian on ``fvp_inner_fraction`` of its steps, in ``fisher_precision``; at the reference
         settings, the exact path's."""
         s = self.settings
         if s.exact_fisher:
@@ -198,9 +198,9 @@ class FastMetaUpdate:
         obs, mask = objective.obs, objective.mask
         rng = rng if rng is not None else np.random.default_rng()
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        if s.fvp_step_subsample < 1.0:
-            post = Steps(objective.obs, objective.actions, objective.advantages, objective.mask)
-            post = post.subsample(s.fvp_step_subsample, generator)
+        if s.fvp_transition_fraction < 1.0:
+            post = Transitions(objective.obs, objective.actions, objective.advantages, objective.mask)
+            post = post.subsample(s.fvp_transition_fraction, generator)
             obs, mask = post.observations, post.mask
         if s.inner_estimator in SUPPORTED_ESTIMATORS:
             return self.written_out_product(objective.batch, obs, kl_weights(mask), generator, hessians)
@@ -221,10 +221,10 @@ class FastMetaUpdate:
         """The products with the MLP's derivatives written out (:mod:`agents.mlp_products`).
 
         The same approximation as :meth:`fisher_adaptation` under autograd — the inner loop's
-        Hessian on a random ``fvp_inner_subsample`` share of each inner step's steps (drawn
+        Hessian on a random ``fvp_inner_fraction`` share of each inner step's steps (drawn
         from ``generator`` in the same order), at the parameters each step started from — on
         the post-adaptation observations ``obs`` with KL ``weights``; ``hessians`` on all inner
-        steps are reused at ``fvp_inner_subsample`` 1.
+        steps are reused at ``fvp_inner_fraction`` 1.
 
         Args:
             batch: the episodes and parameters of every inner step.
@@ -237,9 +237,9 @@ class FastMetaUpdate:
         dtype = self.products_dtype()
         inner = list(hessians) if s.products_use_every_inner_step else []
         for k in range(len(inner), 0 if s.first_order else batch.num_inner_steps):
-            steps = Steps.of(batch.episodes[k], batch.advantages[k])
-            if s.fvp_inner_subsample < 1.0:
-                steps = steps.subsample(s.fvp_inner_subsample, generator)
+            steps = Transitions.of(batch.episodes[k], batch.advantages[k])
+            if s.fvp_inner_fraction < 1.0:
+                steps = steps.subsample(s.fvp_inner_fraction, generator)
             inner.append(InnerLossHessian(self.policy, batch.params[k], steps, s.inner_estimator, dtype))
         outputs = OutputJacobian(self.policy, batch.params[-1], obs, dtype)
         return fisher_vector_product(self.policy, inner, outputs, weights, s.fast_lr, s.cg_damping)
@@ -248,7 +248,7 @@ class FastMetaUpdate:
         """The adapted parameters for the fast Fisher under autograd: exact values, derivatives from subsampled
         inner steps.
 
-        Each inner step's gradient is taken on a random ``fvp_inner_subsample`` share of that
+        Each inner step's gradient is taken on a random ``fvp_inner_fraction`` share of that
         step's steps (all of them at 1.0); its value is replaced by the parameters the
         episodes were sampled with (``batch.params``), so the Jacobian is that of the
         subsampled inner loop, taken at the true adapted parameters.
@@ -265,10 +265,12 @@ class FastMetaUpdate:
                     self.policy, params, batch.episodes[k], batch.advantages[k], s.fast_lr, not s.first_order, "dice"
                 )
             else:
-                steps = Steps.of(batch.episodes[k], batch.advantages[k])
-                if s.fvp_inner_subsample < 1.0:
-                    steps = steps.subsample(s.fvp_inner_subsample, generator)
-                stepped = steps_inner_step(self.policy, params, steps, s.fast_lr, not s.first_order, s.inner_estimator)
+                steps = Transitions.of(batch.episodes[k], batch.advantages[k])
+                if s.fvp_inner_fraction < 1.0:
+                    steps = steps.subsample(s.fvp_inner_fraction, generator)
+                stepped = transitions_inner_step(
+                    self.policy, params, steps, s.fast_lr, not s.first_order, s.inner_estimator
+                )
             value = batch.params[k + 1]
             params = {n: value[n].to(p.dtype) + (p - p.detach()) for n, p in stepped.items()}
         return params

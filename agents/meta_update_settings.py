@@ -36,10 +36,10 @@ class MetaUpdateSettings:
     cg_damping: float = TrainConfig.cg_damping
     ls_max_steps: int = TrainConfig.ls_max_steps
     ls_backtrack_ratio: float = TrainConfig.ls_backtrack_ratio
-    hvp_subsample: float = TrainConfig.hvp_subsample
+    fvp_task_fraction: float = TrainConfig.fvp_task_fraction
     inner_estimator: str = TrainConfig.inner_estimator
-    fvp_step_subsample: float = 1.0
-    fvp_inner_subsample: float = 1.0
+    fvp_transition_fraction: float = 1.0
+    fvp_inner_fraction: float = 1.0
     fisher_precision: str = "fp32"
     precision_reason: str = field(default="", compare=False)
     """Why ``fisher_precision`` was chosen, for the run's log (empty: set directly)."""
@@ -74,8 +74,8 @@ class MetaUpdateSettings:
             adaptation, adaptation_reason = choose_precision(cfg.adaptation_precision)
         return cls(
             **shared,
-            fvp_step_subsample=cfg.fvp_step_subsample,
-            fvp_inner_subsample=cfg.fvp_inner_subsample,
+            fvp_transition_fraction=cfg.fvp_transition_fraction,
+            fvp_inner_fraction=cfg.fvp_inner_fraction,
             fisher_precision=precision,
             precision_reason=reason,
             adaptation_precision=adaptation,
@@ -84,12 +84,12 @@ class MetaUpdateSettings:
 
     def describe(self) -> str:
         """The Fisher-vector products these settings make, in words (for the run's log)."""
-        tasks = "every task" if self.hvp_subsample >= 1.0 else f"{self.hvp_subsample:.0%} of the tasks"
+        tasks = "every task" if self.fvp_task_fraction >= 1.0 else f"{self.fvp_task_fraction:.0%} of the tasks"
         if self.exact_fisher:
             return f"exact: fp32 Fisher-vector products on every step of {tasks}" + self._estimator_note()
         return (
-            f"fast: Fisher-vector products on {self.fvp_step_subsample:.0%} of the post-adaptation steps and "
-            f"{self.fvp_inner_subsample:.0%} of the inner loop's steps of {tasks}, in {self.fisher_precision} "
+            f"fast: Fisher-vector products on {self.fvp_transition_fraction:.0%} of the post-adaptation steps and "
+            f"{self.fvp_inner_fraction:.0%} of the inner loop's steps of {tasks}, in {self.fisher_precision} "
             f"({self.precision_reason or 'CPU with ' + cpu_description()}); the inner step's gradient in "
             f"{self.adaptation_precision}"
             + (f" ({self.adaptation_reason})" if self.adaptation_reason else "")
@@ -104,12 +104,14 @@ class MetaUpdateSettings:
     @property
     def exact_fisher(self) -> bool:
         """Whether the Fisher-vector products are the reference: fp32 on every step of the chosen tasks."""
-        return self.fvp_step_subsample >= 1.0 and self.fvp_inner_subsample >= 1.0 and self.fisher_precision == "fp32"
+        return (
+            self.fvp_transition_fraction >= 1.0 and self.fvp_inner_fraction >= 1.0 and self.fisher_precision == "fp32"
+        )
 
     @property
     def products_use_every_inner_step(self) -> bool:
         """Whether the fast products' inner-loop Hessians are the meta-gradient's (so they can be reused)."""
-        return self.fvp_inner_subsample >= 1.0
+        return self.fvp_inner_fraction >= 1.0
 
     def adaptation_step(self, keep_hessian: bool = False) -> AdaptationStep:
         """The inner step of ``adaptation_precision``: autograd's (fp32), or the bf16 written-out one.
@@ -125,8 +127,8 @@ class MetaUpdateSettings:
 
 
 _FAST_PATH_FIELDS = (
-    "fvp_step_subsample",
-    "fvp_inner_subsample",
+    "fvp_transition_fraction",
+    "fvp_inner_fraction",
     "fisher_precision",
     "precision_reason",
     "adaptation_precision",

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.func import grad, jvp, vjp
 
-from agents.inner_losses import Steps, log_prob_loss
+from agents.inner_losses import Transitions, log_prob_loss
 from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy, Params, Policy
 
 SUPPORTED_ESTIMATORS = ("reinforce", "lvc")
@@ -127,7 +127,7 @@ class _AnyHead:
     differentiates the head anew (``jvp`` of ``grad``).
     """
 
-    def __init__(self, policy: Policy, head: Params, steps: Steps, estimator: str, trunk: Trunk) -> None:
+    def __init__(self, policy: Policy, head: Params, steps: Transitions, estimator: str, trunk: Trunk) -> None:
         def head_grad(output: Tensor, head: Params) -> tuple[Tensor, Params]:
             def loss(output: Tensor, head: Params) -> Tensor:
                 dist = policy.output_distribution(policy.head_outputs(trunk.rows(output), head))
@@ -144,7 +144,7 @@ class _AnyHead:
         return self._hessian(d_output, d_head)
 
 
-def _step_weights(steps: Steps, rows: int) -> Tensor:
+def _step_weights(steps: Transitions, rows: int) -> Tensor:
     """``A · mask / count`` per step ``[T, rows, 1]``: the loss is −Σ of it times each step's (estimated) log π."""
     mask = steps.mask
     weights = steps.advantages * mask / mask.sum(dim=(1, 2), keepdim=True).clamp(min=1.0)
@@ -160,7 +160,9 @@ class _GaussianHead:
     adds ``−c ∇log π ∇log πᵀ``.
     """
 
-    def __init__(self, policy: GaussianMLPPolicy, head: Params, steps: Steps, estimator: str, trunk: Trunk) -> None:
+    def __init__(
+        self, policy: GaussianMLPPolicy, head: Params, steps: Transitions, estimator: str, trunk: Trunk
+    ) -> None:
         output = trunk.output.to(trunk.wide)
         num_tasks, rows, width = output.shape
         raw = head["log_std"]
@@ -195,7 +197,9 @@ class _CategoricalHead:
     ``∇ log π = onehot(a) − p`` and ``∇² log π = −(diag p − p pᵀ)``; ``lvc`` adds ``−c ∇log π ∇log πᵀ``.
     """
 
-    def __init__(self, policy: CategoricalMLPPolicy, head: Params, steps: Steps, estimator: str, trunk: Trunk) -> None:
+    def __init__(
+        self, policy: CategoricalMLPPolicy, head: Params, steps: Transitions, estimator: str, trunk: Trunk
+    ) -> None:
         logits = trunk.output.to(trunk.wide)
         num_tasks, rows, width = logits.shape
         self.probs = torch.softmax(logits, dim=-1)
@@ -215,7 +219,7 @@ class _CategoricalHead:
         return d_grad, {}
 
 
-def _head(policy: Policy, head: Params, steps: Steps, estimator: str, trunk: Trunk) -> _AnyHead:
+def _head(policy: Policy, head: Params, steps: Transitions, estimator: str, trunk: Trunk) -> _AnyHead:
     """The written-out head of the policies that have one, :class:`_AnyHead` for any other."""
     if type(policy) is GaussianMLPPolicy:
         return _GaussianHead(policy, head, steps, estimator, trunk)  # type: ignore[return-value]
@@ -306,7 +310,7 @@ class InnerLossHessian:
         dtype: the dtype of the MLP's part (bf16 for bf16 products).
     """
 
-    def __init__(self, policy: Policy, params: Params, steps: Steps, estimator: str, dtype: torch.dtype) -> None:
+    def __init__(self, policy: Policy, params: Params, steps: Transitions, estimator: str, dtype: torch.dtype) -> None:
         if estimator not in SUPPORTED_ESTIMATORS:
             raise ValueError(f"InnerLossHessian: estimator must be one of {SUPPORTED_ESTIMATORS}, got {estimator!r}")
         self.estimator = estimator
@@ -366,7 +370,7 @@ class InnerLossHessian:
         return product
 
 
-def inner_loss_gradient(policy: Policy, params: Params, steps: Steps, dtype: torch.dtype) -> Params:
+def inner_loss_gradient(policy: Policy, params: Params, steps: Transitions, dtype: torch.dtype) -> Params:
     """The inner loss's gradient per task at ``params`` on ``steps``, the MLP's passes written out in ``dtype``.
 
     One forward and one reverse pass (:class:`Trunk`), the head in the parameters' dtype:

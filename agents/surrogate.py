@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, kl_divergence
 
-from agents.inner_losses import Steps
+from agents.inner_losses import Transitions
 from agents.maml import AdaptationBatch, adapt
 from agents.meta_update_settings import MetaUpdateSettings
 from agents.policies import Params, Policy
@@ -42,7 +42,7 @@ class PostAdaptationObjective:
         self.mask = valid.packed(valid.mask)
         self.advantages = valid.packed(batch.advantages[-1])
         self._old: tuple[Distribution, Tensor] | None = None
-        self._inner_steps: list[Steps] | None = None
+        self._inner_steps: list[Transitions] | None = None
 
     @property
     def old_dist(self) -> Distribution:
@@ -85,7 +85,9 @@ class PostAdaptationObjective:
             lrs = [s.fast_lr] * batch.num_inner_steps
             return adapt(self.policy, params, batch, lrs, create_graph and not s.first_order, s.inner_estimator)
         if self._inner_steps is None:  # packed once: the line search adapts at every candidate
-            self._inner_steps = [Steps.of(batch.episodes[k], batch.advantages[k]) for k in range(batch.num_inner_steps)]
+            self._inner_steps = [
+                Transitions.of(batch.episodes[k], batch.advantages[k]) for k in range(batch.num_inner_steps)
+            ]
         step = s.adaptation_step()
         for steps in self._inner_steps:
             params = step(self.policy, params, steps, s.fast_lr)[0]

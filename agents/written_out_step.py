@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from agents.inner_losses import Steps
+from agents.inner_losses import Transitions
 from agents.mlp_products import InnerLossHessian, inner_loss_gradient
 from agents.policies import Params, Policy
 
@@ -39,7 +39,7 @@ class WrittenOutStep:
     keep_hessian: bool = False
 
     def __call__(
-        self, policy: Policy, params: Params, steps: Steps, lr: float
+        self, policy: Policy, params: Params, steps: Transitions, lr: float
     ) -> tuple[Params, InnerLossHessian | None]:
         """``θ' = θ − lr ∇L`` on ``steps`` for every task, and the Hessian if kept (``None`` else)."""
         with torch.no_grad():

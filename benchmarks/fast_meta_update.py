@@ -6,7 +6,7 @@
 For each of ``--batches`` sampled meta-batches (the preset's size), runs the meta-update
 from the same θ with every option — ``exact`` (fp32 Fisher-vector products on every
 step of every task: the reference), or changes to it joined by ``+``: ``tasks=F`` (a
-share of the tasks, ``hvp_subsample``), ``post=F`` and ``inner=F`` (a random share of
+share of the tasks, ``fvp_task_fraction``), ``post=F`` and ``inner=F`` (a random share of
 each task's post-adaptation steps and of the inner loop's steps), ``bf16``, ``est=NAME``
 (the inner-loss estimator: ``reinforce``, ``lvc``, ``dice``), ``cg=N`` (conjugate-gradient
 iterations; the reference keeps the config's), ``adapt=bf16`` (the inner step's gradient in
@@ -35,7 +35,7 @@ from learner_setup import build
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from torch.utils.flop_counter import FlopCounterMode
 
-from agents.inner_losses import Steps
+from agents.inner_losses import Transitions
 from agents.maml import AdaptationBatch
 from agents.maml_trpo import MAMLTRPO
 from agents.meta_update_settings import MetaUpdateSettings
@@ -47,20 +47,20 @@ def option_settings(base: MetaUpdateSettings, option: str) -> MetaUpdateSettings
     """``base`` with the Fisher-vector products that ``option`` names.
 
     ``exact`` (fp32, every step of every task), or ``+``-joined changes to it: ``tasks=F``
-    (``hvp_subsample``), ``post=F`` (``fvp_step_subsample``), ``inner=F``
-    (``fvp_inner_subsample``), ``bf16``, ``est=NAME`` (``inner_estimator``), ``cg=N``
+    (``fvp_task_fraction``), ``post=F`` (``fvp_transition_fraction``), ``inner=F``
+    (``fvp_inner_fraction``), ``bf16``, ``est=NAME`` (``inner_estimator``), ``cg=N``
     (``cg_iters``), ``adapt=bf16`` (``adaptation_precision``) — e.g. ``post=0.1+inner=0.1`` or
     ``tasks=0.1`` or ``est=dice``.
     """
     settings = dataclasses.replace(
         base,
-        hvp_subsample=1.0,
-        fvp_step_subsample=1.0,
-        fvp_inner_subsample=1.0,
+        fvp_task_fraction=1.0,
+        fvp_transition_fraction=1.0,
+        fvp_inner_fraction=1.0,
         fisher_precision="fp32",
         adaptation_precision="fp32",
     )
-    fields = {"tasks": "hvp_subsample", "post": "fvp_step_subsample", "inner": "fvp_inner_subsample"}
+    fields = {"tasks": "fvp_task_fraction", "post": "fvp_transition_fraction", "inner": "fvp_inner_fraction"}
     for token in option.split("+"):
         name, _, value = token.partition("=")
         if token == "exact":
@@ -93,7 +93,7 @@ def batch_for(batch: AdaptationBatch, learner: MAMLTRPO) -> AdaptationBatch:
     step = s.adaptation_step(keep_hessian=True)
     params, hessians = [batch.params[0]], []
     for k in range(batch.num_inner_steps):
-        steps = Steps.of(batch.episodes[k], batch.advantages[k])
+        steps = Transitions.of(batch.episodes[k], batch.advantages[k])
         stepped, hessian = step(learner.policy, params[-1], steps, s.fast_lr)
         params.append(stepped)
         hessians += [hessian] if hessian is not None else []
@@ -139,7 +139,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     print(
         f"config {args.config} {' '.join(args.override)}: {cfg.meta_batch_size} tasks x {cfg.episodes_per_task} "
-        f"episodes, horizon {cfg.horizon}, hidden {cfg.hidden_sizes}, hvp_subsample {cfg.hvp_subsample}, "
+        f"episodes, horizon {cfg.horizon}, hidden {cfg.hidden_sizes}, fvp_task_fraction {cfg.fvp_task_fraction}, "
         f"cg_iters {cfg.cg_iters}; torch threads {args.num_threads}"
         + (f"; θ from {args.checkpoint}" if args.checkpoint else "")
     )

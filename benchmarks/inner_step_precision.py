@@ -31,7 +31,7 @@ from torch import Tensor
 
 import agents
 import envs  # noqa: F401
-from agents.maml import Steps, steps_inner_step
+from agents.maml import Transitions, transitions_inner_step
 from agents.policies import Params, Policy
 from agents.written_out_step import WrittenOutStep
 from metarl.config import load_config
@@ -39,23 +39,23 @@ from metarl.system.memory import restart_with_tuned_malloc
 from metarl.tasks.build import make_batched
 
 
-def fp32_step(policy: Policy, steps: Steps, num_tasks: int, lr: float) -> Params:
+def fp32_step(policy: Policy, steps: Transitions, num_tasks: int, lr: float) -> Params:
     params = {n: p.detach().requires_grad_(True) for n, p in policy.task_params(num_tasks).items()}
     with torch.enable_grad():
-        stepped = steps_inner_step(policy, params, steps, lr, create_graph=False)
+        stepped = transitions_inner_step(policy, params, steps, lr, create_graph=False)
     return {n: p.detach() for n, p in stepped.items()}
 
 
-def bf16_written_out_step(policy: Policy, steps: Steps, num_tasks: int, lr: float) -> Params:
+def bf16_written_out_step(policy: Policy, steps: Transitions, num_tasks: int, lr: float) -> Params:
     return WrittenOutStep("reinforce", torch.bfloat16)(policy, policy.task_params(num_tasks), steps, lr)[0]
 
 
-def bf16_kept_hessian_step(policy: Policy, steps: Steps, num_tasks: int, lr: float) -> Params:
+def bf16_kept_hessian_step(policy: Policy, steps: Transitions, num_tasks: int, lr: float) -> Params:
     step = WrittenOutStep("reinforce", torch.bfloat16, keep_hessian=True)
     return step(policy, policy.task_params(num_tasks), steps, lr)[0]
 
 
-def bf16_autograd_step(policy: Policy, steps: Steps, num_tasks: int, lr: float) -> Params:
+def bf16_autograd_step(policy: Policy, steps: Transitions, num_tasks: int, lr: float) -> Params:
     original = policy._mlp
     bf16 = torch.bfloat16
 
@@ -90,7 +90,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     learner.sampler.set_tasks(env.sample_tasks(cfg.meta_batch_size, rng))
     batch = learner.sample(rng)
-    steps = Steps.of(batch.episodes[0], batch.advantages[0])
+    steps = Transitions.of(batch.episodes[0], batch.advantages[0])
     T, lr, policy = cfg.meta_batch_size, cfg.fast_lr, learner.policy
     ways: dict[str, Callable[[], Params]] = {
         "fp32 autograd": lambda: fp32_step(policy, steps, T, lr),

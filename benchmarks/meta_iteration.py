@@ -175,7 +175,7 @@ def meta_update_components(learner: agents.MAMLTRPO, batch: agents.AdaptationBat
 
     product = build_fisher()
     vector = torch.randn(sum(p.numel() for p in params))
-    print(f"meta-update parts (median of {repeats}, hvp_subsample {learner.settings.hvp_subsample}):")
+    print(f"meta-update parts (median of {repeats}, fvp_task_fraction {learner.settings.fvp_task_fraction}):")
     print(
         f"  meta-gradient (inner step with create_graph, loss, backward): "
         f"{median_seconds(meta_gradient, repeats):.3f} s"
@@ -198,7 +198,7 @@ def main() -> None:
     parser.add_argument(
         "--policy_threads", type=int, default=1, help="torch threads of the sampler's policy forward (0: --num_threads)"
     )
-    parser.add_argument("--subsample", type=float, default=0.25, help="hvp_subsample to compare with 1.0")
+    parser.add_argument("--subsample", type=float, default=0.25, help="fvp_task_fraction to compare with 1.0")
     parser.add_argument(
         "--thread-ab",
         type=int,
@@ -250,7 +250,7 @@ def main() -> None:
 
     print(
         f"config {args.config} {' '.join(args.override)}: {cfg.meta_batch_size} tasks x "
-        f"{cfg.episodes_per_task} episodes, horizon {cfg.horizon}, hvp_subsample {cfg.hvp_subsample}; "
+        f"{cfg.episodes_per_task} episodes, horizon {cfg.horizon}, fvp_task_fraction {cfg.fvp_task_fraction}; "
         f"torch threads: learner {args.num_threads}, policy forward in sampling {learner.sampler.policy_threads}"
     )
     print(f"seconds per meta-iteration (median of {args.repeats}): {total:.2f}")
@@ -294,7 +294,7 @@ def main() -> None:
     vector = torch.randn(sum(p.numel() for p in params))
     timings = {}
     for name, fraction in (("ours", 1.0), ("subsample", args.subsample)):
-        learner.settings = dataclasses.replace(learner.settings, hvp_subsample=fraction)
+        learner.settings = dataclasses.replace(learner.settings, fvp_task_fraction=fraction)
         objective = PostAdaptationObjective(learner.policy, batch, learner.settings)
         fvp = learner.fisher_vector_product(objective, objective.adapted(create_graph=True), np.random.default_rng(1))
         timings[name] = median_seconds(lambda fvp=fvp: fvp(vector), args.repeats * 3)
@@ -315,7 +315,7 @@ def main() -> None:
         f"  -> {timings['double'] / timings['ours']:.2f}x faster"
     )
     print(
-        f"  J^T M J, {args.subsample:.0%} of tasks (hvp_subsample):            "
+        f"  J^T M J, {args.subsample:.0%} of tasks (fvp_task_fraction):            "
         f"{timings['subsample'] * 1000:.0f} ms  -> {timings['double'] / timings['subsample']:.2f}x faster"
     )
 

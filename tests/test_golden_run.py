@@ -37,7 +37,7 @@ GOLDEN = Path(__file__).resolve().parent / "golden" / "navigation.json"
 TIMING_KEYS = {"sample_seconds", "update_seconds", "env_steps_per_s", "seconds_per_iteration"}
 RUNS = {
     "fast": ["--meta_update", "fast"],
-    "exact": ["--meta_update", "exact", "--hvp_subsample", "0.5"],
+    "exact": ["--meta_update", "exact", "--fvp_task_fraction", "0.5"],
 }
 
 

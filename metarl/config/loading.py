@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from metarl.config.rules import check_config
-from metarl.config.schema import _TYPES, FIELD_NAMES, PRESETS_DIR, ConfigError, TrainConfig
+from metarl.config.schema import _TYPES, FIELD_NAMES, PRESETS_DIR, RENAMED_FIELDS, ConfigError, TrainConfig
 from metarl.config.values import (
     _PARSERS,
     MAX_YAML_CHARS,
@@ -98,6 +98,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
 
 def _canonical_key(key: str, source: str) -> str:
     name = key.strip().replace("-", "_")
+    name = RENAMED_FIELDS.get(name, name)  # a field's earlier name still reads (saved runs, old configs)
     if name in FIELD_NAMES:
         return name
     close = difflib.get_close_matches(name, FIELD_NAMES, n=3, cutoff=0.6)
@@ -109,6 +110,10 @@ def _coerce_mapping(data: Mapping[str, Any], source: str) -> dict[str, Any]:
     values = {}
     for key, value in data.items():
         name = _canonical_key(str(key), source)
+        if name in values:
+            raise ConfigError(
+                f"config field {name!r} is given twice ({source}: under its earlier name too)", field=name
+            )
         values[name] = _coerce(name, value, source)
     return values
 

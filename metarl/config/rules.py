@@ -49,9 +49,9 @@ _INTERVALS: dict[str, tuple[str, Any]] = {
     "ls_backtrack_ratio": ("must be in (0, 1)", lambda v: 0 < v < 1),
     "gamma": ("must be in (0, 1]", lambda v: 0 < v <= 1),
     "gae_lambda": ("must be in [0, 1]", lambda v: 0 <= v <= 1),
-    "hvp_subsample": ("must be in (0, 1]", lambda v: 0 < v <= 1),
-    "fvp_step_subsample": ("must be in (0, 1]", lambda v: 0 < v <= 1),
-    "fvp_inner_subsample": ("must be in (0, 1]", lambda v: 0 < v <= 1),
+    "fvp_task_fraction": ("must be in (0, 1]", lambda v: 0 < v <= 1),
+    "fvp_transition_fraction": ("must be in (0, 1]", lambda v: 0 < v <= 1),
+    "fvp_inner_fraction": ("must be in (0, 1]", lambda v: 0 < v <= 1),
     "step_timeout": ("must be >= 0 (0: no limit)", lambda v: v >= 0),
 }
 """Float fields: the rule (besides being finite) and the message when it fails."""

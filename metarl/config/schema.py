@@ -88,20 +88,22 @@ class TrainConfig:
     """Normalise advantages per task to zero mean and unit variance."""
     bootstrap_truncated: bool = False
     """Bootstrap the value of truncated (horizon-reached) episodes from the baseline."""
-    hvp_subsample: float = 1.0
-    """Fraction of tasks used for the Fisher-vector products, in (0, 1]."""
+    fvp_task_fraction: float = 1.0
+    """Fraction of the meta-batch's tasks the Fisher-vector products use, in (0, 1] (earlier name:
+    ``hvp_subsample``)."""
     meta_update: str = "fast"
     """How the meta-update is computed: ``fast`` (the MLP's derivatives written out, the
     conjugate gradient's Fisher-vector products on random shares of the steps,
-    ``fvp_step_subsample`` and ``fvp_inner_subsample``, and the inner loop's Hessians in
+    ``fvp_transition_fraction`` and ``fvp_inner_fraction``, and the inner loop's Hessians in
     ``fisher_precision``) or ``exact`` (autograd, fp32 on every step: the reference). Either
     way the line search judges every step by the exact fp32 surrogate and KL."""
-    fvp_step_subsample: float = 0.1
-    """With ``meta_update: fast``: fraction of each task's post-adaptation steps that the
-    Fisher-vector products use, in (0, 1]."""
-    fvp_inner_subsample: float = 0.1
-    """With ``meta_update: fast``: fraction of the steps of each inner step that the inner
-    loop's Hessian inside the Fisher-vector products uses, in (0, 1]."""
+    fvp_transition_fraction: float = 0.1
+    """With ``meta_update: fast``: fraction of each task's post-adaptation transitions that the
+    Fisher-vector products use, in (0, 1] (earlier name: ``fvp_step_subsample``)."""
+    fvp_inner_fraction: float = 0.1
+    """With ``meta_update: fast``: fraction of the transitions each inner step learnt from that the
+    inner loop's Hessian inside the Fisher-vector products uses, in (0, 1] (earlier name:
+    ``fvp_inner_subsample``)."""
     inner_estimator: str = "reinforce"
     """Inner loss the second-order meta-update differentiates through: ``reinforce`` (log π·A),
     ``lvc`` (π/⊥π·A, ProMP's low-variance curvature) or ``dice`` (DiCE over each episode's causal
@@ -156,6 +158,13 @@ class TrainConfig:
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
+RENAMED_FIELDS: dict[str, str] = {
+    "hvp_subsample": "fvp_task_fraction",
+    "fvp_step_subsample": "fvp_transition_fraction",
+    "fvp_inner_subsample": "fvp_inner_fraction",
+}
+"""Earlier names of renamed fields, still accepted in YAML, on the command line and in saved runs
+(docs/training.md, "Words")."""
 _TYPES: dict[str, Any] = typing.get_type_hints(TrainConfig)
 NONLINEARITIES = ("tanh", "relu")
 ALGORITHMS = ("maml-trpo", "pretrained", "oracle")

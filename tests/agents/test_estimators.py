@@ -83,7 +83,7 @@ def test_the_meta_update_improves_the_surrogate_with_each_estimator(estimator, f
     torch.manual_seed(2)
     policy = GaussianMLPPolicy(2, 2, (5,)).double()
     batch = make_batch(policy, discrete=False, seed=2, horizon=20, episodes_per_task=8)
-    options = {"fvp_step_subsample": 0.5, "fvp_inner_subsample": 0.5} if fast else {}
+    options = {"fvp_transition_fraction": 0.5, "fvp_inner_fraction": 0.5} if fast else {}
     settings = MetaUpdateSettings(fast_lr=0.5, inner_estimator=estimator, **options)
     metrics = MAMLTRPO(policy, None, settings, AdvantageSettings()).step(batch, np.random.default_rng(0))
     assert metrics["step_accepted"] == 1.0 and metrics["loss_after"] < metrics["loss_before"]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import agents
-from agents.maml import AdvantageSettings, Steps
+from agents.maml import AdvantageSettings, Transitions
 from agents.maml_trpo import MAMLTRPO
 from agents.meta_update_paths import FastMetaUpdate
 from agents.meta_update_settings import MetaUpdateSettings
@@ -90,7 +90,7 @@ def test_fast_adaptation_has_the_exact_values_and_jacobian_at_full_fraction():
 def test_step_subsample_keeps_a_share_of_every_tasks_valid_steps():
     policy, batch = float_batch(2)
     episodes = batch.episodes[-1]
-    steps = Steps.of(episodes, batch.advantages[-1])
+    steps = Transitions.of(episodes, batch.advantages[-1])
     counts = steps.mask.sum(dim=(1, 2))
     sub = steps.subsample(0.5, torch.Generator().manual_seed(0))
     kept = sub.mask.sum(dim=(1, 2))
@@ -118,21 +118,21 @@ def test_subsampled_fisher_converges_to_the_exact_one_on_average():
     n = sum(p.numel() for p in policy.parameters())
     vector = torch.randn(1, n, generator=torch.Generator().manual_seed(0))
     exact = products(policy, batch, MetaUpdateSettings(fast_lr=0.5), vector)[0]
-    settings = MetaUpdateSettings(fast_lr=0.5, fvp_step_subsample=0.5, fvp_inner_subsample=0.5)
+    settings = MetaUpdateSettings(fast_lr=0.5, fvp_transition_fraction=0.5, fvp_inner_fraction=0.5)
     draws = torch.stack([products(policy, batch, settings, vector, rng_seed=s)[0] for s in range(64)])
     one = relative_error(draws[0], exact)
     mean = relative_error(draws.mean(0), exact)
     assert mean < 0.5 * one
 
 
-BOTH = {"fvp_step_subsample": 0.5, "fvp_inner_subsample": 0.5}
+BOTH = {"fvp_transition_fraction": 0.5, "fvp_inner_fraction": 0.5}
 
 
 @pytest.mark.parametrize(
     ("option", "bound"),
     [
         ({"fisher_precision": "bf16"}, 0.98),  # products within 0.2 %; CG on this ill-conditioned problem amplifies it
-        ({"fvp_step_subsample": 0.5}, 0.98),  # the post-adaptation steps' Fisher is well estimated from half
+        ({"fvp_transition_fraction": 0.5}, 0.98),  # the post-adaptation steps' Fisher is well estimated from half
         (BOTH, 0.9),  # the inner loop's Hessian is not: the noisier share (BENCHMARKS.md, "Fast meta-update")
         ({**BOTH, "fisher_precision": "bf16"}, 0.9),
     ],
@@ -152,7 +152,7 @@ def test_fast_path_line_search_refuses_a_step_that_does_not_improve_the_fp32_sur
 
     policy, batch = float_batch(5)
     settings = MetaUpdateSettings(
-        fast_lr=0.5, fvp_step_subsample=0.5, fvp_inner_subsample=0.5, fisher_precision="bf16", ls_max_steps=4
+        fast_lr=0.5, fvp_transition_fraction=0.5, fvp_inner_fraction=0.5, fisher_precision="bf16", ls_max_steps=4
     )
     learner = MAMLTRPO(policy, None, settings, AdvantageSettings())
     before = {n: p.detach().clone() for n, p in policy.named_parameters()}
@@ -167,7 +167,7 @@ def test_fast_path_line_search_refuses_a_step_that_does_not_improve_the_fp32_sur
 def test_fast_path_accepts_only_a_step_that_improves_the_fp32_surrogate_inside_max_kl():
     policy, batch = float_batch(6)
     settings = MetaUpdateSettings(
-        fast_lr=0.5, max_kl=0.01, fvp_step_subsample=0.5, fvp_inner_subsample=0.5, fisher_precision="bf16"
+        fast_lr=0.5, max_kl=0.01, fvp_transition_fraction=0.5, fvp_inner_fraction=0.5, fisher_precision="bf16"
     )
     learner = MAMLTRPO(policy, None, settings, AdvantageSettings())
     metrics = learner.step(batch, np.random.default_rng(0))
@@ -207,7 +207,7 @@ def test_the_run_log_says_which_meta_update_and_precision_ran(monkeypatch, caplo
     caplog.set_level(logging.INFO, logger="metarl")
     monkeypatch.setattr(precision, "cpu_bf16", lambda: (False, True))
     policy, batch = float_batch(7)
-    settings = MetaUpdateSettings(fast_lr=0.5, fvp_step_subsample=0.1, fvp_inner_subsample=0.2)
+    settings = MetaUpdateSettings(fast_lr=0.5, fvp_transition_fraction=0.1, fvp_inner_fraction=0.2)
     learner = MAMLTRPO(policy, None, settings, AdvantageSettings())
     learner.step(batch, np.random.default_rng(0))
     learner.step(batch, np.random.default_rng(1))
@@ -219,7 +219,7 @@ def test_the_run_log_says_which_meta_update_and_precision_ran(monkeypatch, caplo
     ]
     assert (
         "exact: fp32 Fisher-vector products on every step of 25% of the tasks"
-        in MetaUpdateSettings(hvp_subsample=0.25).describe()
+        in MetaUpdateSettings(fvp_task_fraction=0.25).describe()
     )
 
 
@@ -244,14 +244,14 @@ def test_bf16_probe_measures_a_speedup(monkeypatch):
 def test_config_switch_chooses_the_meta_update(monkeypatch):
     monkeypatch.setattr(precision, "cpu_bf16", lambda: (False, True))
     monkeypatch.setattr(precision, "bf16_matmul_speedup", lambda: 0.6)
-    fast = MetaUpdateSettings.from_config(load_config(None, ["--fvp_step_subsample", "0.3", "--max_kl", "0.02"]))
-    assert (fast.fvp_step_subsample, fast.fvp_inner_subsample, fast.fisher_precision) == (0.3, 0.1, "fp32")
+    fast = MetaUpdateSettings.from_config(load_config(None, ["--fvp_transition_fraction", "0.3", "--max_kl", "0.02"]))
+    assert (fast.fvp_transition_fraction, fast.fvp_inner_fraction, fast.fisher_precision) == (0.3, 0.1, "fp32")
     assert fast.max_kl == 0.02 and not fast.exact_fisher
     monkeypatch.setattr(precision, "cpu_bf16", lambda: (True, True))
     assert MetaUpdateSettings.from_config(load_config(None)).fisher_precision == "fp32"  # the default
     assert MetaUpdateSettings.from_config(load_config(None, ["--fisher_precision", "auto"])).fisher_precision == "bf16"
     exact = MetaUpdateSettings.from_config(load_config(None, ["--meta_update", "exact", "--fisher_precision", "bf16"]))
-    assert (exact.fvp_step_subsample, exact.fvp_inner_subsample, exact.fisher_precision) == (1.0, 1.0, "fp32")
+    assert (exact.fvp_transition_fraction, exact.fvp_inner_fraction, exact.fisher_precision) == (1.0, 1.0, "fp32")
     assert exact.exact_fisher
 
 

@@ -6,7 +6,7 @@ import torch
 from torch.func import grad, jvp, vjp
 
 from agents import meta_update_paths, mlp_products
-from agents.maml import AdaptationBatch, AdvantageSettings, Steps, detached, inner_step, steps_loss
+from agents.maml import AdaptationBatch, AdvantageSettings, Transitions, detached, inner_step, transitions_loss
 from agents.maml_trpo import MAMLTRPO
 from agents.meta_update_paths import FastMetaUpdate
 from agents.meta_update_settings import MetaUpdateSettings
@@ -70,7 +70,7 @@ def inner_setup(discrete: bool, min_std: float = 1e-6):
     with torch.no_grad():  # a log-std per task, some of them under min_std (clamped)
         if "log_std" in params:
             params["log_std"] = torch.tensor([[-0.5, 0.2], [-3.0, 0.0], [0.1, -3.0]], dtype=torch.float64)
-    steps = Steps.of(batch.episodes[0], batch.advantages[0])
+    steps = Transitions.of(batch.episodes[0], batch.advantages[0])
     tangent = {
         n: torch.randn(p.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
         for n, p in params.items()
@@ -85,7 +85,7 @@ def test_inner_hessian_equals_forward_over_reverse_autodiff(discrete, estimator)
     policy, params, steps, tangent = inner_setup(discrete, min_std=0.1)
 
     def gradient(p):
-        return grad(lambda q: steps_loss(policy, q, steps, estimator).sum())(p)
+        return grad(lambda q: transitions_loss(policy, q, steps, estimator).sum())(p)
 
     expected = jvp(gradient, (params,), (tangent,))[1]
     got = InnerLossHessian(policy, params, steps, estimator, torch.float64)(tangent)
@@ -140,7 +140,7 @@ def test_bf16_trunk_keeps_the_tanh_slope_from_fp32():
 def test_dice_keeps_autograds_product_on_the_fast_path():
     policy = make_policy(False, "tanh")
     batch = batch_with_steps(policy, False, 1)
-    settings = MetaUpdateSettings(fast_lr=0.5, inner_estimator="dice", fvp_step_subsample=0.5)
+    settings = MetaUpdateSettings(fast_lr=0.5, inner_estimator="dice", fvp_transition_fraction=0.5)
     learner = MAMLTRPO(policy, None, settings, AdvantageSettings())
     objective = PostAdaptationObjective(policy, batch, settings)
     fvp = learner.fisher_vector_product(objective, objective.adapted(create_graph=True), np.random.default_rng(0))
@@ -148,7 +148,7 @@ def test_dice_keeps_autograds_product_on_the_fast_path():
     assert float(vector.dot(fvp(vector))) > 0.0  # positive definite (damped)
     with pytest.raises(ValueError, match="estimator must be one of"):
         InnerLossHessian(
-            policy, batch.params[0], Steps.of(batch.episodes[0], batch.advantages[0]), "dice", torch.float64
+            policy, batch.params[0], Transitions.of(batch.episodes[0], batch.advantages[0]), "dice", torch.float64
         )
 
 
@@ -160,7 +160,7 @@ def test_fast_paths_meta_gradient_equals_autograds_through_the_inner_loop(discre
     batch = batch_with_steps(policy, discrete, num_inner_steps)
     exact = MetaUpdateSettings(fast_lr=0.5, num_inner_steps=num_inner_steps, inner_estimator=estimator)
     fast = MetaUpdateSettings(
-        fast_lr=0.5, num_inner_steps=num_inner_steps, inner_estimator=estimator, fvp_step_subsample=0.5
+        fast_lr=0.5, num_inner_steps=num_inner_steps, inner_estimator=estimator, fvp_transition_fraction=0.5
     )
     loss, expected, graph, none = MAMLTRPO(policy, None, exact, AdvantageSettings()).meta_gradient(
         PostAdaptationObjective(policy, batch, exact)
@@ -177,7 +177,7 @@ def test_bf16_meta_gradient_is_within_a_percent_of_fp32():
     """In bf16 only the inner loop's curvature term α H ∇_θ' L is rounded; ∇_θ' L stays fp32."""
     policy, batch = float_batch(2)
     exact = MetaUpdateSettings(fast_lr=0.5)
-    fast = MetaUpdateSettings(fast_lr=0.5, fvp_step_subsample=0.5, fisher_precision="bf16")
+    fast = MetaUpdateSettings(fast_lr=0.5, fvp_transition_fraction=0.5, fisher_precision="bf16")
     _, expected, _, _ = MAMLTRPO(policy, None, exact, AdvantageSettings()).meta_gradient(
         PostAdaptationObjective(policy, batch, exact)
     )
@@ -191,7 +191,7 @@ def test_bf16_meta_gradient_is_within_a_percent_of_fp32():
 def test_products_reuse_the_gradients_inner_hessians_at_full_inner_fraction(monkeypatch):
     policy = make_policy(False, "tanh")
     batch = batch_with_steps(policy, False, 2)
-    settings = MetaUpdateSettings(fast_lr=0.5, num_inner_steps=2, fvp_step_subsample=0.5)
+    settings = MetaUpdateSettings(fast_lr=0.5, num_inner_steps=2, fvp_transition_fraction=0.5)
     learner = MAMLTRPO(policy, None, settings, AdvantageSettings())
     objective = PostAdaptationObjective(policy, batch, settings)
     _, _, _, hessians = learner.meta_gradient(objective)
@@ -210,7 +210,7 @@ def test_products_reuse_the_gradients_inner_hessians_at_full_inner_fraction(monk
 def test_the_gradients_inner_hessians_are_not_kept_when_the_products_subsample_the_inner_loop():
     policy = make_policy(False, "tanh")
     batch = batch_with_steps(policy, False, 2)
-    settings = MetaUpdateSettings(fast_lr=0.5, num_inner_steps=2, fvp_inner_subsample=0.5)
+    settings = MetaUpdateSettings(fast_lr=0.5, num_inner_steps=2, fvp_inner_fraction=0.5)
     _, gradient, _, hessians = MAMLTRPO(policy, None, settings, AdvantageSettings()).meta_gradient(
         PostAdaptationObjective(policy, batch, settings)
     )

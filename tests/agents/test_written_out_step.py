@@ -11,7 +11,7 @@ import torch
 import agents
 import envs  # noqa: F401  (registers the task environments)
 from agents import meta_update_paths
-from agents.maml import AdvantageSettings, Steps, autograd_step
+from agents.maml import AdvantageSettings, Transitions, autograd_step
 from agents.maml_trpo import MAMLTRPO
 from agents.meta_update_settings import MetaUpdateSettings
 from agents.surrogate import PostAdaptationObjective
@@ -49,7 +49,7 @@ def test_written_out_step_equals_autograds_in_float64_with_clamped_log_stds(disc
 
 def test_bf16_step_is_within_two_percent_of_fp32_and_keeping_the_hessian_changes_no_bit():
     policy, batch = float_batch(3)
-    steps, start = Steps.of(batch.episodes[0], batch.advantages[0]), batch.params[0]
+    steps, start = Transitions.of(batch.episodes[0], batch.advantages[0]), batch.params[0]
     expected, _ = autograd_step(policy, start, steps, 0.5)
     kept, hessian = WrittenOutStep("reinforce", torch.bfloat16, keep_hessian=True)(policy, start, steps, 0.5)
     alone, none = WrittenOutStep("reinforce", torch.bfloat16)(policy, start, steps, 0.5)
@@ -92,7 +92,7 @@ def test_bf16_adaptation_is_one_function_of_theta_in_sampling_and_line_search():
     learner, rng = tiny_learner(*BF16, "--num_inner_steps", "2")
     batch = learner.sample(rng)
     assert [h.estimator for h in batch.hessians] == ["reinforce", "reinforce"]
-    steps = [Steps.of(batch.episodes[k], batch.advantages[k]) for k in range(2)]
+    steps = [Transitions.of(batch.episodes[k], batch.advantages[k]) for k in range(2)]
     step = WrittenOutStep("reinforce", torch.bfloat16)
     params = learner.policy.task_params(4)
     for k in range(2):

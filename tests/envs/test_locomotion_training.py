@@ -48,7 +48,7 @@ def test_locomotion_presets_hold_the_papers_settings(preset: str) -> None:
         15,
         0.8,
     )
-    assert 0 < cfg.hvp_subsample <= 1
+    assert 0 < cfg.fvp_task_fraction <= 1
 
 
 @pytest.mark.parametrize(("preset", "tasks", "episodes"), [("halfcheetah-vel", 2, 2), ("ant-goal", 2, 2)])
@@ -66,7 +66,7 @@ def test_short_locomotion_training_run(tmp_path: Path, preset: str, tasks: int, 
         str(horizon),
         "--hidden_sizes",
         "16,16",
-        "--hvp_subsample",
+        "--fvp_task_fraction",
         "1.0",
         "--num_iterations",
         str(iterations),

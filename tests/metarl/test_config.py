@@ -156,8 +156,8 @@ def test_no_config_gives_defaults_with_derived_run_name():
         (["--gamma", "nan"], "gamma", "finite"),
         (["--gae_lambda", "-0.1"], "gae_lambda", "[0, 1]"),
         (["--ls_backtrack_ratio", "1"], "ls_backtrack_ratio", "(0, 1)"),
-        (["--hvp_subsample", "0"], "hvp_subsample", "(0, 1]"),
-        (["--hvp_subsample", "1.1"], "hvp_subsample", "(0, 1]"),
+        (["--fvp_task_fraction", "0"], "fvp_task_fraction", "(0, 1]"),
+        (["--fvp_task_fraction", "1.1"], "fvp_task_fraction", "(0, 1]"),
         (["--cg_damping", "-1e-3"], "cg_damping", ">= 0"),
         (["--nonlinearity", "sigmoid"], "nonlinearity", "tanh, relu"),
         (["--hidden_sizes", "64,0"], "hidden_sizes", ">= 1"),
@@ -274,11 +274,23 @@ def test_config_is_frozen():
         ("inner_estimator", "reinforce2", "reinforce, lvc, dice"),
         ("meta_update", "fastest", "fast, exact"),
         ("fisher_precision", "fp16", "auto, bf16, fp32"),
-        ("fvp_step_subsample", "0", "(0, 1]"),
-        ("fvp_inner_subsample", "1.5", "(0, 1]"),
+        ("fvp_transition_fraction", "0", "(0, 1]"),
+        ("fvp_inner_fraction", "1.5", "(0, 1]"),
     ],
 )
 def test_meta_update_settings_are_checked(field, value, fragment):
     with pytest.raises(ConfigError, match=f"config field '{field}'") as info:
         load_config(None, [f"--{field}", value])
     assert fragment in str(info.value) and info.value.field == field
+
+
+def test_renamed_fields_keep_their_earlier_names(tmp_path):
+    """Run folders and checkpoints written before a rename still load (docs/training.md, "Words")."""
+    path = tmp_path / "old.yaml"
+    path.write_text("hvp_subsample: 0.5\nfvp_step_subsample: 0.2\nfvp-inner-subsample: 0.3\n")
+    cfg = load_config(path, ["--hvp_subsample", "0.25"])
+    assert (cfg.fvp_task_fraction, cfg.fvp_transition_fraction, cfg.fvp_inner_fraction) == (0.25, 0.2, 0.3)
+    assert config_from_dict({"fvp_step_subsample": 0.4}).fvp_transition_fraction == 0.4
+    path.write_text("hvp_subsample: 0.5\nfvp_task_fraction: 0.5\n")
+    with pytest.raises(ConfigError, match="'fvp_task_fraction' is given twice"):
+        load_config(path)

@@ -545,7 +545,7 @@ def test_same_seed_same_metrics_and_parameters(reference: Path, tmp_path: Path) 
 RESUME_CASES = {
     "navigation": ["--env_id", "metarl/Navigation2D-v0"],
     # Fisher-vector products on a random half of the tasks (drawn from the env generator), 2 inner steps
-    "navigation-subsample": ["--hvp_subsample", "0.5", "--num_inner_steps", "2", "--first_order"],
+    "navigation-subsample": ["--fvp_task_fraction", "0.5", "--num_inner_steps", "2", "--first_order"],
     "tabular-mdp": ["--env_id", "metarl/TabularMDP-v0"],
     "bandit": ["--env_id", "metarl/Bandit-K5-N10-v0", "--horizon", "10"],
     "half-cheetah": ["--env_id", "metarl/HalfCheetahVel-v0", "--cg_iters", "3"],

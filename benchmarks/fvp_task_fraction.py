@@ -1,10 +1,10 @@
 """Does a subsampled Fisher-vector product change the MAML-TRPO meta-update? Same batch, several fractions.
 
-    .venv/bin/python benchmarks/hvp_subsample.py [--config halfcheetah-vel] [--fractions 1.0 0.25 0.1] [--batches 2]
+    .venv/bin/python benchmarks/fvp_task_fraction.py [--config halfcheetah-vel] [--fractions 1.0 0.25 0.1] [--batches 2]
         [--checkpoint CKPT] [-- config overrides]
 
 For each of ``--batches`` sampled meta-batches (the preset's size unless overridden after
-``--``), runs the meta-update from the same θ with each ``hvp_subsample`` fraction and
+``--``), runs the meta-update from the same θ with each ``fvp_task_fraction`` fraction and
 prints its seconds, the surrogate-loss improvement and KL after the line search, and the
 cosine between its step and the step with all tasks (the first fraction).
 """
@@ -40,14 +40,14 @@ def main() -> None:
         f"config {args.config} {' '.join(args.override)}: {cfg.meta_batch_size} tasks x {cfg.episodes_per_task} "
         f"episodes, horizon {cfg.horizon}; torch threads {args.num_threads}"
     )
-    print("batch  hvp_subsample  update_s  loss_improvement  kl_after  step_fraction  cos(step, step_all)")
+    print("batch  fvp_task_fraction  update_s  loss_improvement  kl_after  step_fraction  cos(step, step_all)")
     for b in range(args.batches):
         learner.sampler.set_tasks(env.sample_tasks(cfg.meta_batch_size, rng))
         batch = learner.sample(rng)
         theta = parameters_to_vector(params).detach().clone()
         reference: torch.Tensor | None = None
         for fraction in args.fractions:
-            learner.settings = dataclasses.replace(learner.settings, hvp_subsample=fraction)
+            learner.settings = dataclasses.replace(learner.settings, fvp_task_fraction=fraction)
             start = time.perf_counter()
             metrics = learner.step(batch, np.random.default_rng(b))
             seconds = time.perf_counter() - start
