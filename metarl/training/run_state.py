@@ -82,6 +82,41 @@ class RunState:
         }
 
 
+def load_learner(path: Path, cfg: TrainConfig, learner: MetaLearner, *, resume: bool) -> dict[str, Any]:
+    """Load checkpoint ``path`` into ``learner`` after checking its config against ``cfg``; the checkpoint's state.
+
+    The one load-compare-restore sequence of a resume (``resume``: every field but the resumable
+    ones must match) and of ``init_from`` (only the policy's architecture must match). Any
+    problem (corrupt or truncated file, another config, another model shape, missing entries)
+    is a :class:`CheckpointError` naming the file.
+
+    Args:
+        path: the checkpoint.
+        cfg: the config of the run loading it.
+        learner: the learner to load its state into.
+        resume: whether this is a resume (else ``init_from``).
+    """
+    what = "checkpoint" if resume else "init_from checkpoint"
+    saved = load_checkpoint(path)  # a corrupt one's error names the previous checkpoint to fall back to
+    try:
+        saved_cfg = config_from_dict(saved_config_with_predated(saved["config"]), source=str(path))
+        changed = incompatible_fields(saved_cfg, cfg, resume=resume)
+        if changed:
+            diffs = describe_differences(saved_cfg, cfg, changed)
+            problem = "was written with a different config" if resume else "has another policy architecture"
+            raise CheckpointError(f"{what} {path} {problem} ({diffs})")
+        try:
+            learner.load_state_dict(saved["learner"])
+        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+            detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            raise CheckpointError(f"{what} {path} does not fit this model: {detail}") from exc
+    except CheckpointError:
+        raise
+    except (ConfigError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{what} {path} is not a usable metarl checkpoint: {type(exc).__name__}: {exc}") from exc
+    return saved
+
+
 def restore_run(run_dir: Path, cfg: TrainConfig, learner: MetaLearner, state: RunState) -> Path | None:
     """Load the latest checkpoint of ``run_dir`` into ``learner`` and ``state``; its path (or None).
 
@@ -92,25 +127,15 @@ def restore_run(run_dir: Path, cfg: TrainConfig, learner: MetaLearner, state: Ru
     if not found:
         return None
     path = found[-1][1]
-    saved = load_checkpoint(path)  # a corrupt one's error names the previous checkpoint to fall back to
+    saved = load_learner(path, cfg, learner, resume=True)
     try:
-        saved_cfg = config_from_dict(saved_config_with_predated(saved["config"]), source=str(path))
-        changed = incompatible_fields(saved_cfg, cfg, resume=True)
-        if changed:
-            diffs = describe_differences(saved_cfg, cfg, changed)
-            raise CheckpointError(f"checkpoint {path} was written with a different config ({diffs})")
-        try:
-            learner.load_state_dict(saved["learner"])
-        except (RuntimeError, KeyError, TypeError, ValueError) as exc:
-            detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-            raise CheckpointError(f"checkpoint {path} does not fit this model: {detail}") from exc
         iteration, total_env_steps = int(saved["iteration"]), int(saved["total_env_steps"])
         restore_rng(saved["rng"]["tasks"], into=state.task_rng)
         restore_rng(saved["rng"]["env"], into=state.env_rng)
         restore_torch_rng(saved["rng"]["torch"])
     except CheckpointError:
         raise
-    except (ConfigError, KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(
             f"checkpoint {path} is not a usable metarl training checkpoint: {type(exc).__name__}: {exc}"
         ) from exc
@@ -157,20 +182,8 @@ def initialise_learner(cfg: TrainConfig, learner: MetaLearner) -> Path:
     path = latest_checkpoint(source) if source.is_dir() else source
     if path is None:
         raise CheckpointError(f"init_from {str(source)!r}: the run folder holds no checkpoint")
-    saved = load_checkpoint(path)
-    try:
-        saved_cfg = config_from_dict(saved["config"], source=str(path))
-        changed = incompatible_fields(saved_cfg, cfg, resume=False)
-        if changed:
-            diffs = describe_differences(saved_cfg, cfg, changed)
-            raise CheckpointError(f"init_from checkpoint {path} has another policy architecture ({diffs})")
-        learner.load_state_dict(saved["learner"])
-    except CheckpointError:
-        raise
-    except (ConfigError, RuntimeError, KeyError, TypeError, ValueError) as exc:
-        detail = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        raise CheckpointError(f"init_from checkpoint {path} does not fit this model: {detail}") from exc
+    load_learner(path, cfg, learner, resume=False)
     return path
 
 
-__all__ = ["MetaLearner", "RunState", "check_resumable", "initialise_learner", "restore_run"]
+__all__ = ["MetaLearner", "RunState", "check_resumable", "initialise_learner", "load_learner", "restore_run"]
