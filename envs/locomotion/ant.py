@@ -80,6 +80,34 @@ class AntSettings:
         return bool(self.exclude_current_positions_from_observation)
 
 
+def ant_reward(
+    task_reward: np.ndarray, healthy: np.ndarray, action: np.ndarray, contact_forces: np.ndarray, settings: AntSettings
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The Ant's reward and its components, for a batch of ``n`` steps (the single env passes ``n = 1``).
+
+    ``task_reward + survive_reward - ctrl_cost - contact_cost``, with the survive reward on
+    healthy steps only, ``ctrl_cost = ctrl_cost_weight · ||a||²`` and ``contact_cost =
+    contact_cost_weight · ||clip(cfrc_ext)||²``.
+
+    Args:
+        task_reward: the family's task term ``[n]``.
+        healthy: whether each step's ant is healthy ``[n]``.
+        action: the actions ``[n, 8]``.
+        contact_forces: the clipped contact wrenches ``[n, bodies, 6]``.
+        settings: the weights.
+    """
+    survive_reward = healthy * settings.healthy_reward
+    ctrl_cost = settings.ctrl_cost_weight * np.sum(np.square(action), axis=-1)
+    contact_cost = settings.contact_cost_weight * np.sum(np.square(contact_forces).reshape(len(action), -1), axis=-1)
+    reward = task_reward + survive_reward - ctrl_cost - contact_cost
+    return reward, {
+        "reward_task": task_reward,
+        "reward_survive": survive_reward,
+        "reward_ctrl": -ctrl_cost,
+        "reward_contact": -contact_cost,
+    }
+
+
 _SPACES_DOC = """
     ## Action space
 
@@ -165,6 +193,7 @@ class AntTaskEnv(LocomotionTaskMixin, AntEnv):  # type: ignore[misc]  # the mixi
     def __init__(self, task: Any | None = None, **kwargs: Any) -> None:
         """Parameters: ``task``, the :class:`AntSettings` fields, and MujocoEnv's rendering arguments."""
         settings, rest = AntSettings.split(kwargs)
+        self._settings = settings
         self.paper_dynamics = bool(settings.paper_dynamics)  # read by _initialize_simulation
         rest.setdefault("default_camera_config", TRACKING_CAMERA)
         super().__init__(
@@ -208,19 +237,14 @@ class AntTaskEnv(LocomotionTaskMixin, AntEnv):  # type: ignore[misc]  # the mixi
         return _finite_float32(super()._get_obs())
 
     def _get_rew(self, x_velocity: float, action: np.ndarray) -> tuple[float, dict[str, float]]:
-        """Reward of a step and its components."""
-        velocity = np.asarray(x_velocity, dtype=np.float64)
-        task_reward = float(self.family.reward(self._params, velocity, self.data.qpos[:2]))
-        survive_reward = float(self.healthy_reward)
-        ctrl_cost = float(self.control_cost(action))
-        contact_cost = float(self.contact_cost)
-        reward = task_reward + survive_reward - ctrl_cost - contact_cost
-        return reward, {
-            "reward_task": task_reward,
-            "reward_survive": survive_reward,
-            "reward_ctrl": -ctrl_cost,
-            "reward_contact": -contact_cost,
-        }
+        """Reward of a step and its components (:func:`ant_reward`, as the batched env computes them)."""
+        velocity = np.asarray([x_velocity], dtype=np.float64)
+        task_reward = np.asarray(self.family.reward(self._params, velocity, self.data.qpos[None, :2]), np.float64)
+        healthy = np.asarray([self.is_healthy])
+        reward, info = ant_reward(
+            task_reward.reshape(1), healthy, action[None], self.contact_forces[None], self._settings
+        )
+        return float(reward[0]), {key: float(value[0]) for key, value in info.items()}
 
     def _terminated(self, diverged: bool) -> bool:
         """The ant ends its episode when it is unhealthy (divergence included)."""
@@ -308,11 +332,9 @@ class BatchedAnt(BatchedLocomotionEnv):
     ) -> None:
         """Parameters: sizes, ``nthread`` (mujoco.batch threads) and the :class:`AntSettings` fields."""
         settings = AntSettings(**kwargs)  # an unknown keyword is a TypeError naming it
+        self._settings = settings
         self.paper_dynamics = bool(settings.paper_dynamics)
         model = ant_model(self.paper_dynamics)
-        self.ctrl_cost_weight = float(settings.ctrl_cost_weight)
-        self.contact_cost_weight = float(settings.contact_cost_weight)
-        self.healthy_reward = float(settings.healthy_reward)
         self.healthy_z_range = (float(settings.healthy_z_range[0]), float(settings.healthy_z_range[1]))
         self.contact_force_range = (float(settings.contact_force_range[0]), float(settings.contact_force_range[1]))
         self._skip = 2 if settings.excludes_positions(self.include_positions_by_default) else 0
@@ -346,18 +368,7 @@ class BatchedAnt(BatchedLocomotionEnv):
         self, x_velocity: np.ndarray, action: np.ndarray, diverged: np.ndarray
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         task_reward = self.family.reward(self._params, x_velocity, self._qpos[:, :2])
-        survive_reward = self._healthy(diverged) * self.healthy_reward
-        ctrl_cost = self.ctrl_cost_weight * np.sum(np.square(action), axis=-1)
-        contact_cost = self.contact_cost_weight * np.sum(
-            np.square(self._contact_forces()).reshape(self.num_envs, -1), axis=-1
-        )
-        reward = task_reward + survive_reward - ctrl_cost - contact_cost
-        return reward, {
-            "reward_task": task_reward,
-            "reward_survive": survive_reward,
-            "reward_ctrl": -ctrl_cost,
-            "reward_contact": -contact_cost,
-        }
+        return ant_reward(task_reward, self._healthy(diverged), action, self._contact_forces(), self._settings)
 
     def _terminated(self, diverged: np.ndarray) -> np.ndarray:
         return ~self._healthy(diverged)
