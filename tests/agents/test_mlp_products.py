@@ -5,12 +5,13 @@ import pytest
 import torch
 from torch.func import grad, jvp, vjp
 
-from agents import meta_update_paths, mlp_products
+from agents import meta_update_paths, mlp_products, policy_heads
 from agents.maml import AdaptationBatch, AdvantageSettings, Transitions, detached, inner_step, transitions_loss
 from agents.maml_trpo import MAMLTRPO
 from agents.meta_update_paths import FastMetaUpdate
 from agents.meta_update_settings import MetaUpdateSettings
-from agents.mlp_products import InnerLossHessian, Trunk
+from agents.mlp_products import InnerLossHessian
+from agents.mlp_trunk import Trunk
 from agents.policies import CategoricalMLPPolicy, GaussianMLPPolicy
 from agents.surrogate import PostAdaptationObjective, kl_weights
 from tests.agents.test_fast_meta_update import float_batch
@@ -102,11 +103,11 @@ def test_written_out_heads_equal_the_generic_torch_func_head(discrete, estimator
     """A policy class without a written-out head (a subclass) takes the generic one, with the same result."""
     policy, params, steps, tangent = inner_setup(discrete, min_std=0.1)
     written = InnerLossHessian(policy, params, steps, estimator, torch.float64)
-    assert not isinstance(written.head, mlp_products._AnyHead)
+    assert not isinstance(written.head, policy_heads.GenericLossHead)
     subclass = type("Custom", (type(policy),), {})
     policy.__class__ = subclass
     generic = InnerLossHessian(policy, params, steps, estimator, torch.float64)
-    assert isinstance(generic.head, mlp_products._AnyHead)
+    assert isinstance(generic.head, policy_heads.GenericLossHead)
     expected, got = generic(tangent), written(tangent)
     for name in expected:
         torch.testing.assert_close(got[name], expected[name], rtol=1e-10, atol=1e-12)
