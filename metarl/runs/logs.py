@@ -9,6 +9,7 @@ logged at that iteration" and are left out of the dicts :func:`read_metrics` ret
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -223,8 +224,9 @@ class _RunLogFile(logging.FileHandler):
     per record; the run's own writes (metrics, checkpoints) then fail loudly with the path."""
 
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
-        self.close()
         logging.getLogger(LOGGER_NAME).removeHandler(self)
+        with contextlib.suppress(OSError):  # closing flushes the same full disk
+            self.close()
 
 
 _HANDLER_NAMES = ("metarl-run-log", "metarl-console")
@@ -256,7 +258,8 @@ def close_logging() -> None:
     for handler in list(root.handlers):
         if handler.get_name() in _HANDLER_NAMES:
             root.removeHandler(handler)
-            handler.close()
+            with contextlib.suppress(OSError):  # a full disk: the log's last lines are lost, nothing else
+                handler.close()
 
 
 __all__ = ["RunLogger", "close_logging", "read_metrics", "setup_logging"]

@@ -435,3 +435,18 @@ def test_a_dying_tensorboard_writer_prints_no_thread_traceback(trained: Path, tm
     err = capsys.readouterr().err
     assert "Traceback" not in err and "Exception in thread" not in err
     assert err.splitlines()[-1].startswith("error: training stopped in iteration")
+
+
+def test_a_full_disk_under_the_run_log_prints_no_logging_traceback(trained: Path, tmp_path: Path, capsys,
+                                                                    monkeypatch):
+    from metarl.runs import logs
+
+    run = _copy(trained, tmp_path)
+
+    def full(self):  # train.log's writes fail as on a full disk
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(logs._RunLogFile, "flush", full)
+    assert load_script("train").main(["--resume", str(run), "--num_iterations", "3", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "--- Logging error ---" not in err and "Traceback" not in err
