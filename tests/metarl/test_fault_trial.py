@@ -437,8 +437,7 @@ def test_a_dying_tensorboard_writer_prints_no_thread_traceback(trained: Path, tm
     assert err.splitlines()[-1].startswith("error: training stopped in iteration")
 
 
-def test_a_full_disk_under_the_run_log_prints_no_logging_traceback(trained: Path, tmp_path: Path, capsys,
-                                                                    monkeypatch):
+def test_a_full_disk_under_the_run_log_prints_no_logging_traceback(trained: Path, tmp_path: Path, capsys, monkeypatch):
     from metarl.runs import logs
 
     run = _copy(trained, tmp_path)
