@@ -89,6 +89,7 @@ def test_discrete_presets_load_and_match_their_env(preset: str, actions: int, le
 # ------------------------------------------------------------------------ training
 
 
+@pytest.mark.slow
 def test_short_bandit_run_adapts(tmp_path: Path) -> None:
     rows = read_metrics(short_run(tmp_path, "bandit-k5-n10"))
     before = np.array([r["return_before"] for r in rows])
@@ -101,6 +102,7 @@ def test_short_bandit_run_adapts(tmp_path: Path) -> None:
     assert after[-3:].mean() > 6.5  # seeds 1-4: 6.9 to 7.6; the best arm pays 8.33
 
 
+@pytest.mark.slow
 def test_short_tabular_mdp_run_adapts(tmp_path: Path) -> None:
     rows = read_metrics(short_run(tmp_path, "tabular-mdp", "--episodes_per_task", "20"))
     before = np.array([r["return_before"] for r in rows])

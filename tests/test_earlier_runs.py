@@ -9,11 +9,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import load_script
 
 EARLIER_RUN = Path(__file__).resolve().parents[1] / "results/2d-navigation/comparisons/exact-seed1"
 
 
+@pytest.mark.slow
 def test_an_earlier_run_folder_resumes_and_evaluates(tmp_path: Path):
     assert "hvp_subsample" in (EARLIER_RUN / "config.yaml").read_text()
     run = tmp_path / "run"

@@ -85,6 +85,7 @@ RETURNS = ("return_before", "return_after")
 MAX_KL = 0.01  # the 2d-navigation preset's
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(RUNS))
 def test_seeded_run_matches_the_golden_numbers(tmp_path: Path, name: str):
     machines = json.loads(GOLDEN.read_text())["machines"]

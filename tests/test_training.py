@@ -1,6 +1,7 @@
 """A short seeded MAML-TRPO run on 2D navigation learns: adaptation helps, returns rise."""
 
 import numpy as np
+import pytest
 
 import agents
 import envs  # noqa: F401
@@ -9,6 +10,7 @@ from metarl.runs.logs import read_metrics
 from metarl.training.trainer import train
 
 
+@pytest.mark.slow
 def test_short_seeded_training_run_learns(tmp_path):
     cfg = load_config(
         "2d-navigation",

@@ -28,6 +28,7 @@ def _setup(name: str):
     return CategoricalMLPPolicy(problem.observations.shape[1], problem.rewards.shape[1], (8,)).double(), problem
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(PROBLEMS))
 def test_the_closed_form_return_matches_monte_carlo(name):
     policy, problem = _setup(name)
@@ -38,6 +39,7 @@ def test_the_closed_form_return_matches_monte_carlo(name):
     assert abs(float(returns.mean() - exact)) < 4 * float(returns.std()) / np.sqrt(200_000)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("estimator", ["lvc", "dice"])
 def test_estimators_share_reinforces_value_gradient_and_adaptation(estimator):
     torch.manual_seed(3)
@@ -55,6 +57,7 @@ def test_estimators_share_reinforces_value_gradient_and_adaptation(estimator):
     torch.testing.assert_close(value, expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(PROBLEMS))
 def test_dice_converges_to_the_exact_meta_gradient_and_reinforce_does_not(name):
     """DiCE is unbiased at every order; REINFORCE's Hessian misses the episodes' own dependence on θ."""

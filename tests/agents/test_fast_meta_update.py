@@ -112,6 +112,7 @@ def test_step_subsample_keeps_a_share_of_every_tasks_valid_steps():
     torch.testing.assert_close(everything.mask.sum(dim=(1, 2)), counts)
 
 
+@pytest.mark.slow
 def test_subsampled_fisher_converges_to_the_exact_one_on_average():
     """Averaged over draws, the subsampled products approach the exact product (an unbiased-ish estimate)."""
     policy, batch = float_batch(3)
@@ -137,6 +138,7 @@ BOTH = {"fvp_transition_fraction": 0.5, "fvp_inner_fraction": 0.5}
         ({**BOTH, "fisher_precision": "bf16"}, 0.9),
     ],
 )
+@pytest.mark.slow
 def test_fast_natural_gradient_direction_matches_the_exact_one(option, bound):
     policy, batch = float_batch(4)
     base = MetaUpdateSettings(fast_lr=0.5, max_kl=0.01, cg_damping=1e-3)

@@ -79,6 +79,7 @@ def inner_setup(discrete: bool, min_std: float = 1e-6):
     return policy, params, steps, tangent
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("discrete", [False, True])
 @pytest.mark.parametrize("estimator", ["reinforce", "lvc"])
 def test_inner_hessian_equals_forward_over_reverse_autodiff(discrete, estimator):

@@ -104,6 +104,7 @@ def test_bf16_adaptation_is_one_function_of_theta_in_sampling_and_line_search():
     assert fp32.sample(np.random.default_rng(0)).hessians == []  # autograd's fp32 step keeps nothing
 
 
+@pytest.mark.slow
 def test_meta_gradient_from_the_samplers_hessians_is_the_one_it_would_build(monkeypatch):
     learner, rng = tiny_learner(*BF16)
     batch = learner.sample(rng)

@@ -180,6 +180,7 @@ def test_paper_ant_steps_once_per_control_step_from_the_crouched_pose() -> None:
         assert not terminated
 
 
+@pytest.mark.slow
 def test_paper_ant_survives_random_actions_longer() -> None:
     """Under the same random torques, v1 ants stay healthy for more of a 200-step episode."""
     lengths = {}

@@ -51,6 +51,7 @@ def test_locomotion_presets_hold_the_papers_settings(preset: str) -> None:
     assert 0 < cfg.fvp_task_fraction <= 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("preset", "tasks", "episodes"), [("halfcheetah-vel", 2, 2), ("ant-goal", 2, 2)])
 def test_short_locomotion_training_run(tmp_path: Path, preset: str, tasks: int, episodes: int) -> None:
     """2 iterations of a tiny batch via ``scripts/train.py``: finite metrics, the expected env steps, a checkpoint."""

@@ -66,6 +66,7 @@ def test_episode_starts_in_state_0_is_one_hot_and_truncates_at_10() -> None:
         assert not terminated and truncated == (t == 9)
 
 
+@pytest.mark.slow
 def test_transitions_and_reward_noise_follow_the_task() -> None:
     task = sample_tabular_mdp_tasks(1, np.random.default_rng(3), num_states=6, num_actions=3)[0]
     N = 20_000
@@ -203,6 +204,7 @@ def test_random_policy_value_on_the_hand_made_mdp() -> None:
     np.testing.assert_allclose(mdp_random_return(task, horizon=3), [3.46875])
 
 
+@pytest.mark.slow
 def test_references_match_rollouts_in_the_environment() -> None:
     """The optimal policy and random actions, run in the batched env, earn the computed values."""
     N, horizon = 20_000, 3

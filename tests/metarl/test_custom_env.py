@@ -84,6 +84,7 @@ def test_example_passes_gymnasium_check_env(wind: Any) -> None:
     check_task_env(WIND_ID)
 
 
+@pytest.mark.slow
 def test_custom_env_id_from_the_command_line(wind: Any, tmp_path: Path) -> None:
     """``module:Id`` from the YAML reaches the env: imported from the current directory."""
     out = tmp_path / "runs"

@@ -33,6 +33,7 @@ def test_cli_prints_each_check_and_passed_for_the_example(wind, capsys: pytest.C
     assert out[-1] == "passed: examples/WindPoint-v0 is a task environment metarl can train on (5 checks)"
 
 
+@pytest.mark.slow
 def test_cli_in_a_fresh_process_imports_the_named_module():
     """The documented command, from the repository root, with the module named in the id."""
     done = subprocess.run(

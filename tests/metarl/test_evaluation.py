@@ -179,6 +179,7 @@ def test_evaluation_adapts_with_the_runs_inner_step(tiny_run: Path, monkeypatch)
     assert steps and all(step == WrittenOutStep("reinforce", torch.bfloat16) for step in steps)
 
 
+@pytest.mark.slow
 def test_cli_writes_results_and_figure_for_run_checkpoint_and_random(tiny_run: Path, tmp_path: Path, capsys):
     evaluate = load_script("evaluate")
     common = ["--num-tasks", "4", "--num-steps", "1", "--episodes-per-step", "2", "--lrs", "0.2", "--threads", "1"]
@@ -200,6 +201,7 @@ def test_cli_writes_results_and_figure_for_run_checkpoint_and_random(tiny_run: P
     assert "neither a run folder nor a checkpoint" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_step_budget_samples_back_to_back_episodes_and_records_it(tmp_path: Path, capsys):
     """On an ant, whose fresh policy's episodes end early, ``--step-budget`` gathers more steps per task."""
     evaluate = load_script("evaluate")
@@ -256,6 +258,7 @@ def test_streams_are_reproducible():
     assert a.env_rng.integers(1 << 30) == b.env_rng.integers(1 << 30)
 
 
+@pytest.mark.slow
 def test_cli_default_episodes_per_step_is_the_runs_episodes_per_task(tiny_run: Path, tmp_path: Path):
     """Without ``--episodes-per-step`` a run is evaluated with the episodes per task it trained with (4 here)."""
     evaluate = load_script("evaluate")

@@ -330,6 +330,7 @@ def test_an_env_fault_mid_training_is_one_line_naming_the_kept_checkpoint(
     assert message in err and f"the last checkpoint kept is {run / 'checkpoints' / 'iter_000001.pt'}" in err
 
 
+@pytest.mark.slow
 def test_a_full_disk_mid_training_is_one_line_and_the_resume_is_exact(
     trained: Path, tmp_path: Path, capsys, monkeypatch
 ):
@@ -356,6 +357,7 @@ def test_a_full_disk_mid_training_is_one_line_and_the_resume_is_exact(
     assert checkpoint.state_checksum(ours["learner"]) == checkpoint.state_checksum(theirs["learner"])
 
 
+@pytest.mark.slow
 def test_a_step_that_never_returns_is_stopped_by_the_step_timeout(faulty_id: str, tmp_path: Path, capsys, monkeypatch):
     train = load_script("train")
     argv = [

@@ -39,6 +39,7 @@ def _assert_png(path: Path) -> None:
     assert len(np.unique(img.reshape(-1, img.shape[-1]), axis=0)) > 20
 
 
+@pytest.mark.slow
 def test_adaptation_figure_from_saved_results(tmp_path: Path, capsys):
     files = [
         _results("maml-trpo", 10, seed=1).save(tmp_path / "maml1" / "adaptation_maml-trpo.json"),
@@ -53,6 +54,7 @@ def test_adaptation_figure_from_saved_results(tmp_path: Path, capsys):
     assert "figure:" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_many_curves_put_the_legend_below_the_axes(tmp_path: Path):
     """Past LEGEND_INSIDE_MAX entries the legend goes below the axes, so the figure is taller."""
     curves = [_results(f"method{i}", 5 * i, seed=i) for i in range(LEGEND_INSIDE_MAX + 3)]
@@ -96,6 +98,7 @@ def _fake_run(path: Path, algorithm: str, offset: float, adapted: bool) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_training_figure_from_several_runs_and_methods(tmp_path: Path):
     runs = [_fake_run(tmp_path / f"maml{s}", "maml-trpo", s, True) for s in range(3)]
     runs.append(_fake_run(tmp_path / "pre", "pretrained", 0, False))

@@ -47,6 +47,7 @@ values = st.recursive(
 configs = st.dictionaries(st.sampled_from([*FIELD_NAMES, "hidden-sizes", "unknown_key"]), values, max_size=8)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(data=configs)
 def test_any_yaml_mapping_is_a_config_or_a_config_error(tmp_path: Path, data: dict):
@@ -69,6 +70,7 @@ def test_any_yaml_mapping_is_a_config_or_a_config_error(tmp_path: Path, data: di
         st.integers(1, 30).map(lambda n: "env_kwargs: &a {x: [1]}\n" + "b: *a\n" * n),
     )
 )
+@pytest.mark.slow
 def test_any_text_is_a_config_or_a_config_error(tmp_path: Path, text: str):
     path = tmp_path / "c.yaml"
     path.write_bytes(text.encode("utf-8", errors="surrogatepass"))
@@ -78,6 +80,7 @@ def test_any_text_is_a_config_or_a_config_error(tmp_path: Path, text: str):
         assert len(str(exc)) < 2000
 
 
+@pytest.mark.slow
 @FUZZ
 @given(tokens=st.lists(st.one_of(st.sampled_from([f"--{n}" for n in FIELD_NAMES]), st.text(max_size=40)), max_size=6))
 def test_any_command_line_is_a_config_or_a_config_error(tokens: list[str]):
@@ -116,6 +119,7 @@ def _load(tmp_path: Path, data: bytes):
     edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=8),
     cut=st.one_of(st.none(), st.floats(0, 1)),
 )
+@pytest.mark.slow
 def test_a_damaged_checkpoint_is_a_checkpoint_error(tmp_path: Path, good_checkpoint: bytes, edits, cut):
     data = bytearray(good_checkpoint)
     for where, byte in edits:

@@ -39,6 +39,7 @@ def _run_child(opt_out: bool) -> tuple[str, float, float, str]:
     return tuned, float(faults), float(total), rounds
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc malloc settings")
 def test_restart_tunes_malloc_and_large_tensors_reuse_freed_memory():
     tuned, kept, total, rounds = _run_child(opt_out=False)

@@ -294,6 +294,7 @@ def test_training_with_ray_equals_local_training(local_ray: None, tmp_path: Path
     assert all(torch.equal(params[0][name], params[1][name]) for name in params[0])
 
 
+@pytest.mark.slow
 def test_metarl_imports_and_trains_locally_without_ray() -> None:
     import subprocess
 

@@ -177,6 +177,7 @@ def test_plan_trains_the_preset_resumes_and_skips_what_is_done(tmp_path: Path):
     assert job.commands == []
 
 
+@pytest.mark.slow
 def test_reproduce_trains_and_evaluates_a_seed_end_to_end(tmp_path: Path):
     preset = _preset(tmp_path, iterations=2)
     row = _row(preset, seeds=(1,))

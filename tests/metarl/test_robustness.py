@@ -213,6 +213,7 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_folder_holding_another_run_is_refused_unless_resuming(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -432,6 +433,7 @@ def test_line_search_that_never_meets_the_kl_bound_keeps_theta(
 # ------------------------------------------------------------------------- 3. interruption
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_checkpoints_last_iteration_exits_130_and_resumes_exactly(
     reference: Path, tmp_path: Path, sig: signal.Signals
@@ -477,6 +479,7 @@ def test_signal_checkpoints_last_iteration_exits_130_and_resumes_exactly(
     _assert_same_run_state(run_dir, reference, k + 1)
 
 
+@pytest.mark.slow
 def test_error_in_the_loop_checkpoints_the_last_completed_iteration(reference: Path, tmp_path: Path) -> None:
     calls = 0
 
@@ -509,6 +512,7 @@ def test_error_in_the_loop_checkpoints_the_last_completed_iteration(reference: P
     _assert_same_run_state(run_dir, reference, 4)
 
 
+@pytest.mark.slow
 def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(
     reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -534,6 +538,7 @@ def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(
 # ------------------------------------------------------------------ 4 and 6. exact resume, determinism
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics_and_parameters(reference: Path, tmp_path: Path) -> None:
     assert _train(tmp_path, "again", 3) == 0
     _assert_same_metrics(tmp_path / "again", reference, 3)
@@ -552,6 +557,7 @@ RESUME_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(RESUME_CASES))
 def test_resume_after_stop_equals_uninterrupted_run(tmp_path: Path, case: str) -> None:
     extra = RESUME_CASES[case]
@@ -562,6 +568,7 @@ def test_resume_after_stop_equals_uninterrupted_run(tmp_path: Path, case: str) -
     _assert_same_run_state(tmp_path / "split", tmp_path / "whole", 4)
 
 
+@pytest.mark.slow
 def test_resume_with_another_mujoco_thread_count_equals_uninterrupted_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -721,6 +728,7 @@ def test_init_from_loads_the_checkpoints_policy_exactly(reference: Path) -> None
     env.close()
 
 
+@pytest.mark.slow
 def test_run_started_from_a_run_folder_records_it_and_starts_afresh(reference: Path, tmp_path: Path) -> None:
     assert _train(tmp_path, "fresh", 1) == 0
     assert _train(tmp_path, "warm", 1, "--init_from", str(reference)) == 0

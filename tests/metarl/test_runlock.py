@@ -56,6 +56,7 @@ def test_a_second_run_on_a_held_folder_stops_naming_the_holder(tmp_path: Path, c
     assert [r["iteration"] for r in read_metrics(run)] == [0, 1]
 
 
+@pytest.mark.slow
 def test_a_lock_held_by_another_process_and_then_left_by_a_dead_one(tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     holder = subprocess.Popen(
@@ -118,6 +119,7 @@ def test_warnings_reach_the_console_as_well_as_train_log(tmp_path: Path, capsys,
     assert "meta-update skipped" in (tmp_path / "run" / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_exactly_one_of_two_trainings_started_together_runs(tmp_path: Path) -> None:
     argv = [
         sys.executable,

@@ -60,6 +60,7 @@ def batches():
     return plain, budget
 
 
+@pytest.mark.slow
 def test_first_episode_of_each_subenv_is_the_plain_samplers_episode():
     """Refills do not disturb the other sub-environments: each one's first episode is exactly the plain one."""
     env, policy, tasks, params = ant_setup()
@@ -145,6 +146,7 @@ def _with_empty_slots(batch: Episodes, extra: int) -> Episodes:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("budget_lanes", [0, 2])
 def test_shards_reproduce_the_local_step_budget_batch(budget_lanes):
     """Shards cutting through tasks (own envs) give exactly the local sampler's step-budget batch.
@@ -201,6 +203,7 @@ def test_budget_changes_nothing_where_episodes_never_end_early():
     env.close()
 
 
+@pytest.mark.slow
 def test_training_with_a_step_budget_learns_from_more_steps_at_the_same_cost(tmp_path):
     """One meta-iteration on an ant: the same sub-environments and horizon, more episodes and env steps."""
     import agents

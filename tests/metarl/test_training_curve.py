@@ -29,12 +29,14 @@ def _assert_nontrivial_png(path: Path) -> None:
     assert len(np.unique(img.reshape(-1, img.shape[-1]), axis=0)) > 20  # curves, text, not a blank canvas
 
 
+@pytest.mark.slow
 def test_plot_from_rows(tmp_path: Path):
     out = plot_training_curve(_rows(), tmp_path / "fig" / "curve.png", env_id="metarl/Navigation2D-v0")
     assert out == tmp_path / "fig" / "curve.png"
     _assert_nontrivial_png(out)
 
 
+@pytest.mark.slow
 def test_plot_from_run_dir_takes_env_id_from_config(tmp_path: Path):
     (tmp_path / "config.yaml").write_text("env_id: metarl/Navigation2D-v0\n")
     with RunLogger(tmp_path, tensorboard=False) as log:

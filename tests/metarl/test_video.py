@@ -20,6 +20,7 @@ def _frames(path: Path) -> np.ndarray:
     return iio.imread(path, index=None)
 
 
+@pytest.mark.slow
 def test_navigation_video_shows_each_step_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     evaluate = load_script("evaluate")
     args = [
@@ -63,6 +64,7 @@ def _have_gl() -> bool:
     return ctypes.util.find_library({"osmesa": "OSMesa"}.get(backend, "EGL")) is not None
 
 
+@pytest.mark.slow
 def test_locomotion_video_renders_headless_with_mujoco(tmp_path: Path):
     """MuJoCo's off-screen renderer (EGL here): the cheetah in every panel, the camera following it."""
     if not _have_gl() and not os.environ.get("METARL_REQUIRE_GL"):

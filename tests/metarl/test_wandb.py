@@ -70,6 +70,7 @@ def fake_wandb(monkeypatch: pytest.MonkeyPatch) -> dict:
     return calls
 
 
+@pytest.mark.slow
 def test_config_and_the_same_metrics_as_the_csv_and_resume_continues_the_run(tmp_path: Path, fake_wandb: dict):
     run_dir = train(_tiny(tmp_path, "--wandb", "true", "--wandb_mode", "offline"), agents.build_learner, progress=False)
     (first,) = fake_wandb["init"]
