@@ -23,6 +23,7 @@ import torch
 
 from metarl.system.files import atomic_path
 from metarl.tasks.protocol import Task
+from metarl.tasks.resolve import check_env_id
 
 HEADLESS_HELP = (
     "MuJoCo renders off-screen through EGL or OSMesa: install Debian's libegl1 and libgl1-mesa-dri "
@@ -199,7 +200,7 @@ def adaptation_videos(
         Reset seed of every episode (all panels of a task start alike).
     """
     check_video_format(video_format)
-    env = make_render_env(env_id, *size, env_kwargs)
+    env = make_render_env(check_env_id(env_id), *size, env_kwargs)  # a 'module:Id' id names its registered Id
     fps = int(fps or env.metadata.get("render_fps") or 20)
     paths = []
     try:

@@ -141,3 +141,51 @@ def test_side_by_side_holds_the_last_frame_of_a_short_episode(tmp_path: Path):
     assert _frames(path).shape == (4, 28, 16, 3)
     with pytest.raises(RenderError, match="unknown video format '.avi'"):
         write_video(frames, tmp_path / "v.avi", fps=10)
+
+
+@pytest.mark.slow
+def test_a_family_named_by_its_module_films_its_adaptation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``evaluate RUN --video 1`` of a run whose env id is ``module:Id`` (the id resolves before rendering)."""
+    module = "vid_family_for_test"
+    (tmp_path / f"{module}.py").write_text(
+        "from metarl import register_task_env\n"
+        "register_task_env('vidtest/Nav-v0', entry_point='envs.navigation:Navigation2DEnv', max_episode_steps=10)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    env_id = f"{module}:vidtest/Nav-v0"
+    train = [
+        *"--config 2d-navigation --num_iterations 1 --meta_batch_size 2 --episodes_per_task 2".split(),
+        "--horizon",
+        "10",
+        "--hidden_sizes",
+        "[8]",
+        "--num_threads",
+        "1",
+        "--tensorboard",
+        "false",
+        "--no-progress",
+        "--env_id",
+        env_id,
+        "--out_dir",
+        str(tmp_path),
+        "--run_name",
+        "run",
+    ]
+    assert load_script("train").main(train) == 0
+    argv = [
+        str(tmp_path / "run"),
+        "--num-tasks",
+        "1",
+        "--num-steps",
+        "1",
+        "--threads",
+        "1",
+        "--video",
+        "1",
+        "--video-size",
+        "64x48",
+        "--trust-env-module",
+        module,
+    ]
+    assert load_script("evaluate").main(argv) == 0
+    assert _frames(tmp_path / "run" / "eval" / "adaptation_task0.gif").shape[0] > 1
