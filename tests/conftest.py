@@ -27,6 +27,16 @@ def load_script(name: str) -> Any:
     return module
 
 
+@pytest.fixture(autouse=True, scope="session")
+def trust_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The tests' own key and signatures of trusted runs (metarl.runs.trust), never the user's: set before
+    any other fixture trains a run."""
+    folder = tmp_path_factory.mktemp("trust")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("METARL_TRUST_DIR", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="module")
 def wind() -> Any:
     """The example module, imported by name from the repository root."""

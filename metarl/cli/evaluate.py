@@ -74,6 +74,7 @@ from metarl.runs.folder import (
     incompatible_fields,
     saved_config_with_predated,
 )
+from metarl.runs.trust import trusted_modules
 from metarl.sampling import Sampler
 from metarl.sampling.episodes import Episodes
 from metarl.system.files import check_writable_folder, os_error_message
@@ -236,20 +237,24 @@ def load_source(
         ckpt = latest_checkpoint(path)
         if random:
             cfg = load_config(path / CONFIG_FILE)
-            check_trusted_env_id(cfg.env_id, trust_env_modules, f"run folder {path}")
+            check_trusted_env_id(
+                cfg.env_id, [*trust_env_modules, *trusted_modules(path, cfg.env_id)], f"run folder {path}"
+            )
             return cfg, None, None, path / EVAL_DIR
         if ckpt is None:
             raise FileNotFoundError(f"{path} holds no checkpoint (checkpoints/iter_*.pt); train it first")
         state = load_checkpoint(ckpt)
         cfg = checkpoint_config(state, ckpt)
-        check_trusted_env_id(cfg.env_id, trust_env_modules, f"run folder {path}")
+        check_trusted_env_id(cfg.env_id, [*trust_env_modules, *trusted_modules(path, cfg.env_id)], f"run folder {path}")
         check_folder_config(path, cfg, ckpt)
         return cfg, state, ckpt, path / EVAL_DIR
     if path.is_file() and path.suffix == ".pt":
         state = load_checkpoint(path)
         cfg = checkpoint_config(state, path)
-        check_trusted_env_id(cfg.env_id, trust_env_modules, f"checkpoint {path}")
         run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        check_trusted_env_id(
+            cfg.env_id, [*trust_env_modules, *trusted_modules(run_dir, cfg.env_id)], f"checkpoint {path}"
+        )
         return cfg, (None if random else state), (None if random else path), run_dir / EVAL_DIR
     if random:
         return load_config(source), None, None, Path("runs") / EVAL_DIR

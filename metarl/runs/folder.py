@@ -43,6 +43,7 @@ from metarl.config import (
     parse_overrides,
     predated_fields,
 )
+from metarl.runs.trust import trusted_modules
 from metarl.system.files import append_line
 from metarl.system.machine import machine_record
 from metarl.tasks.resolve import check_trusted_env_id
@@ -195,6 +196,7 @@ def load_run_config(run_dir: Path, overrides: Sequence[str] = (), trust_env_modu
         )
     named = parse_overrides(overrides).get("env_id", "")
     trusted = [*trust_env_modules, *([named.partition(":")[0]] if ":" in named else [])]
+    trusted += trusted_modules(run_dir, cfg.env_id)  # a run this user trained here (metarl.runs.trust)
     check_trusted_env_id(cfg.env_id, trusted, f"run folder {run_dir}")
     real = run_dir.resolve()  # through a symbolic link: the folder's own name
     return dataclasses.replace(cfg, out_dir=str(real.parent), run_name=real.name)

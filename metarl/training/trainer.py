@@ -45,6 +45,7 @@ from metarl.runs.folder import (
 )
 from metarl.runs.lock import hold_run_folder
 from metarl.runs.logs import RunLogger, setup_logging
+from metarl.runs.trust import trust_run
 from metarl.runs.wandb_log import WandbLogger
 from metarl.sampling import SamplingSettings
 from metarl.system.files import os_error_message
@@ -156,6 +157,7 @@ def _train_in(run_dir: Path, cfg: TrainConfig, build_learner: LearnerFactory, *,
             log.info("learner initialised from %s", initialised)
         log.info("training %s for %d iterations in %s", cfg.env_id, cfg.num_iterations, run_dir)
         session = record_session(run_dir, state.iteration, cfg)
+        trust_run(run_dir, cfg.env_id)  # the user named (or vouched for) its module: later commands need not ask
         log.info(
             "machine: %s, %d cores; torch %s, mujoco %s; %d torch threads",
             session["cpu"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import uuid
 from pathlib import Path
@@ -83,3 +84,48 @@ def test_registered_and_already_imported_modules_need_no_opt_in() -> None:
     check_trusted_env_id("some_module:Id-v0", ("some_module",), "run folder x")
     with pytest.raises(TaskEnvError, match="pass --trust-env-module not_imported_yet"):
         check_trusted_env_id("not_imported_yet:Id-v0", (), "checkpoint c.pt")
+
+
+def test_a_run_trained_here_evaluates_without_the_flag_but_a_moved_or_edited_one_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Runs this user trained are recognised by a keyed signature (metarl.runs.trust); copies and edits are not."""
+    module = f"own_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(
+        "from metarl import register_task_env\n"
+        f"register_task_env('{module}/Nav-v0', entry_point='envs.navigation:Navigation2DEnv', max_episode_steps=5)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    env_id = f"{module}:{module}/Nav-v0"
+    argv = [
+        *"--config 2d-navigation --num_iterations 1 --meta_batch_size 2 --episodes_per_task 2 --horizon 5".split(),
+        "--hidden_sizes",
+        "[4]",
+        "--num_threads",
+        "1",
+        "--tensorboard",
+        "false",
+        "--no-progress",
+        "--env_id",
+        env_id,
+        "--out_dir",
+        str(tmp_path / "runs"),
+        "--run_name",
+        "own",
+    ]
+    assert load_script("train").main(argv) == 0
+    run = tmp_path / "runs" / "own"
+    sys.modules.pop(module, None)  # as in a new process: nothing imported yet
+    evaluate = load_script("evaluate")
+    eval_args = ["--num-tasks", "1", "--num-steps", "1", "--threads", "1"]
+    assert evaluate.main([str(run), *eval_args]) == 0
+    assert load_script("train").main(["--resume", str(run), "--num_iterations", "2", "--no-progress"]) == 0
+    capsys.readouterr()
+    # a copy elsewhere (downloaded) and an edited env id: no signature matches, no code runs
+    copy = tmp_path / "downloads" / "own"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("eval", ".lock"))
+    sys.modules.pop(module, None)
+    assert evaluate.main([str(copy), *eval_args]) == 2
+    assert f"--trust-env-module {module}" in capsys.readouterr().err
+    assert module not in sys.modules
+    assert evaluate.main([str(copy), *eval_args, "--trust-env-module", module]) == 0
