@@ -56,6 +56,7 @@ from metarl.evaluation.protocol import (
     heldout_tasks,
     reference_returns,
     run_evaluation,
+    validation_tasks,
 )
 from metarl.plots.figures import plot_adaptation
 from metarl.plots.video import (
@@ -157,6 +158,15 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="inner learning rate per step, the last repeats (default: the run's fast_lr, then half "
         "of it — 0.1,0.05 for 2d-navigation, as in the MAML paper)",
+    )
+    p.add_argument(
+        "--choose-lr",
+        type=_floats,
+        default=None,
+        metavar="GRID",
+        help="choose the inner learning rate from these (e.g. 0.001,0.01,0.1,1): the best mean return after one "
+        "step on validation tasks drawn apart from the held-out ones, then used for every step; recorded in the "
+        "results (a fair comparison for baselines)",
     )
     p.add_argument(
         "--seed",
@@ -288,6 +298,7 @@ def evaluate(
     base = make_batched(cfg.env_id, sampling.num_envs, max_episode_steps=cfg.horizon, **cfg.env_kwargs)
     env = agents.observation_env(algorithm, base)
     tasks = heldout_tasks(env.sample_tasks, settings.num_tasks, settings.seed)
+    validation = validation_tasks(env.sample_tasks, settings.num_tasks, settings.seed) if settings.lr_grid else None
     torch.manual_seed(evaluation_streams(settings.seed).torch_seed)  # a random policy's init
     policy = agents.policy_for(cfg, env)
     if state is not None:
@@ -340,6 +351,7 @@ def evaluate(
             },
             on_episodes=on_episodes,
             references=reference_returns(base, tasks, cfg.horizon, settings.seed),
+            validation=validation,
         )
     finally:
         env.close()
@@ -351,6 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     filmed: list[tuple[Any, Sequence[Task], list[Any]]] = []
     try:
+        if args.choose_lr and args.lrs is not None:
+            raise ValueError("--choose-lr chooses the learning rate that --lrs would set: give one of them")
         if args.video and args.video > args.num_tasks:
             raise ValueError(f"--video {args.video}: only {args.num_tasks} held-out tasks are evaluated")
         cfg, state, ckpt, default_out = load_source(args.source, args.random, args.trust_env_module)
@@ -369,6 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             step_budget=args.step_budget,
             budget_lanes=args.budget_lanes,
             lrs=args.lrs if args.lrs is not None else (cfg.fast_lr, cfg.fast_lr / 2),
+            lr_grid=tuple(args.choose_lr or ()),
             seed=args.seed,
         )
         torch.set_num_threads(args.threads or cfg.num_threads)

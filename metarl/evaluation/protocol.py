@@ -38,6 +38,8 @@ from metarl.tasks.protocol import Task
 
 EVAL_SEED_TAG = 0x6D65_7461_6576_616C  # "metaeval": keeps evaluation streams apart from training's
 """Mixed into the evaluation seed so held-out tasks never share a stream with training."""
+VALIDATION_SEED_TAG = 0x6D65_7461_7661_6C69  # "metavali": validation tasks, apart from the held-out ones
+"""Mixed into the evaluation seed for the validation tasks on which an inner step size is chosen."""
 
 AdaptFn = Callable[[Sampler, np.random.Generator, Sequence[float]], Sequence[Episodes]]
 """``adapt(sampler, rng, lrs) -> episodes``: ``len(lrs) + 1`` batches; batch ``k`` sampled
@@ -68,6 +70,10 @@ class EvaluationSettings:
     0: ``episodes_per_step`` of them)."""
     lrs: tuple[float, ...] = (0.1, 0.05)
     """Inner learning rate of step 1, 2, ...; the last one repeats for later steps."""
+    lr_grid: tuple[float, ...] = ()
+    """If given, the inner learning rate is chosen from these instead of ``lrs``: the one with the
+    highest mean return after one step on ``num_tasks`` validation tasks, drawn apart from the
+    held-out ones (:func:`validation_tasks`); every step then uses it."""
     seed: int = 0
     """Evaluation seed: held-out tasks, env seeds, action noise, a random policy's init."""
     confidence: float = 0.95
@@ -79,8 +85,10 @@ class EvaluationSettings:
                 raise ValueError(f"evaluation setting {name!r} must be >= 1, got {getattr(self, name)}")
         if self.num_steps < 0:
             raise ValueError(f"evaluation setting 'num_steps' must be >= 0, got {self.num_steps}")
-        if not self.lrs or not all(math.isfinite(lr) and lr > 0 for lr in self.lrs):
-            raise ValueError(f"evaluation setting 'lrs' must be positive numbers, got {self.lrs}")
+        for name in ("lrs", "lr_grid"):
+            values = getattr(self, name)
+            if (name == "lrs" and not values) or not all(math.isfinite(lr) and lr > 0 for lr in values):
+                raise ValueError(f"evaluation setting {name!r} must be positive numbers, got {values}")
         if self.seed < 0:
             raise ValueError(f"evaluation setting 'seed' must be >= 0, got {self.seed}")
         try:
@@ -149,6 +157,42 @@ def heldout_tasks(
     return list(sample_tasks(num_tasks, evaluation_streams(seed).task_rng))
 
 
+def validation_tasks(
+    sample_tasks: Callable[[int, np.random.Generator], list[Task]], num_tasks: int, seed: int
+) -> list[Task]:
+    """The validation tasks of evaluation ``seed``: drawn from a stream apart from the held-out tasks' and
+    training's, for choosing settings (:func:`choose_lr`) without looking at the held-out tasks."""
+    tasks, _ = np.random.SeedSequence([VALIDATION_SEED_TAG, seed]).spawn(2)
+    return list(sample_tasks(num_tasks, np.random.default_rng(tasks)))
+
+
+def choose_lr(
+    sampler: Sampler, validation: Sequence[Task], adapt: AdaptFn, grid: Sequence[float], seed: int
+) -> tuple[float, dict[str, float]]:
+    """The inner learning rate of ``grid`` with the highest mean return after one step on ``validation``.
+
+    Every candidate adapts the same validation tasks with the same rollout stream (from
+    ``seed``, apart from the held-out evaluation's), so they differ by their step only.
+
+    Args:
+        sampler: the evaluation's sampler (its tasks are set to ``validation``).
+        validation: the validation tasks (:func:`validation_tasks`).
+        adapt: the method's adaptation.
+        grid: the candidate learning rates.
+        seed: the evaluation seed.
+
+    Returns:
+        The chosen rate and each candidate's mean return after one step (keys: the rates as text).
+    """
+    scores = {}
+    for lr in grid:
+        _, rollouts = np.random.SeedSequence([VALIDATION_SEED_TAG, seed]).spawn(2)
+        returns, _ = evaluate_adaptation(sampler, validation, adapt, [lr], np.random.default_rng(rollouts))
+        scores[f"{lr:g}"] = float(returns[:, 1].mean())
+    best = max(grid, key=lambda lr: scores[f"{lr:g}"])
+    return float(best), scores
+
+
 # -------------------------------------------------------------------------- evaluation
 
 
@@ -196,21 +240,39 @@ def run_evaluation(
     extra_settings: Mapping[str, Any] | None = None,
     on_episodes: Callable[[list[Episodes]], None] | None = None,
     references: Mapping[str, np.ndarray] | None = None,
+    validation: Sequence[Task] | None = None,
 ) -> AdaptationResults:
     """Evaluate one method on ``tasks`` with ``settings`` (``flat``: no adaptation steps).
 
     ``references`` (per-task returns, e.g. from :func:`reference_returns`) are stored as given.
+    With ``settings.lr_grid`` the inner learning rate is first chosen on the ``validation`` tasks
+    (:func:`choose_lr`) and recorded in the results' settings (``lr_choice``).
 
     The rollouts (reset seeds and action noise, which the sampler derives per task and
     episode from its generator) come from ``settings.seed``, so the same seed gives the
     same curve; torch's global RNG is seeded too, for anything else that draws from it.
     """
+    choice: dict[str, Any] = {}
+    if settings.lr_grid and not flat and settings.num_steps:
+        if validation is None:
+            raise ValueError("run_evaluation: choosing the inner learning rate needs validation tasks")
+        best, scores = choose_lr(sampler, validation, adapt, settings.lr_grid, settings.seed)
+        choice = {
+            "lr_choice": {
+                "grid": list(settings.lr_grid),
+                "chosen": best,
+                "validation_tasks": len(validation),
+                "mean_return_after_one_step": scores,
+            }
+        }
+        settings = dataclasses.replace(settings, lrs=(best,))
     streams = evaluation_streams(settings.seed)
     torch.manual_seed(streams.torch_seed)
     lrs = [] if flat else settings.step_lrs()
     returns, env_steps = evaluate_adaptation(sampler, tasks, adapt, lrs, streams.env_rng, on_episodes)
-    recorded = {**dataclasses.asdict(settings), "step_lrs": lrs, **dict(extra_settings or {})}
+    recorded = {**dataclasses.asdict(settings), "step_lrs": lrs, **dict(extra_settings or {}), **choice}
     recorded["lrs"] = list(settings.lrs)
+    recorded["lr_grid"] = list(settings.lr_grid)
     return AdaptationResults(
         method=method,
         env_id=env_id,
@@ -234,6 +296,8 @@ __all__ = [
     "ReferenceFn",
     "evaluate_adaptation",
     "evaluation_streams",
+    "VALIDATION_SEED_TAG",
+    "choose_lr",
     "heldout_tasks",
     "per_task_returns",
     "reference_returns",
@@ -243,4 +307,5 @@ __all__ = [
     "student_t_ppf",
     "t_interval",
     "task_to_json",
+    "validation_tasks",
 ]

@@ -95,6 +95,24 @@ def adaptation_bands(results: Sequence[AdaptationResults]) -> list[Band]:
     return bands
 
 
+def step_sizes_note(results: Sequence[AdaptationResults]) -> str:
+    """``"inner step sizes: maml-trpo 0.1/0.05, pretrained 0.01 (chosen on validation tasks)"``, for a figure's notes.
+
+    Args:
+        results: the curves drawn.
+    """
+    found: dict[str, set[str]] = {}
+    for r in results:
+        lrs = r.settings.get("step_lrs") or []
+        if not r.flat and lrs:
+            steps = "/".join(f"{lr:g}" for lr in dict.fromkeys(lrs))
+            found.setdefault(r.name, set()).add(
+                steps + (" (chosen on validation tasks)" if r.settings.get("lr_choice") else "")
+            )
+    parts = [f"{name} {next(iter(v)) if len(v) == 1 else 'various'}" for name, v in found.items()]
+    return "inner step sizes: " + ", ".join(parts) if parts else ""
+
+
 def reference_levels(results: Sequence[AdaptationResults]) -> dict[str, float]:
     """Mean over tasks of every reference in ``results`` (averaged over the results holding it)."""
     levels: dict[str, list[float]] = {}
@@ -151,7 +169,8 @@ def adaptation_figure(results: Sequence[AdaptationResults], title: str | None = 
     ax.set_ylabel("mean return per episode")
     ax.set_xticks(range(max_step + 1))
     ax.set_title(title)
-    _notes(ax, [f"bands: 95% CI (Student-t over {over})", *notes])
+    sizes = step_sizes_note(results)
+    _notes(ax, [f"bands: 95% CI (Student-t over {over})", *([sizes] if sizes else []), *notes])
     ax.grid(alpha=0.3)
     if len(ax.get_legend_handles_labels()[1]) > LEGEND_INSIDE_MAX:
         fig.set_figheight(fig.get_figheight() + 1.2)

@@ -46,7 +46,8 @@ _BLOCK = re.compile(
 
 
 def _num(value: float, digits: int = 1) -> str:
-    return "−" + f"{-value:.{digits}f}" if value < 0 else f"{value:.{digits}f}"
+    text = f"{abs(value):.{digits}f}"
+    return "−" + text if value < 0 and float(text) != 0 else text
 
 
 def _pm(mean: float, half: float | None) -> str:
@@ -78,6 +79,12 @@ def _evaluation_cells(ev: Evaluation | None, steps: int = 4) -> list[str]:
 
 def _training_cells(t: Training) -> list[str]:
     return [f"{t.iterations}", _steps(t.env_steps), _duration(t.seconds), f"{t.median_seconds:.1f} s", _cpus(t)]
+
+
+def _chosen(ev: Evaluation) -> str:
+    """``inner step 0.01, chosen on validation tasks`` (or the steps used, if none was chosen)."""
+    steps = "/".join(f"{lr:g}" for lr in dict.fromkeys(ev.step_lrs)) or "none"
+    return f"inner step {steps}" + (", chosen on validation tasks" if ev.lr_chosen else "")
 
 
 def _paper(row: PaperRow) -> str:
@@ -132,8 +139,9 @@ def row_block(root: Path, row: PaperRow, s: RowSummary, page_dir: Path) -> str:
     lines = [
         f"The `{row.preset}` preset as shipped, {preset.num_iterations} meta-iterations, its final checkpoint "
         f"evaluated on {NUM_TASKS} held-out tasks (evaluation seed {EVAL_SEED}), {episodes_per_step(row)} "
-        f"episodes per step{' as a step budget' if row.step_budget else ''}. ± is a 95 % Student-t half-width over "
-        "the tasks for one run, over the seeds for their mean.",
+        f"episodes per step{' as a step budget' if row.step_budget else ''}, inner steps of {preset.fast_lr:g} "
+        f"then {preset.fast_lr / 2:g} (the preset's `fast_lr`, then half of it). ± is a 95 % Student-t half-width "
+        "over the tasks for one run, over the seeds for their mean.",
         "",
         "| run | 0 steps | 1 step | 2 steps | 3 steps | iterations | env steps | training time | "
         "median per iteration | CPU |",
@@ -157,12 +165,16 @@ def row_block(root: Path, row: PaperRow, s: RowSummary, page_dir: Path) -> str:
         lines.append(f"| **mean over {done} seeds** | " + " | ".join(f"**{c}**" for c in cells) + " | | | | | |")
     if s.pretrained is not None and s.pretrained_training is not None:
         lines.append(
-            "| pretrained (TRPO on all tasks, seed 1) | "
+            f"| pretrained (TRPO on all tasks, seed 1; {_chosen(s.pretrained)}) | "
             + " | ".join(_evaluation_cells(s.pretrained) + _training_cells(s.pretrained_training))
             + " |"
         )
     if s.random is not None:
-        lines.append("| random initialisation | " + " | ".join(_evaluation_cells(s.random)) + " | | | | | |")
+        lines.append(
+            f"| random initialisation ({_chosen(s.random)}) | "
+            + " | ".join(_evaluation_cells(s.random))
+            + " | | | | | |"
+        )
     lines.append("| paper (Finn et al. 2017, Fig. 5) | | " + " | ".join(_num(v) for v in row.paper) + " | | | | | |")
     lines.append("")
     if s.complete and s.aggregate_mean is not None:

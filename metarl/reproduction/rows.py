@@ -53,6 +53,9 @@ EVAL_SEED = 0
 """The evaluation seed of the reported numbers (the held-out tasks)."""
 NUM_STEPS = 3
 """Inner steps evaluated."""
+BASELINE_LR_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+"""The inner learning rates among which each baseline's is chosen on validation tasks (``--choose-lr``): a fair
+comparison, since a pretrained or random policy may want another step than MAML's ``fast_lr``."""
 
 ROWS: tuple[PaperRow, ...] = (
     PaperRow(
@@ -91,4 +94,4 @@ def row_named(name: str) -> PaperRow:
     raise ValueError(f"unknown row {name!r}; the rows are {', '.join(r.name for r in ROWS)}")
 
 
-__all__ = ["EVAL_SEED", "NUM_STEPS", "NUM_TASKS", "ROWS", "PaperRow", "row_named"]
+__all__ = ["BASELINE_LR_GRID", "EVAL_SEED", "NUM_STEPS", "NUM_TASKS", "ROWS", "PaperRow", "row_named"]

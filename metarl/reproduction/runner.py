@@ -33,7 +33,7 @@ from metarl.reproduction.layout import (
     row_dir,
     seed_dir,
 )
-from metarl.reproduction.rows import EVAL_SEED, NUM_STEPS, NUM_TASKS, PaperRow
+from metarl.reproduction.rows import BASELINE_LR_GRID, EVAL_SEED, NUM_STEPS, NUM_TASKS, PaperRow
 from metarl.reproduction.summary import episodes_per_step, read_evaluation
 from metarl.runs.checkpoint import list_checkpoints
 from metarl.runs.folder import METRICS_FILE, holds_a_run
@@ -90,7 +90,7 @@ def _trained_iterations(run_dir: Path) -> int:
     return found[-1][0] if found else 0
 
 
-def _evaluate_options(row: PaperRow, threads: int) -> list[str]:
+def _evaluate_options(row: PaperRow, threads: int, choose_lr: bool = False) -> list[str]:
     options = [
         "--num-tasks",
         str(NUM_TASKS),
@@ -103,6 +103,7 @@ def _evaluate_options(row: PaperRow, threads: int) -> list[str]:
         "--threads",
         str(threads),
     ]
+    options += ["--choose-lr", ",".join(f"{lr:g}" for lr in BASELINE_LR_GRID)] if choose_lr else []
     return options + (["--step-budget"] if row.step_budget else [])
 
 
@@ -138,18 +139,21 @@ def _training_commands(
                 *_thread_options(row, threads, env_kwargs),
             ]
         )
-    done = read_evaluation(results_file(run_dir, method), row, episodes_per_step(row))
+    baseline = method != "maml-trpo"
+    grid = BASELINE_LR_GRID if baseline else ()
+    done = read_evaluation(results_file(run_dir, method), row, episodes_per_step(row), grid)
     if commands or done is None or not done.protocol_ok or done.checkpoint_iteration != iterations:
-        commands.append([*_command("evaluate"), str(run_dir), *_evaluate_options(row, threads)])
+        commands.append([*_command("evaluate"), str(run_dir), *_evaluate_options(row, threads, choose_lr=baseline)])
     return commands
 
 
 def _random_commands(root: Path, row: PaperRow, threads: int) -> list[list[str]]:
     out = random_results(root, row)
-    done = read_evaluation(out, row, episodes_per_step(row))
+    done = read_evaluation(out, row, episodes_per_step(row), BASELINE_LR_GRID)
     if done is not None and done.protocol_ok:
         return []
-    return [[*_command("evaluate"), row.preset, "--random", "--out", str(out.parent), *_evaluate_options(row, threads)]]
+    options = _evaluate_options(row, threads, choose_lr=True)
+    return [[*_command("evaluate"), row.preset, "--random", "--out", str(out.parent), *options]]
 
 
 def plan(root: Path, row: PaperRow, seeds: Sequence[int], *, threads: int = 1, baselines: bool = True) -> list[Job]:
@@ -277,7 +281,7 @@ class Progress:
             elif not started(job):
                 state = "queued"
             else:
-                state = "evaluating" if job.run_dir is not None and rows >= job.iterations else "training"
+                state = "evaluating" if job.run_dir is None or rows >= job.iterations else "training"
             bar.set_postfix_str(state, refresh=False)
             bar.refresh()
             if not self.enabled and self.states.get(job.name) != state:

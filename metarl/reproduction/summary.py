@@ -30,7 +30,7 @@ from metarl.reproduction.layout import (
     row_dir,
     seed_dir,
 )
-from metarl.reproduction.rows import EVAL_SEED, NUM_STEPS, NUM_TASKS, PaperRow
+from metarl.reproduction.rows import BASELINE_LR_GRID, EVAL_SEED, NUM_STEPS, NUM_TASKS, PaperRow
 from metarl.runs.folder import CONFIG_FILE, METRICS_FILE, read_sessions
 from metarl.runs.logs import read_metrics
 from metarl.system.files import write_atomic
@@ -72,13 +72,17 @@ class Evaluation:
         mean: the mean over tasks after each step.
         half_width: the Student-t half-width over tasks after each step.
         checkpoint_iteration: the iteration of the evaluated checkpoint.
-        protocol_ok: whether it used the row's protocol (tasks, seed, steps, episodes).
+        protocol_ok: whether it used the row's protocol (tasks, seed, steps, episodes, step-size choice).
+        step_lrs: the inner learning rate of each step.
+        lr_chosen: whether that rate was chosen on validation tasks.
     """
 
     mean: list[float]
     half_width: list[float]
     checkpoint_iteration: int | None
     protocol_ok: bool
+    step_lrs: list[float] = field(default_factory=list)
+    lr_chosen: bool = False
 
 
 @dataclass
@@ -154,8 +158,17 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def read_evaluation(path: Path, row: PaperRow, episodes_per_step: int) -> Evaluation | None:
-    """The :class:`Evaluation` in results file ``path``, or ``None`` if there is none."""
+def read_evaluation(
+    path: Path, row: PaperRow, episodes_per_step: int, lr_grid: tuple[float, ...] = ()
+) -> Evaluation | None:
+    """The :class:`Evaluation` in results file ``path``, or ``None`` if there is none.
+
+    Args:
+        path: the results file.
+        row: the paper's row (its protocol).
+        episodes_per_step: the protocol's episodes per task and step.
+        lr_grid: the grid the inner learning rate must have been chosen from (empty: none chosen).
+    """
     if not path.is_file():
         return None
     results = AdaptationResults.load(path)
@@ -167,6 +180,7 @@ def read_evaluation(path: Path, row: PaperRow, episodes_per_step: int) -> Evalua
         and (results.flat or settings.get("num_steps") == NUM_STEPS)
         and (results.flat or settings.get("episodes_per_step") == episodes_per_step)
         and bool(settings.get("step_budget", False)) == row.step_budget
+        and (results.flat or list(settings.get("lr_grid") or []) == list(lr_grid))
     )
     iteration = settings.get("training_iterations")
     return Evaluation(
@@ -174,7 +188,14 @@ def read_evaluation(path: Path, row: PaperRow, episodes_per_step: int) -> Evalua
         half_width=[float(v) for v in np.atleast_1d(half)],
         checkpoint_iteration=int(iteration) if isinstance(iteration, int) else None,
         protocol_ok=protocol_ok,
+        step_lrs=[float(v) for v in settings.get("step_lrs") or []],
+        lr_chosen=bool(settings.get("lr_choice")),
     )
+
+
+def _by_protocol(evaluation: Evaluation | None) -> Evaluation | None:
+    """A baseline's evaluation if it followed the row's protocol (its step size chosen on the grid), else none."""
+    return evaluation if evaluation is not None and evaluation.protocol_ok else None
 
 
 def episodes_per_step(row: PaperRow) -> int:
@@ -205,8 +226,10 @@ def summarise(root: Path, row: PaperRow) -> RowSummary:
     base = pretrained_dir(root, row)
     if (base / CONFIG_FILE).is_file():
         summary.pretrained_training = read_training(base, preset_config(row, pretrained=True))
-        summary.pretrained = read_evaluation(results_file(base, "pretrained"), row, episodes)
-    summary.random = read_evaluation(random_results(root, row), row, episodes)
+        summary.pretrained = _by_protocol(
+            read_evaluation(results_file(base, "pretrained"), row, episodes, BASELINE_LR_GRID)
+        )
+    summary.random = _by_protocol(read_evaluation(random_results(root, row), row, episodes, BASELINE_LR_GRID))
     if summary.complete and summary.aggregate_mean is not None:
         bound = row.one_step_bound()
         summary.checks = {

@@ -274,3 +274,36 @@ def test_cli_default_episodes_per_step_is_the_runs_episodes_per_task(tiny_run: P
         json.loads((tmp_path / "six" / "adaptation_maml-trpo.json").read_text())["settings"]["episodes_per_step"] == 6
     )
     assert "the run's episodes_per_task" in " ".join(evaluate.parser().format_help().split())
+
+
+def test_the_inner_step_size_is_chosen_on_validation_tasks_apart_from_the_held_out_ones(tiny_run: Path, monkeypatch):
+    import metarl.evaluation.protocol as protocol
+
+    evaluate = load_script("evaluate")
+    cfg = load_config(tiny_run / "config.yaml")
+    state = load_checkpoint(latest_checkpoint(tiny_run))
+    settings = EvaluationSettings(num_tasks=4, num_steps=2, episodes_per_step=4, lr_grid=(0.001, 0.1, 5.0), seed=2)
+    seen, real = [], protocol.evaluate_adaptation
+    monkeypatch.setattr(
+        protocol,
+        "evaluate_adaptation",
+        lambda s, tasks, *a, **k: seen.append((list(tasks), a[1])) or real(s, tasks, *a, **k),
+    )
+    results = evaluate.evaluate(cfg, state, settings).to_json()
+    heldout = [t for t in seen[-1][0]]
+    assert [lrs for _, lrs in seen] == [[0.001], [0.1], [5.0], [results["settings"]["step_lrs"][0]] * 2]
+    assert all(
+        not any(np.allclose(np.asarray(v.goal), np.asarray(h.goal)) for v in tasks for h in heldout)
+        for tasks, _ in seen[:3]
+    )  # no validation task is a held-out task
+    choice = results["settings"]["lr_choice"]
+    scores = choice["mean_return_after_one_step"]
+    assert choice["grid"] == [0.001, 0.1, 5.0] and choice["validation_tasks"] == 4
+    assert choice["chosen"] == max((0.001, 0.1, 5.0), key=lambda lr: scores[f"{lr:g}"])
+    assert results["settings"]["step_lrs"] == [choice["chosen"]] * 2
+
+
+def test_cli_choose_lr_and_lrs_exclude_each_other(tiny_run: Path, capsys):
+    evaluate = load_script("evaluate")
+    assert evaluate.main([str(tiny_run), "--choose-lr", "0.1,1", "--lrs", "0.1"]) == 2
+    assert "give one of them" in capsys.readouterr().err

@@ -14,7 +14,7 @@ from metarl.evaluation.results import AdaptationResults
 from metarl.evaluation.statistics import student_t_ppf
 from metarl.reproduction.layout import preset_config, pretrained_dir, random_results, results_file, seed_dir
 from metarl.reproduction.pages import render_blocks, stale_blocks, update_page
-from metarl.reproduction.rows import ROWS, PaperRow, row_named
+from metarl.reproduction.rows import BASELINE_LR_GRID, ROWS, PaperRow, row_named
 from metarl.reproduction.runner import plan, run_local
 from metarl.reproduction.summary import summarise
 from metarl.runs.folder import record_session
@@ -65,7 +65,13 @@ def _fake_run(run_dir: Path, cfg, iterations: int, seconds: float = 2.0) -> None
 
 
 def _fake_results(
-    path: Path, returns: np.ndarray, *, episodes: int = 4, iteration: int | None = 2, method: str = "maml-trpo"
+    path: Path,
+    returns: np.ndarray,
+    *,
+    episodes: int = 4,
+    iteration: int | None = 2,
+    method: str = "maml-trpo",
+    lr_grid: tuple[float, ...] = (),
 ) -> None:
     settings = {
         "num_tasks": len(returns),
@@ -74,6 +80,9 @@ def _fake_results(
         "seed": 0,
         "step_budget": False,
         "training_iterations": iteration,
+        "lr_grid": list(lr_grid),
+        "step_lrs": [0.01 if lr_grid else 0.1] * (returns.shape[1] - 1),
+        **({"lr_choice": {"grid": list(lr_grid), "chosen": 0.01}} if lr_grid else {}),
     }
     AdaptationResults(method, "metarl/Navigation2D-v1", returns, settings).save(path)
 
@@ -94,8 +103,8 @@ def _reproduction(tmp_path: Path, one_step: dict[int, float], pretrained: float 
         _fake_results(results_file(run, "maml-trpo"), _tasks(value))
     base = pretrained_dir(root, row)
     _fake_run(base, preset_config(row, pretrained=True), 2)
-    _fake_results(results_file(base, "pretrained"), _tasks(pretrained), method="pretrained")
-    _fake_results(random_results(root, row), _tasks(-20.0), iteration=None, method="random")
+    _fake_results(results_file(base, "pretrained"), _tasks(pretrained), method="pretrained", lr_grid=BASELINE_LR_GRID)
+    _fake_results(random_results(root, row), _tasks(-20.0), iteration=None, method="random", lr_grid=BASELINE_LR_GRID)
     return row, root
 
 
@@ -203,6 +212,7 @@ def test_pages_are_regenerated_and_drift_is_named(tmp_path: Path):
     assert stale_blocks(page, blocks) == ["row:small"] and stale_blocks(new, blocks) == []
     assert "| **mean over 3 seeds** | **7.0 ± " in new and "| seed 2 | 7.0 ± 0.2 | 12.0 ± 0.2 |" in new
     assert "above the pretrained baseline: yes" in new
+    assert "| pretrained (TRPO on all tasks, seed 1; inner step 0.01, chosen on validation tasks) | 0.0 ± 0.2" in new
     assert "| [Small navigation](#small-navigation) | 11.0 / 12.0 / 13.0 | **12.0 ± " in blocks["summary"]
     with pytest.raises(ValueError, match="'nothing'"):
         update_page("<!-- generated: nothing (scripts/results_pages.py) -->\n<!-- end generated: nothing -->", blocks)
