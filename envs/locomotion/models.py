@@ -42,9 +42,25 @@ def gym_asset(name: str) -> str:
     return str(path)
 
 
+HALF_CHEETAH_TOTAL_MASS = 14.0
+"""The total mass ``half_cheetah.xml`` sets with its (deprecated) ``settotalmass`` compiler attribute."""
+
+
 def half_cheetah_model() -> mujoco.MjModel:
-    """Gymnasium's ``half_cheetah.xml`` (HalfCheetah-v5), unchanged."""
-    return mujoco.MjModel.from_xml_path(gym_asset("half_cheetah.xml"))
+    """Gymnasium's ``half_cheetah.xml`` (HalfCheetah-v5): the same model, without MuJoCo's deprecation warning.
+
+    The file's compiler scales the masses to a total of 14 kg with ``settotalmass``, which
+    MuJoCo 4 warns about on every compile; the attribute is left out and the same scaling done
+    with ``mj_setTotalmass`` and ``mj_setConst`` (bit-identical masses, inertias and constants).
+    """
+    text = Path(gym_asset("half_cheetah.xml")).read_text()
+    attribute = f' settotalmass="{HALF_CHEETAH_TOTAL_MASS:g}"'
+    if attribute not in text:
+        raise ValueError(f"Gymnasium's half_cheetah.xml no longer holds {attribute.strip()}; review half_cheetah_model")
+    model = mujoco.MjModel.from_xml_string(text.replace(attribute, ""))
+    mujoco.mj_setTotalmass(model, HALF_CHEETAH_TOTAL_MASS)
+    mujoco.mj_setConst(model, mujoco.MjData(model))
+    return model
 
 
 def ant_model(paper_dynamics: bool = False) -> mujoco.MjModel:

@@ -2,14 +2,15 @@
 
 ``--config`` takes a preset name (see ``--list-presets``) or a YAML file; any
 ``TrainConfig`` field can be overridden as ``--field value``. ``--resume RUN_DIR``
-continues a stopped run from its latest checkpoint (only num_iterations,
-checkpoint_every, tensorboard, num_threads may be changed then).
+continues a stopped run from its latest checkpoint (only the fields listed under
+"may change on resume" below, and env_kwargs' nthread, may be changed then).
 
 A task environment of your own: name the module that registers it in the id,
 ``--env_id my_pkg.my_envs:MyEnv-v0``; the module is imported (from ``sys.path``, then
 the current directory) before the env is made, and the id is saved with the run. Resuming
-a run whose id names a module imports it only with ``--trust-env-module MODULE`` (or the
-same ``--env_id`` given again): a run folder may come from someone else.
+a run whose id names a module imports it if you trained the run here, else only with
+``--trust-env-module MODULE`` (or the same ``--env_id`` given again): a run folder may come
+from someone else.
 
 Options may be spelled with hyphens or underscores (``--fast_lr``, ``--fast-lr``); ``--help``
 lists every config field with its docstring and its value in the ``--config`` preset.
@@ -26,7 +27,7 @@ from metarl.cli.arguments import ArgumentParser, config_fields_help
 from metarl.cli.plugins import load_agents
 from metarl.config import ConfigError, TrainConfig, list_presets, load_config
 from metarl.runs.checkpoint import CheckpointError
-from metarl.runs.folder import RunFolderError, load_run_config
+from metarl.runs.folder import RESUMABLE_ENV_KWARGS, RESUMABLE_FIELDS, RunFolderError, load_run_config
 from metarl.runs.lock import RunFolderInUseError
 from metarl.sampling.ray_cluster import SamplerError
 from metarl.system.files import os_error_message
@@ -40,10 +41,14 @@ def _fields_help(argv: Sequence[str] | None) -> str:
     pre = ArgumentParser(add_help=False)
     pre.add_argument("--config", default="2d-navigation")
     name = pre.parse_known_args(argv)[0].config
+    resumable = (
+        f"\n\nmay change on resume: {', '.join(sorted(RESUMABLE_FIELDS))}, and env_kwargs' "
+        f"{', '.join(sorted(RESUMABLE_ENV_KWARGS))}; any other difference from the run's config is an error"
+    )
     try:
-        return config_fields_help(load_config(name), f"--config {name}")
+        return config_fields_help(load_config(name), f"--config {name}") + resumable
     except ConfigError:
-        return config_fields_help(TrainConfig(), "TrainConfig's defaults")
+        return config_fields_help(TrainConfig(), "TrainConfig's defaults") + resumable
 
 
 def main(argv: list[str] | None = None) -> int:

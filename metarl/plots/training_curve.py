@@ -11,6 +11,7 @@ import numpy as np
 import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from metarl.plots.curves import Curve, draw_curves
 from metarl.runs.folder import CONFIG_FILE
@@ -81,6 +82,7 @@ def plot_training_curve(
     if notes:
         ax.text(0.01, 0.01, "\n".join(notes), transform=ax.transAxes, fontsize=8, alpha=0.75)
     ax.set_xlabel("meta-iteration")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("mean return per episode")
     ax.set_title(title)
     ax.grid(alpha=0.3)

@@ -177,7 +177,8 @@ def _train_in(run_dir: Path, cfg: TrainConfig, build_learner: LearnerFactory, *,
             )
         )
         _run_iterations(run_dir, cfg, env, learner, logger, bar, state)
-    plot_training_curve(run_dir, run_dir / CURVE_FILE, title=f"{cfg.algorithm} on {cfg.env_id}")
+    env_name = cfg.env_id.partition(":")[2] or cfg.env_id  # 'my_pkg.envs:Wind-v0' is titled 'Wind-v0'
+    plot_training_curve(run_dir, run_dir / CURVE_FILE, title=f"{cfg.algorithm} on {env_name}")
     return run_dir
 
 
