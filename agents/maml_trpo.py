@@ -167,29 +167,20 @@ class MAMLTRPO:
         objective, gradient, full_step, old_loss = self.proposed_step(batch, rng)
         metrics = {"loss_before": old_loss, "grad_norm": float(gradient.norm())}
 
+        skipped = {
+            "step_accepted": 0.0,
+            "step_fraction": 0.0,
+            "kl_after": 0.0,
+            "loss_after": old_loss,
+            "ls_steps": 0.0,
+            "skipped_nonfinite": 1.0,
+        }
         if not (math.isfinite(old_loss) and bool(torch.isfinite(gradient).all())):
             log.warning("meta-update skipped: non-finite loss or gradient; parameters kept")
-            return {
-                **metrics,
-                "step_accepted": 0.0,
-                "step_fraction": 0.0,
-                "kl_after": 0.0,
-                "loss_after": old_loss,
-                "ls_steps": 0.0,
-                "skipped_nonfinite": 1.0,
-            }
-
+            return {**metrics, **skipped}
         if not bool(torch.isfinite(full_step).all()):
             log.warning("meta-update skipped: non-finite conjugate-gradient step; parameters kept")
-            return {
-                **metrics,
-                "step_accepted": 0.0,
-                "step_fraction": 0.0,
-                "kl_after": 0.0,
-                "loss_after": old_loss,
-                "ls_steps": 0.0,
-                "skipped_nonfinite": 1.0,
-            }
+            return {**metrics, **skipped}
 
         def evaluate(candidate: Tensor) -> tuple[float, float]:
             vector_to_parameters(candidate, self._params())

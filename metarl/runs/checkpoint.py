@@ -8,21 +8,19 @@ and dicts of those. Numpy generators go in via :func:`rng_state`, torch's global
 from __future__ import annotations
 
 import collections
-import contextlib
 import errno
 import hashlib
 import math
-import os
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
 from metarl.runs.folder import CHECKPOINT_DIR, CHECKPOINT_NAME
+from metarl.system.files import write_atomic_with
 
 _FORMAT = "metarl-checkpoint"
 _VERSION = 2  # 2: with a SHA-256 checksum of the state; version 1 files (no checksum) still load
@@ -115,36 +113,20 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """
     path = Path(path)
     _check_plain(state, "state")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            try:
-                torch.save(
-                    {"format": _FORMAT, "version": _VERSION, "checksum": state_checksum(state), "state": state}, f
-                )
-            except RuntimeError as exc:  # torch reports a failed write ("enforce fail at inline_container.cc")
-                full = shutil.disk_usage(path.parent).free < 64 * 2**20
-                raise OSError(
-                    errno.ENOSPC if full else errno.EIO,
-                    "No space left on device" if full else f"writing failed ({str(exc).splitlines()[0]})",
-                    str(path),
-                ) from exc
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable (POSIX)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+    checksum = state_checksum(state)
+
+    def write(f: BinaryIO) -> None:
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    return path
+            torch.save({"format": _FORMAT, "version": _VERSION, "checksum": checksum, "state": state}, f)
+        except RuntimeError as exc:  # torch reports a failed write ("enforce fail at inline_container.cc")
+            full = shutil.disk_usage(path.parent).free < 64 * 2**20
+            raise OSError(
+                errno.ENOSPC if full else errno.EIO,
+                "No space left on device" if full else f"writing failed ({str(exc).splitlines()[0]})",
+                str(path),
+            ) from exc
+
+    return write_atomic_with(path, write)
 
 
 def _check_archive(path: Path, size: int) -> None:

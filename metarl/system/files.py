@@ -13,9 +13,9 @@ import errno
 import io
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 
 def write_atomic(path: str | Path, data: str | bytes, *, mode: int = 0o644) -> Path:
@@ -26,14 +26,29 @@ def write_atomic(path: str | Path, data: str | bytes, *, mode: int = 0o644) -> P
         data: the whole new content.
         mode: permission bits of the new file.
     """
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    return write_atomic_with(path, lambda f: f.write(payload), mode=mode)
+
+
+def write_atomic_with(path: str | Path, write: Callable[[BinaryIO], object], *, mode: int = 0o644) -> Path:
+    """Replace ``path`` atomically with what ``write(file)`` writes into a binary file; returns the path.
+
+    A temporary file beside ``path`` is written, flushed to disk and renamed over ``path``;
+    on any failure (a kill, a full disk, an error in ``write``) it is removed and ``path``
+    keeps its previous content.
+
+    Args:
+        path: the file to write; its folder is created if missing.
+        write: writes the whole new content into the open file it is given.
+        mode: permission bits of the new file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
-            f.write(payload)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -164,4 +179,5 @@ __all__ = [
     "save_figure",
     "sync_folder",
     "write_atomic",
+    "write_atomic_with",
 ]
