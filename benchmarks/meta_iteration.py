@@ -98,7 +98,7 @@ class PhysicsRecorder:
         out = self.batch.forward(ids) if ids is not None else self.batch.forward()
         if self.recording:
             index = np.arange(self.env.num_envs) if ids is None else np.asarray(ids)  # type: ignore[attr-defined]
-            self.events.append(("reset", index, self.env._qpos[index].copy(), self.env._qvel[index].copy()))  # type: ignore[attr-defined]
+            self.events.append(("reset", index, self.env.qpos[index].copy(), self.env.qvel[index].copy()))  # type: ignore[attr-defined]
         return out
 
     def step(self, ids=None, nstep: int = 1):

@@ -34,9 +34,10 @@ import numpy as np
 from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.utils import EzPickle
 
-from envs.locomotion.base import BatchedLocomotionEnv, LocomotionTaskMixin, _finite_float32
+from envs.locomotion.base import BatchedLocomotionEnv, LocomotionTaskMixin
 from envs.locomotion.models import TRACKING_CAMERA, ant_frame_skip, ant_initial_qpos, ant_model, gym_asset
 from envs.locomotion.tasks import DirectionFamily, GoalPositionFamily, GoalVelocityFamily
+from metarl.tasks.mujoco_family import finite_float32
 
 CTRL_COST_WEIGHT = 0.005
 """Weight of ``||a||^2`` in the reward (MAML's ``0.5 * 1e-2``)."""
@@ -234,7 +235,7 @@ class AntTaskEnv(LocomotionTaskMixin, AntEnv):  # type: ignore[misc]  # the mixi
         return bool(super().is_healthy) and not self._diverged
 
     def _get_obs(self) -> np.ndarray:
-        return _finite_float32(super()._get_obs())
+        return finite_float32(super()._get_obs())
 
     def _get_rew(self, x_velocity: float, action: np.ndarray) -> tuple[float, dict[str, float]]:
         """Reward of a step and its components (:func:`ant_reward`, as the batched env computes them)."""
@@ -349,29 +350,29 @@ class BatchedAnt(BatchedLocomotionEnv):
             init_qpos=ant_initial_qpos(model, self.paper_dynamics),
         )
 
-    def _bind_outputs(self) -> None:
-        self._cfrc_ext = self._batch.bind("cfrc_ext")
+    def bind_fields(self) -> None:
+        self._cfrc_ext = self.bind("cfrc_ext")
 
-    def _contact_forces(self) -> np.ndarray:
+    def contact_forces(self) -> np.ndarray:
         return np.clip(self._cfrc_ext, *self.contact_force_range)
 
-    def _healthy(self, diverged: np.ndarray) -> np.ndarray:
-        z = self._qpos[:, 2]
+    def healthy(self, diverged: np.ndarray) -> np.ndarray:
+        z = self.qpos[:, 2]
         low, high = self.healthy_z_range
         return ~diverged & (z >= low) & (z <= high)
 
-    def _observe(self) -> np.ndarray:
-        forces = self._contact_forces()[:, 1:].reshape(self.num_envs, -1)
-        return np.concatenate((self._qpos[:, self._skip :], self._qvel, forces), axis=1)
+    def observe(self) -> np.ndarray:
+        forces = self.contact_forces()[:, 1:].reshape(self.num_envs, -1)
+        return np.concatenate((self.qpos[:, self._skip :], self.qvel, forces), axis=1)
 
-    def _get_rewards(
+    def locomotion_reward(
         self, x_velocity: np.ndarray, action: np.ndarray, diverged: np.ndarray
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        task_reward = self.family.reward(self._params, x_velocity, self._qpos[:, :2])
-        return ant_reward(task_reward, self._healthy(diverged), action, self._contact_forces(), self._settings)
+        task_reward = self.family.reward(self.task_params, x_velocity, self.qpos[:, :2])
+        return ant_reward(task_reward, self.healthy(diverged), action, self.contact_forces(), self._settings)
 
-    def _terminated(self, diverged: np.ndarray) -> np.ndarray:
-        return ~self._healthy(diverged)
+    def terminated(self, diverged: np.ndarray) -> np.ndarray:
+        return ~self.healthy(diverged)
 
 
 class BatchedAntVel(BatchedAnt):

@@ -21,9 +21,10 @@ import numpy as np
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 from gymnasium.utils import EzPickle
 
-from envs.locomotion.base import BatchedLocomotionEnv, LocomotionTaskMixin, _finite_float32
+from envs.locomotion.base import BatchedLocomotionEnv, LocomotionTaskMixin
 from envs.locomotion.models import FRAME_SKIP, TRACKING_CAMERA, gym_asset, half_cheetah_model
 from envs.locomotion.tasks import DirectionFamily, GoalVelocityFamily
+from metarl.tasks.mujoco_family import finite_float32
 
 CTRL_COST_WEIGHT = 0.05
 """Weight of ``||a||^2`` in the reward (the MAML paper's ``0.5 * 0.1``)."""
@@ -126,7 +127,7 @@ class HalfCheetahTaskEnv(LocomotionTaskMixin, HalfCheetahEnv):  # type: ignore[m
         return model, mujoco.MjData(model)
 
     def _get_obs(self) -> np.ndarray:
-        return _finite_float32(super()._get_obs())
+        return finite_float32(super()._get_obs())
 
     def _get_rew(self, x_velocity: float, action: np.ndarray) -> tuple[float, dict[str, float]]:
         """Reward of a step and its components."""
@@ -207,19 +208,19 @@ class BatchedHalfCheetah(BatchedLocomotionEnv):
             nthread=nthread,
         )
 
-    def _observe(self) -> np.ndarray:
-        return np.concatenate((self._qpos[:, self._skip :], self._qvel), axis=1)
+    def observe(self) -> np.ndarray:
+        return np.concatenate((self.qpos[:, self._skip :], self.qvel), axis=1)
 
-    def _get_rewards(
+    def locomotion_reward(
         self, x_velocity: np.ndarray, action: np.ndarray, diverged: np.ndarray
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         xy = np.zeros((self.num_envs, 2))
-        xy[:, 0] = self._qpos[:, 0]
-        task_reward = self.family.reward(self._params, x_velocity, xy)
+        xy[:, 0] = self.qpos[:, 0]
+        task_reward = self.family.reward(self.task_params, x_velocity, xy)
         ctrl_cost = self.ctrl_cost_weight * np.sum(np.square(action), axis=-1)
         return task_reward - ctrl_cost, {"reward_task": task_reward, "reward_ctrl": -ctrl_cost}
 
-    def _terminated(self, diverged: np.ndarray) -> np.ndarray:
+    def terminated(self, diverged: np.ndarray) -> np.ndarray:
         return diverged.copy()
 
 

@@ -302,8 +302,8 @@ def test_ant_terminates_outside_healthy_range_and_on_divergence() -> None:
     batched = BatchedAntDir(num_envs=4, max_episode_steps=50, nthread=2)
     batched.set_tasks([DirectionTask(1)] * 4)
     batched.reset(seed=0)
-    batched._qvel[1] = np.nan
-    batched._qpos[3, 2] = 1.6
+    batched.qvel[1] = np.nan
+    batched.qpos[3, 2] = 1.6
     obs, reward, terminated, truncated, _ = batched.step(np.zeros((4, 8), np.float32))
     assert terminated.tolist() == [False, True, False, True] and not truncated.any()
     assert reward[1] == 0.0 and np.isfinite(obs).all() and np.isfinite(reward).all()
@@ -318,7 +318,7 @@ def test_half_cheetah_divergence_terminates_only_that_subenv() -> None:
     batched = BatchedHalfCheetahVel(num_envs=3, max_episode_steps=50, nthread=2)
     batched.set_tasks([VelocityTask(1.0)] * 3)
     batched.reset(seed=0)
-    batched._qpos[0, 3] = np.inf
+    batched.qpos[0, 3] = np.inf
     obs, reward, terminated, _, _ = batched.step(np.zeros((3, 6), np.float32))
     assert terminated.tolist() == [True, False, False] and reward[0] == 0.0 and np.isfinite(obs).all()
 
@@ -364,7 +364,7 @@ class _DivergingCheetah(BatchedHalfCheetahVel):
     def _step_all(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
         self._steps = getattr(self, "_steps", 0) + 1
         if self._steps == 4:
-            self._qvel[1] = np.nan
+            self.qvel[1] = np.nan
         return super()._step_all(actions)
 
 
@@ -373,7 +373,7 @@ def test_divergence_is_flagged_and_the_sampler_drops_it() -> None:
     batched = BatchedHalfCheetahVel(num_envs=3, max_episode_steps=10, nthread=1)
     batched.set_tasks([VelocityTask(1.0)] * 3)
     batched.reset(seed=0)
-    batched._qvel[2] = np.nan
+    batched.qvel[2] = np.nan
     _, _, terminated, _, info = batched.step(np.zeros((3, 6), np.float32))
     assert info["diverged"].tolist() == [False, False, True] and terminated.tolist() == [False, False, True]
 
@@ -397,15 +397,15 @@ def test_terminated_subenv_is_not_simulated_until_reset() -> None:
     batched = BatchedAntDir(num_envs=3, max_episode_steps=50, nthread=1)
     batched.set_tasks([DirectionTask(1)] * 3)
     batched.reset(seed=0)
-    batched._qpos[1, 2] = 1.6  # thrown above z = 1: terminates
+    batched.qpos[1, 2] = 1.6  # thrown above z = 1: terminates
     zeros = np.zeros((3, 8), np.float32)
     obs, _, terminated, _, _ = batched.step(zeros)
     assert terminated.tolist() == [False, True, False]
-    frozen = batched._qpos[1].copy()
+    frozen = batched.qpos[1].copy()
     for _ in range(3):
         next_obs, reward, terminated, _, info = batched.step(zeros)
         assert terminated.tolist() == [False, True, False] and reward[1] == 0.0 and not info["diverged"].any()
-        np.testing.assert_array_equal(batched._qpos[1], frozen)
+        np.testing.assert_array_equal(batched.qpos[1], frozen)
         np.testing.assert_array_equal(next_obs[1], obs[1])
         assert not np.array_equal(next_obs[0], obs[0])
         obs = next_obs
