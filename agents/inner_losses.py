@@ -72,7 +72,8 @@ def magic_box(x: Tensor) -> Tensor:
 
 def transitions_loss(policy: Policy, params: Params, steps: Transitions, estimator: str = "reinforce") -> Tensor:
     """Inner loss per task ``[T]`` on packed ``steps``: −mean of log π(a|s)·A (``reinforce``) or of
-    π(a|s)/⊥π(a|s)·A (``lvc``); ``dice`` needs episodes (:func:`inner_loss`)."""
+    π(a|s)/⊥π(a|s)·A (``lvc``); ``dice`` needs episodes (:func:`inner_loss`).
+    """
     return log_prob_loss(policy.distribution(steps.observations, params).log_prob(steps.actions), steps, estimator)
 
 

@@ -42,16 +42,11 @@ from metarl.tasks.registry import TaskEnvError
 class AdvantageSettings:
     """How advantages are estimated from episodes (defaults: :class:`~metarl.config.TrainConfig`'s).
 
-    Parameters
-    ----------
-    gamma:
-        Discount factor.
-    gae_lambda:
-        GAE λ (1: Monte-Carlo returns minus the baseline).
-    normalize:
-        Normalise each task's advantages to zero mean and unit variance.
-    bootstrap_truncated:
-        Bootstrap truncated episodes from the baseline's value of their final observation.
+    Args:
+        gamma: Discount factor.
+        gae_lambda: GAE λ (1: Monte-Carlo returns minus the baseline).
+        normalize: Normalise each task's advantages to zero mean and unit variance.
+        bootstrap_truncated: Bootstrap truncated episodes from the baseline's value of their final observation.
     """
 
     gamma: float = TrainConfig.gamma
@@ -92,7 +87,8 @@ class AdaptationBatch:
 
     def take_hessians(self) -> list[InnerLossHessian]:
         """The kept inner-step Hessians (empty if none), handed over once: the batch forgets them, so they are
-        freed as soon as their taker is done with them."""
+        freed as soon as their taker is done with them.
+        """
         taken = list(self.hessians)
         self.hessians.clear()
         return taken
@@ -202,7 +198,11 @@ class AdaptationStep(Protocol):
 
     def __call__(
         self, policy: Policy, params: Params, steps: Transitions, lr: float
-    ) -> tuple[Params, InnerLossHessian | None]: ...
+    ) -> tuple[Params, InnerLossHessian | None]:
+        """One inner step from ``params`` on ``steps`` with learning rate ``lr``.
+
+        Returns the adapted parameters and, if kept, the step's inner-loop Hessian.
+        """
 
 
 def autograd_step(policy: Policy, params: Params, steps: Transitions, lr: float) -> tuple[Params, None]:

@@ -191,7 +191,8 @@ class FastMetaUpdate:
     ) -> Product:
         """The products on a random ``fvp_transition_fraction`` share of each task's post-adaptation steps, the inner
         loop's Hessian on ``fvp_inner_fraction`` of its steps, in ``fisher_precision``; at the reference
-        settings, the exact path's."""
+        settings, the exact path's.
+        """
         s = self.settings
         if s.exact_fisher:
             return self.exact.fisher_product(objective, adapted, rng)
@@ -289,7 +290,8 @@ class _SubsampledObjective:
 
 def meta_update_path(policy: Policy, settings: MetaUpdateSettings) -> ExactMetaUpdate | FastMetaUpdate:
     """The exact reference where ``settings`` are it (fp32 products on every step, fp32 adaptation), else the
-    fast path (whose ``dice`` gradient and reference-settings products are the exact path's)."""
+    fast path (whose ``dice`` gradient and reference-settings products are the exact path's).
+    """
     if settings.exact_fisher and settings.adaptation_precision == "fp32":
         return ExactMetaUpdate(policy, settings)
     return FastMetaUpdate(policy, settings)

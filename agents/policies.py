@@ -130,6 +130,7 @@ class GaussianMLPPolicy(Policy):
         return trunk, log_std.reshape(shape).expand_as(trunk)
 
     def output_distribution(self, outputs: tuple[Tensor, ...]) -> Distribution:
+        """The diagonal Gaussian of the outputs ``(mean, log_std)``."""
         mean, log_std = outputs
         return Independent(Normal(mean, log_std.exp(), validate_args=False), 1, validate_args=False)
 
@@ -173,6 +174,7 @@ class CategoricalMLPPolicy(Policy):
         return (trunk,)
 
     def output_distribution(self, outputs: tuple[Tensor, ...]) -> Distribution:
+        """The categorical distribution of the outputs ``(logits,)``."""
         return Categorical(logits=outputs[0], validate_args=False)
 
     def draw_noise(self, rng: np.random.Generator, num_steps: int) -> np.ndarray:

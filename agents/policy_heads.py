@@ -145,7 +145,8 @@ class GenericOutputs:
 
 class GaussianOutputs:
     """:class:`GenericOutputs` for a diagonal Gaussian, written out: the mean is the MLP's output, the log-std
-    clamped."""
+    clamped.
+    """
 
     def __init__(self, policy: GaussianMLPPolicy, head: Params, trunk: Trunk) -> None:
         raw = head["log_std"]
@@ -154,12 +155,14 @@ class GaussianOutputs:
         self.outputs = policy.head_outputs(trunk.rows(trunk.output.to(trunk.wide)), head)
 
     def tangent(self, d_output: Tensor, d_head: Params) -> tuple[Tensor, ...]:
+        """The outputs' tangents ``(mean, log_std)`` for the MLP output's tangent and the head's."""
         mean = self.trunk.rows(d_output)
         d_log_std = d_head["log_std"] * self.active
         shape = (d_log_std.shape[0],) + (1,) * (mean.dim() - 2) + (d_log_std.shape[-1],)
         return mean, d_log_std.reshape(shape).expand_as(mean)
 
     def adjoint(self, output_grads: tuple[Tensor, ...]) -> tuple[Tensor, Params]:
+        """The gradient of ``Σ u · outputs`` in the MLP's output and in the log-std."""
         mean_grad, log_std_grad = output_grads
         num_tasks = mean_grad.shape[0]
         d_log_std = log_std_grad.reshape(num_tasks, -1, log_std_grad.shape[-1]).sum(1) * self.active
@@ -174,9 +177,11 @@ class CategoricalOutputs:
         self.outputs = policy.head_outputs(trunk.rows(trunk.output.to(trunk.wide)), head)
 
     def tangent(self, d_output: Tensor, d_head: Params) -> tuple[Tensor, ...]:
+        """The logits' tangent: the MLP output's own."""
         return (self.trunk.rows(d_output),)
 
     def adjoint(self, output_grads: tuple[Tensor, ...]) -> tuple[Tensor, Params]:
+        """The gradient of ``Σ u · logits`` in the MLP's output (the head has no parameters)."""
         (logits_grad,) = output_grads
         return logits_grad.reshape(logits_grad.shape[0], -1, logits_grad.shape[-1]), {}
 

@@ -51,7 +51,7 @@ class PostAdaptationObjective:
 
     @property
     def old_log_probs(self) -> Tensor:
-        """log π_old of the post-adaptation episodes' actions."""
+        """Log π_old of the post-adaptation episodes' actions."""
         return self._old_policy()[1]
 
     def _old_policy(self) -> tuple[Distribution, Tensor]:
@@ -78,7 +78,8 @@ class PostAdaptationObjective:
 
     def adapted(self, create_graph: bool) -> Params:
         """The adapted parameters as a function of θ: through autograd's inner loop with ``create_graph``
-        (second order), else by the settings' :meth:`~MetaUpdateSettings.adaptation_step`, the sampler's."""
+        (second order), else by the settings' :meth:`~MetaUpdateSettings.adaptation_step`, the sampler's.
+        """
         s, batch = self.settings, self.batch
         params = self.policy.task_params(batch.episodes[-1].num_tasks)
         if create_graph or s.adaptation_precision == "fp32":

@@ -153,11 +153,13 @@ class BernoulliBanditEnv(gym.Env[np.ndarray, np.int64]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode: the constant observation."""
         super().reset(seed=seed)
         self._streams.restart([0], [draw_key(self.np_random)])
         return np.ones(1, dtype=np.float32), {}
 
     def step(self, action: np.int64 | int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Pull arm ``action``: a Bernoulli reward with the task's probability of that arm."""
         if not self.action_space.contains(action):
             raise ValueError(f"{type(self).__name__}.step: invalid action {action!r} for {self.action_space}")
         reward = _pull(self._probs, np.array([int(action)]), self._streams.uniform(1)[:, 0])

@@ -161,12 +161,14 @@ class Navigation2DEnv(gym.Env[np.ndarray, np.ndarray]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start at the origin."""
         super().reset(seed=seed)
         self._position = np.zeros(2)
         self._path = [self._position.copy()]
         return self._position.astype(np.float32), {}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Move by the action (clipped), reward the negative distance to the goal; reaching it ends the episode."""
         move = _displacement(np.asarray(action, np.float64), self.unit_actions)
         self._position, reward, terminated = _move(self._position, move, self._goal)
         self._path.append(self._position.copy())

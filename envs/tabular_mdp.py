@@ -241,12 +241,14 @@ class TabularMDPEnv(gym.Env[np.ndarray, np.int64]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start in state 0."""
         super().reset(seed=seed)
         self._streams.restart([0], [draw_key(self.np_random)])
         self._state = np.array([INITIAL_STATE])
         return self._obs(), {}
 
     def step(self, action: np.int64 | int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Take ``action``: the task's transition and its noisy reward."""
         if not self.action_space.contains(action):
             raise ValueError(f"{type(self).__name__}.step: invalid action {action!r} for {self.action_space}")
         u = self._streams.uniform(3)

@@ -351,27 +351,33 @@ class BatchedAnt(BatchedLocomotionEnv):
         )
 
     def bind_fields(self) -> None:
+        """Bind the contact wrenches ``cfrc_ext``."""
         self._cfrc_ext = self.bind("cfrc_ext")
 
     def contact_forces(self) -> np.ndarray:
+        """The contact wrenches, clipped to ``contact_force_range``."""
         return np.clip(self._cfrc_ext, *self.contact_force_range)
 
     def healthy(self, diverged: np.ndarray) -> np.ndarray:
+        """Whether each ant is healthy: not diverged, torso height within ``healthy_z_range``."""
         z = self.qpos[:, 2]
         low, high = self.healthy_z_range
         return ~diverged & (z >= low) & (z <= high)
 
     def observe(self) -> np.ndarray:
+        """Positions (without x, y unless observed), velocities and clipped contact wrenches of every ant."""
         forces = self.contact_forces()[:, 1:].reshape(self.num_envs, -1)
         return np.concatenate((self.qpos[:, self._skip :], self.qvel, forces), axis=1)
 
     def locomotion_reward(
         self, x_velocity: np.ndarray, action: np.ndarray, diverged: np.ndarray
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The Ant reward (:func:`ant_reward`) of every sub-environment."""
         task_reward = self.family.reward(self.task_params, x_velocity, self.qpos[:, :2])
         return ant_reward(task_reward, self.healthy(diverged), action, self.contact_forces(), self._settings)
 
     def terminated(self, diverged: np.ndarray) -> np.ndarray:
+        """Unhealthy ants end their episode."""
         return ~self.healthy(diverged)
 
 

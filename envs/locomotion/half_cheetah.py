@@ -209,11 +209,13 @@ class BatchedHalfCheetah(BatchedLocomotionEnv):
         )
 
     def observe(self) -> np.ndarray:
+        """Positions (without x unless observed) and velocities of every cheetah."""
         return np.concatenate((self.qpos[:, self._skip :], self.qvel), axis=1)
 
     def locomotion_reward(
         self, x_velocity: np.ndarray, action: np.ndarray, diverged: np.ndarray
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The task term of the torso's x velocity minus the control cost, for every sub-environment."""
         xy = np.zeros((self.num_envs, 2))
         xy[:, 0] = self.qpos[:, 0]
         task_reward = self.family.reward(self.task_params, x_velocity, xy)
@@ -221,6 +223,7 @@ class BatchedHalfCheetah(BatchedLocomotionEnv):
         return task_reward - ctrl_cost, {"reward_task": task_reward, "reward_ctrl": -ctrl_cost}
 
     def terminated(self, diverged: np.ndarray) -> np.ndarray:
+        """A cheetah's episode ends only when its simulation diverges."""
         return diverged.copy()
 
 

@@ -62,14 +62,10 @@ def _type_label(tp: Any) -> str:
 def config_fields_help(cfg: TrainConfig, source: str, width: int = 92) -> str:
     """Help text listing every config field: ``--name TYPE (source: value)`` and its docstring.
 
-    Parameters
-    ----------
-    cfg:
-        The config whose values are shown (``TrainConfig()`` for the defaults, or a preset's).
-    source:
-        What the values are, e.g. ``"default"`` or ``"preset 2d-navigation"``.
-    width:
-        Line width the docstrings are wrapped to.
+    Args:
+        cfg: The config whose values are shown (``TrainConfig()`` for the defaults, or a preset's).
+        source: What the values are, e.g. ``"default"`` or ``"preset 2d-navigation"``.
+        width: Line width the docstrings are wrapped to.
     """
     hints = typing.get_type_hints(TrainConfig)
     docs = field_docs()

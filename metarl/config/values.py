@@ -61,7 +61,8 @@ MAX_YAML_NODES = 20_000
 
 class YamlLimitError(yaml.YAMLError):
     """A config text beyond :data:`MAX_YAML_CHARS`, :data:`MAX_YAML_DEPTH` or :data:`MAX_YAML_NODES`, or with
-    an alias; ``problem`` says which."""
+    an alias; ``problem`` says which.
+    """
 
     def __init__(self, problem: str, mark: yaml.Mark | None = None):
         super().__init__(problem)

@@ -22,7 +22,9 @@ held-out tasks recorded beside the method's curve (:func:`reference_returns`).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +37,8 @@ from metarl.evaluation.statistics import student_t_cdf, student_t_ppf, t_interva
 from metarl.sampling import Sampler, SamplingSettings
 from metarl.sampling.episodes import Episodes
 from metarl.tasks.protocol import Task
+
+log = logging.getLogger("metarl")
 
 EVAL_SEED_TAG = 0x6D65_7461_6576_616C  # "metaeval": keeps evaluation streams apart from training's
 """Mixed into the evaluation seed so held-out tasks never share a stream with training."""
@@ -161,7 +165,8 @@ def validation_tasks(
     sample_tasks: Callable[[int, np.random.Generator], list[Task]], num_tasks: int, seed: int
 ) -> list[Task]:
     """The validation tasks of evaluation ``seed``: drawn from a stream apart from the held-out tasks' and
-    training's, for choosing settings (:func:`choose_lr`) without looking at the held-out tasks."""
+    training's, for choosing settings (:func:`choose_lr`) without looking at the held-out tasks.
+    """
     tasks, _ = np.random.SeedSequence([VALIDATION_SEED_TAG, seed]).spawn(2)
     return list(sample_tasks(num_tasks, np.random.default_rng(tasks)))
 
@@ -185,10 +190,20 @@ def choose_lr(
         The chosen rate and each candidate's mean return after one step (keys: the rates as text).
     """
     scores = {}
-    for lr in grid:
+    for i, lr in enumerate(grid):
+        start = time.perf_counter()
         _, rollouts = np.random.SeedSequence([VALIDATION_SEED_TAG, seed]).spawn(2)
         returns, _ = evaluate_adaptation(sampler, validation, adapt, [lr], np.random.default_rng(rollouts))
         scores[f"{lr:g}"] = float(returns[:, 1].mean())
+        log.info(
+            "inner step size %d of %d, %g: mean return after one step %.2f on %d validation tasks (%.1f s)",
+            i + 1,
+            len(grid),
+            lr,
+            scores[f"{lr:g}"],
+            len(validation),
+            time.perf_counter() - start,
+        )
     best = max(grid, key=lambda lr: scores[f"{lr:g}"])
     return float(best), scores
 
@@ -269,7 +284,12 @@ def run_evaluation(
     streams = evaluation_streams(settings.seed)
     torch.manual_seed(streams.torch_seed)
     lrs = [] if flat else settings.step_lrs()
+    start = time.perf_counter()
+    log.info(
+        "adapting on %d held-out tasks: %d inner steps (%s)", len(tasks), len(lrs), ", ".join(f"{lr:g}" for lr in lrs)
+    )
     returns, env_steps = evaluate_adaptation(sampler, tasks, adapt, lrs, streams.env_rng, on_episodes)
+    log.info("held-out tasks done: %d env steps in %.1f s", env_steps, time.perf_counter() - start)
     recorded = {**dataclasses.asdict(settings), "step_lrs": lrs, **dict(extra_settings or {}), **choice}
     recorded["lrs"] = list(settings.lrs)
     recorded["lr_grid"] = list(settings.lr_grid)

@@ -58,12 +58,9 @@ def _interval(curve: Curve, bounds: tuple[float, float]) -> tuple[np.ndarray, np
 def y_limits(curves: Sequence[Curve], bounds: tuple[float, float] = (-np.inf, np.inf)) -> tuple[float, float]:
     """Axis limits holding every curve and band, spanning at least :data:`MIN_RELATIVE_SPAN`.
 
-    Parameters
-    ----------
-    curves:
-        What will be drawn.
-    bounds:
-        Bounds of the return: the axis stops a margin past them.
+    Args:
+        curves: What will be drawn.
+        bounds: Bounds of the return: the axis stops a margin past them.
     """
     lows, highs = [], []
     for curve in curves:

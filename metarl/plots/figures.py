@@ -44,8 +44,8 @@ METHOD_STYLES: dict[str, dict[str, str]] = {
 """Fixed colours for the known methods, so every figure reads the same way."""
 REFERENCE_COLORS = ["tab:green", "tab:red", "tab:purple", "tab:brown", "tab:olive", "tab:cyan", "tab:pink"]
 """Colours of the reference lines, in the order the family names them."""
-LEGEND_INSIDE_MAX = 5
-"""Legend entries an adaptation figure keeps inside its axes; more go in two columns below."""
+LEGEND_COLUMNS = 3
+"""Columns of the legend below an adaptation figure's axes (it never covers a curve)."""
 _CYCLE = ["tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
 TRAINING_KEYS = (("return_before", "before adaptation", "--"), ("return_after", "after adaptation", "-"))
 
@@ -172,11 +172,10 @@ def adaptation_figure(results: Sequence[AdaptationResults], title: str | None = 
     sizes = step_sizes_note(results)
     _notes(ax, [f"bands: 95% CI (Student-t over {over})", *([sizes] if sizes else []), *notes])
     ax.grid(alpha=0.3)
-    if len(ax.get_legend_handles_labels()[1]) > LEGEND_INSIDE_MAX:
-        fig.set_figheight(fig.get_figheight() + 1.2)
-        fig.legend(loc="outside lower center", ncols=2, fontsize=8)  # below the axes: no curve hidden
-    else:
-        ax.legend(loc="best")
+    entries = len(ax.get_legend_handles_labels()[1])
+    rows = math.ceil(entries / LEGEND_COLUMNS)
+    fig.set_figheight(fig.get_figheight() + 0.3 + 0.22 * rows)
+    fig.legend(loc="outside lower center", ncols=min(entries, LEGEND_COLUMNS), fontsize=8)  # never over a curve
     return fig
 
 
@@ -189,14 +188,10 @@ def plot_adaptation(results: Sequence[AdaptationResults], out_png: str | Path, t
     :data:`metarl.plots.curves.MIN_RELATIVE_SPAN` of the values; coinciding curves are offset and named in the
     legend; a curve whose steps all lie within each other's 95% CIs is named in a note.
 
-    Parameters
-    ----------
-    results:
-        Evaluations to draw; those sharing a name (method or label) are averaged over runs.
-    out_png:
-        The PNG to write (folders are made).
-    title:
-        Figure title (default: the task families and the number of held-out tasks).
+    Args:
+        results: Evaluations to draw; those sharing a name (method or label) are averaged over runs.
+        out_png: The PNG to write (folders are made).
+        title: Figure title (default: the task families and the number of held-out tasks).
     """
     return _save(adaptation_figure(results, title), out_png)
 
@@ -261,16 +256,11 @@ def plot_training_runs(
     Runs sharing a name are averaged (95% Student-t band over runs). A method that
     logs no return after adaptation (the TRPO baselines) is drawn solid, "no adaptation".
 
-    Parameters
-    ----------
-    runs:
-        ``(legend name, metric rows)`` per run.
-    out_png:
-        The PNG to write.
-    title:
-        Figure title.
-    bounds:
-        Bounds of an episode's return (:func:`metarl.tasks.protocol.return_bounds`): bands stop there.
+    Args:
+        runs: ``(legend name, metric rows)`` per run.
+        out_png: The PNG to write.
+        title: Figure title.
+        bounds: Bounds of an episode's return (:func:`metarl.tasks.protocol.return_bounds`): bands stop there.
     """
     return _save(training_figure(runs, title, bounds), out_png)
 

@@ -173,31 +173,19 @@ def adaptation_videos(
 ) -> list[Path]:
     """Write one video per task: the policy before adaptation and after each inner step, side by side.
 
-    Parameters
-    ----------
-    env_id:
-        Registered task-env id (its single env renders the frames).
-    policy:
-        The policy whose ``distribution(obs, params)`` chooses the actions.
-    tasks:
-        The tasks to film, in the order of the task axis of ``step_params``.
-    step_params:
-        Per-task parameters (``[T, ...]`` tensors) before adaptation and after each step:
-        ``AdaptationBatch.params`` of the evaluation.
-    out_dir:
-        Folder for ``adaptation_task<i>.<format>``.
-    horizon:
-        Longest episode (the run's horizon).
-    env_kwargs:
-        The run's env keyword arguments.
-    video_format:
-        ``gif`` or ``mp4``.
-    size:
-        ``(width, height)`` of one panel.
-    fps:
-        Frames per second (default: the env's ``render_fps``, else 20).
-    seed:
-        Reset seed of every episode (all panels of a task start alike).
+    Args:
+        env_id: Registered task-env id (its single env renders the frames).
+        policy: The policy whose ``distribution(obs, params)`` chooses the actions.
+        tasks: The tasks to film, in the order of the task axis of ``step_params``.
+        step_params: Per-task parameters (``[T, ...]`` tensors) before adaptation and after each step:
+            ``AdaptationBatch.params`` of the evaluation.
+        out_dir: Folder for ``adaptation_task<i>.<format>``.
+        horizon: Longest episode (the run's horizon).
+        env_kwargs: The run's env keyword arguments.
+        video_format: ``gif`` or ``mp4``.
+        size: ``(width, height)`` of one panel.
+        fps: Frames per second (default: the env's ``render_fps``, else 20).
+        seed: Reset seed of every episode (all panels of a task start alike).
     """
     check_video_format(video_format)
     env = make_render_env(check_env_id(env_id), *size, env_kwargs)  # a 'module:Id' id names its registered Id

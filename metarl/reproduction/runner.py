@@ -250,7 +250,8 @@ def _metrics_rows(run_dir: Path | None) -> int:
 
 class Progress:
     """One bar per job following its run folder's ``metrics.csv``; without bars, a line whenever a job's state
-    changes."""
+    changes.
+    """
 
     def __init__(self, jobs: Sequence[Job], enabled: bool = True):
         self.jobs = jobs

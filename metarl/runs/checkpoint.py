@@ -306,7 +306,7 @@ def restore_rng(state: dict[str, Any], into: np.random.Generator | None = None) 
 
 
 def torch_rng_state() -> torch.Tensor:
-    """torch's global CPU RNG state (a uint8 tensor)."""
+    """Torch's global CPU RNG state (a uint8 tensor)."""
     return torch.get_rng_state()
 
 

@@ -128,15 +128,11 @@ def resume_changes(saved: TrainConfig, cfg: TrainConfig) -> list[str]:
 def incompatible_fields(saved: TrainConfig, cfg: TrainConfig, *, resume: bool) -> list[str]:
     """Fields in which ``cfg`` may not differ from the ``saved`` config of a checkpoint it loads.
 
-    Parameters
-    ----------
-    saved:
-        The config the checkpoint was written with.
-    cfg:
-        The config of the run loading it.
-    resume:
-        True for ``--resume`` (every field but the resumable and location ones must match);
-        False for ``init_from`` (only the policy's architecture must match).
+    Args:
+        saved: The config the checkpoint was written with.
+        cfg: The config of the run loading it.
+        resume: True for ``--resume`` (every field but the resumable and location ones must match); False for
+            ``init_from`` (only the policy's architecture must match).
     """
     if resume:
         return [name for name in resume_changes(saved, cfg) if name not in LOCATION_FIELDS]
@@ -166,14 +162,10 @@ def load_run_config(run_dir: Path, overrides: Sequence[str] = (), trust_env_modu
     imported yet is refused unless the module is in ``trust_env_modules`` (or the
     overrides name the same ``--env_id``): the folder may not be the user's.
 
-    Parameters
-    ----------
-    run_dir:
-        The run folder.
-    overrides:
-        Command-line tokens (``--num_iterations 800`` ...).
-    trust_env_modules:
-        Modules the user vouches for, which the run's env id may import.
+    Args:
+        run_dir: The run folder.
+        overrides: Command-line tokens (``--num_iterations 800`` ...).
+        trust_env_modules: Modules the user vouches for, which the run's env id may import.
     """
     run_dir = Path(run_dir)
     path = run_dir / CONFIG_FILE

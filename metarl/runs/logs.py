@@ -168,7 +168,8 @@ class RunLogger:
 
     def _quiet_writer_errors(self, args: threading.ExceptHookArgs) -> None:
         """TensorBoard's writer thread dies on a full disk and re-raises its OSError in the next ``flush`` of
-        this thread, where training stops with one line: the thread's own traceback is not printed."""
+        this thread, where training stops with one line: the thread's own traceback is not printed.
+        """
         if not (isinstance(args.exc_value, OSError) and type(args.thread).__name__ == "_AsyncWriterThread"):
             (self._previous_hook or threading.__excepthook__)(args)
 
@@ -208,7 +209,8 @@ class RunLogger:
 
 class _ConsoleWarnings(logging.Handler):
     """Warnings (only: an error reaches the console as the script's ``error:`` line) to stderr through
-    ``tqdm.write``, one line each, so that a progress bar stays whole."""
+    ``tqdm.write``, one line each, so that a progress bar stays whole.
+    """
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.levelno != logging.WARNING:
@@ -221,7 +223,8 @@ class _ConsoleWarnings(logging.Handler):
 
 class _RunLogFile(logging.FileHandler):
     """``train.log``: a write that fails (a full disk) stops the file quietly instead of printing a traceback
-    per record; the run's own writes (metrics, checkpoints) then fail loudly with the path."""
+    per record; the run's own writes (metrics, checkpoints) then fail loudly with the path.
+    """
 
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)
         logging.getLogger(LOGGER_NAME).removeHandler(self)

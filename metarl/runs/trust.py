@@ -47,7 +47,8 @@ def _key() -> bytes:
 
 def module_file(module: str) -> Path | None:
     """The file ``module`` would be imported from (``sys.path``, then the current directory), found without
-    importing it or its packages; ``None`` if there is none."""
+    importing it or its packages; ``None`` if there is none.
+    """
     parts = module.split(".")
     for base in [*sys.path, os.getcwd()]:
         root = Path(base or os.getcwd())

@@ -41,20 +41,13 @@ def _run_id(run_dir: Path, resume: bool) -> str:
 class WandbLogger:
     """One W&B run mirroring a metarl run.
 
-    Parameters
-    ----------
-    run_dir:
-        The run folder (W&B writes ``<run_dir>/wandb/``).
-    config:
-        The run's config as plain data; logged as the W&B run's config.
-    project:
-        W&B project name.
-    mode:
-        ``online`` or ``offline``.
-    name:
-        Display name of the W&B run (the metarl run name).
-    resume:
-        Continue the W&B run whose id the folder holds.
+    Args:
+        run_dir: The run folder (W&B writes ``<run_dir>/wandb/``).
+        config: The run's config as plain data; logged as the W&B run's config.
+        project: W&B project name.
+        mode: ``online`` or ``offline``.
+        name: Display name of the W&B run (the metarl run name).
+        resume: Continue the W&B run whose id the folder holds.
     """
 
     def __init__(

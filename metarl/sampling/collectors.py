@@ -42,20 +42,13 @@ def warn_nonfinite(count: int, when: str) -> None:
 class StepEnd:
     """What one step of the loop did, for the collector: flags over the ``n`` sub-environments.
 
-    Parameters
-    ----------
-    t:
-        The step's index.
-    valid:
-        Sub-environments whose step was kept.
-    ended:
-        Episodes that ended at this step (terminated, truncated, or out of steps).
-    bad:
-        Episodes cut short by a numerical fault at this step (the step is not kept).
-    terminated, truncated:
-        The step's flags (``truncated`` with the collector's horizon applied).
-    obs, next_obs:
-        The observations before and after the step.
+    Args:
+        t: The step's index.
+        valid: Sub-environments whose step was kept.
+        ended: Episodes that ended at this step (terminated, truncated, or out of steps).
+        bad: Episodes cut short by a numerical fault at this step (the step is not kept).
+        terminated, truncated: The step's flags (``truncated`` with the collector's horizon applied).
+        obs, next_obs: The observations before and after the step.
     """
 
     t: int

@@ -27,11 +27,14 @@ from metarl.tasks.protocol import DIVERGED_INFO_KEY, BatchedTaskEnv
 
 class PolicyLike(Protocol):
     """What the sampler needs of a policy: an episode's noise, and actions from observations, per-task parameters
-    and that noise (:meth:`agents.policies.Policy.actions_from_noise`)."""
+    and that noise (:meth:`agents.policies.Policy.actions_from_noise`).
+    """
 
-    def draw_noise(self, rng: np.random.Generator, num_steps: int) -> np.ndarray: ...
+    def draw_noise(self, rng: np.random.Generator, num_steps: int) -> np.ndarray:
+        """The action noise of one episode of ``num_steps`` steps, drawn from ``rng``."""
 
-    def actions_from_noise(self, obs: Tensor, params: Mapping[str, Tensor], noise: Tensor) -> Tensor: ...
+    def actions_from_noise(self, obs: Tensor, params: Mapping[str, Tensor], noise: Tensor) -> Tensor:
+        """The actions for observations ``obs`` with per-task ``params`` and the drawn ``noise``."""
 
 
 def _diverged(info: object, num_envs: int) -> np.ndarray:

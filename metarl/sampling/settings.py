@@ -26,18 +26,12 @@ def envs_per_task(episodes_per_task: int, step_budget: bool = False, budget_lane
 class SamplingSettings:
     """What one sampling phase draws: ``episodes_per_task`` episodes of each of ``num_tasks`` tasks.
 
-    Parameters
-    ----------
-    num_tasks:
-        Tasks sampled together (the meta-batch, or the held-out tasks of an evaluation).
-    episodes_per_task:
-        Episodes per task, or with ``step_budget`` the task's budget in horizons of steps.
-    step_budget:
-        Run each sub-environment's episodes back to back for its budget
-        (:class:`~metarl.sampling.collectors.StepBudget`), as the MAML paper's code did.
-    budget_lanes:
-        With ``step_budget``: sub-environments sharing a task's budget (0: one per episode).
-
+    Args:
+        num_tasks: Tasks sampled together (the meta-batch, or the held-out tasks of an evaluation).
+        episodes_per_task: Episodes per task, or with ``step_budget`` the task's budget in horizons of steps.
+        step_budget: Run each sub-environment's episodes back to back for its budget
+            (:class:`~metarl.sampling.collectors.StepBudget`), as the MAML paper's code did.
+        budget_lanes: With ``step_budget``: sub-environments sharing a task's budget (0: one per episode).
     An invalid combination is a ``ValueError`` naming the rule it breaks.
     """
 

@@ -120,21 +120,14 @@ def check_env(
 ) -> CheckReport:
     """Run every check on task env ``id``; raise :class:`TaskEnvError` at the first that fails.
 
-    Parameters
-    ----------
-    id:
-        Task-env id, or ``"module:Id"`` naming the module that registers it (imported).
-    env_kwargs:
-        Keyword arguments for the env constructor, as a config's ``env_kwargs``.
-    num_envs:
-        Sub-environments of the batched env, each given its own sampled task.
-    steps:
-        Steps of random actions on the batched env.
-    horizon:
-        Episode length for the batched env (default: the id's registered ``max_episode_steps``;
-        an env registered without one needs it, as training needs the config's ``horizon``).
-    on_pass:
-        Called with each check's line as it passes (the CLI prints them as they come).
+    Args:
+        id: Task-env id, or ``"module:Id"`` naming the module that registers it (imported).
+        env_kwargs: Keyword arguments for the env constructor, as a config's ``env_kwargs``.
+        num_envs: Sub-environments of the batched env, each given its own sampled task.
+        steps: Steps of random actions on the batched env.
+        horizon: Episode length for the batched env (default: the id's registered ``max_episode_steps``; an env
+            registered without one needs it, as training needs the config's ``horizon``).
+        on_pass: Called with each check's line as it passes (the CLI prints them as they come).
     """
     kwargs = dict(env_kwargs or {})
     passed: list[str] = []

@@ -53,13 +53,10 @@ REWARD_BOUNDS_KEY = "reward_bounds"
 def return_bounds(metadata: Any, horizon: int) -> tuple[float, float]:
     """Bounds of an episode's (undiscounted) return of at most ``horizon`` steps.
 
-    Parameters
-    ----------
-    metadata:
-        An env class's ``metadata`` mapping; without ``reward_bounds`` the return is unbounded.
-    horizon:
-        The longest episode. An episode that ends early sums fewer rewards, so the bounds
-        always include 0: ``[min(0, horizon·low), max(0, horizon·high)]``.
+    Args:
+        metadata: An env class's ``metadata`` mapping; without ``reward_bounds`` the return is unbounded.
+        horizon: The longest episode. An episode that ends early sums fewer rewards, so the bounds always include 0:
+            ``[min(0, horizon·low), max(0, horizon·high)]``.
     """
     low, high = (dict(metadata or {})).get(REWARD_BOUNDS_KEY, (-np.inf, np.inf))
     return float(min(0.0, horizon * float(low))), float(max(0.0, horizon * float(high)))
@@ -123,7 +120,8 @@ def check_batch(
 @contextlib.contextmanager
 def _time_limit(seconds: float, env_name: str) -> Iterator[None]:
     """Raise :class:`EnvFaultError` in the block if it runs longer than ``seconds`` (0: no limit, or off the main
-    thread, where no signal can reach it)."""
+    thread, where no signal can reach it).
+    """
     if seconds <= 0 or threading.current_thread() is not threading.main_thread():
         yield
         return

@@ -1,4 +1,4 @@
-"""Example of a MuJoCo task family of your own, single and batched: a two-joint arm reaching a goal it does not see.
+r"""Example of a MuJoCo task family of your own, single and batched: a two-joint arm reaching a goal it does not see.
 
 Each task is a goal position on the table, drawn as Gymnasium's Reacher draws its target (uniform
 in the disk of radius 0.2). Unlike Reacher-v5 the policy does not observe the goal: it must find it
@@ -109,6 +109,7 @@ class ReacherGoalEnv(ReacherEnv):
         return super().step(np.asarray(action, dtype=np.float64))
 
     def reset_model(self) -> np.ndarray:
+        """Reacher-v5's reset with the task's goal as the target."""
         qpos, qvel = reset_state(self.np_random, self.init_qpos, self.init_qvel, np.asarray(self._task.goal))
         self.goal = qpos[-2:].copy()
         self.set_state(qpos, qvel)

@@ -107,12 +107,14 @@ class WindPointEnv(gym.Env[np.ndarray, np.ndarray]):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start near the origin at rest."""
         super().reset(seed=seed)
         self._state = np.zeros(4)
         self._state[:2] = self.np_random.uniform(-0.05, 0.05, size=2)
         return self._state.astype(np.float32), {}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Push with the action's force plus the task's wind; reward the negative distance to the goal."""
         force = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
         velocity = DRAG * self._state[2:] + DT * (force + np.asarray(self._task.wind))
         position = self._state[:2] + DT * velocity

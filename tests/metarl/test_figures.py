@@ -11,7 +11,7 @@ import pytest
 
 from metarl.evaluation.protocol import AdaptationResults, t_interval
 from metarl.plots import curves, figures
-from metarl.plots.figures import LEGEND_INSIDE_MAX, adaptation_bands, plot_adaptation
+from metarl.plots.figures import LEGEND_COLUMNS, adaptation_bands, plot_adaptation
 from metarl.runs.logs import RunLogger
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,15 +55,15 @@ def test_adaptation_figure_from_saved_results(tmp_path: Path, capsys):
 
 
 @pytest.mark.slow
-def test_many_curves_put_the_legend_below_the_axes(tmp_path: Path):
-    """Past LEGEND_INSIDE_MAX entries the legend goes below the axes, so the figure is taller."""
-    curves = [_results(f"method{i}", 5 * i, seed=i) for i in range(LEGEND_INSIDE_MAX + 3)]
-    few = plot_adaptation(curves[:LEGEND_INSIDE_MAX], tmp_path / "few.png")
+def test_the_legend_sits_below_the_axes_and_grows_with_its_rows(tmp_path: Path):
+    """The legend never covers a curve: it goes below the axes, LEGEND_COLUMNS entries a row."""
+    curves = [_results(f"method{i}", 5 * i, seed=i) for i in range(2 * LEGEND_COLUMNS + 1)]
+    few = plot_adaptation(curves[:LEGEND_COLUMNS], tmp_path / "few.png")
     many = plot_adaptation(curves, tmp_path / "many.png")
     _assert_png(many)
     height_few, width_few = mpimg.imread(few).shape[:2]
     height_many, width_many = mpimg.imread(many).shape[:2]
-    assert width_many == width_few and height_many == height_few + round(1.2 * 110)  # 1.2 inches at 110 dpi
+    assert width_many == width_few and height_many == height_few + round(2 * 0.22 * 110)  # two more rows
 
 
 def test_several_seeds_are_averaged_with_a_band_over_runs():
