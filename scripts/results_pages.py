@@ -1,7 +1,8 @@
 """Regenerate the results pages' tables from the committed runs: ``python scripts/results_pages.py``.
 
-Rewrites the generated blocks (see :mod:`metarl.reproduction.pages`) of ``README.md`` and
-``results/README.md`` from the run folders under ``results/``: every seed's evaluation,
+Rewrites the generated blocks (see :mod:`metarl.reproduction.pages`) of ``README.md``,
+``results/README.md`` and ``BENCHMARKS.md`` from the run folders under ``results/`` and the
+benchmarks' outputs in ``benchmarks/results/``: every seed's evaluation,
 the mean over seeds, the baselines, the paper's checks, iterations, env steps, training
 time and CPU. ``--check`` changes nothing and exits 1 naming each block that has drifted
 (the test suite runs it).
@@ -15,11 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from metarl.cli.arguments import ArgumentParser
+from metarl.reproduction.benchmark_tables import benchmark_blocks
 from metarl.reproduction.pages import render_blocks, stale_blocks, update_page
 from metarl.system.files import write_atomic
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-PAGES = (REPOSITORY / "README.md", REPOSITORY / "results" / "README.md")
+PAGES = (REPOSITORY / "README.md", REPOSITORY / "results" / "README.md", REPOSITORY / "BENCHMARKS.md")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     stale = []
     for page in PAGES:
-        blocks = render_blocks(args.root, page.parent)
+        blocks = {**render_blocks(args.root, page.parent), **benchmark_blocks(REPOSITORY / "benchmarks" / "results")}
         text = page.read_text(encoding="utf-8")
         if args.check:
             stale += [f"{page.relative_to(REPOSITORY)}: {name}" for name in stale_blocks(text, blocks)]

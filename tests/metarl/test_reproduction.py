@@ -225,3 +225,22 @@ def test_committed_pages_match_the_committed_runs():
 def test_every_row_names_a_shipped_preset():
     for row in ROWS:
         assert preset_config(row).num_iterations > 0
+
+
+def test_benchmark_tables_come_from_the_benchmarks_outputs(tmp_path: Path):
+    from metarl.reproduction.benchmark_tables import benchmark_blocks
+
+    assert "Not measured yet" in benchmark_blocks(tmp_path)["benchmark:mujoco_family"]
+    result = {
+        "machine": {"cpu": "Some CPU (AVX2)", "cores": 2, "torch": "2", "mujoco": "4"},
+        "date": "2026-01-01",
+        "settings": {"family": "examples/X-v0", "num_envs": 8, "steps": 5, "threads": 1, "repeats": 3},
+        "env_steps_per_second": {"single": 1000.0, "batched": 4500.0, "raw": 5000.0},
+        "batched_over_raw": 0.9,
+        "batched_over_single": 4.5,
+        "targets": {"batched_over_raw": 0.8, "batched_over_single": 3.0},
+    }
+    (tmp_path / "mujoco_family.json").write_text(json.dumps(result))
+    table = benchmark_blocks(tmp_path)["benchmark:mujoco_family"]
+    assert "| the family's `BatchedMujocoTaskEnv` | 4,500 |" in table and "**0.90×** (target ≥ 0.8×)" in table
+    assert "Some CPU (AVX2), 2 cores" in table
