@@ -18,7 +18,7 @@ GYM_ASSETS = Path(gymnasium.__file__).parent / "envs" / "mujoco" / "assets"
 FRAME_SKIP = 5
 """Physics steps per control step (``dt = 5 * 0.01 s = 0.05 s`` for both robots)."""
 
-TRACKING_CAMERA: dict[str, float | int] = {"type": 1, "trackbodyid": 1, "distance": 4.0, "elevation": -20.0}
+TRACKING_CAMERA: dict[str, float | int] = {"type": 1, "trackbodyid": 1, "distance": 3.0, "elevation": -20.0}
 """The rendering camera of both robots (``default_camera_config``): it follows the torso
 (``mjCAMERA_TRACKING`` on body 1), so a running robot stays in the picture."""
 

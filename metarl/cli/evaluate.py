@@ -188,9 +188,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--video-size",
         type=_size,
-        default=(240, 180),
+        default=(320, 240),
         metavar="WxH",
-        help="size of one panel of a video (default 240x180)",
+        help="size of one panel of a video (default 320x240)",
     )
     p.add_argument(
         "--trust-env-module",

@@ -167,7 +167,7 @@ def adaptation_videos(
     horizon: int,
     env_kwargs: Mapping[str, Any] | None = None,
     video_format: str = "gif",
-    size: tuple[int, int] = (240, 180),
+    size: tuple[int, int] = (320, 240),
     fps: int | None = None,
     seed: int = 0,
 ) -> list[Path]:

@@ -39,6 +39,8 @@ XML = str(Path(gym.__file__).parent / "envs" / "mujoco" / "assets" / "reacher.xm
 FRAME_SKIP = 2
 """Physics steps per control step, as Reacher-v5."""
 GOAL_RADIUS = 0.2
+TOP_DOWN_CAMERA: dict[str, float | int] = {"trackbodyid": 0, "distance": 0.55, "elevation": -90.0, "azimuth": 90.0}
+"""Rendering: straight down on the table, the arm's reach (0.21 m) and the goal's disk in the frame."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class ReacherGoalEnv(ReacherEnv):
     """
 
     def __init__(self, task: GoalTask | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("default_camera_config", TOP_DOWN_CAMERA)  # the arm and its goal fill the frame
         super().__init__(**kwargs)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(8,), dtype=np.float32)
         self._task = task or GoalTask((0.1, 0.1))
