@@ -38,6 +38,7 @@ import gymnasium as gym
 import mujoco
 import mujoco.batch
 import numpy as np
+import outputs
 
 import envs  # noqa: F401  (registers the ids)
 from envs.locomotion.models import FRAME_SKIP, ant_model, half_cheetah_model
@@ -167,6 +168,21 @@ def main() -> None:
         for (mode, n), (wall, cpu) in vector.items():
             print(f"{name}: {mode} x{n}: {wall:,.0f} steps/s, {cpu:,.0f} steps/CPU-s", flush=True)
 
+    outputs.save(
+        "locomotion_envs",
+        {"num_envs": args.num_envs, "nthread": args.nthread, "repeats": args.repeats, "gym_envs": args.gym_envs},
+        {
+            "families": {
+                name: {
+                    "batched": _median(batched, 0),
+                    "raw": _median(raw, 0),
+                    "batched_over_raw": statistics.median(b[0] / r[0] for b, r in zip(batched, raw, strict=True)),
+                    "gym_vector": {f"{mode} x{n}": wall for (mode, n), (wall, _) in vector.items()},
+                }
+                for name, (batched, raw, vector) in results.items()
+            }
+        },
+    )
     for k, unit in [(0, "env-steps/s"), (1, "env-steps per CPU-second")]:
         print()
         print(

@@ -31,6 +31,7 @@ import time
 import mujoco
 import mujoco.batch
 import numpy as np
+import outputs
 import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
@@ -212,6 +213,9 @@ def main() -> None:
         action="store_true",
         help="time the meta-update's parts on one batch: meta-gradient, line-search evaluation, Fisher products",
     )
+    parser.add_argument(
+        "--save", action="store_true", help="write results/meta_iteration_<config>.json (BENCHMARKS.md's table)"
+    )
     parser.add_argument("override", nargs="*", help="config overrides: --key value pairs after --")
     args = parser.parse_args()
 
@@ -274,6 +278,30 @@ def main() -> None:
         print(
             f"  iteration / physics of its samples: {total / replay:.2f}x   sampling: {sample / replay:.2f}x   "
             f"meta-update: {update / replay:.2f}x"
+        )
+    if args.save:
+        replay = statistics.median(replays) if replays else None
+        outputs.save(
+            f"meta_iteration_{args.config}",
+            {
+                "config": args.config,
+                "overrides": args.override,
+                "meta_batch_size": cfg.meta_batch_size,
+                "episodes_per_task": cfg.episodes_per_task,
+                "horizon": cfg.horizon,
+                "repeats": args.repeats,
+                "torch_threads": args.num_threads,
+                "policy_threads": learner.sampler.policy_threads,
+                "mujoco_threads": getattr(env, "nthread", None),
+            },
+            {
+                "seconds_per_iteration": total,
+                "sampling_seconds": sample,
+                "meta_update_seconds": update,
+                "env_steps": env_steps,
+                "physics_seconds": physics or None,
+                "sample_physics_seconds": replay,
+            },
         )
     if args.thread_ab:
         learner.sampler.set_tasks(env.sample_tasks(cfg.meta_batch_size, rng))

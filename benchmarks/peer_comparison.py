@@ -24,6 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import outputs
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -80,6 +82,23 @@ def main() -> None:
         theirs.append(peer_seconds(args.peer))
         print(f"round {r}: metarl {ours[-1]:.3f} s per meta-iteration, pytorch-maml-rl {theirs[-1]:.3f} s", flush=True)
     mine, peer = statistics.median(ours), statistics.median(theirs)
+    outputs.save(
+        "peer_comparison",
+        {
+            "config": "2d-navigation",
+            "overrides": args.override,
+            "rounds": args.rounds,
+            "iterations": args.iterations,
+            "peer": "pytorch-maml-rl (time.sh 8 1 1: 8 meta-batches, 1 thread, 1 worker)",
+        },
+        {
+            "metarl_seconds": ours,
+            "peer_seconds": theirs,
+            "metarl_median": mine,
+            "peer_median": peer,
+            "speedup": peer / mine,
+        },
+    )
     print(
         f"medians: metarl 2d-navigation {' '.join(args.override)} {mine:.3f} s, pytorch-maml-rl {peer:.3f} s: "
         f"metarl {peer / mine:.1f}x faster"

@@ -41,8 +41,67 @@ def _mujoco_family(result: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-RENDERERS: dict[str, Callable[[Mapping[str, Any]], str]] = {"mujoco_family": _mujoco_family}
-"""The table of each benchmark whose output BENCHMARKS.md quotes."""
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f} s"
+
+
+def _meta_iteration(results: list[Mapping[str, Any]]) -> str:
+    """One row per preset measured by ``benchmarks/meta_iteration.py --save``."""
+    lines = [
+        "| preset | batch (tasks × episodes × horizon) | per meta-iteration | sampling | meta-update | "
+        "physics of its samples | iteration / physics | threads (torch, MuJoCo) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    machines = []
+    for r in sorted(results, key=lambda r: r["settings"]["config"]):
+        s = r["settings"]
+        physics = r.get("sample_physics_seconds") or r.get("physics_seconds")
+        ratio = f"**{r['seconds_per_iteration'] / physics:.2f}×**" if physics else "—"
+        overrides = f" {' '.join(s['overrides'])}" if s.get("overrides") else ""
+        lines.append(
+            f"| `{s['config']}`{overrides} | {s['meta_batch_size']} × {s['episodes_per_task']} × {s['horizon']} | "
+            f"{_seconds(r['seconds_per_iteration'])} | {_seconds(r['sampling_seconds'])} | "
+            f"{_seconds(r['meta_update_seconds'])} | {_seconds(physics)} | {ratio} | "
+            f"{s['torch_threads']}, {s.get('mujoco_threads') or '—'} |"
+        )
+        machines.append(_machine(r))
+    lines += ["", "Medians of 3 iterations after a warm-up; " + "; ".join(sorted(set(machines))) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def _peer_comparison(result: Mapping[str, Any]) -> str:
+    s = result["settings"]
+    return (
+        "| | seconds per meta-iteration (median) |\n|---|---|\n"
+        f"| metarl, `2d-navigation` preset | {result['metarl_median']:.3f} |\n"
+        f"| pytorch-maml-rl, its 2d-navigation config ({s['peer']}) | {result['peer_median']:.3f} |\n\n"
+        f"metarl is **{result['speedup']:.1f}×** as fast, in {s['rounds']} alternating rounds ({_machine(result)}).\n"
+    )
+
+
+def _locomotion_envs(result: Mapping[str, Any]) -> str:
+    s = result["settings"]
+    lines = [
+        f"Env steps per second, {s['num_envs']} sub-environments, {s['nthread']} MuJoCo threads, medians of "
+        f"{s['repeats']} ({_machine(result)}):",
+        "",
+        "| family | batched (`make_batched`) | raw `mujoco.batch` | batched / raw | Gymnasium vector envs |",
+        "|---|---|---|---|---|",
+    ]
+    for name, f in result["families"].items():
+        vector = ", ".join(f"{k}: {v:,.0f}" for k, v in f["gym_vector"].items())
+        lines.append(f"| {name} | {f['batched']:,.0f} | {f['raw']:,.0f} | {f['batched_over_raw']:.2f} | {vector} |")
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "mujoco_family": _mujoco_family,
+    "peer_comparison": _peer_comparison,
+    "locomotion_envs": _locomotion_envs,
+}
+"""The table of each benchmark whose one output BENCHMARKS.md quotes."""
+GROUPED: dict[str, Callable[[list[Mapping[str, Any]]], str]] = {"meta_iteration": _meta_iteration}
+"""Benchmarks with one output per configuration (``<name>_<config>.json``), quoted as one table."""
 
 
 def benchmark_blocks(results_dir: Path) -> dict[str, str]:
@@ -51,15 +110,15 @@ def benchmark_blocks(results_dir: Path) -> dict[str, str]:
     Args:
         results_dir: the folder of the benchmarks' JSON outputs (``benchmarks/results``).
     """
+    missing = "Not measured yet on a machine of this project: run `benchmarks/{}.py` (with `--save`).\n"
     blocks = {}
     for name, render in RENDERERS.items():
         path = results_dir / f"{name}.json"
-        blocks[f"benchmark:{name}"] = (
-            render(json.loads(path.read_text()))
-            if path.is_file()
-            else (f"Not measured yet: run `benchmarks/{name}.py`.\n")
-        )
+        blocks[f"benchmark:{name}"] = render(json.loads(path.read_text())) if path.is_file() else missing.format(name)
+    for name, render_all in GROUPED.items():
+        found = [json.loads(p.read_text()) for p in sorted(results_dir.glob(f"{name}_*.json"))]
+        blocks[f"benchmark:{name}"] = render_all(found) if found else missing.format(name)
     return blocks
 
 
-__all__ = ["RENDERERS", "benchmark_blocks"]
+__all__ = ["GROUPED", "RENDERERS", "benchmark_blocks"]
