@@ -34,7 +34,16 @@ def make_policy(
     init_std: float = 1.0,
     env_name: str = "environment",
 ) -> Policy:
-    """A Gaussian policy for a Box action space, a categorical one for a Discrete space."""
+    """A Gaussian policy for a Box action space, a categorical one for a Discrete space.
+
+    Args:
+        observation_space: The env's single observation space (a flat Box).
+        action_space: The env's single action space: a flat Box (Gaussian policy) or Discrete (categorical).
+        hidden_sizes: Widths of the MLP's hidden layers.
+        nonlinearity: The hidden layers' activation (``tanh`` or ``relu``).
+        init_std: The Gaussian policy's initial standard deviation (unused for a categorical one).
+        env_name: How error messages name the env.
+    """
     if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
         raise ValueError(f"{env_name}: the MLP policies need a flat Box observation space, got {observation_space}")
     obs_dim = observation_space.shape[0]
@@ -67,6 +76,11 @@ def make_sampler(cfg: TrainConfig, env: BatchedTaskEnv, policy: PolicyLike) -> S
     :class:`metarl.sampling.ray_sampler.RaySampler` with ``cfg.num_workers`` actors on the cluster at
     ``cfg.ray_address`` (a :class:`~metarl.config.ConfigError` if Ray is not installed or the
     cluster cannot be reached).
+
+    Args:
+        cfg: The run's config: ``sampler``, the batch sizes, the sampler's seeds and Ray settings.
+        env: The batched task env the local sampler steps.
+        policy: The policy whose actions are sampled.
     """
     if cfg.sampler == "ray":
         return make_ray_sampler(cfg, env, policy)

@@ -73,12 +73,24 @@ def magic_box(x: Tensor) -> Tensor:
 def transitions_loss(policy: Policy, params: Params, steps: Transitions, estimator: str = "reinforce") -> Tensor:
     """Inner loss per task ``[T]`` on packed ``steps``: −mean of log π(a|s)·A (``reinforce``) or of
     π(a|s)/⊥π(a|s)·A (``lvc``); ``dice`` needs episodes (:func:`inner_loss`).
+
+    Args:
+        policy: The policy.
+        params: Its parameters, each with a leading task axis ``[T, ...]``.
+        steps: The tasks' packed valid transitions with their advantages.
+        estimator: ``reinforce`` or ``lvc``.
     """
     return log_prob_loss(policy.distribution(steps.observations, params).log_prob(steps.actions), steps, estimator)
 
 
 def log_prob_loss(log_probs: Tensor, steps: Transitions, estimator: str = "reinforce") -> Tensor:
-    """:func:`transitions_loss` from the log-probabilities ``[T, N, 1]`` of the actions of ``steps``."""
+    """:func:`transitions_loss` from the log-probabilities ``[T, N, 1]`` of the actions of ``steps``.
+
+    Args:
+        log_probs: Log-probabilities ``[T, N, 1]`` of the actions of ``steps``.
+        steps: The tasks' packed valid transitions with their advantages.
+        estimator: ``reinforce`` or ``lvc``.
+    """
     if estimator == "lvc":
         log_probs = magic_box(log_probs)
     elif estimator != "reinforce":

@@ -107,6 +107,12 @@ def dice_loss(policy: Policy, params: Params, episodes: Episodes, advantages: Te
 
     ``c_t`` is the sum of the episode's log-probabilities up to and including step ``t``; the
     episodes keep their time axis, so this evaluates the padded ``[T, H, E]`` layout.
+
+    Args:
+        policy: The policy.
+        params: Its parameters, each with a leading task axis ``[T, ...]``.
+        episodes: The tasks' episodes in the padded ``[T, H, E]`` layout.
+        advantages: Advantages ``[T, H, E]`` of the episodes' steps.
     """
     obs = episodes.task_major(episodes.observations)
     mask = episodes.task_major(episodes.mask)
@@ -150,6 +156,15 @@ def inner_step(
     With ``create_graph`` the result is differentiable through the gradient
     (second-order MAML) — with the curvature of ``estimator`` —; without it the gradient
     is a constant (first order), the same for every estimator.
+
+    Args:
+        policy: The policy.
+        params: The parameters to adapt, each with a leading task axis ``[T, ...]``.
+        episodes: Each task's episodes sampled with ``params``.
+        advantages: Advantages ``[T, H, E]`` of the episodes' steps.
+        lr: The inner step size.
+        create_graph: Keep the step differentiable (second order) rather than a constant gradient (first order).
+        estimator: The inner loss: ``reinforce``, ``lvc`` or ``dice``.
     """
     if estimator == "dice":
         return _step(params, dice_loss(policy, params, episodes, advantages).sum(), lr, create_graph)
@@ -159,7 +174,16 @@ def inner_step(
 def transitions_inner_step(
     policy: Policy, params: Params, steps: Transitions, lr: float, create_graph: bool, estimator: str = "reinforce"
 ) -> Params:
-    """:func:`inner_step` on packed ``steps`` (``reinforce`` or ``lvc``)."""
+    """:func:`inner_step` on packed ``steps`` (``reinforce`` or ``lvc``).
+
+    Args:
+        policy: The policy.
+        params: The parameters to adapt, each with a leading task axis ``[T, ...]``.
+        steps: The tasks' packed valid transitions with their advantages.
+        lr: The inner step size.
+        create_graph: Keep the step differentiable (second order).
+        estimator: ``reinforce`` or ``lvc``.
+    """
     return _step(params, transitions_loss(policy, params, steps, estimator).sum(), lr, create_graph)
 
 
@@ -177,7 +201,16 @@ def adapt(
     create_graph: bool,
     estimator: str = "reinforce",
 ) -> Params:
-    """Apply the batch's K inner steps to ``params`` (recomputed as a function of them), by ``estimator``."""
+    """Apply the batch's K inner steps to ``params`` (recomputed as a function of them), by ``estimator``.
+
+    Args:
+        policy: The policy.
+        params: The parameters before adaptation, each with a leading task axis ``[T, ...]``.
+        batch: The sampled adaptation: each step's episodes and advantages.
+        lrs: The step size of each inner step.
+        create_graph: Keep the steps differentiable (second order).
+        estimator: The inner loss: ``reinforce``, ``lvc`` or ``dice``.
+    """
     for k in range(batch.num_inner_steps):
         params = inner_step(policy, params, batch.episodes[k], batch.advantages[k], lrs[k], create_graph, estimator)
     return params
@@ -206,7 +239,14 @@ class AdaptationStep(Protocol):
 
 
 def autograd_step(policy: Policy, params: Params, steps: Transitions, lr: float) -> tuple[Params, None]:
-    """The reference :class:`AdaptationStep`: the gradient by autograd, in the parameters' dtype."""
+    """The reference :class:`AdaptationStep`: the gradient by autograd, in the parameters' dtype.
+
+    Args:
+        policy: The policy.
+        params: The parameters to adapt, each with a leading task axis ``[T, ...]``.
+        steps: The tasks' packed valid transitions with their advantages.
+        lr: The inner step size.
+    """
     with torch.enable_grad():
         stepped = transitions_inner_step(policy, detached(params), steps, lr, create_graph=False)
     return {n: p.detach() for n, p in stepped.items()}, None
@@ -227,6 +267,15 @@ def sample_adaptation(
     entry holds the episodes of the fully adapted policy. ``step`` takes each inner
     step (the meta-update's learner passes its own, so that the adaptation sampled is
     the one it differentiates).
+
+    Args:
+        policy: The policy.
+        sampler: The sampler of every task's episodes at once.
+        rng: Seeds of the rollouts.
+        lrs: The step size of each inner step (their number is the number of steps).
+        advantage: How the episodes' advantages are computed.
+        params: The parameters to start from (the policy's own if ``None``).
+        step: How each inner step is taken.
     """
     current = detached(params if params is not None else policy.task_params(sampler.num_tasks))
     episodes, advantages, used, hessians = [], [], [], []

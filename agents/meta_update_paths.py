@@ -61,7 +61,14 @@ class MetaUpdatePath(Protocol):
         rng: np.random.Generator | None,
         hessians: Sequence[InnerLossHessian] = (),
     ) -> Product:
-        """``v ↦ F v + damping v`` for the KL of the post-adaptation policy as a function of θ."""
+        """``v ↦ F v + damping v`` for the KL of the post-adaptation policy as a function of θ.
+
+        Args:
+            objective: The post-adaptation objective (its episodes and the inner loop's batch).
+            adapted: The adapted parameters with their graph through the inner loop, or ``None``.
+            rng: Draws the subsampled steps where the path subsamples.
+            hessians: The inner loop's Hessians, where the path uses them.
+        """
 
 
 def _flat(grads: Sequence[Tensor]) -> Tensor:
@@ -102,6 +109,13 @@ class ExactMetaUpdate:
         graph of ``adapted``, made here if ``None``) and ``M`` the KL's Hessian in those
         parameters (:meth:`Policy.fisher_metric`); ``J v`` and ``Jᵀ u`` are two backward passes.
         ``low_precision`` runs them under bf16 autocast (the fast path's ``dice`` products).
+
+        Args:
+            objective: The post-adaptation objective (its episodes and the inner loop's batch).
+            adapted: The adapted parameters with their graph through the inner loop (made here if ``None``).
+            rng: Unused: the exact products take every step.
+            hessians: Unused by the exact path.
+            low_precision: Run the backward passes under bf16 autocast.
         """
         params = list(self.policy.parameters())
         obs, mask = objective.obs, objective.mask
@@ -192,6 +206,12 @@ class FastMetaUpdate:
         """The products on a random ``fvp_transition_fraction`` share of each task's post-adaptation steps, the inner
         loop's Hessian on ``fvp_inner_fraction`` of its steps, in ``fisher_precision``; at the reference
         settings, the exact path's.
+
+        Args:
+            objective: The post-adaptation objective (its episodes and the inner loop's batch).
+            adapted: The adapted parameters with their graph, used at the reference settings.
+            rng: Draws the subsampled steps.
+            hessians: The inner loop's Hessians of the sampled adaptation.
         """
         s = self.settings
         if s.exact_fisher:

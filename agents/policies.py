@@ -94,6 +94,11 @@ class Policy(nn.Module, abc.ABC):
 
         A policy may compute the same numbers without building the distribution (the
         sampler calls this at every step).
+
+        Args:
+            obs: Observations ``[T, ..., obs_dim]``.
+            params: The parameters, each with a leading task axis ``[T, ...]``.
+            noise: The standard noise of the actions (its shape is the distribution's sample shape).
         """
         return self.sample_from_noise(self.distribution(obs, params), noise)
 
@@ -144,7 +149,13 @@ class GaussianMLPPolicy(Policy):
         return normal.loc + normal.scale * noise
 
     def actions_from_noise(self, obs: Tensor, params: Mapping[str, Tensor], noise: Tensor) -> Tensor:
-        """``mean + std · ε`` as :meth:`sample_from_noise` makes it, without the distribution's objects."""
+        """``mean + std · ε`` as :meth:`sample_from_noise` makes it, without the distribution's objects.
+
+        Args:
+            obs: Observations ``[T, ..., obs_dim]``.
+            params: The parameters, each with a leading task axis ``[T, ...]``.
+            noise: Standard normal noise ``[T, ..., action_dim]``.
+        """
         mean = self._mlp(obs, params)
         log_std = params["log_std"].clamp(min=self.min_log_std)
         std = log_std.exp().reshape((log_std.shape[0],) + (1,) * (mean.dim() - 2) + (log_std.shape[-1],))

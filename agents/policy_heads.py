@@ -214,13 +214,27 @@ def register_head_derivatives(policy_class: type, loss: type, outputs: type) -> 
 
 
 def loss_head(policy: Policy, head: Params, steps: Transitions, estimator: str, trunk: Trunk) -> Any:
-    """The inner loss's derivatives in the MLP's output and the head: written out if registered, else generic."""
+    """The inner loss's derivatives in the MLP's output and the head: written out if registered, else generic.
+
+    Args:
+        policy: The policy.
+        head: The output layer's parameters.
+        steps: The tasks' packed valid transitions with their advantages.
+        estimator: ``reinforce`` or ``lvc``.
+        trunk: The hidden layers' forward pass on the steps' observations.
+    """
     written = WRITTEN_OUT_HEADS.get(type(policy))
     return (written.loss if written else GenericLossHead)(policy, head, steps, estimator, trunk)
 
 
 def output_head(policy: Policy, head: Params, trunk: Trunk) -> Any:
-    """The distribution parameters' derivatives in the MLP's output and the head: written out if registered."""
+    """The distribution parameters' derivatives in the MLP's output and the head: written out if registered.
+
+    Args:
+        policy: The policy.
+        head: The output layer's parameters.
+        trunk: The hidden layers' forward pass on the observations.
+    """
     written = WRITTEN_OUT_HEADS.get(type(policy))
     return (written.outputs if written else GenericOutputs)(policy, head, trunk)
 

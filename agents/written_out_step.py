@@ -6,7 +6,7 @@ The reference inner step takes the inner loss's gradient by autograd in fp32
 Hessian is built from anyway — so the sampler's inner step can hand that Hessian to the
 meta-update instead of the meta-update building it again, and the line search's inner steps
 run at the bf16 speed. The gradient is then ``dtype``'s (bf16: within about 1 % of fp32 per
-parameter, BENCHMARKS.md); the sampler, the line search and the evaluation take the same
+parameter, git show 7e49a18:BENCHMARKS.md); the sampler, the line search and the evaluation take the same
 step, so the adaptation they see is one function of θ.
 """
 

@@ -104,7 +104,7 @@ class PhysicsRecorder:
 
     def step(self, ids=None, nstep: int = 1):
         if self.recording:
-            self.events.append(("step", None if ids is None else np.asarray(ids).copy(), self.env._ctrl.copy(), nstep))  # type: ignore[attr-defined]
+            self.events.append(("step", None if ids is None else np.asarray(ids).copy(), self.env.ctrl.copy(), nstep))  # type: ignore[attr-defined]
         return self.batch.step(ids, nstep=nstep)
 
     def replay_seconds(self) -> float:

@@ -57,7 +57,13 @@ def bandit_id(k: int, n: int) -> str:
 
 
 def sample_bandit_tasks(n: int, k: int, rng: np.random.Generator) -> list[BanditTask]:
-    """Draw ``n`` tasks of ``k`` arms with probabilities i.i.d. ``U[0, 1]``."""
+    """Draw ``n`` tasks of ``k`` arms with probabilities i.i.d. ``U[0, 1]``.
+
+    Args:
+        n: The number of tasks.
+        k: Arms per task.
+        rng: The generator of the probabilities.
+    """
     return [BanditTask(probs=tuple(row)) for row in rng.uniform(0.0, 1.0, size=(n, k)).tolist()]
 
 
@@ -202,6 +208,11 @@ class BatchedBernoulliBandit(BatchedTaskEnv):
         """Per-task returns of ``horizon`` pulls: best arm (``n·max p``), UCB1, Thompson, random (``n·mean p``).
 
         See :func:`envs.references.bandit_reference_returns`; evaluation reports them.
+
+        Args:
+            tasks: The held-out tasks.
+            horizon: Pulls per episode.
+            rng: Seeds UCB1's and Thompson sampling's runs.
         """
         where = f"{type(self).__name__}.reference_returns"
         return bandit_reference_returns([_check_task(t, self.k, where) for t in tasks], horizon, rng)

@@ -98,6 +98,12 @@ def ucb1_return(tasks: BanditTasks, n: int, rng: np.random.Generator, num_runs: 
 
     Each arm is pulled once (in index order), then the arm maximising
     ``mean_a + sqrt(2·ln t / n_a)``, with ``t`` the number of pulls so far.
+
+    Args:
+        tasks: The bandit tasks' arm probabilities.
+        n: Pulls per run.
+        rng: Draws the pulls' outcomes.
+        num_runs: Runs averaged per task.
     """
     return _simulate_bandit(bandit_probs(tasks), n, num_runs, rng, "ucb1")
 
@@ -107,6 +113,12 @@ def thompson_return(tasks: BanditTasks, n: int, rng: np.random.Generator, num_ru
 
     Every pull samples each arm's probability from its Beta posterior and pulls the
     arm with the largest sample.
+
+    Args:
+        tasks: The bandit tasks' arm probabilities.
+        n: Pulls per run.
+        rng: Draws the posterior samples and the pulls' outcomes.
+        num_runs: Runs averaged per task.
     """
     return _simulate_bandit(bandit_probs(tasks), n, num_runs, rng, "thompson")
 
@@ -146,12 +158,24 @@ def mdp_value_iteration(tasks: MDPTasks, horizon: int) -> tuple[np.ndarray, np.n
 
 
 def mdp_optimal_return(tasks: MDPTasks, horizon: int, initial_state: int = 0) -> np.ndarray:
-    """Expected return ``[T]`` of the optimal policy from ``initial_state`` (value iteration)."""
+    """Expected return ``[T]`` of the optimal policy from ``initial_state`` (value iteration).
+
+    Args:
+        tasks: The MDPs' transitions and mean rewards.
+        horizon: Steps per episode.
+        initial_state: The state every episode starts in.
+    """
     return mdp_value_iteration(tasks, horizon)[0][:, 0, initial_state]
 
 
 def mdp_random_return(tasks: MDPTasks, horizon: int, initial_state: int = 0) -> np.ndarray:
-    """Exact expected return ``[T]`` of the uniformly random policy from ``initial_state``."""
+    """Exact expected return ``[T]`` of the uniformly random policy from ``initial_state``.
+
+    Args:
+        tasks: The MDPs' transitions and mean rewards.
+        horizon: Steps per episode.
+        initial_state: The state every episode starts in.
+    """
     P, R = mdp_arrays(tasks)
     values = np.zeros(P.shape[:2])  # V[T, S] with no steps to go
     for _ in range(horizon):
@@ -174,6 +198,12 @@ def bandit_reference_returns(
 
     UCB1 and Thompson sampling draw from their own children of ``rng``
     (``rng.spawn(2)``, in that order), so each is reproducible on its own.
+
+    Args:
+        tasks: The bandit tasks' arm probabilities.
+        horizon: Pulls per episode.
+        rng: The parent of UCB1's and Thompson sampling's generators.
+        num_runs: Runs averaged per task.
     """
     ucb_rng, thompson_rng = rng.spawn(2)
     best, ucb, thompson, random = BANDIT_REFERENCES
@@ -191,6 +221,12 @@ def mdp_reference_returns(
     """Per-task exact expected return from ``initial_state``: optimal policy and uniform random.
 
     Both are exact (dynamic programming), so ``rng`` is not used.
+
+    Args:
+        tasks: The MDPs' transitions and mean rewards.
+        horizon: Steps per episode.
+        rng: Unused (the returns are exact).
+        initial_state: The state every episode starts in.
     """
     optimal, random = MDP_REFERENCES
     return {

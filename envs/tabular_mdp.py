@@ -111,7 +111,14 @@ class TabularMDPTask:
 def sample_tabular_mdp_tasks(
     n: int, rng: np.random.Generator, num_states: int = NUM_STATES, num_actions: int = NUM_ACTIONS
 ) -> list[TabularMDPTask]:
-    """Draw ``n`` MDPs: ``P[s, a] ~ Dirichlet(1)``, ``R[s, a] ~ N(1, 1)``."""
+    """Draw ``n`` MDPs: ``P[s, a] ~ Dirichlet(1)``, ``R[s, a] ~ N(1, 1)``.
+
+    Args:
+        n: The number of tasks.
+        rng: The generator of the transitions and rewards.
+        num_states: States per MDP.
+        num_actions: Actions per state.
+    """
     P = rng.dirichlet(np.ones(num_states), size=(n, num_states, num_actions))
     R = rng.normal(REWARD_MEAN, REWARD_STD, size=(n, num_states, num_actions))
     return [TabularMDPTask(transitions=P[i], mean_rewards=R[i]) for i in range(n)]
@@ -298,6 +305,11 @@ class BatchedTabularMDP(BatchedTaskEnv):
         """Per-task exact expected returns from state 0: optimal (value iteration) and uniform random.
 
         See :func:`envs.references.mdp_reference_returns`; evaluation reports them.
+
+        Args:
+            tasks: The held-out tasks.
+            horizon: Steps per episode.
+            rng: Unused (the returns are exact).
         """
         where = f"{type(self).__name__}.reference_returns"
         checked = [_check_task(t, self.num_states, self.num_actions, where) for t in tasks]

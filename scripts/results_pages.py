@@ -1,7 +1,7 @@
 """Regenerate the results pages' tables from the committed runs: ``python scripts/results_pages.py``.
 
 Rewrites the generated blocks (see :mod:`metarl.reproduction.pages`) of ``README.md``,
-``results/README.md`` and ``BENCHMARKS.md`` from the run folders under ``results/`` and the
+``results/README.md``, ``BENCHMARKS.md`` and ``docs/evaluation.md`` from the run folders under ``results/`` and the
 benchmarks' outputs in ``benchmarks/results/``: every seed's evaluation,
 the mean over seeds, the baselines, the paper's checks, iterations, env steps, training
 time and CPU. ``--check`` changes nothing and exits 1 naming each block that has drifted
@@ -17,11 +17,22 @@ from pathlib import Path
 
 from metarl.cli.arguments import ArgumentParser
 from metarl.reproduction.benchmark_tables import benchmark_blocks
-from metarl.reproduction.pages import render_blocks, stale_blocks, update_page
+from metarl.reproduction.pages import adaptation_block, block_names, render_blocks, stale_blocks, update_page
 from metarl.system.files import write_atomic
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-PAGES = (REPOSITORY / "README.md", REPOSITORY / "results" / "README.md", REPOSITORY / "BENCHMARKS.md")
+PAGES = (
+    REPOSITORY / "README.md",
+    REPOSITORY / "results" / "README.md",
+    REPOSITORY / "BENCHMARKS.md",
+    REPOSITORY / "docs" / "evaluation.md",
+)
+
+
+def _adaptation_blocks(text: str) -> dict[str, str]:
+    """The ``adaptation:<folder>`` blocks ``text`` marks, each a table of that folder's results files."""
+    names = [n for n in block_names(text) if n.startswith("adaptation:")]
+    return {n: adaptation_block(REPOSITORY / n.partition(":")[2], n.partition(":")[2]) for n in names}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,8 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     stale = []
     for page in PAGES:
-        blocks = {**render_blocks(args.root, page.parent), **benchmark_blocks(REPOSITORY / "benchmarks" / "results")}
         text = page.read_text(encoding="utf-8")
+        blocks = {
+            **render_blocks(args.root, page.parent),
+            **benchmark_blocks(REPOSITORY / "benchmarks" / "results"),
+            **_adaptation_blocks(text),
+        }
         if args.check:
             stale += [f"{page.relative_to(REPOSITORY)}: {name}" for name in stale_blocks(text, blocks)]
         else:

@@ -372,7 +372,13 @@ class BatchedAnt(BatchedLocomotionEnv):
     def locomotion_reward(
         self, x_velocity: np.ndarray, action: np.ndarray, diverged: np.ndarray
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The Ant reward (:func:`ant_reward`) of every sub-environment."""
+        """The Ant reward (:func:`ant_reward`) of every sub-environment.
+
+        Args:
+            x_velocity: The torso's x velocity ``[N]`` over the step.
+            action: The actions ``[N, 8]``.
+            diverged: Which sub-environments' physics diverged ``[N]`` (the family sets their reward to 0 after).
+        """
         task_reward = self.family.reward(self.task_params, x_velocity, self.qpos[:, :2])
         return ant_reward(task_reward, self.healthy(diverged), action, self.contact_forces(), self._settings)
 

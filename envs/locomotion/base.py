@@ -167,7 +167,13 @@ class BatchedLocomotionEnv(BatchedMujocoTaskEnv):
     def locomotion_reward(
         self, x_velocity: np.ndarray, action: np.ndarray, diverged: np.ndarray
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Rewards of all sub-environments and their components, given the torso's x velocity."""
+        """Rewards of all sub-environments and their components, given the torso's x velocity.
+
+        Args:
+            x_velocity: The torso's x velocity ``[N]`` over the step.
+            action: The actions ``[N, action_dim]``.
+            diverged: Which sub-environments' physics diverged ``[N]``.
+        """
 
     def reward(self, action: np.ndarray, diverged: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """:meth:`locomotion_reward` of the step's torso velocity along x."""

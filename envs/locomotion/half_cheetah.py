@@ -215,7 +215,13 @@ class BatchedHalfCheetah(BatchedLocomotionEnv):
     def locomotion_reward(
         self, x_velocity: np.ndarray, action: np.ndarray, diverged: np.ndarray
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The task term of the torso's x velocity minus the control cost, for every sub-environment."""
+        """The task term of the torso's x velocity minus the control cost, for every sub-environment.
+
+        Args:
+            x_velocity: The torso's x velocity ``[N]`` over the step.
+            action: The actions ``[N, 6]``.
+            diverged: Which sub-environments' physics diverged ``[N]`` (the family sets their reward to 0 after).
+        """
         xy = np.zeros((self.num_envs, 2))
         xy[:, 0] = self.qpos[:, 0]
         task_reward = self.family.reward(self.task_params, x_velocity, xy)

@@ -66,6 +66,11 @@ class TaskFamily(abc.ABC):
 
         ``params`` is ``(..., k)`` from :meth:`encode`, ``x_velocity`` is ``(...)``
         and ``xy``, the torso position after the step, is ``(..., 2)``.
+
+        Args:
+            params: The tasks' parameters ``(..., k)``.
+            x_velocity: The torso's x velocity ``(...)``.
+            xy: The torso's position after the step ``(..., 2)``.
         """
 
     def check(self, task: Any) -> Any:
@@ -97,7 +102,13 @@ class GoalVelocityFamily(TaskFamily):
         return np.array([[self.check(t).goal_velocity] for t in tasks], dtype=np.float64).reshape(-1, 1)
 
     def reward(self, params: np.ndarray, x_velocity: np.ndarray, xy: np.ndarray) -> np.ndarray:
-        """``-|v - v_goal| + offset``."""
+        """``-|v - v_goal| + offset``.
+
+        Args:
+            params: The goal velocities ``(..., 1)``.
+            x_velocity: The torso's x velocity ``(...)``.
+            xy: Unused.
+        """
         return -np.abs(x_velocity - params[..., 0]) + self.offset
 
 
@@ -120,7 +131,13 @@ class DirectionFamily(TaskFamily):
         return np.array([[self.check(t).direction] for t in tasks], dtype=np.float64).reshape(-1, 1)
 
     def reward(self, params: np.ndarray, x_velocity: np.ndarray, xy: np.ndarray) -> np.ndarray:
-        """``direction * v``."""
+        """``direction * v``.
+
+        Args:
+            params: The directions ``(..., 1)``, +1 or −1.
+            x_velocity: The torso's x velocity ``(...)``.
+            xy: Unused.
+        """
         return params[..., 0] * x_velocity
 
 
@@ -146,5 +163,11 @@ class GoalPositionFamily(TaskFamily):
         return np.array([self.check(t).goal for t in tasks], dtype=np.float64).reshape(-1, 2)
 
     def reward(self, params: np.ndarray, x_velocity: np.ndarray, xy: np.ndarray) -> np.ndarray:
-        """``-||xy - goal||_1 + offset``."""
+        """``-||xy - goal||_1 + offset``.
+
+        Args:
+            params: The goal positions ``(..., 2)``.
+            x_velocity: Unused.
+            xy: The torso's position after the step ``(..., 2)``.
+        """
         return -np.sum(np.abs(xy - params), axis=-1) + self.offset

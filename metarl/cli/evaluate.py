@@ -217,6 +217,11 @@ def check_folder_config(run_dir: Path, saved: TrainConfig, ckpt: Path) -> None:
     Only the settings a resume may change (iterations, threads, logging, where the folder is)
     may differ; anything else — an edited learning rate, env id or algorithm, an emptied file,
     a checkpoint copied in from another run — would label the results wrongly.
+
+    Args:
+        run_dir: The run folder.
+        saved: The config the checkpoint carries.
+        ckpt: The checkpoint (named in the error).
     """
     path = run_dir / CONFIG_FILE
     try:
@@ -241,6 +246,11 @@ def load_source(
     disagrees with it is a :class:`CheckpointError` naming the fields. A run folder's or
     checkpoint's env id that would import a module not in ``trust_env_modules`` is a
     :class:`TaskEnvError` (:func:`check_trusted_env_id`).
+
+    Args:
+        source: A run folder, a checkpoint file or, with ``random``, a preset name or config file.
+        random: Evaluate a fresh policy of the source's architecture.
+        trust_env_modules: Modules the user vouches for, which the source's env id may import.
     """
     path = Path(source)
     if path.is_dir():
@@ -289,6 +299,16 @@ def evaluate(
 
     ``on_adapted(policy, tasks, params)`` (if given) receives the policy, the held-out tasks and
     the per-task parameters before adaptation and after each step (to film them).
+
+    Args:
+        cfg: The run's config (env, architecture, algorithm).
+        state: The checkpoint's state, or ``None`` with ``random``.
+        settings: The evaluation protocol: held-out tasks, steps, episodes, step sizes, seed.
+        random: Evaluate a fresh policy of ``cfg``'s architecture.
+        label: The legend name (default: the method).
+        source: What was evaluated, recorded in the results.
+        on_episodes: Receives each step's sampled episodes.
+        on_adapted: Receives the policy, the tasks and the parameters after each step.
     """
     method = "random" if random else cfg.algorithm
     algorithm = "maml-trpo" if random else cfg.algorithm  # a random policy sees plain observations

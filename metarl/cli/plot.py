@@ -50,7 +50,13 @@ def _run_config(run_dir: Path) -> dict:
 
 
 def plot_training(args: Sequence[str], out: Path, title: str | None) -> Path:
-    """Training curves of the run folders ``args``."""
+    """Training curves of the run folders ``args``.
+
+    Args:
+        args: The run folders.
+        out: The figure's file.
+        title: The figure's title (a default naming the env if ``None``).
+    """
     runs, env_ids, bounds = [], set(), []
     for arg in args:
         name, run_dir = _named(arg)
@@ -78,7 +84,13 @@ def _results_files(path: Path) -> list[Path]:
 
 
 def plot_adaptation_files(args: Sequence[str], out: Path, title: str | None) -> Path:
-    """Adaptation curves of the results files (or folders of them) ``args``."""
+    """Adaptation curves of the results files (or folders of them) ``args``.
+
+    Args:
+        args: Results files or folders of them.
+        out: The figure's file.
+        title: The figure's title (a default naming the env if ``None``).
+    """
     results = []
     for arg in args:
         name, path = _named(arg)

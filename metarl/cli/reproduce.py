@@ -101,7 +101,13 @@ def report(summary: RowSummary, row: PaperRow) -> str:
 
 
 def draw_figures(root: Path, row: PaperRow, seeds: Sequence[int]) -> list[Path]:
-    """The row's adaptation figure (seeds averaged, baselines) and training figure (seeds averaged)."""
+    """The row's adaptation figure (seeds averaged, baselines) and training figure (seeds averaged).
+
+    Args:
+        root: The reproduction's root folder.
+        row: The paper's row.
+        seeds: The seeds whose runs are averaged.
+    """
     results = [
         AdaptationResults.load(p)
         for p in [

@@ -62,6 +62,11 @@ def budget_lanes_problem(episodes_per_task: int, step_budget: bool, budget_lanes
 
     Used by the config's checks, by :func:`metarl.sampling.shards.envs_per_task` and so by
     the sampler and the evaluation settings.
+
+    Args:
+        episodes_per_task: Episodes per task and meta-batch.
+        step_budget: Whether each task samples a budget of steps rather than whole episodes.
+        budget_lanes: Sub-environments sharing each task's budget (0: one per episode).
     """
     if budget_lanes < 0:
         return "must be >= 0 (0: one sub-environment per episode)"
@@ -134,7 +139,7 @@ def check_memory(cfg: TrainConfig, available: int | None = None) -> None:
 
     A lower bound: the meta-update keeps every hidden layer's activations of all the
     steps of an iteration's sampling phases (fp32). A run this refuses could never run
-    here; one it passes may still need several times more (BENCHMARKS.md has real peaks).
+    here; one it passes may still need several times more (git show 7e49a18:BENCHMARKS.md has real peaks).
 
     Args:
         cfg: the run's settings.

@@ -138,6 +138,12 @@ def reference_returns(env: object, tasks: Sequence[Task], horizon: int, seed: in
 
     ``rng`` is :func:`reference_rng` of the evaluation ``seed``, so the values depend
     only on the tasks, the horizon and the seed. Each value is a float64 array ``[T]``.
+
+    Args:
+        env: The batched task env (its ``reference_returns``, if it has one).
+        tasks: The held-out tasks.
+        horizon: Steps per episode.
+        seed: The evaluation seed.
     """
     method: ReferenceFn | None = getattr(env, "reference_returns", None)
     if not callable(method):
@@ -157,7 +163,13 @@ def reference_returns(env: object, tasks: Sequence[Task], horizon: int, seed: in
 def heldout_tasks(
     sample_tasks: Callable[[int, np.random.Generator], list[Task]], num_tasks: int, seed: int
 ) -> list[Task]:
-    """The fixed held-out task set of evaluation ``seed``: the same for every method and run."""
+    """The fixed held-out task set of evaluation ``seed``: the same for every method and run.
+
+    Args:
+        sample_tasks: The task distribution's sampler ``(n, rng) -> tasks``.
+        num_tasks: How many tasks.
+        seed: The evaluation seed.
+    """
     return list(sample_tasks(num_tasks, evaluation_streams(seed).task_rng))
 
 
@@ -166,6 +178,11 @@ def validation_tasks(
 ) -> list[Task]:
     """The validation tasks of evaluation ``seed``: drawn from a stream apart from the held-out tasks' and
     training's, for choosing settings (:func:`choose_lr`) without looking at the held-out tasks.
+
+    Args:
+        sample_tasks: The task distribution's sampler ``(n, rng) -> tasks``.
+        num_tasks: How many tasks.
+        seed: The evaluation seed.
     """
     tasks, _ = np.random.SeedSequence([VALIDATION_SEED_TAG, seed]).spawn(2)
     return list(sample_tasks(num_tasks, np.random.default_rng(tasks)))
@@ -227,6 +244,14 @@ def evaluate_adaptation(
     """Adapt on ``tasks`` with ``len(lrs)`` steps; per-task mean returns ``[T, K+1]`` and env steps.
 
     ``on_episodes`` (if given) receives the sampled episodes, e.g. to inspect them.
+
+    Args:
+        sampler: The sampler of all tasks' episodes at once.
+        tasks: The tasks to adapt to.
+        adapt: Takes one inner step from the sampled episodes.
+        lrs: The step size of each inner step.
+        rng: Seeds the rollouts.
+        on_episodes: Receives the sampled episodes.
     """
     sampler.set_tasks(tasks)
     episodes = list(adapt(sampler, rng, list(lrs)))
@@ -266,6 +291,21 @@ def run_evaluation(
     The rollouts (reset seeds and action noise, which the sampler derives per task and
     episode from its generator) come from ``settings.seed``, so the same seed gives the
     same curve; torch's global RNG is seeded too, for anything else that draws from it.
+
+    Args:
+        sampler: The sampler of all tasks' episodes at once.
+        tasks: The held-out tasks.
+        adapt: Takes one inner step from the sampled episodes.
+        settings: The protocol: steps, episodes per step, step sizes, seed, confidence.
+        method: The method's name, recorded in the results.
+        env_id: The env id, recorded in the results.
+        flat: No adaptation steps (an oracle).
+        label: The legend name.
+        source: What was evaluated (a checkpoint's path).
+        extra_settings: More settings to record (the training run's).
+        on_episodes: Receives the sampled episodes.
+        references: Per-task reference returns to store.
+        validation: The validation tasks on which ``settings.lr_grid`` is chosen.
     """
     choice: dict[str, Any] = {}
     if settings.lr_grid and not flat and settings.num_steps:

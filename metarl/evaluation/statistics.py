@@ -72,7 +72,13 @@ def student_t_ppf(q: float, df: float) -> float:
 
 
 def t_interval(values: np.ndarray, confidence: float = 0.95, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and Student-t confidence half-width of ``values`` along ``axis`` (NaN half-width if n < 2)."""
+    """Mean and Student-t confidence half-width of ``values`` along ``axis`` (NaN half-width if n < 2).
+
+    Args:
+        values: The samples.
+        confidence: The interval's level.
+        axis: The axis over which the samples lie.
+    """
     values = np.asarray(values, dtype=np.float64)
     n = values.shape[axis]
     mean = values.mean(axis=axis)

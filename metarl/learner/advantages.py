@@ -16,7 +16,13 @@ from torch import Tensor
 
 
 def discount_matrix(horizon: int, discount: float, dtype: torch.dtype = torch.float32) -> Tensor:
-    """``M[t, t'] = discount^(t'-t)`` for ``t' ≥ t``, else 0."""
+    """``M[t, t'] = discount^(t'-t)`` for ``t' ≥ t``, else 0.
+
+    Args:
+        horizon: The matrix's size.
+        discount: The discount factor.
+        dtype: The matrix's dtype.
+    """
     t = torch.arange(horizon, dtype=torch.float64)
     power = t.view(1, -1) - t.view(-1, 1)
     matrix = torch.where(power >= 0, discount ** power.clamp(min=0), torch.zeros(()))
@@ -31,7 +37,13 @@ def discounted_cumsum(values: Tensor, discount: float) -> Tensor:
 
 
 def discounted_returns(rewards: Tensor, mask: Tensor, gamma: float) -> Tensor:
-    """Discounted return-to-go of every step, ``[H, T, E]``, zero after an episode's end."""
+    """Discounted return-to-go of every step, ``[H, T, E]``, zero after an episode's end.
+
+    Args:
+        rewards: Rewards ``[H, T, E]``.
+        mask: Which steps are valid ``[H, T, E]``.
+        gamma: The discount factor.
+    """
     return discounted_cumsum(rewards * mask, gamma) * mask
 
 
@@ -48,6 +60,14 @@ def gae(
     ``values[t]`` is V(s_t) on valid steps. ``last_values [T, E]`` is the value of the
     state after an episode's last step: 0 when the episode terminated, and V(s_final)
     when it was truncated and should be bootstrapped (0 for a finite-horizon objective).
+
+    Args:
+        rewards: Rewards ``[H, T, E]``.
+        values: The baseline's values ``[H, T, E]``.
+        mask: Which steps are valid ``[H, T, E]``.
+        last_values: The values ``[T, E]`` after each episode's last step.
+        gamma: The discount factor.
+        lam: GAE's λ.
     """
     values = values * mask
     next_mask = torch.cat([mask[1:], torch.zeros_like(mask[:1])])
@@ -59,7 +79,13 @@ def gae(
 
 
 def normalize_per_task(advantages: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
-    """Advantages of each task shifted and scaled to mean 0 and std 1 over its valid steps."""
+    """Advantages of each task shifted and scaled to mean 0 and std 1 over its valid steps.
+
+    Args:
+        advantages: Advantages ``[H, T, E]``.
+        mask: Which steps are valid ``[H, T, E]``.
+        eps: Added to the standard deviation.
+    """
     count = mask.sum(dim=(0, 2), keepdim=True).clamp(min=1.0)
     mean = (advantages * mask).sum(dim=(0, 2), keepdim=True) / count
     var = (((advantages - mean) * mask) ** 2).sum(dim=(0, 2), keepdim=True) / count

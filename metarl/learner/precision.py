@@ -3,8 +3,8 @@
 bf16 pays only where the CPU multiplies bf16 matrices faster than fp32 ones. AMX tiles
 always do. AVX-512 BF16 alone may or may not: on a 2-core Intel Xeon (no AMX) torch's fp32
 matmuls (MKL) ran 1.1-1.8× faster than its bf16 ones (oneDNN), while on a 2-core AMD EPYC
-with AVX-512 BF16 bf16 ran 3-6× faster than fp32 (BENCHMARKS.md, "Meta-update: exact and
-fast"). So ``auto`` picks bf16 with AMX, and with AVX-512 BF16 when a start-up probe (one
+with AVX-512 BF16 bf16 ran 3-6× faster than fp32 (``git show 7e49a18:BENCHMARKS.md``,
+"Meta-update: exact and fast"). So ``auto`` picks bf16 with AMX, and with AVX-512 BF16 when a start-up probe (one
 matmul of a policy layer's shape in each precision, a fraction of a second) finds bf16 at
 least :data:`PROBE_MARGIN` times faster; fp32 elsewhere. ``bf16`` forces it on any CPU, with
 a warning where the CPU has no bf16 instructions at all; ``fp32`` forces fp32.

@@ -107,6 +107,15 @@ def backtracking_line_search(
 
     ``evaluate(candidate) -> (loss, kl)``. If no candidate qualifies, the original
     ``params`` are returned unchanged and ``accepted`` is false.
+
+    Args:
+        evaluate: The loss and KL of a candidate.
+        params: The flat parameters before the step.
+        full_step: The step at ``k = 0``.
+        old_loss: The loss at ``params``.
+        max_kl: The trust region's bound on the KL.
+        max_steps: Candidates tried.
+        ratio: The step's shrink factor per candidate.
     """
     fraction = 1.0
     for k in range(max_steps):

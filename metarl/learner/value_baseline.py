@@ -115,6 +115,13 @@ def estimate_advantages(
     Terminated episodes end with value 0; truncated ones are bootstrapped with the
     baseline's value of their final observation only if ``bootstrap_truncated``
     (the MAML objective is a finite-horizon sum, so by default they are not).
+
+    Args:
+        episodes: The tasks' episodes.
+        gamma: The discount factor.
+        gae_lambda: GAE's λ.
+        normalize: Shift and scale each task's advantages to mean 0 and std 1.
+        bootstrap_truncated: Bootstrap truncated episodes with the baseline's value.
     """
     baseline = LinearFeatureBaseline()
     values = baseline.fit_predict(episodes, gamma)

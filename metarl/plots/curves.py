@@ -118,6 +118,12 @@ def draw_curves(
     Coinciding curves are named in each other's legend labels and, with ``dodge``, their
     markers are offset along x so none hides another. The notes say what the reader
     could otherwise misread (coinciding lines).
+
+    Args:
+        ax: The axes to draw on.
+        curves: The curves with their bands.
+        bounds: The range the returns can take (bands are clipped to it).
+        dodge: The x offset between coinciding curves' markers.
     """
     lo, hi = y_limits(curves, bounds)
     notes = []

@@ -211,7 +211,13 @@ def training_figure(
     title: str,
     bounds: tuple[float, float] = (-np.inf, np.inf),
 ) -> Figure:
-    """The training figure of ``runs`` (see :func:`plot_training_runs`), not yet saved."""
+    """The training figure of ``runs`` (see :func:`plot_training_runs`), not yet saved.
+
+    Args:
+        runs: Each curve's legend name and its runs' metric rows.
+        title: The figure's title.
+        bounds: The range the returns can take (bands are clipped to it).
+    """
     if not runs:
         raise ValueError("plot_training_runs: no runs to plot")
     curves = []

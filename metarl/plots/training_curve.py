@@ -52,6 +52,12 @@ def plot_training_curve(
     ``source`` is a list of metric rows (with ``iteration``) or a run folder holding
     ``metrics.csv``. Keys drawn: ``return_before``, ``return_after_step<k>`` and
     ``return_after``. The default title names ``env_id`` (or the run's ``config.yaml``).
+
+    Args:
+        source: Metric rows or a run folder.
+        out_png: The figure's file.
+        title: The figure's title.
+        env_id: The env named in the default title.
     """
     if isinstance(source, str | Path):
         run_dir = Path(source)

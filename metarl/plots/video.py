@@ -59,7 +59,14 @@ def check_renderable(env_id: str) -> Any:
 
 
 def make_render_env(env_id: str, width: int, height: int, env_kwargs: Mapping[str, Any] | None = None) -> gym.Env:
-    """The single env ``env_id`` rendering ``width × height`` RGB frames; :class:`RenderError` if it cannot."""
+    """The single env ``env_id`` rendering ``width × height`` RGB frames; :class:`RenderError` if it cannot.
+
+    Args:
+        env_id: The env's id.
+        width: Frame width in pixels.
+        height: Frame height in pixels.
+        env_kwargs: Keyword arguments of the env.
+    """
     cls = check_renderable(env_id)
     kwargs = dict(env_kwargs or {})
     parameters: Mapping[str, inspect.Parameter]
@@ -90,7 +97,15 @@ def mean_action_fn(policy: Any, params: Mapping[str, torch.Tensor]) -> Callable[
 def rendered_episode(
     env: gym.Env, act: Callable[[np.ndarray], np.ndarray], task: Task, seed: int, horizon: int
 ) -> tuple[list[np.ndarray], float]:
-    """Frames of one episode on ``task`` (reset with ``seed``) and its return."""
+    """Frames of one episode on ``task`` (reset with ``seed``) and its return.
+
+    Args:
+        env: The rendering env.
+        act: The policy's action for an observation.
+        task: The task to set.
+        seed: The reset's seed.
+        horizon: The most steps.
+    """
     env.get_wrapper_attr("set_task")(task)
     obs, _ = env.reset(seed=seed)
     try:
@@ -139,7 +154,13 @@ def check_video_format(video_format: str) -> None:
 
 
 def write_video(frames: Sequence[np.ndarray], path: str | Path, fps: int) -> Path:
-    """Write ``frames`` as GIF or MP4 (by ``path``'s suffix)."""
+    """Write ``frames`` as GIF or MP4 (by ``path``'s suffix).
+
+    Args:
+        frames: RGB frames ``[height, width, 3]``.
+        path: The file (``.gif`` or ``.mp4``).
+        fps: Frames per second.
+    """
     import imageio.v2 as imageio
 
     path = Path(path)

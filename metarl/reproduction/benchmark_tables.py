@@ -65,7 +65,9 @@ def _meta_iteration(results: list[Mapping[str, Any]]) -> str:
             f"{s['torch_threads']}, {s.get('mujoco_threads') or '—'} |"
         )
         machines.append(_machine(r))
-    lines += ["", "Medians of 3 iterations after a warm-up; " + "; ".join(sorted(set(machines))) + "."]
+    repeats = sorted({str(r["settings"]["repeats"]) for r in results})
+    where = "; ".join(sorted(set(machines)))
+    lines += ["", f"Medians of {'/'.join(repeats)} iterations after a warm-up; {where}."]
     return "\n".join(lines) + "\n"
 
 
@@ -74,7 +76,7 @@ def _peer_comparison(result: Mapping[str, Any]) -> str:
     return (
         "| | seconds per meta-iteration (median) |\n|---|---|\n"
         f"| metarl, `2d-navigation` preset | {result['metarl_median']:.3f} |\n"
-        f"| pytorch-maml-rl, its 2d-navigation config ({s['peer']}) | {result['peer_median']:.3f} |\n\n"
+        f"| {s['peer']}, its 2d-navigation config | {result['peer_median']:.3f} |\n\n"
         f"metarl is **{result['speedup']:.1f}×** as fast, in {s['rounds']} alternating rounds ({_machine(result)}).\n"
     )
 

@@ -47,7 +47,13 @@ computes. Everything else must equal the shipped preset for a run to be reported
 
 
 def seed_dir(root: Path, row: PaperRow, seed: int) -> Path:
-    """The run folder of ``row``'s preset trained with ``seed``."""
+    """The run folder of ``row``'s preset trained with ``seed``.
+
+    Args:
+        root: The reproduction's root folder.
+        row: The paper's row.
+        seed: The training seed.
+    """
     return root / row.name / f"seed{seed}"
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from metarl.config import load_config
+from metarl.evaluation.results import AdaptationResults
 from metarl.evaluation.statistics import t_interval
 from metarl.reproduction.layout import (
     ADAPTATION_FIGURE,
@@ -38,7 +39,7 @@ COMPARISONS = "comparisons"
 """A row's folder of runs with other settings (``<row>/comparisons/<name>/``, each a run folder with ``eval/``)."""
 
 _BLOCK = re.compile(
-    r"(<!-- generated: (?P<name>[\w:.-]+) \(scripts/results_pages\.py\) -->\n)"
+    r"(<!-- generated: (?P<name>[\w:./-]+) \(scripts/results_pages\.py\) -->\n)"
     r"(?P<body>.*?)"
     r"(<!-- end generated: (?P=name) -->)",
     re.S,
@@ -132,7 +133,14 @@ def _anchor(title: str) -> str:
 
 
 def row_block(root: Path, row: PaperRow, s: RowSummary, page_dir: Path) -> str:
-    """A row's section: each seed, the mean over seeds, the baselines, cost, the checks, figures, comparisons."""
+    """A row's section: each seed, the mean over seeds, the baselines, cost, the checks, figures, comparisons.
+
+    Args:
+        root: The reproduction's root folder.
+        row: The paper's row.
+        s: The row's summary.
+        page_dir: The page's folder (links are relative to it).
+    """
     preset = preset_config(row)
     folder = row_dir(root, row)
     rel = _relative(folder, page_dir)
@@ -207,6 +215,11 @@ def comparison_block(root: Path, row: PaperRow, page_dir: Path) -> str:
     """Runs of the row with other settings (``<row>/comparisons/*``), grouped by how they differ from the preset.
 
     A group of several seeds shows the mean over seeds with its 95 % interval over seeds.
+
+    Args:
+        root: The reproduction's root folder.
+        row: The paper's row.
+        page_dir: The page's folder (links are relative to it).
     """
     folder = row_dir(root, row) / COMPARISONS
     runs = sorted(p for p in folder.glob("*") if (p / CONFIG_FILE).is_file()) if folder.is_dir() else []
@@ -276,12 +289,53 @@ def readme_block(summaries: Sequence[tuple[PaperRow, RowSummary]]) -> str:
 
 
 def render_blocks(root: Path, page_dir: Path, rows: Sequence[PaperRow] = ROWS) -> dict[str, str]:
-    """Every generated block, by name: ``summary``, ``readme``, and ``row:<name>`` for each row."""
+    """Every generated block, by name: ``summary``, ``readme``, and ``row:<name>`` for each row.
+
+    Args:
+        root: The reproduction's root folder.
+        page_dir: The page's folder (links are relative to it).
+        rows: The paper's rows.
+    """
     summaries = [(row, summarise(root, row)) for row in rows]
     blocks = {"summary": summary_block(summaries), "readme": readme_block(summaries)}
     for row, s in summaries:
         blocks[f"row:{row.name}"] = row_block(root, row, s, page_dir)
     return blocks
+
+
+_METHOD_ORDER = ("maml-trpo", "pretrained", "random", "oracle")
+
+
+def adaptation_block(folder: Path, shown_as: str) -> str:
+    """A table of the adaptation results files (``adaptation_*.json``) in ``folder``, one row each.
+
+    Args:
+        folder: The folder of the results files.
+        shown_as: How the page names the folder (in the caption).
+    """
+    files = sorted(folder.glob("adaptation_*.json"))
+    if not files:
+        raise ValueError(f"no adaptation results files (adaptation_*.json) in {folder}")
+    results = [AdaptationResults.load(f) for f in files]
+    rank = {m: i for i, m in enumerate(_METHOD_ORDER)}
+    results.sort(key=lambda r: (rank.get(r.method, len(rank)), r.name))
+    steps = max(len(r.steps) for r in results)
+    level = round(100 * results[0].confidence)
+    head = " | ".join("1 step" if k == 1 else f"{k} steps" for k in range(steps))
+    lines = [f"| mean return per episode (± {level} % half-width over tasks) | {head} |", "|---" * (steps + 1) + "|"]
+    for r in results:
+        cells = [_pm(m, h) for m, h in zip(r.mean(), r.ci_halfwidth(), strict=True)]
+        lines.append(f"| {r.name} | {' | '.join(cells + [''] * (steps - len(cells)))} |")
+    first = results[0].settings
+    iterations = {r.settings.get("training_iterations") for r in results}
+    trained = sorted(str(i) for i in iterations if i is not None)
+    lines += [
+        "",
+        f"{results[0].env_id}, {first.get('num_tasks')} held-out tasks (evaluation seed {first.get('seed')}), "
+        f"{first.get('episodes_per_step')} episodes per step; trained for {' / '.join(trained)} meta-iterations; "
+        f"the results files are in `{shown_as}`.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def update_page(text: str, blocks: Mapping[str, str]) -> str:
@@ -308,6 +362,7 @@ def block_names(text: str) -> list[str]:
 
 __all__ = [
     "COMPARISONS",
+    "adaptation_block",
     "block_names",
     "comparison_block",
     "readme_block",

@@ -224,6 +224,11 @@ def run_chain(commands: Sequence[Sequence[str]], log: Path, cwd: Path = REPOSITO
     """Run ``commands`` in order (stop at the first that fails), output appended to ``log``.
 
     Returns the last return code and the last line of output (a failing script's ``error:`` line).
+
+    Args:
+        commands: The command lines.
+        log: The log file.
+        cwd: Where they run.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     if not commands:
@@ -300,7 +305,14 @@ class Progress:
 
 
 def run_local(jobs: Sequence[Job], parallel: int, progress: bool = True, poll: float = 2.0) -> list[Job]:
-    """Run ``jobs`` in order, ``parallel`` at a time on this machine; returns them with return codes set."""
+    """Run ``jobs`` in order, ``parallel`` at a time on this machine; returns them with return codes set.
+
+    Args:
+        jobs: The jobs, in order.
+        parallel: How many run at once.
+        progress: Print each job's start and end.
+        poll: Seconds between checks of the running jobs.
+    """
     bars = Progress(jobs, progress)
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
@@ -328,6 +340,13 @@ def run_on_ray(jobs: Sequence[Job], address: str, threads: int, progress: bool =
 
     The workers run the same checkout at the same path and see the reproduction's folder
     (a shared file system), as the Ray sampler's workers do; progress is read from there.
+
+    Args:
+        jobs: The jobs.
+        address: The Ray cluster's address.
+        threads: CPUs each job asks for.
+        progress: Print each job's start and end.
+        poll: Seconds between checks of the running jobs.
     """
     import ray  # the optional 'ray' extra
 

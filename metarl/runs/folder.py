@@ -140,7 +140,13 @@ def incompatible_fields(saved: TrainConfig, cfg: TrainConfig, *, resume: bool) -
 
 
 def describe_differences(saved: TrainConfig, cfg: TrainConfig, names: Sequence[str]) -> str:
-    """``"name: <saved> there, <cfg> here, ..."`` for error messages."""
+    """``"name: <saved> there, <cfg> here, ..."`` for error messages.
+
+    Args:
+        saved: The run folder's config.
+        cfg: The config asked for.
+        names: The fields that differ.
+    """
     return ", ".join(f"{n}: {getattr(saved, n)!r} there, {getattr(cfg, n)!r} here" for n in names)
 
 
@@ -190,7 +196,9 @@ def load_run_config(run_dir: Path, overrides: Sequence[str] = (), trust_env_modu
     trusted = [*trust_env_modules, *([named.partition(":")[0]] if ":" in named else [])]
     trusted += trusted_modules(run_dir, cfg.env_id)  # a run this user trained here (metarl.runs.trust)
     check_trusted_env_id(cfg.env_id, trusted, f"run folder {run_dir}")
-    real = run_dir.resolve()  # through a symbolic link: the folder's own name
+    # As the user named it (a relative path stays relative in the saved config); through a
+    # symbolic link, the folder's own name.
+    real = run_dir.resolve() if run_dir.is_symlink() else run_dir
     return dataclasses.replace(cfg, out_dir=str(real.parent), run_name=real.name)
 
 

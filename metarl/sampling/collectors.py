@@ -71,7 +71,13 @@ class EpisodeCollector(Protocol):
         """Start, given the observation shape and which sub-environments reset to a non-finite state."""
 
     def horizon_ends(self, t: int, terminated: np.ndarray, truncated: np.ndarray) -> np.ndarray:
-        """The truncation flags of step ``t``, with episodes that reached the horizon added."""
+        """The truncation flags of step ``t``, with episodes that reached the horizon added.
+
+        Args:
+            t: The step's index.
+            terminated: Which sub-environments' episodes terminated ``[n]``.
+            truncated: Which the env truncated ``[n]``.
+        """
 
     def end(self, step: StepEnd) -> None:
         """Keep what ``step`` ended."""
@@ -80,6 +86,11 @@ class EpisodeCollector(Protocol):
         """Start new episodes in the ended sub-environments ``which`` after step ``t``.
 
         Returns the restarted indices, their fresh observations and which of them reset well.
+
+        Args:
+            env: The batched env.
+            which: Indices of the sub-environments whose episodes ended.
+            t: The step after which they restart.
         """
 
     def episodes(self, shard: Shard, steps: dict[str, np.ndarray]) -> ShardEpisodes:
@@ -108,7 +119,13 @@ class PlainEpisodes:
         self.nonfinite = nonfinite.copy()
 
     def horizon_ends(self, t: int, terminated: np.ndarray, truncated: np.ndarray) -> np.ndarray:
-        """The env's own truncation (the loop's last step is the horizon)."""
+        """The env's own truncation (the loop's last step is the horizon).
+
+        Args:
+            t: The step's index.
+            terminated: Which sub-environments' episodes terminated ``[n]``.
+            truncated: Which the env truncated ``[n]``.
+        """
         return truncated
 
     def end(self, step: StepEnd) -> None:
@@ -122,7 +139,13 @@ class PlainEpisodes:
         self.final_observations[step.bad] = step.obs[step.bad]
 
     def restart(self, env: BatchedTaskEnv, which: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Plain episodes are not restarted."""
+        """Plain episodes are not restarted.
+
+        Args:
+            env: The batched env.
+            which: Indices of the sub-environments whose episodes ended.
+            t: The step after which they restart.
+        """
         return _NOTHING
 
     def episodes(self, shard: Shard, steps: dict[str, np.ndarray]) -> ShardEpisodes:
@@ -164,7 +187,13 @@ class StepBudget:
         self._close(np.flatnonzero(nonfinite), 0, np.zeros((len(nonfinite), *obs_shape), np.float32), nonfinite=True)
 
     def horizon_ends(self, t: int, terminated: np.ndarray, truncated: np.ndarray) -> np.ndarray:
-        """Within a sub-environment the horizon ends an episode, whether or not the env truncates it."""
+        """Within a sub-environment the horizon ends an episode, whether or not the env truncates it.
+
+        Args:
+            t: The step's index.
+            terminated: Which sub-environments' episodes terminated ``[n]``.
+            truncated: Which the env truncated ``[n]``.
+        """
         return truncated | ((t + 1 - self.begins >= self.horizon) & ~terminated)
 
     def end(self, step: StepEnd) -> None:
@@ -178,6 +207,11 @@ class StepBudget:
 
         Returns their indices, fresh observations (zeros where non-finite) and which reset
         well; one that did not keeps an empty episode marked non-finite and stays idle.
+
+        Args:
+            env: The batched env.
+            which: Indices of the sub-environments whose episodes ended.
+            t: The step after which they restart.
         """
         if t >= self.steps - 1 or not which.any():
             return _NOTHING

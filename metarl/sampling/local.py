@@ -60,7 +60,7 @@ class Sampler:
     Threads: the per-step policy forward is many small ops, which torch's intra-op threads
     slow down (they synchronise every op and spin against the env's own threads, e.g.
     ``mujoco.batch``'s); so rollouts run with ``policy_threads`` torch threads (default 1)
-    and the previous setting is restored for the learner (BENCHMARKS.md, "Locomotion
+    and the previous setting is restored for the learner (git show 7e49a18:BENCHMARKS.md, "Locomotion
     meta-iteration"). ``None`` leaves the thread count alone.
     """
 
@@ -115,7 +115,14 @@ class Sampler:
     def from_settings(
         cls, env: BatchedTaskEnv, policy: PolicyLike, settings: SamplingSettings, policy_threads: int | None = 1
     ) -> Sampler:
-        """The sampler of ``settings`` on ``env`` (which must hold ``settings.num_envs`` sub-environments)."""
+        """The sampler of ``settings`` on ``env`` (which must hold ``settings.num_envs`` sub-environments).
+
+        Args:
+            env: The batched env.
+            policy: The policy whose actions are sampled.
+            settings: The sampling settings.
+            policy_threads: Torch threads of the per-step policy forward (``None``: leave torch's setting).
+        """
         return cls(
             env,
             policy,

@@ -239,7 +239,13 @@ class RaySampler(Sampler):
 
 
 def make_ray_sampler(cfg: TrainConfig, env: BatchedTaskEnv, policy: PolicyLike) -> RaySampler:
-    """The Ray sampler of ``cfg`` (its sampling settings, ``num_workers``, ``ray_address``) on ``env``."""
+    """The Ray sampler of ``cfg`` (its sampling settings, ``num_workers``, ``ray_address``) on ``env``.
+
+    Args:
+        cfg: The run's config.
+        env: The driver's batched env (for its spaces and tasks).
+        policy: The policy whose actions are sampled.
+    """
     sampling = SamplingSettings.from_config(cfg)
     return RaySampler(
         env,

@@ -98,7 +98,17 @@ class ShardWorker:
         step_budget: bool = False,
         budget_horizons: int = 1,
     ) -> tuple[ShardEpisodes, float]:
-        """The episodes of ``shard`` of the phase ``phase_key`` on ``tasks``, and the seconds it took."""
+        """The episodes of ``shard`` of the phase ``phase_key`` on ``tasks``, and the seconds it took.
+
+        Args:
+            tasks: The phase's tasks.
+            params: Every task's parameters (leading task axis).
+            envs_per_task: Sub-environments per task.
+            shard: The sub-environments this worker steps.
+            phase_key: Keys the episodes' random streams.
+            step_budget: Sample a budget of steps per sub-environment.
+            budget_horizons: With ``step_budget``: horizons of steps per sub-environment.
+        """
         start = time.perf_counter()
         env = self._env(shard.size)
         env.set_tasks([tasks[index // envs_per_task] for index in range(shard.start, shard.stop)])

@@ -34,7 +34,13 @@ class PolicyLike(Protocol):
         """The action noise of one episode of ``num_steps`` steps, drawn from ``rng``."""
 
     def actions_from_noise(self, obs: Tensor, params: Mapping[str, Tensor], noise: Tensor) -> Tensor:
-        """The actions for observations ``obs`` with per-task ``params`` and the drawn ``noise``."""
+        """The actions for observations ``obs`` with per-task ``params`` and the drawn ``noise``.
+
+        Args:
+            obs: Observations ``[T, ..., obs_dim]``.
+            params: Each task's parameters (leading task axis).
+            noise: The drawn standard noise.
+        """
 
 
 def _diverged(info: object, num_envs: int) -> np.ndarray:
@@ -71,6 +77,16 @@ def rollout(
     a restarted episode continues the stream's noise. The result then holds one
     ``H``-long row per kept episode (:attr:`ShardEpisodes.lanes` names their
     sub-environments). Otherwise :class:`~metarl.sampling.collectors.PlainEpisodes`.
+
+    Args:
+        env: The sub-environments to step, their tasks set.
+        policy: The policy.
+        params: Every task's parameters of the phase (leading task axis).
+        envs_per_task: Sub-environments per task, ``E``.
+        phase_key: Keys the episodes' random streams.
+        start: The phase index of ``env``'s first sub-environment.
+        step_budget: Step every sub-environment for its whole budget.
+        budget_horizons: With ``step_budget``: horizons of steps per sub-environment.
     """
     if budget_horizons < 1 or (budget_horizons > 1 and not step_budget):
         raise ValueError(f"rollout: budget_horizons {budget_horizons} needs step_budget and must be >= 1")

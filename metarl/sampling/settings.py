@@ -15,6 +15,11 @@ def envs_per_task(episodes_per_task: int, step_budget: bool = False, budget_lane
     ``episodes_per_task × horizon`` steps is shared by ``budget_lanes`` sub-environments,
     each running ``episodes_per_task / budget_lanes`` horizons of steps (``1``: one
     environment per task, the MAML paper code's sampler). ``budget_lanes = 0``: one per episode.
+
+    Args:
+        episodes_per_task: Episodes per task.
+        step_budget: Whether each task samples a budget of steps.
+        budget_lanes: Sub-environments sharing a task's budget (0: one per episode).
     """
     problem = budget_lanes_problem(episodes_per_task, step_budget, budget_lanes)
     if problem is not None:

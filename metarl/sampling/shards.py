@@ -66,6 +66,11 @@ def assemble_episodes(parts: Sequence[ShardEpisodes], num_tasks: int, envs_per_t
 
     ``envs_per_task``: sub-environments per task (``E`` in plain sampling; with a step
     budget the batch's width is instead the most episodes any task got).
+
+    Args:
+        parts: The shards' episodes.
+        num_tasks: The phase's tasks.
+        envs_per_task: Sub-environments per task.
     """
     parts = sorted(parts, key=lambda part: part.shard.start)
     covered = [(part.shard.start, part.shard.stop) for part in parts]

@@ -21,6 +21,11 @@ def episode_stream(phase_key: int, task: int, episode: int) -> np.random.Generat
     A Philox (counter-based) generator keyed by all three numbers: the episode's reset
     seed and action noise depend on nothing else, in particular not on which process
     or shard of sub-environments samples it.
+
+    Args:
+        phase_key: The sampling phase's key.
+        task: The task's index in the phase.
+        episode: The episode's index in the task.
     """
     return np.random.Generator(np.random.Philox(key=_stream_key(phase_key, task, episode)))
 

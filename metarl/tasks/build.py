@@ -57,6 +57,12 @@ def make_batched(id: str, num_envs: int, *, max_episode_steps: int | None = None
     Uses the registered natively batched implementation if there is one, and otherwise
     :class:`metarl.tasks.vector.SyncBatchedTaskEnv` over ``num_envs`` single envs. The env is
     checked first (:func:`check_task_env`, :func:`check_batched_env`).
+
+    Args:
+        id: The registered task env id (``module:Id`` imports ``module`` first).
+        num_envs: Sub-environments.
+        max_episode_steps: The horizon (default: the registered one).
+        kwargs: Constructor arguments (over the registered defaults).
     """
     env_id = check_env_id(id)
     spec = gym.spec(env_id)

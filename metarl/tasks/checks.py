@@ -29,6 +29,11 @@ def check_policy_spaces(name: str, observation_space: gym.Space, action_space: g
 
     Observations: a flat (1-D) Box. Actions: a flat Box (Gaussian policy) or a
     ``Discrete(n)`` starting at 0 (categorical policy).
+
+    Args:
+        name: How the error names the env.
+        observation_space: The single observation space.
+        action_space: The single action space.
     """
     if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
         raise TaskEnvError(
@@ -46,7 +51,14 @@ def check_policy_spaces(name: str, observation_space: gym.Space, action_space: g
 
 
 def check_tasks(name: str, tasks: Any, n: int, where: str = "sample_tasks") -> list[Task]:
-    """``tasks`` as a list, after checking it holds ``n`` tasks and none is a dict."""
+    """``tasks`` as a list, after checking it holds ``n`` tasks and none is a dict.
+
+    Args:
+        name: How the error names the env.
+        tasks: What ``sample_tasks`` returned.
+        n: How many tasks were asked for.
+        where: The method named in errors.
+    """
     if isinstance(tasks, Mapping) or not isinstance(tasks, (Sequence, np.ndarray)):
         raise TaskEnvError(f"{name}: {where}({n}) must return a list of {n} tasks, got {type(tasks).__name__}")
     tasks = list(tasks)

@@ -76,6 +76,13 @@ def register_task_env(
     Raises :class:`TaskEnvError` if ``id`` is taken by another environment or an
     entry-point class misses a protocol method. Registering the same entry points
     again (a re-imported module, a re-run notebook cell) replaces the entry.
+
+    Args:
+        id: The env id.
+        entry_point: The single env: a class, a factory or ``"module:Class"`` (``None``: return a decorator).
+        batched_entry_point: A natively batched env, or ``None``.
+        max_episode_steps: The default horizon.
+        kwargs: Default constructor arguments of both.
     """
     if entry_point is None:
 

@@ -122,6 +122,12 @@ def restore_run(run_dir: Path, cfg: TrainConfig, learner: MetaLearner, state: Ru
 
     Any problem (corrupt or truncated file, another config, another model shape,
     missing entries) is a :class:`CheckpointError` naming the file.
+
+    Args:
+        run_dir: The run folder.
+        cfg: The run's config (the checkpoint's must agree).
+        learner: Receives the checkpoint's parameters and optimiser state.
+        state: Receives the loop's counters, RNGs and metrics.
     """
     found = list_checkpoints(run_dir)
     if not found:
@@ -148,6 +154,11 @@ def check_resumable(run_dir: Path, restored: Path | None, iteration: int) -> Non
 
     Metrics rows missing below the checkpoint's iteration (deleted by hand) are logged as a
     warning: the run resumes from its checkpoint, those iterations' metrics are gone.
+
+    Args:
+        run_dir: The run folder.
+        restored: The checkpoint restored, or ``None``.
+        iteration: The restored iteration.
     """
     try:
         rows = read_metrics(run_dir) if (run_dir / METRICS_FILE).is_file() else []

@@ -111,6 +111,12 @@ def train(
     run, an unusable checkpoint) raises before anything is written. SIGINT/SIGTERM
     checkpoint the last completed iteration and exit with status 130; any other error
     in the loop checkpoints it too, then propagates.
+
+    Args:
+        cfg: The run's config.
+        build_learner: Builds the meta-learner from the config and the env.
+        resume: Continue the run in ``out_dir/run_name``.
+        progress: Show a progress bar.
     """
     check_env_id(cfg.env_id)
     check_memory(cfg)

@@ -134,7 +134,8 @@ BOTH = {"fvp_transition_fraction": 0.5, "fvp_inner_fraction": 0.5}
     [
         ({"fisher_precision": "bf16"}, 0.98),  # products within 0.2 %; CG on this ill-conditioned problem amplifies it
         ({"fvp_transition_fraction": 0.5}, 0.98),  # the post-adaptation steps' Fisher is well estimated from half
-        (BOTH, 0.9),  # the inner loop's Hessian is not: the noisier share (BENCHMARKS.md, "Fast meta-update")
+        # the inner loop's Hessian is not: the noisier share (git show 7e49a18:BENCHMARKS.md, "Fast meta-update")
+        (BOTH, 0.9),
         ({**BOTH, "fisher_precision": "bf16"}, 0.9),
     ],
 )

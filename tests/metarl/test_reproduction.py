@@ -13,7 +13,7 @@ from metarl.config import load_config, save_config
 from metarl.evaluation.results import AdaptationResults
 from metarl.evaluation.statistics import student_t_ppf
 from metarl.reproduction.layout import preset_config, pretrained_dir, random_results, results_file, seed_dir
-from metarl.reproduction.pages import render_blocks, stale_blocks, update_page
+from metarl.reproduction.pages import adaptation_block, render_blocks, stale_blocks, update_page
 from metarl.reproduction.rows import BASELINE_LR_GRID, ROWS, PaperRow, row_named
 from metarl.reproduction.runner import plan, run_local
 from metarl.reproduction.summary import summarise
@@ -216,6 +216,22 @@ def test_pages_are_regenerated_and_drift_is_named(tmp_path: Path):
     assert "| [Small navigation](#small-navigation) | 11.0 / 12.0 / 13.0 | **12.0 ± " in blocks["summary"]
     with pytest.raises(ValueError, match="'nothing'"):
         update_page("<!-- generated: nothing (scripts/results_pages.py) -->\n<!-- end generated: nothing -->", blocks)
+
+
+def test_adaptation_block_tabulates_each_results_file(tmp_path: Path):
+    rows = np.array([[-10.0, -4.0], [-12.0, -6.0], [-14.0, -8.0]])
+    for method, shift in (("random", -50.0), ("maml-trpo", 0.0)):
+        settings = {"num_tasks": 3, "seed": 0, "episodes_per_step": 20, "training_iterations": 7}
+        AdaptationResults(method, "metarl/Navigation2D-v1", rows + shift, settings).save(
+            tmp_path / f"adaptation_{method}.json"
+        )
+    half = student_t_ppf(0.975, 2) * 2.0 / math.sqrt(3)
+    table = adaptation_block(tmp_path, "somewhere")
+    assert table.splitlines()[2] == f"| maml-trpo | −12.0 ± {half:.1f} | −6.0 ± {half:.1f} |"
+    assert table.splitlines()[3].startswith("| random | −62.0 ± ")  # the method order, not the file order
+    assert "3 held-out tasks" in table and "trained for 7 meta-iterations" in table and "`somewhere`" in table
+    with pytest.raises(ValueError, match="no adaptation results files"):
+        adaptation_block(tmp_path / "empty", "empty")
 
 
 def test_committed_pages_match_the_committed_runs():
