@@ -172,7 +172,7 @@ class BernoulliBanditEnv(gym.Env[np.ndarray, np.int64]):
         return np.ones(1, dtype=np.float32), float(reward[0]), False, False, {}
 
 
-class BatchedBernoulliBandit(BatchedTaskEnv):
+class BatchedBernoulliBandit(BatchedTaskEnv[BanditTask]):
     """``num_envs`` Bernoulli bandits, each with its own task, pulled in one numpy call.
 
     Actions are integer arrays of shape ``(num_envs,)``; see :class:`BernoulliBanditEnv`

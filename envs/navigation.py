@@ -223,7 +223,7 @@ class _NavigationCanvas:
         return np.asarray(self.canvas.buffer_rgba())[..., :3].copy()
 
 
-class BatchedNavigation2D(BatchedTaskEnv):
+class BatchedNavigation2D(BatchedTaskEnv[NavigationTask]):
     """``num_envs`` 2D-navigation sub-environments stepped in one numpy call."""
 
     def __init__(self, num_envs: int, max_episode_steps: int = 100, unit_actions: bool = False) -> None:

@@ -264,7 +264,7 @@ class TabularMDPEnv(gym.Env[np.ndarray, np.int64]):
         return self._obs(), float(reward[0]), False, False, {}
 
 
-class BatchedTabularMDP(BatchedTaskEnv):
+class BatchedTabularMDP(BatchedTaskEnv[TabularMDPTask]):
     """``num_envs`` tabular MDPs, each with its own task, stepped in one numpy call.
 
     Actions are integer arrays of shape ``(num_envs,)``; see :class:`TabularMDPEnv` for

@@ -1,7 +1,7 @@
 """Regenerate the results pages' tables from the committed runs: ``python scripts/results_pages.py``.
 
 Rewrites the generated blocks (see :mod:`metarl.reproduction.pages`) of ``README.md``,
-``results/README.md``, ``BENCHMARKS.md`` and ``docs/evaluation.md`` from the run folders under ``results/`` and the
+``results/README.md``, ``BENCHMARKS.md`` and the pages in ``docs/`` from the run folders under ``results/`` and the
 benchmarks' outputs in ``benchmarks/results/``: every seed's evaluation,
 the mean over seeds, the baselines, the paper's checks, iterations, env steps, training
 time and CPU. ``--check`` changes nothing and exits 1 naming each block that has drifted
@@ -25,7 +25,7 @@ PAGES = (
     REPOSITORY / "README.md",
     REPOSITORY / "results" / "README.md",
     REPOSITORY / "BENCHMARKS.md",
-    REPOSITORY / "docs" / "evaluation.md",
+    *sorted((REPOSITORY / "docs").glob("*.md")),
 )
 
 

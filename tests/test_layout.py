@@ -61,3 +61,22 @@ def test_public_functions_of_three_parameters_or_more_list_them():
                 if len(names) >= 3 and ("Args:" not in doc or any(f"{n}:" not in doc for n in names)):
                     missing.append(f"{path.relative_to(ROOT)}:{fn.lineno} {fn.name}")
     assert not missing, "no Args: section naming every parameter:\n" + "\n".join(missing)
+
+
+def test_a_task_has_a_type_the_families_declare():
+    import typing
+
+    import numpy as np
+
+    from envs.locomotion.half_cheetah import BatchedHalfCheetahVel
+    from envs.locomotion.tasks import VelocityTask
+    from envs.navigation import BatchedNavigation2D, NavigationTask
+    from metarl.tasks.protocol import BatchedTaskEnv, DataclassTask, Task
+
+    assert set(typing.get_args(Task)) == {DataclassTask, np.ndarray, float}
+    assert typing.get_args(BatchedNavigation2D.__orig_bases__[0]) == (NavigationTask,)
+    env = BatchedHalfCheetahVel(num_envs=2, max_episode_steps=5)
+    tasks = env.sample_tasks(2, np.random.default_rng(0))
+    assert all(isinstance(t, VelocityTask) for t in tasks) and isinstance(env, BatchedTaskEnv)
+    env.set_tasks(tasks)
+    assert env.get_tasks() == tasks

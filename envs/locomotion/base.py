@@ -26,6 +26,7 @@ import numpy as np
 from envs.locomotion.models import DIVERGENCE_WARNINGS, FRAME_SKIP
 from envs.locomotion.tasks import TaskFamily
 from metarl.tasks.mujoco_family import BatchedMujocoTaskEnv
+from metarl.tasks.protocol import Task
 
 
 class LocomotionTaskMixin:
@@ -34,7 +35,7 @@ class LocomotionTaskMixin:
     Put it before the ``MujocoEnv`` subclass in the bases and set ``family``.
     """
 
-    family: ClassVar[TaskFamily]
+    family: ClassVar[TaskFamily[Any]]
     """The task family: sampler, task type and task term of the reward."""
 
     model: mujoco.MjModel
@@ -49,7 +50,7 @@ class LocomotionTaskMixin:
         self._params = self.family.encode([self._task])[0]
         self._diverged = False
 
-    def sample_tasks(self, n: int) -> list[Any]:
+    def sample_tasks(self, n: int) -> list[Task]:
         """Draw ``n`` tasks with the env's own ``np_random``."""
         return self.family.sample(n, self.np_random)
 
@@ -112,7 +113,7 @@ class LocomotionTaskMixin:
         return super().reset(seed=seed, options=options)  # type: ignore[misc]
 
 
-class BatchedLocomotionEnv(BatchedMujocoTaskEnv):
+class BatchedLocomotionEnv(BatchedMujocoTaskEnv[Task]):
     """``num_envs`` sub-environments of one robot on a ``mujoco.batch.Batch`` (:class:`BatchedMujocoTaskEnv`).
 
     The locomotion families' part: tasks come from ``family``; a step's torso velocity along x,
@@ -121,7 +122,7 @@ class BatchedLocomotionEnv(BatchedMujocoTaskEnv):
     if they end episodes, :meth:`terminated`.
     """
 
-    family: ClassVar[TaskFamily]
+    family: ClassVar[TaskFamily[Any]]
 
     def __init__(
         self,
@@ -147,19 +148,19 @@ class BatchedLocomotionEnv(BatchedMujocoTaskEnv):
         )
         self._x_velocity = np.zeros(num_envs)
 
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Any]:
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
         """Draw ``n`` tasks with ``rng``."""
         return self.family.sample(n, rng)
 
-    def default_task(self) -> Any:
+    def default_task(self) -> Task:
         """The family's default task."""
         return self.family.default_task()
 
-    def task_parameters(self, tasks: Sequence[Any]) -> np.ndarray:
+    def task_parameters(self, tasks: Sequence[Task]) -> np.ndarray:
         """The family's encoding of ``tasks``."""
         return self.family.encode(tasks)
 
-    def task_features(self, task: Any) -> np.ndarray:
+    def task_features(self, task: Task) -> np.ndarray:
         """The task as the oracle sees it: the family's encoding (goal velocity, direction or goal)."""
         return self.family.encode([task])[0].astype(np.float32)
 

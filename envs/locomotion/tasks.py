@@ -12,9 +12,11 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar, Generic, cast
 
 import numpy as np
+
+from metarl.tasks.protocol import TaskT
 
 
 @dataclass(frozen=True)
@@ -42,22 +44,22 @@ class GoalTask:
     goal: tuple[float, float]
 
 
-class TaskFamily(abc.ABC):
+class TaskFamily(abc.ABC, Generic[TaskT]):
     """A distribution over tasks of one type and the task term of their reward."""
 
     task_type: ClassVar[type]
     """The dataclass of this family's tasks."""
 
     @abc.abstractmethod
-    def sample(self, n: int, rng: np.random.Generator) -> list[Any]:
+    def sample(self, n: int, rng: np.random.Generator) -> list[TaskT]:
         """Draw ``n`` tasks with ``rng``."""
 
     @abc.abstractmethod
-    def default_task(self) -> Any:
+    def default_task(self) -> TaskT:
         """The task an environment has before ``set_task`` is called."""
 
     @abc.abstractmethod
-    def encode(self, tasks: Sequence[Any]) -> np.ndarray:
+    def encode(self, tasks: Sequence[TaskT]) -> np.ndarray:
         """Pack ``tasks`` into a float64 array of shape ``(len(tasks), k)``."""
 
     @abc.abstractmethod
@@ -73,15 +75,15 @@ class TaskFamily(abc.ABC):
             xy: The torso's position after the step ``(..., 2)``.
         """
 
-    def check(self, task: Any) -> Any:
+    def check(self, task: object) -> TaskT:
         """Return ``task`` if it has this family's type, else raise ``TypeError``."""
         if not isinstance(task, self.task_type):
             raise TypeError(f"{type(self).__name__}: expected a {self.task_type.__name__}, got {type(task).__name__}")
-        return task
+        return cast(TaskT, task)  # task_type is TaskT (a ClassVar cannot say so)
 
 
 @dataclass(frozen=True)
-class GoalVelocityFamily(TaskFamily):
+class GoalVelocityFamily(TaskFamily[VelocityTask]):
     """Goal velocities ``~ U[low, high]``; task term ``-|v - v_goal| + offset``."""
 
     low: float
@@ -113,7 +115,7 @@ class GoalVelocityFamily(TaskFamily):
 
 
 @dataclass(frozen=True)
-class DirectionFamily(TaskFamily):
+class DirectionFamily(TaskFamily[DirectionTask]):
     """Directions ``±1`` with probability 1/2 each; task term ``direction * v``."""
 
     task_type = DirectionTask
@@ -142,7 +144,7 @@ class DirectionFamily(TaskFamily):
 
 
 @dataclass(frozen=True)
-class GoalPositionFamily(TaskFamily):
+class GoalPositionFamily(TaskFamily[GoalTask]):
     """Goals ``~ U[low, high]^2``; task term ``-||xy - goal||_1 + offset``."""
 
     low: float

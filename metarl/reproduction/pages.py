@@ -51,10 +51,10 @@ def _num(value: float, digits: int = 1) -> str:
     return "−" + text if value < 0 and float(text) != 0 else text
 
 
-def _pm(mean: float, half: float | None) -> str:
+def _pm(mean: float, half: float | None, digits: int = 1) -> str:
     if half is None or not math.isfinite(half):
-        return _num(mean)
-    return f"{_num(mean)} ± {half:.1f}"
+        return _num(mean, digits)
+    return f"{_num(mean, digits)} ± {half:.{digits}f}"
 
 
 def _duration(seconds: float) -> str:
@@ -321,17 +321,26 @@ def adaptation_block(folder: Path, shown_as: str) -> str:
     results.sort(key=lambda r: (rank.get(r.method, len(rank)), r.name))
     steps = max(len(r.steps) for r in results)
     level = round(100 * results[0].confidence)
+    digits = 2 if max(float(np.abs(r.mean()).max()) for r in results) < 20 else 1
     head = " | ".join("1 step" if k == 1 else f"{k} steps" for k in range(steps))
     lines = [f"| mean return per episode (± {level} % half-width over tasks) | {head} |", "|---" * (steps + 1) + "|"]
     for r in results:
-        cells = [_pm(m, h) for m, h in zip(r.mean(), r.ci_halfwidth(), strict=True)]
+        cells = [_pm(m, h, digits) for m, h in zip(r.mean(), r.ci_halfwidth(), strict=True)]
         lines.append(f"| {r.name} | {' | '.join(cells + [''] * (steps - len(cells)))} |")
+    references: dict[str, str] = {}
+    for r in results:
+        for name, values in r.references.items():
+            mean, half = t_interval(values, r.confidence)
+            references.setdefault(name, _pm(float(mean), float(half), digits))
+    for name, cell in references.items():
+        lines.append(f"| *{name}* | *{cell}* |{' |' * (steps - 1)}")
     first = results[0].settings
     iterations = {r.settings.get("training_iterations") for r in results}
     trained = sorted(str(i) for i in iterations if i is not None)
     lines += [
         "",
-        f"{results[0].env_id}, {first.get('num_tasks')} held-out tasks (evaluation seed {first.get('seed')}), "
+        ("References in italics do not adapt by gradient steps. " if references else "")
+        + f"{results[0].env_id}, {first.get('num_tasks')} held-out tasks (evaluation seed {first.get('seed')}), "
         f"{first.get('episodes_per_step')} episodes per step; trained for {' / '.join(trained)} meta-iterations; "
         f"the results files are in `{shown_as}`.",
     ]

@@ -37,7 +37,7 @@ import mujoco.batch
 import numpy as np
 from gymnasium.utils import seeding
 
-from metarl.tasks.protocol import DIVERGED_INFO_KEY, BatchedTaskEnv, Task
+from metarl.tasks.protocol import DIVERGED_INFO_KEY, BatchedTaskEnv, TaskT
 
 DIVERGENCE_WARNINGS = (
     int(mujoco.mjtWarning.mjWARN_BADQPOS),
@@ -55,7 +55,7 @@ def finite_float32(obs: np.ndarray) -> np.ndarray:
     return obs
 
 
-class BatchedMujocoTaskEnv(BatchedTaskEnv):
+class BatchedMujocoTaskEnv(BatchedTaskEnv[TaskT]):
     """``num_envs`` sub-environments of one MuJoCo model, each with its task, on one ``mujoco.batch.Batch``.
 
     Args:
@@ -110,15 +110,15 @@ class BatchedMujocoTaskEnv(BatchedTaskEnv):
 
     # -- what a family says ----------------------------------------------------------
     @abc.abstractmethod
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[TaskT]:
         """Draw ``n`` tasks with ``rng``."""
 
     @abc.abstractmethod
-    def default_task(self) -> Task:
+    def default_task(self) -> TaskT:
         """The task of every sub-environment before ``set_tasks``."""
 
     @abc.abstractmethod
-    def task_parameters(self, tasks: Sequence[Task]) -> np.ndarray:
+    def task_parameters(self, tasks: Sequence[TaskT]) -> np.ndarray:
         """The tasks as rows of floats, ``(len(tasks), k)`` (kept in ``self.task_params``)."""
 
     def task_model_fields(self, task_params: np.ndarray) -> Mapping[str, np.ndarray]:
@@ -173,7 +173,7 @@ class BatchedMujocoTaskEnv(BatchedTaskEnv):
         return {}
 
     # -- the task API ------------------------------------------------------------------
-    def _apply_tasks(self, tasks: Sequence[Task]) -> None:
+    def _apply_tasks(self, tasks: Sequence[TaskT]) -> None:
         self.task_params = self.task_parameters(tasks)
         fields = self.task_model_fields(self.task_params)
         for name, values in fields.items():

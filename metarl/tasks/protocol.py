@@ -30,15 +30,29 @@ import contextlib
 import signal
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-Task = Any
-"""A task: a frozen dataclass or a numpy array (family specific)."""
+
+class DataclassTask(Protocol):
+    """A task that is a dataclass instance (frozen by convention): its fields are the task's parameters."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+
+Task: TypeAlias = DataclassTask | np.ndarray | float
+"""A task: a frozen dataclass (what the shipped families use), a numpy array, or a number.
+
+Never a dict (:func:`metarl.tasks.checks.check_tasks` refuses them): a task must compare and
+serialise as one value, into checkpoints and results files
+(:func:`metarl.evaluation.results.task_to_json`)."""
+
+TaskT = TypeVar("TaskT", bound=Task)
+"""The task type of one family (:class:`BatchedTaskEnv` ``[NavigationTask]`` and so on)."""
 
 DIVERGED_INFO_KEY = "diverged"
 """Optional ``info`` entry of a step: a single env's bool, or a batched env's bool per
@@ -138,7 +152,7 @@ def _time_limit(seconds: float, env_name: str) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-class BatchedTaskEnv(gym.vector.VectorEnv, abc.ABC):
+class BatchedTaskEnv(gym.vector.VectorEnv, abc.ABC, Generic[TaskT]):
     """``num_envs`` sub-environments, each with its own task, stepped in one call.
 
     Subclasses set ``single_observation_space`` and ``single_action_space`` and
@@ -163,7 +177,7 @@ class BatchedTaskEnv(gym.vector.VectorEnv, abc.ABC):
             raise ValueError(f"{type(self).__name__}: max_episode_steps must be positive, got {max_episode_steps}")
         self.num_envs = num_envs
         self.max_episode_steps = max_episode_steps
-        self._tasks: list[Task] | None = None
+        self._tasks: list[TaskT] | None = None
         self._elapsed = np.zeros(num_envs, dtype=np.int64)
 
     def _init_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:
@@ -175,10 +189,10 @@ class BatchedTaskEnv(gym.vector.VectorEnv, abc.ABC):
 
     # -- task API --------------------------------------------------------------------
     @abc.abstractmethod
-    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
+    def sample_tasks(self, n: int, rng: np.random.Generator) -> list[TaskT]:
         """Draw ``n`` tasks of this family with the generator ``rng``."""
 
-    def set_tasks(self, tasks: Sequence[Task]) -> None:
+    def set_tasks(self, tasks: Sequence[TaskT]) -> None:
         """Give sub-environment ``i`` the task ``tasks[i]``; takes effect now."""
         tasks = list(tasks)
         if len(tasks) != self.num_envs:
@@ -188,14 +202,14 @@ class BatchedTaskEnv(gym.vector.VectorEnv, abc.ABC):
         self._apply_tasks(tasks)
         self._tasks = tasks
 
-    def get_tasks(self) -> list[Task]:
+    def get_tasks(self) -> list[TaskT]:
         """The task of every sub-environment."""
         if self._tasks is None:
             raise RuntimeError(f"{type(self).__name__}: no tasks set; call set_tasks first")
         return list(self._tasks)
 
     @abc.abstractmethod
-    def _apply_tasks(self, tasks: list[Task]) -> None:
+    def _apply_tasks(self, tasks: list[TaskT]) -> None:
         """Store the tasks in the arrays the step uses."""
 
     # -- stepping --------------------------------------------------------------------

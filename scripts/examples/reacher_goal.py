@@ -124,7 +124,7 @@ class ReacherGoalEnv(ReacherEnv):
         return np.concatenate([np.cos(theta), np.sin(theta), self.data.qvel[:2], fingertip]).astype(np.float32)
 
 
-class BatchedReacherGoal(BatchedMujocoTaskEnv):
+class BatchedReacherGoal(BatchedMujocoTaskEnv[GoalTask]):
     """``num_envs`` :class:`ReacherGoalEnv` sub-environments on one ``mujoco.batch``, equal to them step for step.
 
     Args:
