@@ -6,6 +6,7 @@
 
 from envs import bandits as bandits  # registers metarl/Bandit-K{5,10,50}-N{10,100,500}-v0
 from envs import locomotion as locomotion  # registers the HalfCheetah and Ant ids
+from envs import meta_world as meta_world  # registers metarl/ML1-v3, ML10-v3, ML45-v3 when metaworld is installed
 from envs import tabular_mdp as tabular_mdp  # registers metarl/TabularMDP-v0
 from envs.navigation import BatchedNavigation2D, Navigation2DEnv, NavigationTask
 from metarl.tasks.registry import register_task_env

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from envs.meta_world.expert_table import expert_table_block
 from metarl.cli.arguments import ArgumentParser
 from metarl.reproduction.benchmark_tables import benchmark_blocks
 from metarl.reproduction.pages import adaptation_block, block_names, render_blocks, stale_blocks, update_page
@@ -29,10 +30,15 @@ PAGES = (
 )
 
 
-def _adaptation_blocks(text: str) -> dict[str, str]:
-    """The ``adaptation:<folder>`` blocks ``text`` marks, each a table of that folder's results files."""
-    names = [n for n in block_names(text) if n.startswith("adaptation:")]
-    return {n: adaptation_block(REPOSITORY / n.partition(":")[2], n.partition(":")[2]) for n in names}
+def _folder_blocks(text: str) -> dict[str, str]:
+    """The ``adaptation:<folder>`` and ``meta_world_experts:<folder>`` blocks ``text`` marks, each from its folder."""
+    makers = {"adaptation": adaptation_block, "meta_world_experts": expert_table_block}
+    blocks = {}
+    for name in block_names(text):
+        kind, _, folder = name.partition(":")
+        if kind in makers and folder:
+            blocks[name] = makers[kind](REPOSITORY / folder, folder)
+    return blocks
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         blocks = {
             **render_blocks(args.root, page.parent),
             **benchmark_blocks(REPOSITORY / "benchmarks" / "results"),
-            **_adaptation_blocks(text),
+            **_folder_blocks(text),
         }
         if args.check:
             stale += [f"{page.relative_to(REPOSITORY)}: {name}" for name in stale_blocks(text, blocks)]

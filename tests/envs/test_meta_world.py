@@ -1,0 +1,137 @@
+"""Meta-World on MuJoCo 4: the compatibility patch, the task families, the expert check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mujoco
+import numpy as np
+import pytest
+
+pytest.importorskip("metaworld", reason="the metaworld extra is not installed")
+
+from envs.meta_world.compat import REPLACED, WELD_ROW, patch_metaworld, reset_mocap_welds  # noqa: E402
+from envs.meta_world.family import MetaWorldTask, MetaWorldTaskEnv, benchmark_tasks  # noqa: E402
+from metarl.evaluation.results import task_to_json  # noqa: E402
+from metarl.tasks.build import check_task_env, make_batched  # noqa: E402
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+_WELD_XML = """<mujoco><worldbody><body name='mocap' mocap='true' pos='0 0 1'/>
+<body name='hand' pos='0.1 0 1'><freejoint/><geom size='.1' mass='1'/></body></worldbody>
+<equality><weld body1='mocap' body2='hand' solref='0.02 1'/></equality></mujoco>"""
+
+
+class _Env:
+    def __init__(self) -> None:
+        self.model = mujoco.MjModel.from_xml_string(_WELD_XML)
+
+
+def _weld_trajectory(model: mujoco.MjModel) -> np.ndarray:
+    data = mujoco.MjData(model)
+    for t in range(200):
+        data.mocap_pos[0] = [0.3 * np.sin(0.05 * t), 0.0, 1.0]
+        mujoco.mj_step(model, data)
+    return data.qpos.copy()
+
+
+def test_the_weld_patch_writes_metaworlds_row_and_keeps_the_rest():
+    env = _Env()
+    compiled = env.model.eq_data.copy()
+    reset_mocap_welds(env)
+    assert env.model.eq_data.shape[1] == mujoco.mjNEQDATA >= len(WELD_ROW) == 11
+    np.testing.assert_array_equal(env.model.eq_data[0, :11], WELD_ROW)
+    np.testing.assert_array_equal(env.model.eq_data[0, 11:], compiled[0, 11:])
+    # what the patch leaves alone does not move the weld: the same motion whatever it holds
+    other = _Env()
+    reset_mocap_welds(other)
+    other.model.eq_data[0, 11:] = 1.0 - other.model.eq_data[0, 11:]
+    np.testing.assert_array_equal(_weld_trajectory(env.model), _weld_trajectory(other.model))
+
+
+def test_metaworld_builds_and_reads_contacts_on_this_mujoco():
+    patch_metaworld()
+    import metaworld
+    from metaworld.policies import ENV_POLICY_MAP
+
+    bench = metaworld.MT1("pick-place-v3", seed=0)
+    env = bench.train_classes["pick-place-v3"]()
+    env.set_task(bench.train_tasks[0])
+    policy = ENV_POLICY_MAP["pick-place-v3"]()
+    obs, _ = env.reset()
+    pads = [env.data.geom(n).id for n in ("leftpad_geom", "rightpad_geom")]
+    obj = env._get_id_main_object()
+    touched = 0
+    for _ in range(120):
+        obs, *_ = env.step(policy.get_action(obs))
+        force = np.zeros(6)
+        pressed = []
+        for pad in pads:
+            total = 0.0
+            for k in range(env.data.ncon):
+                c = env.data.contact[k]
+                if {int(c.geom1), int(c.geom2)} == {pad, obj}:
+                    mujoco.mj_contactForce(env.model, env.data, k, force)
+                    total += force[0]
+            pressed.append(total > 0)
+        assert env.touching_main_object == all(pressed)  # metaworld's contact reading = MuJoCo's contact force
+        assert env.touching_main_object == REPLACED["touching_object"](env, obj)  # the fast patch = metaworld's own
+        touched += all(pressed)
+    assert touched > 20  # the expert grasps the object
+
+
+def test_ml1_is_a_task_distribution_with_metaworlds_train_and_test_tasks():
+    check_task_env("metarl/ML1-v3", env_name="reach-v3")
+    tasks = benchmark_tasks("ML1", "reach-v3", 0)
+    assert len(tasks.train) == len(tasks.test) == 50
+    assert not {t.rand_vec for t in tasks.train} & {t.rand_vec for t in tasks.test}
+    env = MetaWorldTaskEnv("ML1", "reach-v3", split="test")
+    env.reset(seed=3)
+    drawn = env.sample_tasks(10)
+    assert len(set(drawn)) == 10 and set(drawn) <= set(tasks.test)
+    # a task survives a results file: JSON and back, the same episode
+    restored = MetaWorldTask(**{k: tuple(v) if isinstance(v, list) else v for k, v in task_to_json(drawn[0]).items()})
+    assert restored == drawn[0]
+    actions = np.random.default_rng(0).uniform(-1, 1, (30, 4)).astype(np.float32)
+    episodes = []
+    for task in (drawn[0], drawn[1], restored):
+        env.set_task(task)
+        obs, _ = env.reset()
+        assert obs.shape == (39,) and not obs[-3:].any()  # the goal is hidden
+        episodes.append([env.step(a)[:2] for a in actions])
+    rewards = [np.array([r for _, r in ep]) for ep in episodes]
+    np.testing.assert_array_equal(rewards[0], rewards[2])
+    assert not np.array_equal(rewards[0], rewards[1])
+    with pytest.raises(ValueError, match="ML1 needs env_name"):
+        MetaWorldTaskEnv("ML1", "no-such-v3")
+
+
+@pytest.mark.slow
+def test_ml10_holds_out_whole_environments_and_steps_batched():
+    train = MetaWorldTaskEnv("ML10", None, split="train")
+    test = MetaWorldTaskEnv("ML10", None, split="test")
+    train_envs = {t.env_name for t in train.split_tasks}
+    test_envs = {t.env_name for t in test.split_tasks}
+    assert len(train_envs) == 10 and len(test_envs) == 5 and not train_envs & test_envs
+    env = make_batched("metarl/ML10-v3", num_envs=3, max_episode_steps=5, split="test")
+    tasks = env.sample_tasks(3, np.random.default_rng(0))
+    env.set_tasks(tasks)
+    obs, _ = env.reset(seed=0)
+    obs, reward, terminated, truncated, _ = env.step(np.zeros((3, 4), dtype=np.float32))
+    assert obs.shape == (3, 39) and np.isfinite(reward).all() and not terminated.any()
+
+
+@pytest.mark.slow
+def test_the_expert_check_writes_success_per_environment(tmp_path):
+    out = tmp_path / "experts.json"
+    subprocess.run(
+        [sys.executable, str(REPOSITORY / "scripts" / "meta_world_experts.py"), "--out", str(out)]
+        + ["--episodes", "2", "--envs", "reach-v3", "door-open-v3"],
+        check=True,
+        capture_output=True,
+    )
+    result = json.loads(out.read_text())
+    assert result["versions"]["mujoco"] == mujoco.__version__
+    assert {name: r["successes"] for name, r in result["envs"].items()} == {"reach-v3": 2, "door-open-v3": 2}
