@@ -137,6 +137,16 @@ class MetaWorldTaskEnv(gym.Env):
         picks = self.np_random.choice(len(tasks), size=n, replace=n > len(tasks))
         return [tasks[int(i)] for i in picks]
 
+    def sample_heldout_tasks(self, n: int) -> list[MetaWorldTask]:
+        """Draw ``n`` of the benchmark's test tasks with ``np_random``: what evaluation adapts to.
+
+        For ML1 these are held-out goal and object positions, for ML10 and ML45 the held-out
+        environments' tasks, whatever ``split`` this env trains on.
+        """
+        tasks = self._tasks.test
+        picks = self.np_random.choice(len(tasks), size=n, replace=n > len(tasks))
+        return [tasks[int(i)] for i in picks]
+
     def set_task(self, task: MetaWorldTask) -> None:
         """Switch to ``task``: its environment, with its goal and object positions."""
         if not isinstance(task, MetaWorldTask):

@@ -80,7 +80,7 @@ from metarl.sampling import Sampler
 from metarl.sampling.episodes import Episodes
 from metarl.system.files import check_writable_folder, os_error_message
 from metarl.tasks.build import make_batched, registered_return_bounds
-from metarl.tasks.protocol import EnvFaultError, Task
+from metarl.tasks.protocol import EnvFaultError, Task, heldout_sampler
 from metarl.tasks.resolve import check_env_id, check_trusted_env_id
 
 log = logging.getLogger("metarl")
@@ -317,7 +317,7 @@ def evaluate(
     sampling = settings.sampling()
     base = make_batched(cfg.env_id, sampling.num_envs, max_episode_steps=cfg.horizon, **cfg.env_kwargs)
     env = agents.observation_env(algorithm, base)
-    tasks = heldout_tasks(env.sample_tasks, settings.num_tasks, settings.seed)
+    tasks = heldout_tasks(heldout_sampler(env), settings.num_tasks, settings.seed)
     validation = validation_tasks(env.sample_tasks, settings.num_tasks, settings.seed) if settings.lr_grid else None
     torch.manual_seed(evaluation_streams(settings.seed).torch_seed)  # a random policy's init
     policy = agents.policy_for(cfg, env)

@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium as gym
 import numpy as np
 
-from metarl.tasks.protocol import BatchedTaskEnv, Task
+from metarl.tasks.protocol import BatchedTaskEnv, Task, heldout_sampler
 from metarl.tasks.registry import TaskEnvError
 
 TaskFeatures = Callable[[Task], np.ndarray]
@@ -77,6 +77,10 @@ class TaskFeatureObservation(BatchedTaskEnv):
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
         """Draw ``n`` tasks of the wrapped family with ``rng``."""
         return self.env.sample_tasks(n, rng)
+
+    def sample_heldout_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
+        """Draw ``n`` of the wrapped family's held-out tasks (:func:`metarl.tasks.protocol.heldout_sampler`)."""
+        return heldout_sampler(self.env)(n, rng)
 
     def _apply_tasks(self, tasks: list[Task]) -> None:
         features = np.stack([self._vector(task) for task in tasks])

@@ -90,6 +90,23 @@ class TaskEnv(Protocol):
         """Return the current task."""
 
 
+HELDOUT_SAMPLER = "sample_heldout_tasks"
+"""An optional method of a task env (single: ``(n)`` with ``np_random``; batched: ``(n, rng)``) that draws
+from tasks the family holds out of training, such as a benchmark's test split (Meta-World's test
+goals or test environments). Evaluation draws its held-out tasks from it when a family has it, and
+otherwise from ``sample_tasks`` with the evaluation's own seed (:func:`heldout_sampler`)."""
+
+
+def heldout_sampler(env: Any) -> Any:
+    """The sampler ``(n, rng) -> tasks`` of held-out tasks: the env's :data:`HELDOUT_SAMPLER`, or ``sample_tasks``.
+
+    Args:
+        env: A batched task env.
+    """
+    own = getattr(env, HELDOUT_SAMPLER, None)
+    return own if callable(own) else env.sample_tasks
+
+
 class EnvFaultError(RuntimeError):
     """A task environment's reset or step raised, or returned what its spaces and the protocol forbid.
 

@@ -40,7 +40,7 @@ import gymnasium as gym
 import numpy as np
 
 from metarl.tasks.checks import TaskEnvError, check_tasks
-from metarl.tasks.protocol import DIVERGED_INFO_KEY, BatchedTaskEnv, EnvFaultError, Task
+from metarl.tasks.protocol import DIVERGED_INFO_KEY, HELDOUT_SAMPLER, BatchedTaskEnv, EnvFaultError, Task
 
 
 class SyncBatchedTaskEnv(BatchedTaskEnv):
@@ -52,7 +52,8 @@ class SyncBatchedTaskEnv(BatchedTaskEnv):
     observation with reward 0. The step's info holds only ``"diverged"``, one bool each.
     ``sample_tasks(n, rng)`` calls a separate sampling env's ``sample_tasks(n)`` with
     its ``np_random`` set to ``rng``, so it draws exactly what the single env draws.
-    If the single env has ``task_features(task)`` (for the oracle baseline), so does this.
+    If the single env has ``task_features(task)`` (for the oracle baseline), so does this;
+    likewise ``sample_heldout_tasks`` (:data:`metarl.tasks.protocol.HELDOUT_SAMPLER`).
     """
 
     def __init__(self, id: str, num_envs: int, max_episode_steps: int, **kwargs: Any) -> None:
@@ -72,12 +73,20 @@ class SyncBatchedTaskEnv(BatchedTaskEnv):
         features = getattr(self._task_sampler.unwrapped, "task_features", None)
         if callable(features):
             self.task_features = features
+        if callable(getattr(self._task_sampler.unwrapped, HELDOUT_SAMPLER, None)):
+            self.sample_heldout_tasks = self._sample_heldout_tasks
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
         """Draw ``n`` tasks with the single env's ``sample_tasks(n)``, its generator set to ``rng``."""
         sampler = self._task_sampler.unwrapped
         sampler.np_random = rng
         return check_tasks(self.env_id, sampler.sample_tasks(n), n)  # type: ignore[attr-defined]
+
+    def _sample_heldout_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
+        """Draw ``n`` of the family's held-out tasks with the single env's ``sample_heldout_tasks(n)``."""
+        sampler = self._task_sampler.unwrapped
+        sampler.np_random = rng
+        return check_tasks(self.env_id, getattr(sampler, HELDOUT_SAMPLER)(n), n, where=HELDOUT_SAMPLER)
 
     def _apply_tasks(self, tasks: list[Task]) -> None:
         for i, (set_task, task) in enumerate(zip(self._set_task, tasks, strict=True)):

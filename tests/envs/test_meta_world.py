@@ -135,3 +135,33 @@ def test_the_expert_check_writes_success_per_environment(tmp_path):
     result = json.loads(out.read_text())
     assert result["versions"]["mujoco"] == mujoco.__version__
     assert {name: r["successes"] for name, r in result["envs"].items()} == {"reach-v3": 2, "door-open-v3": 2}
+
+
+def test_evaluation_draws_held_out_tasks_from_the_benchmarks_test_split():
+    from metarl.tasks.protocol import heldout_sampler
+
+    tasks = benchmark_tasks("ML1", "reach-v3", 0)
+    env = make_batched("metarl/ML1-v3", num_envs=2, max_episode_steps=5, env_name="reach-v3")
+    held_out = heldout_sampler(env)(12, np.random.default_rng(0))
+    assert len(set(held_out)) == 12 and set(held_out) <= set(tasks.test)
+    assert set(env.sample_tasks(12, np.random.default_rng(0))) <= set(tasks.train)
+    env.set_tasks(held_out[:2])  # an env that trains on the training split runs test tasks too
+    env.reset(seed=0)
+    navigation = make_batched("metarl/Navigation2D-v1", num_envs=2)
+    assert heldout_sampler(navigation) == navigation.sample_tasks  # no held-out split: fresh draws
+
+
+@pytest.mark.slow
+def test_a_trained_ml1_run_is_evaluated_on_test_goals(tmp_path):
+    def run(*args: str) -> None:
+        subprocess.run([sys.executable, "-m", "metarl", *args], check=True, capture_output=True, cwd=tmp_path)
+
+    run(
+        *("train", "--config", "2d-navigation", "--env_id", "metarl/ML1-v3", "--env_kwargs", "{env_name: reach-v3}"),
+        *("--meta_batch_size", "2", "--episodes_per_task", "2", "--horizon", "20", "--num_iterations", "1"),
+        *("--out_dir", "runs", "--run_name", "ml1", "--num_threads", "1", "--no-progress"),
+    )
+    run("evaluate", "runs/ml1", "--num-tasks", "3", "--episodes-per-step", "2", "--out", "eval")
+    results = json.loads((tmp_path / "eval" / "adaptation_maml-trpo.json").read_text())
+    test = {t.rand_vec for t in benchmark_tasks("ML1", "reach-v3", 0).test}
+    assert [tuple(row["task"]["rand_vec"]) in test for row in results["per_task"]] == [True] * 3
