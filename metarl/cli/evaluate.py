@@ -458,10 +458,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{results.name} on {cfg.env_id}: {settings.num_tasks} held-out tasks (seed {settings.seed}), "
         f"{settings.episodes_per_step} episodes per step, {results.env_steps} env steps in {seconds:.1f} s"
     )
-    print("step  lr      mean return  95% CI")
+    success = data.get("success_rate")
+    print("step  lr      mean return  95% CI" + ("                success rate  95% CI" if success else ""))
     for k, mean, low, high in zip(data["steps"], data["mean"], data["ci_low"], data["ci_high"], strict=True):
         lr = "-" if lrs[k] is None else f"{lrs[k]:g}"
-        print(f"{k:>4}  {lr:<6}  {mean:11.2f}  [{low:.2f}, {high:.2f}]")
+        line = f"{k:>4}  {lr:<6}  {mean:11.2f}  {f'[{low:.2f}, {high:.2f}]':<20}"
+        if success:
+            rate, low, high = success["mean"][k], success["ci_low"][k], success["ci_high"][k]
+            line += f"  {rate:12.2f}  [{max(low, 0.0):.2f}, {min(high, 1.0):.2f}]"
+        print(line.rstrip())
     for name, ref in data.get("references", {}).items():
         print(f"reference {name}: {ref['mean']:.2f} [{ref['ci_low']:.2f}, {ref['ci_high']:.2f}]")
     print(f"results: {json_path}\nfigure:  {png_path}")

@@ -233,6 +233,14 @@ def per_task_returns(episodes: Episodes) -> np.ndarray:
     return episodes.mean_returns().numpy()
 
 
+def per_task_success(batches: Sequence[Episodes]) -> np.ndarray | None:
+    """Each task's success rate after each step, ``[T, K+1]``; ``None`` unless the env reports success."""
+    rates = [batch.success_rates() for batch in batches]
+    if not rates or any(r is None for r in rates):
+        return None
+    return np.stack([r.numpy() for r in rates if r is not None], axis=1)
+
+
 def evaluate_adaptation(
     sampler: Sampler,
     tasks: Sequence[Task],
@@ -328,7 +336,16 @@ def run_evaluation(
     log.info(
         "adapting on %d held-out tasks: %d inner steps (%s)", len(tasks), len(lrs), ", ".join(f"{lr:g}" for lr in lrs)
     )
-    returns, env_steps = evaluate_adaptation(sampler, tasks, adapt, lrs, streams.env_rng, on_episodes)
+    batches: list[list[Episodes]] = []
+
+    def keep(episodes: list[Episodes]) -> None:
+        batches.append(episodes)
+        if on_episodes is not None:
+            on_episodes(episodes)
+
+    returns, env_steps = evaluate_adaptation(sampler, tasks, adapt, lrs, streams.env_rng, keep)
+    success = per_task_success(batches[0])
+    batches.clear()
     log.info("held-out tasks done: %d env steps in %.1f s", env_steps, time.perf_counter() - start)
     recorded = {**dataclasses.asdict(settings), "step_lrs": lrs, **dict(extra_settings or {}), **choice}
     recorded["lrs"] = list(settings.lrs)
@@ -344,6 +361,7 @@ def run_evaluation(
         flat=flat,
         env_steps=env_steps,
         references={name: np.asarray(v, dtype=np.float64) for name, v in (references or {}).items()},
+        success=success,
     )
 
 
@@ -360,6 +378,7 @@ __all__ = [
     "choose_lr",
     "heldout_tasks",
     "per_task_returns",
+    "per_task_success",
     "reference_returns",
     "reference_rng",
     "run_evaluation",

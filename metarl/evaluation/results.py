@@ -63,6 +63,7 @@ class AdaptationResults:
     env_steps: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
     references: dict[str, np.ndarray] = field(default_factory=dict)
+    success: np.ndarray | None = None  # [num_tasks, num_steps + 1]: fraction of episodes that succeeded
 
     @property
     def steps(self) -> list[int]:
@@ -87,10 +88,18 @@ class AdaptationResults:
         """Student-t confidence half-width over tasks after each step, ``[K + 1]``."""
         return t_interval(self.returns, self.confidence)[1]
 
+    def success_summary(self) -> dict[str, list[float]] | None:
+        """Success rate after each step: mean over tasks and its Student-t interval (``None`` without successes)."""
+        if self.success is None:
+            return None
+        mean, half = t_interval(self.success, self.confidence)
+        return {"mean": mean.tolist(), "ci_low": (mean - half).tolist(), "ci_high": (mean + half).tolist()}
+
     def to_json(self) -> dict[str, Any]:
         """Plain data: settings, per-task and per-step returns, mean and confidence interval."""
         mean, half = t_interval(self.returns, self.confidence)
         tasks = self.tasks or [None] * len(self.returns)
+        success = self.success_summary()
         return {
             "format": RESULTS_FORMAT,
             "version": RESULTS_VERSION,
@@ -108,8 +117,9 @@ class AdaptationResults:
             "std_over_tasks": self.returns.std(axis=0, ddof=1).tolist() if len(self.returns) > 1 else None,
             "env_steps": self.env_steps,
             **({"references": self._reference_summary()} if self.references else {}),
+            **({"success_rate": success} if success is not None else {}),
             "per_task": [
-                {"task": task, "returns": row.tolist(), **self._task_references(i)}
+                {"task": task, "returns": row.tolist(), **self._task_references(i), **self._task_success(i)}
                 for i, (task, row) in enumerate(zip(tasks, self.returns, strict=True))
             ],
             **({"extra": self.extra} if self.extra else {}),
@@ -126,6 +136,10 @@ class AdaptationResults:
     def _task_references(self, i: int) -> dict[str, dict[str, float]]:
         """``{"references": {name: value on task i}}``, or ``{}`` without references."""
         return {"references": {k: float(v[i]) for k, v in self.references.items()}} if self.references else {}
+
+    def _task_success(self, i: int) -> dict[str, list[float]]:
+        """``{"success": rate after each step}`` of task ``i``, or ``{}`` without successes."""
+        return {"success": self.success[i].tolist()} if self.success is not None else {}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], where: str = "results") -> AdaptationResults:
@@ -150,6 +164,9 @@ class AdaptationResults:
                 name: np.array([row["references"][name] for row in per_task], dtype=np.float64)
                 for name in data.get("references", {})
             },
+            success=(
+                np.array([row["success"] for row in per_task], dtype=np.float64) if "success_rate" in data else None
+            ),
         )
 
     def save(self, path: str | Path) -> Path:

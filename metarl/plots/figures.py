@@ -79,20 +79,43 @@ def _groups(items: Sequence[tuple[str, object]]) -> dict[str, list]:
     return groups
 
 
-def adaptation_bands(results: Sequence[AdaptationResults]) -> list[Band]:
-    """One band per name: a single run's CI over tasks, or several runs' CI over runs."""
+def adaptation_bands(results: Sequence[AdaptationResults], success: bool = False) -> list[Band]:
+    """One band per name: a single run's CI over tasks, or several runs' CI over runs.
+
+    Args:
+        results: The evaluations.
+        success: Bands of the success rate instead of the return (results without success rates are left out).
+    """
     bands = []
     for name, runs in _groups([(r.name, r) for r in results]).items():
+        values = [r.success if success else r.returns for r in runs]
+        if any(v is None for v in values):
+            continue
         if len(runs) == 1:
-            run = runs[0]
-            mean, half = t_interval(run.returns, run.confidence)
+            mean, half = t_interval(values[0], runs[0].confidence)
         else:
-            widths = {r.returns.shape[1] for r in runs}
+            widths = {v.shape[1] for v in values if v is not None}
             if len(widths) != 1:
                 raise ValueError(f"runs of {name!r} have different numbers of steps ({sorted(widths)}); cannot average")
-            mean, half = t_interval(np.stack([r.mean() for r in runs]), runs[0].confidence)
+            mean, half = t_interval(np.stack([v.mean(axis=0) for v in values if v is not None]), runs[0].confidence)
         bands.append(Band(name, np.arange(len(mean)), mean, half, len(runs), flat=all(r.flat for r in runs)))
     return bands
+
+
+def _band_curves(bands: Sequence[Band], max_step: int) -> list[Curve]:
+    """The curves of ``bands``: a flat method as a dashed line across the steps."""
+    curves = []
+    for i, band in enumerate(bands):
+        style = _style(band.name, i)
+        label = band.name + (f" ({band.count} runs)" if band.count > 1 else "")
+        if band.flat:
+            x = np.array([0.0, max_step])
+            curves.append(Curve(label, x, np.full(2, band.mean[0]), np.full(2, band.half[0]), style["color"], "--"))
+        else:
+            curves.append(
+                Curve(label, band.x.astype(float), band.mean, band.half, style["color"], "-", style["marker"] or None)
+            )
+    return curves
 
 
 def step_sizes_note(results: Sequence[AdaptationResults]) -> str:
@@ -140,26 +163,19 @@ def adaptation_figure(results: Sequence[AdaptationResults], title: str | None = 
         title = f"Adaptation on {', '.join(map(family_name, env_ids))} ({'/'.join(map(str, tasks))} held-out tasks)"
     bands = adaptation_bands(results)
     max_step = max([len(b.x) - 1 for b in bands if not b.flat] or [1])
-    curves = []
-    for i, band in enumerate(bands):
-        style = _style(band.name, i)
-        label = band.name + (f" ({band.count} runs)" if band.count > 1 else "")
-        if band.flat:
-            x = np.array([0.0, max_step])
-            curves.append(Curve(label, x, np.full(2, band.mean[0]), np.full(2, band.half[0]), style["color"], "--"))
-        else:
-            curves.append(
-                Curve(label, band.x.astype(float), band.mean, band.half, style["color"], "-", style["marker"] or None)
-            )
+    curves = _band_curves(bands, max_step)
     for j, (name, level) in enumerate(reference_levels(results).items()):
         color = REFERENCE_COLORS[j % len(REFERENCE_COLORS)]
         curves.append(
             Curve(name, np.array([0.0, max_step]), np.full(2, level), np.full(2, np.nan), color, "--", band=False)
         )
 
-    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+    success_bands = adaptation_bands(results, success=True)
+    fig = Figure(figsize=(10.4 if success_bands else 6.4, 4.4), layout="constrained")
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    ax = fig.add_subplot(1, 2, 1) if success_bands else fig.add_subplot()
+    if success_bands:
+        _success_axes(fig.add_subplot(1, 2, 2), success_bands, max_step)
     notes = draw_curves(ax, curves, results_return_bounds(results), dodge=DODGE)
     quiet = [c.label for c in curves if within_noise(c)]
     if quiet:
@@ -172,11 +188,23 @@ def adaptation_figure(results: Sequence[AdaptationResults], title: str | None = 
     sizes = step_sizes_note(results)
     _notes(ax, [f"bands: 95% CI (Student-t over {over})", *([sizes] if sizes else []), *notes])
     ax.grid(alpha=0.3)
-    entries = len(ax.get_legend_handles_labels()[1])
-    rows = math.ceil(entries / LEGEND_COLUMNS)
+    handles, labels = ax.get_legend_handles_labels()
+    rows = math.ceil(len(labels) / LEGEND_COLUMNS)
     fig.set_figheight(fig.get_figheight() + 0.3 + 0.22 * rows)
-    fig.legend(loc="outside lower center", ncols=min(entries, LEGEND_COLUMNS), fontsize=8)  # never over a curve
+    # below the axes, never over a curve
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), LEGEND_COLUMNS), fontsize=8)
     return fig
+
+
+def _success_axes(ax: Axes, bands: Sequence[Band], max_step: int) -> None:
+    """The success rate after 0..K steps beside the returns (an env that reports ``info["success"]``)."""
+    draw_curves(ax, _band_curves(bands, max_step), (0.0, 1.0), dodge=DODGE)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("gradient steps")
+    ax.set_ylabel("success rate (episodes that succeed)")
+    ax.set_xticks(range(max_step + 1))
+    ax.set_title("Success rate")
+    ax.grid(alpha=0.3)
 
 
 def plot_adaptation(results: Sequence[AdaptationResults], out_png: str | Path, title: str | None = None) -> Path:
@@ -186,7 +214,9 @@ def plot_adaptation(results: Sequence[AdaptationResults], out_png: str | Path, t
     are the references the results carry (dashed, labelled by name). Bands stop at the
     return bounds the results record; the y-axis is never narrower than
     :data:`metarl.plots.curves.MIN_RELATIVE_SPAN` of the values; coinciding curves are offset and named in the
-    legend; a curve whose steps all lie within each other's 95% CIs is named in a note.
+    legend; a curve whose steps all lie within each other's 95% CIs is named in a note. Results
+    with success rates (an env that reports ``info["success"]``, such as Meta-World) get a second
+    panel beside the returns: the success rate after 0..K steps, with its bands.
 
     Args:
         results: Evaluations to draw; those sharing a name (method or label) are averaged over runs.

@@ -20,6 +20,8 @@ class Episodes:
     (``terminated``), by truncation at the horizon (``truncated``), or because the
     sub-environment produced non-finite values (``nonfinite``; the offending step is
     dropped), and ``final_observations`` holds the observation after its last step.
+    ``successes`` (``None`` unless the env reports ``info["success"]``,
+    :data:`metarl.tasks.protocol.SUCCESS_INFO_KEY`) is 1 on the steps where it did.
     """
 
     observations: Tensor  # [H, T, E, obs_dim] float32
@@ -31,10 +33,11 @@ class Episodes:
     truncated: Tensor  # [T, E] bool
     nonfinite: Tensor  # [T, E] bool
     final_observations: Tensor  # [T, E, obs_dim] float32
+    successes: Tensor | None = None  # [H, T, E] float32, or None
 
     def __post_init__(self) -> None:
         h, t, e = self.mask.shape
-        for name in ("observations", "actions", "rewards"):
+        for name in ("observations", "actions", "rewards") + (("successes",) if self.successes is not None else ()):
             if getattr(self, name).shape[:3] != (h, t, e):
                 shape = tuple(getattr(self, name).shape)
                 raise ValueError(f"Episodes.{name} has shape {shape}, expected ({h}, {t}, {e}, ...)")
@@ -86,6 +89,20 @@ class Episodes:
         clean = self.present & ~self.nonfinite
         return float(self.returns()[clean].mean()) if bool(clean.any()) else math.nan
 
+    def succeeded(self) -> Tensor | None:
+        """``[T, E]`` bool: the episode succeeded at some step (Meta-World's protocol); ``None`` without."""
+        if self.successes is None:
+            return None
+        return (self.successes * self.mask).amax(0) > 0 if self.horizon else self.present & False
+
+    def success_rates(self) -> Tensor | None:
+        """Fraction of each task's episodes that succeeded, ``[T]`` float64 (empty slots left out); ``None`` without."""
+        succeeded = self.succeeded()
+        if succeeded is None:
+            return None
+        present = self.present.double()
+        return (succeeded.double() * present).sum(1) / present.sum(1).clamp(min=1.0)
+
     def task_major(self, tensor: Tensor) -> Tensor:
         """A time-major ``[H, T, ...]`` tensor as task-major ``[T, H, ...]`` (for the policy)."""
         return tensor.transpose(0, 1)
@@ -131,6 +148,7 @@ class Episodes:
             truncated=self.truncated[index],
             nonfinite=self.nonfinite[index],
             final_observations=self.final_observations[index],
+            successes=None if self.successes is None else self.successes[:, index],
         )
 
 

@@ -22,7 +22,7 @@ from metarl.sampling.collectors import (
 )
 from metarl.sampling.shards import Shard, ShardEpisodes
 from metarl.sampling.streams import _EpisodeStreams
-from metarl.tasks.protocol import DIVERGED_INFO_KEY, BatchedTaskEnv
+from metarl.tasks.protocol import DIVERGED_INFO_KEY, SUCCESS_INFO_KEY, BatchedTaskEnv
 
 
 class PolicyLike(Protocol):
@@ -41,6 +41,12 @@ class PolicyLike(Protocol):
             params: Each task's parameters (leading task axis).
             noise: The drawn standard noise.
         """
+
+
+def _successes(info: object, num_envs: int) -> np.ndarray | None:
+    """The ``info["success"]`` flags of a step, or ``None`` if the env gives none."""
+    flags = info.get(SUCCESS_INFO_KEY) if isinstance(info, Mapping) else None
+    return None if flags is None else np.broadcast_to(np.asarray(flags, bool), (num_envs,))
 
 
 def _diverged(info: object, num_envs: int) -> np.ndarray:
@@ -124,6 +130,7 @@ def rollout(
     actions = np.zeros((steps, n, *act_shape), act_dtype)
     rewards = np.zeros((steps, n), np.float32)
     mask = np.zeros((steps, n), np.float32)
+    successes: np.ndarray | None = None  # allocated at the first step that reports success
     nonfinite = ~np.isfinite(obs.reshape(n, -1)).all(axis=1)  # a bad initial state: no step at all
     active = ~nonfinite
     obs[nonfinite] = 0.0
@@ -156,6 +163,11 @@ def rollout(
             actions[t, valid] = action[valid]
             rewards[t, valid] = reward[valid]
             mask[t, valid] = 1.0
+        success = _successes(info, n)
+        if success is not None:
+            if successes is None:
+                successes = np.zeros((steps, n), np.float32)
+            successes[t] = valid & success
         bad = active & ~finite
         warn_nonfinite(int(bad.sum()), f"at step {t}")
         truncated = collector.horizon_ends(t, terminated, truncated)
@@ -170,4 +182,6 @@ def rollout(
             active[lanes[ok]] = True
 
     step_arrays = {"observations": observations, "actions": actions, "rewards": rewards, "mask": mask}
+    if successes is not None:
+        step_arrays["successes"] = successes
     return collector.episodes(Shard(start, start + n), step_arrays)

@@ -52,6 +52,8 @@ class ShardEpisodes:
     truncated: np.ndarray
     nonfinite: np.ndarray
     final_observations: np.ndarray
+    successes: np.ndarray | None = None
+    """``[H, n]`` float32: 1 where the env reported success (``None``: it reports none)."""
     lanes: np.ndarray | None = None
     """With a step budget: the sub-environment (index in the phase) that ran each episode row;
     rows are in sub-environment, then time order. ``None``: row ``k`` is sub-environment ``start + k``."""
@@ -59,6 +61,14 @@ class ShardEpisodes:
 
 _TIME_MAJOR = ("observations", "actions", "rewards", "mask")
 _PER_EPISODE = ("lengths", "terminated", "truncated", "nonfinite", "final_observations")
+
+
+def _optional_time_major(parts: Sequence[ShardEpisodes]) -> tuple[str, ...]:
+    """``("successes",)`` when every shard has them, ``()`` when none has (a mix is an error)."""
+    have = [part.successes is not None for part in parts]
+    if any(have) and not all(have):
+        raise ValueError("assemble_episodes: some shards report success and others do not")
+    return ("successes",) if all(have) else ()
 
 
 def assemble_episodes(parts: Sequence[ShardEpisodes], num_tasks: int, envs_per_task: int) -> Episodes:
@@ -88,7 +98,7 @@ def assemble_episodes(parts: Sequence[ShardEpisodes], num_tasks: int, envs_per_t
             raise ValueError("assemble_episodes: shards sampled with and without a step budget")
         return _assemble_rows(parts, joined, T, E)
     time_major = {}
-    for name in _TIME_MAJOR:
+    for name in _TIME_MAJOR + _optional_time_major(parts):
         array = joined(name, 1)
         time_major[name] = torch.from_numpy(array).view(array.shape[0], T, E, *array.shape[2:])
     per_episode = {}
@@ -112,7 +122,7 @@ def _assemble_rows(
     slots = np.arange(len(lanes)) - np.repeat(np.cumsum(counts) - counts, counts)
     width = max(int(counts.max()), 1)
     out: dict[str, Tensor] = {}
-    for name in _TIME_MAJOR:
+    for name in _TIME_MAJOR + _optional_time_major(parts):
         rows = joined(name, 1)
         full = np.zeros((rows.shape[0], T, width, *rows.shape[2:]), rows.dtype)
         full[:, tasks, slots] = rows

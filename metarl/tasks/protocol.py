@@ -60,6 +60,12 @@ sub-environment, saying its physics became unstable this step; the sampler ends 
 episodes and counts them like non-finite ones (:class:`metarl.tasks.vector.SyncBatchedTaskEnv`
 passes a single env's flag on per sub-environment)."""
 
+SUCCESS_INFO_KEY = "success"
+"""Optional ``info`` entry of a step: a single env's truthy value, or a batched env's bool per
+sub-environment, saying the task is solved at this step (Meta-World's ``info["success"]``). An
+episode succeeds when any of its steps does; the sampler keeps the flags
+(:attr:`metarl.sampling.episodes.Episodes.successes`) and evaluation reports success rates."""
+
 REWARD_BOUNDS_KEY = "reward_bounds"
 """Key of an env class's ``metadata`` holding its per-step reward bounds ``(low, high)``."""
 

@@ -40,7 +40,14 @@ import gymnasium as gym
 import numpy as np
 
 from metarl.tasks.checks import TaskEnvError, check_tasks
-from metarl.tasks.protocol import DIVERGED_INFO_KEY, HELDOUT_SAMPLER, BatchedTaskEnv, EnvFaultError, Task
+from metarl.tasks.protocol import (
+    DIVERGED_INFO_KEY,
+    HELDOUT_SAMPLER,
+    SUCCESS_INFO_KEY,
+    BatchedTaskEnv,
+    EnvFaultError,
+    Task,
+)
 
 
 class SyncBatchedTaskEnv(BatchedTaskEnv):
@@ -49,7 +56,8 @@ class SyncBatchedTaskEnv(BatchedTaskEnv):
     Sub-environment ``i`` gets its own task (``set_tasks``) and its own reset seed.
     A sub-environment whose episode has ended (terminated, truncated or
     ``info["diverged"]``) is not stepped again until it is reset: it repeats its last
-    observation with reward 0. The step's info holds only ``"diverged"``, one bool each.
+    observation with reward 0. The step's info holds ``"diverged"``, one bool each, and
+    ``"success"`` likewise when the single envs report it (``SUCCESS_INFO_KEY``).
     ``sample_tasks(n, rng)`` calls a separate sampling env's ``sample_tasks(n)`` with
     its ``np_random`` set to ``rng``, so it draws exactly what the single env draws.
     If the single env has ``task_features(task)`` (for the oracle baseline), so does this;
@@ -131,6 +139,8 @@ class SyncBatchedTaskEnv(BatchedTaskEnv):
         obs, reward, terminated, ended, envs = self._obs, self._reward, self._terminated, self._ended, self.envs
         reward[:] = 0.0
         diverged = np.zeros(self.num_envs, dtype=bool)
+        success = np.zeros(self.num_envs, dtype=bool)
+        reports_success = False
         for i in np.flatnonzero(~ended).tolist():
             try:
                 value, r, term, trunc, info = envs[i].step(actions[i])
@@ -143,8 +153,12 @@ class SyncBatchedTaskEnv(BatchedTaskEnv):
             reward[i] = r
             terminated[i] = term
             diverged[i] = bool(info.get(DIVERGED_INFO_KEY, False))
+            if SUCCESS_INFO_KEY in info:
+                reports_success = True
+                success[i] = bool(info[SUCCESS_INFO_KEY])
             ended[i] = term or trunc or diverged[i]
-        return obs.copy(), reward.copy(), terminated.copy(), {DIVERGED_INFO_KEY: diverged}
+        info_out = {DIVERGED_INFO_KEY: diverged, **({SUCCESS_INFO_KEY: success} if reports_success else {})}
+        return obs.copy(), reward.copy(), terminated.copy(), info_out
 
     def close_extras(self, **kwargs: Any) -> None:
         """Close every sub-environment and the sampling env."""

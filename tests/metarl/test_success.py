@@ -1,0 +1,108 @@
+"""Episodes that succeed: an env's ``info["success"]`` through the sampler into evaluation's success rates."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import envs  # noqa: F401
+from agents.policies import GaussianMLPPolicy
+from metarl import make_batched
+from metarl.evaluation.protocol import EvaluationSettings, run_evaluation
+from metarl.evaluation.results import AdaptationResults
+from metarl.sampling import Sampler
+from metarl.tasks.registry import register_task_env
+
+T, E = 2, 3
+
+
+class CountdownEnv(gym.Env):
+    """A task is a step count ``k``: the episode succeeds at step ``k`` (if it gets there)."""
+
+    def __init__(self) -> None:
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.k, self.t = 1.0, 0
+
+    def sample_tasks(self, n: int) -> list[float]:
+        return [float(k) for k in self.np_random.integers(1, 4, n)]
+
+    def set_task(self, task: float) -> None:
+        self.k = task
+
+    def get_task(self) -> float:
+        return self.k
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.full(1, self.t, np.float32), 0.0, False, False, {"success": self.t == self.k}
+
+
+register_task_env("metarl-test/Countdown-v0", CountdownEnv, max_episode_steps=5)
+
+
+@pytest.mark.parametrize("step_budget", [False, True])
+def test_an_episode_succeeds_when_any_step_does(step_budget):
+    torch.manual_seed(0)
+    env = make_batched("metarl-test/Countdown-v0", T * E, max_episode_steps=5)
+    policy = GaussianMLPPolicy(1, 1, hidden_sizes=(4,))
+    sampler = Sampler(env, policy, T, E, step_budget=step_budget)
+    sampler.set_tasks([3.0, 9.0])  # task 0 succeeds at step 3 (and only there); task 1 never within 5 steps
+    episodes = sampler.sample(policy.task_params(T), np.random.default_rng(0))
+    assert episodes.successes is not None and episodes.successes.shape == episodes.mask.shape
+    present = episodes.present
+    assert episodes.succeeded()[0][present[0]].all() and not episodes.succeeded()[1].any()
+    assert episodes.success_rates().tolist() == [1.0, 0.0]
+    assert float(episodes.successes[:, 0].sum()) == float(present[0].sum())  # one successful step per episode
+    no_success = make_batched("metarl/Navigation2D-v1", T * E, max_episode_steps=5)
+    nav_policy = GaussianMLPPolicy(2, 2, hidden_sizes=(4,))
+    other = Sampler(no_success, nav_policy, T, E)
+    other.set_tasks(no_success.sample_tasks(T, np.random.default_rng(0)))
+    plain = other.sample(nav_policy.task_params(T), np.random.default_rng(0))
+    assert plain.successes is None and plain.success_rates() is None
+
+
+def test_evaluation_reports_success_rates_and_keeps_them_in_the_results_file(tmp_path):
+    torch.manual_seed(0)
+    env = make_batched("metarl-test/Countdown-v0", T * E, max_episode_steps=5)
+    policy = GaussianMLPPolicy(1, 1, hidden_sizes=(4,))
+    sampler = Sampler(env, policy, T, E)
+
+    def adapt(sampler, rng, lrs):
+        params = policy.task_params(T)
+        return [sampler.sample(params, rng) for _ in range(len(lrs) + 1)]
+
+    settings = EvaluationSettings(num_tasks=T, num_steps=2, episodes_per_step=E, lrs=(0.1,), seed=0)
+    results = run_evaluation(
+        sampler, [2.0, 7.0], adapt, settings, method="maml-trpo", env_id="metarl-test/Countdown-v0"
+    )
+    np.testing.assert_array_equal(results.success, [[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
+    summary = results.to_json()["success_rate"]
+    assert summary["mean"] == [0.5, 0.5, 0.5]
+    loaded = AdaptationResults.load(results.save(tmp_path / "r.json"))
+    np.testing.assert_array_equal(loaded.success, results.success)
+
+
+def test_the_adaptation_figure_draws_success_rates_beside_returns(tmp_path):
+    from metarl.plots.figures import adaptation_figure, plot_adaptation
+
+    returns = np.array([[1.0, 2.0, 3.0], [2.0, 3.0, 5.0]])
+    with_success = AdaptationResults("maml-trpo", "x/Y-v0", returns, {}, success=np.array([[0, 0.5, 1], [0, 1, 1.0]]))
+    without = AdaptationResults("random", "x/Y-v0", returns - 1, {})
+    fig = adaptation_figure([with_success, without])
+    returns_axes, success_axes = fig.axes
+    assert (
+        success_axes.get_ylabel().startswith("success rate") and returns_axes.get_ylabel() == "mean return per episode"
+    )
+    np.testing.assert_allclose(success_axes.lines[0].get_ydata(), [0.0, 0.75, 1.0])
+    curves = [line for line in success_axes.lines if not line.get_label().startswith("_")]
+    assert len(curves) == 1  # only the method that has success rates (the rest: the dotted 0 and 1 bounds)
+    assert len(adaptation_figure([without]).axes) == 1
+    assert plot_adaptation([with_success], tmp_path / "a.png").stat().st_size > 0
