@@ -96,10 +96,28 @@ def _locomotion_envs(result: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _meta_world_envs(result: Mapping[str, Any]) -> str:
+    s = result["settings"]
+    paths = next(iter(result["envs"].values()))["env_steps_per_second"]
+    lines = [
+        f"Env steps per second of ML1 environments, {s['num_envs']} sub-environments, 1 thread, medians of "
+        f"{s['repeats']} rounds; in brackets the median ratio to metarl's env ({_machine(result)}):",
+        "",
+        "| environment | " + " | ".join(paths) + " |",
+        "|---" * (len(paths) + 1) + "|",
+    ]
+    for name, e in result["envs"].items():
+        rates, ratios = e["env_steps_per_second"], e["over_metarl"]
+        cells = [f"{rates[p]:,.0f}" + ("" if p == "metarl" else f" ({ratios[p]:.2f}×)") for p in paths]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "mujoco_family": _mujoco_family,
     "peer_comparison": _peer_comparison,
     "locomotion_envs": _locomotion_envs,
+    "meta_world_envs": _meta_world_envs,
 }
 """The table of each benchmark whose one output BENCHMARKS.md quotes."""
 GROUPED: dict[str, Callable[[list[Mapping[str, Any]]], str]] = {"meta_iteration": _meta_iteration}

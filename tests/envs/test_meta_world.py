@@ -51,6 +51,7 @@ def test_the_weld_patch_writes_metaworlds_row_and_keeps_the_rest():
     np.testing.assert_array_equal(_weld_trajectory(env.model), _weld_trajectory(other.model))
 
 
+@pytest.mark.slow
 def test_metaworld_builds_and_reads_contacts_on_this_mujoco():
     patch_metaworld()
     import metaworld
@@ -82,6 +83,7 @@ def test_metaworld_builds_and_reads_contacts_on_this_mujoco():
     assert touched > 20  # the expert grasps the object
 
 
+@pytest.mark.slow
 def test_ml1_is_a_task_distribution_with_metaworlds_train_and_test_tasks():
     check_task_env("metarl/ML1-v3", env_name="reach-v3")
     tasks = benchmark_tasks("ML1", "reach-v3", 0)
@@ -165,3 +167,23 @@ def test_a_trained_ml1_run_is_evaluated_on_test_goals(tmp_path):
     results = json.loads((tmp_path / "eval" / "adaptation_maml-trpo.json").read_text())
     test = {t.rand_vec for t in benchmark_tasks("ML1", "reach-v3", 0).test}
     assert [tuple(row["task"]["rand_vec"]) in test for row in results["per_task"]] == [True] * 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("preset", "env_id", "env_name", "tasks"),
+    [
+        ("ml1-push", "metarl/ML1-v3", "push-v3", 25),
+        ("ml1-reach", "metarl/ML1-v3", "reach-v3", 25),
+        ("ml10", "metarl/ML10-v3", None, 20),
+    ],
+)
+def test_the_presets_have_garages_meta_world_maml_trpo_settings(preset, env_id, env_name, tasks):
+    from metarl.config import load_config
+
+    cfg = load_config(preset, [])
+    assert (cfg.env_id, cfg.env_kwargs.get("env_name"), cfg.meta_batch_size) == (env_id, env_name, tasks)
+    assert (cfg.episodes_per_task, cfg.horizon, cfg.hidden_sizes, cfg.fast_lr) == (10, 500, (128, 128), 1e-4)
+    assert (cfg.num_inner_steps, cfg.gamma, cfg.gae_lambda, cfg.normalize_advantages) == (1, 0.99, 1.0, False)
+    assert (cfg.max_kl, cfg.num_iterations) == (0.01, 2000)
+    check_task_env(cfg.env_id, **cfg.env_kwargs)
