@@ -104,6 +104,9 @@ class MetaWorldTaskEnv(gym.Env):
     """
 
     metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 80}
+    max_cached_envs: int = 3
+    """metaworld environments (one per environment name) a sub-environment keeps built: ML10 and ML45
+    switch between many, and an ML45 sub-environment holding all 50 would hold 50 MuJoCo models."""
 
     def __init__(
         self,
@@ -190,9 +193,12 @@ class MetaWorldTaskEnv(gym.Env):
                 f"{self.benchmark} has no environment {task.env_name!r}; its environments: "
                 f"{', '.join(sorted(self._tasks.classes))}"
             )
-        env = self._envs.get(task.env_name)
+        env = self._envs.pop(task.env_name, None)
         if env is None:
-            env = self._envs[task.env_name] = cls(render_mode=self.render_mode)
+            env = cls(render_mode=self.render_mode)
+        self._envs[task.env_name] = env  # the most recently used last
+        while len(self._envs) > self.max_cached_envs:
+            self._envs.pop(next(iter(self._envs))).close()
         data = {"rand_vec": np.array(task.rand_vec), "env_cls": cls, "partially_observable": True}
         env.set_task(Task(env_name=task.env_name, data=pickle.dumps(data)))
         return env

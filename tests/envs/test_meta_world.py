@@ -117,6 +117,9 @@ def test_ml10_holds_out_whole_environments_and_steps_batched():
     train_envs = {t.env_name for t in train.split_tasks}
     test_envs = {t.env_name for t in test.split_tasks}
     assert len(train_envs) == 10 and len(test_envs) == 5 and not train_envs & test_envs
+    for name in sorted(train_envs)[:5]:  # switching environments keeps only the last few built
+        train.set_task(next(t for t in train.split_tasks if t.env_name == name))
+    assert list(train._envs) == sorted(train_envs)[2:5] and train.get_task().env_name == sorted(train_envs)[4]
     env = make_batched("metarl/ML10-v3", num_envs=3, max_episode_steps=5, split="test")
     tasks = env.sample_tasks(3, np.random.default_rng(0))
     env.set_tasks(tasks)
