@@ -43,6 +43,16 @@ def _label(result: dict[str, Any]) -> str:
     return f"MuJoCo {result['versions']['mujoco']}" + "".join(f", no {flag}" for flag in disabled)
 
 
+def _median_steps(entry: dict[str, Any] | None) -> str:
+    """The median number of steps of an environment's successful episodes ("—" without any)."""
+    steps = sorted(s for s in (entry or {}).get("steps_to_success", []) if s is not None)
+    if not steps:
+        return "—"
+    mid = len(steps) // 2
+    median = steps[mid] if len(steps) % 2 else (steps[mid - 1] + steps[mid]) / 2
+    return f"{median:g}"
+
+
 def load_results(files: Sequence[Path]) -> list[dict[str, Any]]:
     """The check's results files, the reference (MuJoCo 3.x, nothing disabled) first.
 
@@ -84,8 +94,8 @@ def expert_table_block(folder: Path, shown_as: str) -> str:
     ref = results[0]
     head = " | ".join(_label(r) for r in results)
     lines = [
-        f"| environment | {head} | p (Fisher, {_label(ref)} against {_label(results[1])}) |",
-        "|---" * (len(results) + 2) + "|",
+        f"| environment | {head} | p (Fisher, {_label(ref)} against {_label(results[1])}) | median steps to success |",
+        "|---" * (len(results) + 3) + "|",
     ]
     moved = set(moved_envs(results)) if len(results) > 1 else set()
     for name, base in ref["envs"].items():
@@ -96,13 +106,15 @@ def expert_table_block(folder: Path, shown_as: str) -> str:
         other = results[1]["envs"].get(name) if len(results) > 1 else None
         p = fisher_exact(base["successes"], base["episodes"], other["successes"], other["episodes"]) if other else None
         shown = f"**{name}**" if name in moved else name
-        lines.append(f"| {shown} | {' | '.join(cells)} | {'' if p is None else f'{p:.2g}'} |")
+        steps = " / ".join(_median_steps(r["envs"].get(name)) for r in results)
+        lines.append(f"| {shown} | {' | '.join(cells)} | {'' if p is None else f'{p:.2g}'} | {steps} |")
     machine = {r["machine"]["cpu"] for r in results}
     lines += [
         "",
         f"Successful episodes of metaworld {ref['versions']['metaworld']}'s scripted expert, one episode on each of "
         f"the first {ref['settings']['episodes']} tasks of `metaworld.MT1(env, seed={ref['settings']['seed']})`; "
-        f"in bold, p < {MOVED_P} (moved beyond noise). Measured on {', '.join(sorted(machine))}; "
+        f"in bold, p < {MOVED_P} (moved beyond noise); steps to success in the same column order (— where "
+        f"no episode succeeded). Measured on {', '.join(sorted(machine))}; "
         f"the results files are in `{shown_as}`.",
     ]
     return "\n".join(lines) + "\n"
