@@ -150,6 +150,10 @@ class MetaWorldTaskEnv(gym.Env):
         picks = self.np_random.choice(len(tasks), size=n, replace=n > len(tasks))
         return [tasks[int(i)] for i in picks]
 
+    def task_group(self, task: MetaWorldTask) -> str:
+        """The task's environment: evaluation reports returns and success rates per environment."""
+        return task.env_name
+
     def set_task(self, task: MetaWorldTask) -> None:
         """Switch to ``task``: its environment, with its goal and object positions."""
         if not isinstance(task, MetaWorldTask):

@@ -80,7 +80,7 @@ from metarl.sampling import Sampler
 from metarl.sampling.episodes import Episodes
 from metarl.system.files import check_writable_folder, os_error_message
 from metarl.tasks.build import make_batched, registered_return_bounds
-from metarl.tasks.protocol import EnvFaultError, Task, heldout_sampler
+from metarl.tasks.protocol import EnvFaultError, Task, heldout_sampler, task_groups
 from metarl.tasks.resolve import check_env_id, check_trusted_env_id
 
 log = logging.getLogger("metarl")
@@ -372,9 +372,36 @@ def evaluate(
             on_episodes=on_episodes,
             references=reference_returns(base, tasks, cfg.horizon, settings.seed),
             validation=validation,
+            groups=task_groups(env, tasks),
         )
     finally:
         env.close()
+
+
+def _print_summary(results: AdaptationResults, env_id: str, settings: EvaluationSettings, seconds: float) -> None:
+    """The evaluation's table on the console: return (and success rate) after each step, references, groups."""
+    data = results.to_json()
+    lrs = [None, *data["settings"]["step_lrs"]]
+    print(
+        f"{results.name} on {env_id}: {settings.num_tasks} held-out tasks (seed {settings.seed}), "
+        f"{settings.episodes_per_step} episodes per step, {results.env_steps} env steps in {seconds:.1f} s"
+    )
+    success = data.get("success_rate")
+    print("step  lr      mean return  95% CI" + ("                success rate  95% CI" if success else ""))
+    for k, mean, low, high in zip(data["steps"], data["mean"], data["ci_low"], data["ci_high"], strict=True):
+        lr = "-" if lrs[k] is None else f"{lrs[k]:g}"
+        line = f"{k:>4}  {lr:<6}  {mean:11.2f}  {f'[{low:.2f}, {high:.2f}]':<20}"
+        if success:
+            rate, low, high = success["mean"][k], success["ci_low"][k], success["ci_high"][k]
+            line += f"  {rate:12.2f}  [{max(low, 0.0):.2f}, {min(high, 1.0):.2f}]"
+        print(line.rstrip())
+    for name, ref in data.get("references", {}).items():
+        print(f"reference {name}: {ref['mean']:.2f} [{ref['ci_low']:.2f}, {ref['ci_high']:.2f}]")
+    for name, group in data.get("by_group", {}).items():
+        after = " / ".join(f"{m:.1f}" for m in group["mean"])
+        rates = group.get("success_rate")
+        rate_text = f"; success {' / '.join(f'{r:.2f}' for r in rates)}" if rates else ""
+        print(f"{name} ({group['tasks']} tasks): return after 0..{len(group['mean']) - 1} steps {after}{rate_text}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -452,23 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = os_error_message(exc, option="--out") if isinstance(exc, OSError) else str(exc)
             print(f"error: {message} (the results are written: {json_path})", file=sys.stderr)
             return 2
-    data = results.to_json()
-    lrs = [None, *data["settings"]["step_lrs"]]
-    print(
-        f"{results.name} on {cfg.env_id}: {settings.num_tasks} held-out tasks (seed {settings.seed}), "
-        f"{settings.episodes_per_step} episodes per step, {results.env_steps} env steps in {seconds:.1f} s"
-    )
-    success = data.get("success_rate")
-    print("step  lr      mean return  95% CI" + ("                success rate  95% CI" if success else ""))
-    for k, mean, low, high in zip(data["steps"], data["mean"], data["ci_low"], data["ci_high"], strict=True):
-        lr = "-" if lrs[k] is None else f"{lrs[k]:g}"
-        line = f"{k:>4}  {lr:<6}  {mean:11.2f}  {f'[{low:.2f}, {high:.2f}]':<20}"
-        if success:
-            rate, low, high = success["mean"][k], success["ci_low"][k], success["ci_high"][k]
-            line += f"  {rate:12.2f}  [{max(low, 0.0):.2f}, {min(high, 1.0):.2f}]"
-        print(line.rstrip())
-    for name, ref in data.get("references", {}).items():
-        print(f"reference {name}: {ref['mean']:.2f} [{ref['ci_low']:.2f}, {ref['ci_high']:.2f}]")
+    _print_summary(results, cfg.env_id, settings, seconds)
     print(f"results: {json_path}\nfigure:  {png_path}")
     for path in videos:
         print(f"video:   {path}")

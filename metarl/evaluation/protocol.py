@@ -289,6 +289,7 @@ def run_evaluation(
     on_episodes: Callable[[list[Episodes]], None] | None = None,
     references: Mapping[str, np.ndarray] | None = None,
     validation: Sequence[Task] | None = None,
+    groups: Sequence[str] = (),
 ) -> AdaptationResults:
     """Evaluate one method on ``tasks`` with ``settings`` (``flat``: no adaptation steps).
 
@@ -314,6 +315,7 @@ def run_evaluation(
         on_episodes: Receives the sampled episodes.
         references: Per-task reference returns to store.
         validation: The validation tasks on which ``settings.lr_grid`` is chosen.
+        groups: Each task's group (:func:`metarl.tasks.protocol.task_groups`), to report per group; or none.
     """
     choice: dict[str, Any] = {}
     if settings.lr_grid and not flat and settings.num_steps:
@@ -362,6 +364,7 @@ def run_evaluation(
         env_steps=env_steps,
         references={name: np.asarray(v, dtype=np.float64) for name, v in (references or {}).items()},
         success=success,
+        groups=list(groups),
     )
 
 

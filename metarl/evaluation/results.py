@@ -64,6 +64,7 @@ class AdaptationResults:
     extra: dict[str, Any] = field(default_factory=dict)
     references: dict[str, np.ndarray] = field(default_factory=dict)
     success: np.ndarray | None = None  # [num_tasks, num_steps + 1]: fraction of episodes that succeeded
+    groups: list[str] = field(default_factory=list)  # each task's group (a Meta-World task's environment), or []
 
     @property
     def steps(self) -> list[int]:
@@ -95,6 +96,20 @@ class AdaptationResults:
         mean, half = t_interval(self.success, self.confidence)
         return {"mean": mean.tolist(), "ci_low": (mean - half).tolist(), "ci_high": (mean + half).tolist()}
 
+    def by_group(self) -> dict[str, dict[str, Any]]:
+        """Per task group: its tasks, mean return and (with successes) success rate after each step, with intervals."""
+        summary: dict[str, dict[str, Any]] = {}
+        for name in dict.fromkeys(self.groups):
+            rows = np.array([g == name for g in self.groups])
+            mean, half = t_interval(self.returns[rows], self.confidence)
+            entry: dict[str, Any] = {"tasks": int(rows.sum()), "mean": mean.tolist(), "ci_half": half.tolist()}
+            if self.success is not None:
+                rate, rate_half = t_interval(self.success[rows], self.confidence)
+                entry["success_rate"] = rate.tolist()
+                entry["success_ci_half"] = rate_half.tolist()
+            summary[name] = entry
+        return summary
+
     def to_json(self) -> dict[str, Any]:
         """Plain data: settings, per-task and per-step returns, mean and confidence interval."""
         mean, half = t_interval(self.returns, self.confidence)
@@ -118,8 +133,15 @@ class AdaptationResults:
             "env_steps": self.env_steps,
             **({"references": self._reference_summary()} if self.references else {}),
             **({"success_rate": success} if success is not None else {}),
+            **({"by_group": self.by_group()} if self.groups else {}),
             "per_task": [
-                {"task": task, "returns": row.tolist(), **self._task_references(i), **self._task_success(i)}
+                {
+                    "task": task,
+                    "returns": row.tolist(),
+                    **self._task_references(i),
+                    **self._task_success(i),
+                    **({"group": self.groups[i]} if self.groups else {}),
+                }
                 for i, (task, row) in enumerate(zip(tasks, self.returns, strict=True))
             ],
             **({"extra": self.extra} if self.extra else {}),
@@ -167,6 +189,7 @@ class AdaptationResults:
             success=(
                 np.array([row["success"] for row in per_task], dtype=np.float64) if "success_rate" in data else None
             ),
+            groups=[str(row["group"]) for row in per_task] if "by_group" in data else [],
         )
 
     def save(self, path: str | Path) -> Path:

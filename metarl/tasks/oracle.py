@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium as gym
 import numpy as np
 
-from metarl.tasks.protocol import BatchedTaskEnv, Task, heldout_sampler
+from metarl.tasks.protocol import BatchedTaskEnv, Task, heldout_sampler, task_groups
 from metarl.tasks.registry import TaskEnvError
 
 TaskFeatures = Callable[[Task], np.ndarray]
@@ -77,6 +77,11 @@ class TaskFeatureObservation(BatchedTaskEnv):
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
         """Draw ``n`` tasks of the wrapped family with ``rng``."""
         return self.env.sample_tasks(n, rng)
+
+    def task_group(self, task: Task) -> str | None:
+        """The wrapped family's group of ``task`` (``None`` if it has no groups)."""
+        groups = task_groups(self.env, [task])
+        return groups[0] if groups else None
 
     def sample_heldout_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
         """Draw ``n`` of the wrapped family's held-out tasks (:func:`metarl.tasks.protocol.heldout_sampler`)."""

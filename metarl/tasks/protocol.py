@@ -103,6 +103,23 @@ goals or test environments). Evaluation draws its held-out tasks from it when a 
 otherwise from ``sample_tasks`` with the evaluation's own seed (:func:`heldout_sampler`)."""
 
 
+TASK_GROUP = "task_group"
+"""An optional method of a task env, ``task_group(task) -> str``: the group a task belongs to,
+such as a Meta-World task's environment. Evaluation then reports returns and success rates per
+group as well (:func:`task_groups`)."""
+
+
+def task_groups(env: Any, tasks: Sequence[Task]) -> list[str]:
+    """Each task's group by the env's :data:`TASK_GROUP` method, or ``[]`` if the env has none.
+
+    Args:
+        env: A batched (or single) task env.
+        tasks: The tasks.
+    """
+    group = getattr(env, TASK_GROUP, None)
+    return [str(group(task)) for task in tasks] if callable(group) else []
+
+
 def heldout_sampler(env: Any) -> Any:
     """The sampler ``(n, rng) -> tasks`` of held-out tasks: the env's :data:`HELDOUT_SAMPLER`, or ``sample_tasks``.
 

@@ -44,6 +44,7 @@ from metarl.tasks.protocol import (
     DIVERGED_INFO_KEY,
     HELDOUT_SAMPLER,
     SUCCESS_INFO_KEY,
+    TASK_GROUP,
     BatchedTaskEnv,
     EnvFaultError,
     Task,
@@ -61,7 +62,7 @@ class SyncBatchedTaskEnv(BatchedTaskEnv):
     ``sample_tasks(n, rng)`` calls a separate sampling env's ``sample_tasks(n)`` with
     its ``np_random`` set to ``rng``, so it draws exactly what the single env draws.
     If the single env has ``task_features(task)`` (for the oracle baseline), so does this;
-    likewise ``sample_heldout_tasks`` (:data:`metarl.tasks.protocol.HELDOUT_SAMPLER`).
+    likewise ``sample_heldout_tasks`` and ``task_group`` (:mod:`metarl.tasks.protocol`).
     """
 
     def __init__(self, id: str, num_envs: int, max_episode_steps: int, **kwargs: Any) -> None:
@@ -83,6 +84,9 @@ class SyncBatchedTaskEnv(BatchedTaskEnv):
             self.task_features = features
         if callable(getattr(self._task_sampler.unwrapped, HELDOUT_SAMPLER, None)):
             self.sample_heldout_tasks = self._sample_heldout_tasks
+        group = getattr(self._task_sampler.unwrapped, TASK_GROUP, None)
+        if callable(group):
+            self.task_group = group
 
     def sample_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
         """Draw ``n`` tasks with the single env's ``sample_tasks(n)``, its generator set to ``rng``."""

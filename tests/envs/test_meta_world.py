@@ -143,7 +143,7 @@ def test_the_expert_check_writes_success_per_environment(tmp_path):
 
 
 def test_evaluation_draws_held_out_tasks_from_the_benchmarks_test_split():
-    from metarl.tasks.protocol import heldout_sampler
+    from metarl.tasks.protocol import heldout_sampler, task_groups
 
     tasks = benchmark_tasks("ML1", "reach-v3", 0)
     env = make_batched("metarl/ML1-v3", num_envs=2, max_episode_steps=5, env_name="reach-v3")
@@ -154,6 +154,7 @@ def test_evaluation_draws_held_out_tasks_from_the_benchmarks_test_split():
     env.reset(seed=0)
     navigation = make_batched("metarl/Navigation2D-v1", num_envs=2)
     assert heldout_sampler(navigation) == navigation.sample_tasks  # no held-out split: fresh draws
+    assert task_groups(env, held_out[:2]) == ["reach-v3", "reach-v3"] and task_groups(navigation, held_out) == []
 
 
 @pytest.mark.slow

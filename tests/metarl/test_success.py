@@ -88,6 +88,19 @@ def test_evaluation_reports_success_rates_and_keeps_them_in_the_results_file(tmp
     assert summary["mean"] == [0.5, 0.5, 0.5]
     loaded = AdaptationResults.load(results.save(tmp_path / "r.json"))
     np.testing.assert_array_equal(loaded.success, results.success)
+    assert loaded.groups == [] and "by_group" not in results.to_json()
+
+
+def test_results_are_reported_per_task_group(tmp_path):
+    returns = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 8.0]])
+    success = np.array([[0.0, 1.0], [0.0, 0.5], [1.0, 1.0]])
+    groups = ["reach-v3", "reach-v3", "push-v3"]
+    results = AdaptationResults("maml-trpo", "x/Y-v0", returns, {}, success=success, groups=groups)
+    by_group = results.to_json()["by_group"]
+    assert list(by_group) == ["reach-v3", "push-v3"]
+    assert by_group["reach-v3"]["tasks"] == 2 and by_group["reach-v3"]["mean"] == [2.0, 3.0]
+    assert by_group["reach-v3"]["success_rate"] == [0.0, 0.75] and by_group["push-v3"]["success_rate"] == [1.0, 1.0]
+    assert AdaptationResults.load(results.save(tmp_path / "g.json")).groups == groups
 
 
 def test_the_adaptation_figure_draws_success_rates_beside_returns(tmp_path):
