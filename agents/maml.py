@@ -301,7 +301,11 @@ def sample_adaptation(
 
 
 def adaptation_metrics(batch: AdaptationBatch) -> dict[str, float]:
-    """Mean return per episode before adaptation and after each inner step; episodes per task."""
+    """Mean return per episode before adaptation and after each inner step; episodes per task; success rates.
+
+    ``success_before`` and ``success_after`` (the mean over tasks of the fraction of episodes that
+    succeeded) appear only for an env that reports ``info["success"]``.
+    """
     returns = [e.mean_return() for e in batch.episodes]
     metrics = {"return_before": returns[0], "return_after": returns[-1]}
     if len(returns) > 2:
@@ -309,4 +313,8 @@ def adaptation_metrics(batch: AdaptationBatch) -> dict[str, float]:
     metrics["nonfinite_episodes"] = float(sum(int(e.nonfinite.sum()) for e in batch.episodes))
     for name, episodes in (("episodes_before", batch.episodes[0]), ("episodes_after", batch.episodes[-1])):
         metrics[name] = float(episodes.present.sum()) / episodes.num_tasks  # per task; more with a step budget
+    for name, episodes in (("success_before", batch.episodes[0]), ("success_after", batch.episodes[-1])):
+        rates = episodes.success_rates()  # an env that reports info["success"] (Meta-World)
+        if rates is not None:
+            metrics[name] = float(rates.mean())
     return metrics

@@ -220,7 +220,10 @@ def _run_iterations(
                 if state.iteration % cfg.checkpoint_every == 0 or state.iteration == cfg.num_iterations:
                     _write_checkpoint(run_dir, last_good)
                 bar.update(1)
-                returns = {k: f"{metrics[k]:.1f}" for k in ("return_before", "return_after") if k in metrics}
+                returns: dict[str, str] = {
+                    k: f"{metrics[k]:.1f}" for k in ("return_before", "return_after") if k in metrics
+                }
+                returns.update({"success": f"{metrics['success_after']:.2f}"} if "success_after" in metrics else {})
                 bar.set_postfix(**returns, s_it=f"{metrics['seconds_per_iteration']:.1f}")
     except Interrupted as exc:
         bar.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -119,3 +121,21 @@ def test_the_adaptation_figure_draws_success_rates_beside_returns(tmp_path):
     assert len(curves) == 1  # only the method that has success rates (the rest: the dotted 0 and 1 bounds)
     assert len(adaptation_figure([without]).axes) == 1
     assert plot_adaptation([with_success], tmp_path / "a.png").stat().st_size > 0
+
+
+def test_training_metrics_carry_success_rates_only_for_envs_that_report_them():
+    from agents.maml import AdaptationBatch, adaptation_metrics
+
+    torch.manual_seed(0)
+    env = make_batched("metarl-test/Countdown-v0", T * E, max_episode_steps=5)
+    policy = GaussianMLPPolicy(1, 1, hidden_sizes=(4,))
+    sampler = Sampler(env, policy, T, E)
+    sampler.set_tasks([2.0, 9.0])
+    before = sampler.sample(policy.task_params(T), np.random.default_rng(0))
+    sampler.set_tasks([2.0, 3.0])
+    after = sampler.sample(policy.task_params(T), np.random.default_rng(1))
+    metrics = adaptation_metrics(AdaptationBatch(episodes=[before, after], advantages=[], params=[]))
+    assert (metrics["success_before"], metrics["success_after"]) == (0.5, 1.0)
+    plain = dataclasses.replace(before, successes=None)
+    without = adaptation_metrics(AdaptationBatch(episodes=[plain, plain], advantages=[], params=[]))
+    assert "success_before" not in without and "success_after" not in without
