@@ -32,6 +32,22 @@ def _series_keys(rows: Sequence[Mapping[str, float]]) -> list[tuple[str, str]]:
     return out
 
 
+_SUCCESS_KEYS = (("success_before", "before adaptation"), ("success_after", "after adaptation"))
+"""Success rates per meta-iteration, logged for envs that report ``info["success"]`` (drawn in a second panel)."""
+
+
+def _curves(rows: Sequence[Mapping[str, float]], series: Sequence[tuple[str, str]]) -> list[Curve]:
+    """One line per ``(key, label)`` of ``series`` over the iterations where ``key`` is finite."""
+    curves = []
+    for i, (key, label) in enumerate(series):
+        points = [(r["iteration"], r[key]) for r in rows if key in r and math.isfinite(r[key])]
+        if points:
+            xs, ys = (np.array(v, dtype=float) for v in zip(*points, strict=True))
+            marker = "o" if len(xs) <= 30 else None
+            curves.append(Curve(label, xs, ys, np.full(len(xs), np.nan), f"C{i}", marker=marker, band=False))
+    return curves
+
+
 def _env_id_of(run_dir: Path) -> str | None:
     path = run_dir / CONFIG_FILE
     try:
@@ -51,7 +67,8 @@ def plot_training_curve(
 
     ``source`` is a list of metric rows (with ``iteration``) or a run folder holding
     ``metrics.csv``. Keys drawn: ``return_before``, ``return_after_step<k>`` and
-    ``return_after``. The default title names ``env_id`` (or the run's ``config.yaml``).
+    ``return_after``, and in a second panel ``success_before`` and ``success_after`` when the
+    run logged them. The default title names ``env_id`` (or the run's ``config.yaml``).
 
     Args:
         source: Metric rows or a run folder.
@@ -71,19 +88,20 @@ def plot_training_curve(
     if title is None:
         title = f"MAML-TRPO on {env_id}" if env_id else "MAML-TRPO training curve"
 
-    fig = Figure(figsize=(7.0, 4.5), layout="constrained")
+    success = _curves(rows, [(k, label) for k, label in _SUCCESS_KEYS if any(k in r for r in rows)])
+    fig = Figure(figsize=(11.0 if success else 7.0, 4.5), layout="constrained")
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    curves = []
-    for i, (key, label) in enumerate(series):
-        points = [(r["iteration"], r[key]) for r in rows if key in r and math.isfinite(r[key])]
-        if points:
-            xs, ys = (np.array(v, dtype=float) for v in zip(*points, strict=True))
-            curves.append(
-                Curve(
-                    label, xs, ys, np.full(len(xs), np.nan), f"C{i}", marker="o" if len(xs) <= 30 else None, band=False
-                )
-            )
+    ax = fig.add_subplot(1, 2, 1) if success else fig.add_subplot()
+    if success:
+        success_ax = fig.add_subplot(1, 2, 2)
+        draw_curves(success_ax, success, (0.0, 1.0))
+        success_ax.set_ylim(-0.02, 1.02)
+        success_ax.set_xlabel("meta-iteration")
+        success_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        success_ax.set_ylabel("success rate (episodes that succeed)")
+        success_ax.grid(alpha=0.3)
+        success_ax.legend(loc="lower right")
+    curves = _curves(rows, series)
     notes = draw_curves(ax, curves) if curves else []
     if notes:
         ax.text(0.01, 0.01, "\n".join(notes), transform=ax.transAxes, fontsize=8, alpha=0.75)

@@ -139,3 +139,16 @@ def test_training_metrics_carry_success_rates_only_for_envs_that_report_them():
     plain = dataclasses.replace(before, successes=None)
     without = adaptation_metrics(AdaptationBatch(episodes=[plain, plain], advantages=[], params=[]))
     assert "success_before" not in without and "success_after" not in without
+
+
+def test_the_training_curve_draws_success_rates_when_logged(tmp_path):
+    from matplotlib.image import imread
+
+    from metarl.plots.training_curve import plot_training_curve
+
+    rows = [{"iteration": i, "return_before": -i, "return_after": i, "success_after": i / 10} for i in range(5)]
+    wide = imread(plot_training_curve(rows, tmp_path / "s.png"))
+    narrow = imread(
+        plot_training_curve([{k: v for k, v in r.items() if k != "success_after"} for r in rows], tmp_path / "n.png")
+    )
+    assert wide.shape[1] > 1.4 * narrow.shape[1]  # the success panel beside the returns
