@@ -13,7 +13,11 @@ Writes ``adaptation_<method>.json`` (per task and per step mean return, mean and
 Student-t confidence interval over tasks, the settings) and ``adaptation_<method>.png``
 to ``--out`` (default: ``<run>/eval``). A family with analytic references (bandits: best
 arm, UCB1, Thompson sampling; tabular MDPs: value iteration, uniform random) has them
-computed on the same tasks, written beside the curve and drawn as dashed lines.
+computed on the same tasks, written beside the curve and drawn as dashed lines. A family
+whose held-out tasks come from its own test split (``sample_heldout_tasks``: Meta-World) is
+evaluated on those; one whose env reports ``info["success"]`` gets success rates too, and one
+whose tasks fall into groups (``task_group``: Meta-World's environments) gets results per group
+and ``adaptation_<method>_by_group.png``.
 
 Default episodes per step: the run's own ``episodes_per_task``, what its inner loop adapted
 from in training. The MAML paper used 40 trajectories per step for 2D navigation; pass
@@ -58,7 +62,7 @@ from metarl.evaluation.protocol import (
     run_evaluation,
     validation_tasks,
 )
-from metarl.plots.figures import plot_adaptation
+from metarl.plots.figures import plot_adaptation, plot_groups
 from metarl.plots.video import (
     FORMATS,
     RenderError,
@@ -455,6 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         json_path = results.save(out / f"{stem}.json")
         png_path = plot_adaptation([results], out / f"{stem}.png")
+        group_png = plot_groups(results, out / f"{stem}_by_group.png") if len(set(results.groups)) > 1 else None
     except OSError as exc:
         print(f"error: {os_error_message(exc, option='--out')}", file=sys.stderr)
         return 2
@@ -481,6 +486,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     _print_summary(results, cfg.env_id, settings, seconds)
     print(f"results: {json_path}\nfigure:  {png_path}")
+    if group_png is not None:
+        print(f"figure:  {group_png} (per task group)")
     for path in videos:
         print(f"video:   {path}")
     return 0

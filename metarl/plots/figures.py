@@ -226,6 +226,55 @@ def plot_adaptation(results: Sequence[AdaptationResults], out_png: str | Path, t
     return _save(adaptation_figure(results, title), out_png)
 
 
+def groups_figure(result: AdaptationResults) -> Figure:
+    """One line per task group of ``result`` (a Meta-World task's environment): return and, if recorded, success rate.
+
+    Args:
+        result: An evaluation whose tasks have groups (``result.groups``).
+    """
+    names = list(dict.fromkeys(result.groups))
+    if len(names) < 2:
+        raise ValueError("groups_figure: the results have fewer than two task groups")
+    panels = [("mean return per episode", result.returns, results_return_bounds([result]))]
+    if result.success is not None:
+        panels.append(("success rate (episodes that succeed)", result.success, (0.0, 1.0)))
+    fig = Figure(figsize=(5.2 * len(panels), 4.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    steps = result.returns.shape[1]
+    for i, (ylabel, values, bounds) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        curves = []
+        for j, name in enumerate(names):
+            rows = np.array([g == name for g in result.groups])
+            mean, half = t_interval(values[rows], result.confidence)
+            color = _CYCLE[j % len(_CYCLE)]
+            curves.append(
+                Curve(f"{name} ({int(rows.sum())} tasks)", np.arange(steps, dtype=float), mean, half, color, "-", "o")
+            )
+        draw_curves(ax, curves, bounds, dodge=DODGE)
+        if bounds == (0.0, 1.0):
+            ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("gradient steps")
+        ax.set_ylabel(ylabel)
+        ax.set_xticks(range(steps))
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{result.name} on {family_name(result.env_id)}, per task group (95% CI over its tasks)")
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    fig.set_figheight(fig.get_figheight() + 0.3 + 0.22 * math.ceil(len(labels) / LEGEND_COLUMNS))
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), LEGEND_COLUMNS), fontsize=8)
+    return fig
+
+
+def plot_groups(result: AdaptationResults, out_png: str | Path) -> Path:
+    """Write :func:`groups_figure` of ``result`` to ``out_png``.
+
+    Args:
+        result: An evaluation whose tasks have two or more groups.
+        out_png: The PNG to write (folders are made).
+    """
+    return _save(groups_figure(result), out_png)
+
+
 def _aligned(rows_of_runs: Sequence[Sequence[Mapping[str, float]]], key: str) -> tuple[np.ndarray, np.ndarray]:
     """Iterations logged with a finite ``key`` in every run, and the values ``[runs, iterations]``."""
     tables = [

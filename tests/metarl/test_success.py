@@ -152,3 +152,19 @@ def test_the_training_curve_draws_success_rates_when_logged(tmp_path):
         plot_training_curve([{k: v for k, v in r.items() if k != "success_after"} for r in rows], tmp_path / "n.png")
     )
     assert wide.shape[1] > 1.4 * narrow.shape[1]  # the success panel beside the returns
+
+
+def test_the_group_figure_draws_each_group_of_tasks(tmp_path):
+    from metarl.plots.figures import groups_figure, plot_groups
+
+    returns = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 8.0], [6.0, 9.0]])
+    success = np.array([[0.0, 1.0], [0.0, 0.5], [1.0, 1.0], [0.5, 1.0]])
+    groups = ["reach-v3", "reach-v3", "push-v3", "push-v3"]
+    result = AdaptationResults("maml-trpo", "metarl/ML10-v3", returns, {}, success=success, groups=groups)
+    returns_axes, success_axes = groups_figure(result).axes
+    drawn = [line for line in success_axes.lines if not line.get_label().startswith("_")]
+    assert [line.get_label() for line in drawn] == ["reach-v3 (2 tasks)", "push-v3 (2 tasks)"]
+    np.testing.assert_allclose(drawn[0].get_ydata(), [0.0, 0.75])
+    assert plot_groups(result, tmp_path / "g.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="fewer than two"):
+        groups_figure(AdaptationResults("maml-trpo", "x/Y-v0", returns, {}, groups=["a"] * 4))
