@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +93,32 @@ def benchmark_tasks(benchmark: str, env_name: str | None, seed: int) -> Benchmar
     )
 
 
+def draw_evenly(tasks: Sequence[MetaWorldTask], n: int, rng: np.random.Generator) -> list[MetaWorldTask]:
+    """``n`` of ``tasks`` drawn with ``rng``, each environment's share equal (±1, extras to random environments).
+
+    Within an environment the draws are without replacement while it has enough tasks. With one
+    environment (ML1) this is ``n`` draws of its tasks. Garage's Meta-World task sampler shares a
+    meta-batch out between the environments the same way.
+
+    Args:
+        tasks: The tasks to draw from (one or more environments).
+        n: How many.
+        rng: The generator.
+    """
+    by_env: dict[str, list[MetaWorldTask]] = {}
+    for task in tasks:
+        by_env.setdefault(task.env_name, []).append(task)
+    names = list(by_env)
+    shares = np.full(len(names), n // len(names))
+    shares[rng.permutation(len(names))[: n % len(names)]] += 1
+    drawn: list[MetaWorldTask] = []
+    for name, share in zip(names, shares.tolist(), strict=True):
+        pool = by_env[name]
+        picks = rng.choice(len(pool), size=share, replace=share > len(pool))
+        drawn += [pool[int(i)] for i in picks]
+    return [drawn[int(i)] for i in rng.permutation(len(drawn))]
+
+
 class MetaWorldTaskEnv(gym.Env):
     """A Meta-World benchmark's tasks as one task environment (hidden goal, metaworld's rewards).
 
@@ -135,20 +162,17 @@ class MetaWorldTaskEnv(gym.Env):
 
     # -- the task protocol -------------------------------------------------------------
     def sample_tasks(self, n: int) -> list[MetaWorldTask]:
-        """Draw ``n`` of the split's tasks (without replacement while there are enough) with ``np_random``."""
-        tasks = self.split_tasks
-        picks = self.np_random.choice(len(tasks), size=n, replace=n > len(tasks))
-        return [tasks[int(i)] for i in picks]
+        """Draw ``n`` of the split's tasks with ``np_random``, environments in equal shares (:func:`draw_evenly`)."""
+        return draw_evenly(self.split_tasks, n, self.np_random)
 
     def sample_heldout_tasks(self, n: int) -> list[MetaWorldTask]:
         """Draw ``n`` of the benchmark's test tasks with ``np_random``: what evaluation adapts to.
 
         For ML1 these are held-out goal and object positions, for ML10 and ML45 the held-out
-        environments' tasks, whatever ``split`` this env trains on.
+        environments' tasks, whatever ``split`` this env trains on; the environments in equal
+        shares (:func:`draw_evenly`), so that each held-out environment weighs the same.
         """
-        tasks = self._tasks.test
-        picks = self.np_random.choice(len(tasks), size=n, replace=n > len(tasks))
-        return [tasks[int(i)] for i in picks]
+        return draw_evenly(self._tasks.test, n, self.np_random)
 
     def task_group(self, task: MetaWorldTask) -> str:
         """The task's environment: evaluation reports returns and success rates per environment."""

@@ -405,7 +405,8 @@ def _print_summary(results: AdaptationResults, env_id: str, settings: Evaluation
         after = " / ".join(f"{m:.1f}" for m in group["mean"])
         rates = group.get("success_rate")
         rate_text = f"; success {' / '.join(f'{r:.2f}' for r in rates)}" if rates else ""
-        print(f"{name} ({group['tasks']} tasks): return after 0..{len(group['mean']) - 1} steps {after}{rate_text}")
+        tasks = f"{group['tasks']} task" + ("s" if group["tasks"] != 1 else "")
+        print(f"{name} ({tasks}): return after 0..{len(group['mean']) - 1} steps {after}{rate_text}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

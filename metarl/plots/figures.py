@@ -249,7 +249,15 @@ def groups_figure(result: AdaptationResults) -> Figure:
             mean, half = t_interval(values[rows], result.confidence)
             color = _CYCLE[j % len(_CYCLE)]
             curves.append(
-                Curve(f"{name} ({int(rows.sum())} tasks)", np.arange(steps, dtype=float), mean, half, color, "-", "o")
+                Curve(
+                    f"{name} ({int(rows.sum())} task{'s' if rows.sum() != 1 else ''})",
+                    np.arange(steps, dtype=float),
+                    mean,
+                    half,
+                    color,
+                    "-",
+                    "o",
+                )
             )
         draw_curves(ax, curves, bounds, dodge=DODGE)
         if bounds == (0.0, 1.0):

@@ -191,3 +191,18 @@ def test_the_presets_have_garages_meta_world_maml_trpo_settings(preset, env_id, 
     assert (cfg.num_inner_steps, cfg.gamma, cfg.gae_lambda, cfg.normalize_advantages) == (1, 0.99, 1.0, False)
     assert (cfg.max_kl, cfg.num_iterations) == (0.01, 2000)
     check_task_env(cfg.env_id, **cfg.env_kwargs)
+
+
+def test_tasks_are_drawn_with_the_environments_in_equal_shares():
+    from collections import Counter
+
+    from envs.meta_world.family import draw_evenly
+
+    pool = [MetaWorldTask(name, (float(i),)) for name in ("a", "b", "c") for i in range(4)]
+    rng = np.random.default_rng(0)
+    assert Counter(t.env_name for t in draw_evenly(pool, 9, rng)) == {"a": 3, "b": 3, "c": 3}
+    counts = Counter(t.env_name for t in draw_evenly(pool, 7, rng))
+    assert sorted(counts.values()) == [2, 2, 3]
+    twelve = draw_evenly(pool, 12, rng)
+    assert len(set(twelve)) == 12  # without replacement while each environment has enough
+    assert len(draw_evenly(pool, 15, rng)) == 15  # then with replacement
