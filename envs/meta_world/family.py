@@ -26,6 +26,7 @@ import gymnasium as gym
 import numpy as np
 
 from envs.meta_world.compat import patch_metaworld
+from metarl.tasks.protocol import REWARD_BOUNDS_KEY
 
 BENCHMARKS = ("ML1", "ML10", "ML45")
 """The Meta-World benchmarks this family offers."""
@@ -130,7 +131,8 @@ class MetaWorldTaskEnv(gym.Env):
         render_mode: ``"rgb_array"`` or ``None``.
     """
 
-    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 80}
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 80, REWARD_BOUNDS_KEY: (0.0, 10.0)}
+    """Meta-World's v3 rewards lie in [0, 10] per step (its ``evaluate_state``), so returns in [0, 10·horizon]."""
     max_cached_envs: int = 3
     """metaworld environments (one per environment name) a sub-environment keeps built: ML10 and ML45
     switch between many, and an ML45 sub-environment holding all 50 would hold 50 MuJoCo models."""

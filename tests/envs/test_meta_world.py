@@ -106,6 +106,9 @@ def test_ml1_is_a_task_distribution_with_metaworlds_train_and_test_tasks():
     rewards = [np.array([r for _, r in ep]) for ep in episodes]
     np.testing.assert_array_equal(rewards[0], rewards[2])
     assert not np.array_equal(rewards[0], rewards[1])
+    from metarl.tasks.build import registered_return_bounds
+
+    assert registered_return_bounds("metarl/ML1-v3", 500) == (0.0, 5000.0)  # rewards in [0, 10] per step
     with pytest.raises(ValueError, match="ML1 needs env_name"):
         MetaWorldTaskEnv("ML1", "no-such-v3")
 
