@@ -425,6 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.video:
             check_video_format(args.video_format)
         if args.video:
+            load_agents()  # the installed task families, whose ids the check resolves
             check_renderable(check_env_id(cfg.env_id))
         if args.video and cfg.algorithm == "oracle" and not args.random:
             raise ValueError("--video: an oracle's policy sees task features the rendering env does not give it")

@@ -13,6 +13,7 @@ import contextlib
 import csv
 import io
 import logging
+import logging.handlers
 import math
 import os
 import sys
@@ -115,8 +116,7 @@ class RunLogger:
                 _write_table(self.path, header, kept)
             self._columns = header
             self._last = max((int(r["iteration"]) for r in kept), default=None)
-        self._file = open(self.path, "a", newline="", encoding="utf-8")
-        self._writer = csv.writer(self._file, lineterminator="\n")
+        self._closed = False
         self._tb = None
         self._wandb = wandb
         self._previous_hook: Any = None
@@ -129,7 +129,7 @@ class RunLogger:
 
     def log(self, iteration: int, metrics: Mapping[str, float]) -> None:
         """Record ``metrics`` (scalars: floats, ints, 0-d tensors/arrays) for ``iteration``."""
-        if self._file.closed:
+        if self._closed:
             raise RuntimeError("RunLogger is closed")
         if self._last is not None and iteration <= self._last:
             raise ValueError(f"iteration {iteration} logged after iteration {self._last}; log each once, in order")
@@ -144,8 +144,7 @@ class RunLogger:
         new = [k for k in row if k not in self._columns]
         if new:
             self._widen(new)
-        self._writer.writerow([row.get(k, "") for k in self._columns])
-        self._file.flush()
+        self._append([row.get(k, "") for k in self._columns])
         self._last = int(iteration)
         if self._tb is not None:
             for key, value in row.items():
@@ -155,15 +154,19 @@ class RunLogger:
         if self._wandb is not None:
             self._wandb.log(int(iteration), row)
 
+    def _append(self, cells: list[Any]) -> None:
+        """Append one row to ``metrics.csv``, opening it by name each time: a file replaced meanwhile (a
+        ``git checkout`` or ``git stash`` of the run folder) gets the row, not the replaced file's orphan.
+        """
+        with open(self.path, "a", newline="", encoding="utf-8") as f:
+            csv.writer(f, lineterminator="\n").writerow(cells)
+
     def _widen(self, new: list[str]) -> None:
         columns = (self._columns or ["iteration"]) + [k for k in new if k != "iteration"]
         if self._columns:  # rewrite existing rows under the wider header
-            self._file.close()
             _write_table(self.path, columns, _read_table(self.path)[1])
-            self._file = open(self.path, "a", newline="", encoding="utf-8")
-            self._writer = csv.writer(self._file, lineterminator="\n")
         else:
-            self._writer.writerow(columns)
+            self._append(columns)
         self._columns = columns
 
     def _quiet_writer_errors(self, args: threading.ExceptHookArgs) -> None:
@@ -183,8 +186,7 @@ class RunLogger:
 
     def close(self) -> None:
         """Flush and close the CSV file and the TensorBoard writer (idempotent)."""
-        if not self._file.closed:
-            self._file.close()
+        self._closed = True
         if self._tb is not None:
             try:
                 self._tb.close()
@@ -221,9 +223,10 @@ class _ConsoleWarnings(logging.Handler):
             self.handleError(record)
 
 
-class _RunLogFile(logging.FileHandler):
+class _RunLogFile(logging.handlers.WatchedFileHandler):
     """``train.log``: a write that fails (a full disk) stops the file quietly instead of printing a traceback
-    per record; the run's own writes (metrics, checkpoints) then fail loudly with the path.
+    per record; the run's own writes (metrics, checkpoints) then fail loudly with the path. A file replaced
+    meanwhile (a ``git checkout`` of the run folder) is reopened by name before the next record.
     """
 
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (logging's name)

@@ -136,3 +136,25 @@ def test_setup_logging_writes_train_log(tmp_path: Path):
     b = (tmp_path / "b" / "train.log").read_text()
     assert "INFO metarl.training.trainer: iteration 3 done" in a and "second run" not in a
     assert b.count("second run") == 1 and "after close" not in b
+
+
+def test_rows_and_log_lines_reach_a_file_replaced_while_the_run_writes(tmp_path):
+    """A ``git checkout``/``git stash`` of a run folder replaces its files; the run must keep writing to them."""
+    import os
+    import shutil
+
+    from metarl.runs.logs import RunLogger, close_logging, read_metrics, setup_logging
+
+    log = setup_logging(tmp_path)
+    with RunLogger(tmp_path, tensorboard=False) as logger:
+        logger.log(0, {"return_after": 1.0})
+        log.info("first line")
+        for name in ("metrics.csv", "train.log"):  # what git does: a new file under the old name
+            shutil.copy(tmp_path / name, tmp_path / f"{name}.new")
+            os.replace(tmp_path / f"{name}.new", tmp_path / name)
+        logger.log(1, {"return_after": 2.0})
+        log.info("second line")
+    close_logging()
+    assert [r["iteration"] for r in read_metrics(tmp_path)] == [0, 1]
+    text = (tmp_path / "train.log").read_text()
+    assert "first line" in text and "second line" in text

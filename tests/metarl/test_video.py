@@ -189,3 +189,16 @@ def test_a_family_named_by_its_module_films_its_adaptation(tmp_path: Path, monke
     ]
     assert load_script("evaluate").main(argv) == 0
     assert _frames(tmp_path / "run" / "eval" / "adaptation_task0.gif").shape[0] > 1
+
+
+@pytest.mark.slow
+def test_the_command_line_films_in_a_fresh_process(tmp_path: Path):
+    """``--video`` resolves the env id after the installed task families are loaded (a new process has none)."""
+    import subprocess
+    import sys
+
+    args = ["evaluate", "2d-navigation", "--random", "--num-tasks", "2", "--num-steps", "1", "--episodes-per-step", "2"]
+    args += ["--threads", "1", "--video", "1", "--video-size", "60x45", "--out", str(tmp_path)]
+    done = subprocess.run([sys.executable, "-m", "metarl", *args], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "adaptation_task0.gif").is_file()
