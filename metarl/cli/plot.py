@@ -1,7 +1,7 @@
 """Draw training and adaptation curves of one or more runs.
 
     metarl plot training RUN_DIR [RUN_DIR ...] [--out training.png]
-    metarl plot adaptation RESULTS [RESULTS ...] [--out adaptation.png]
+    metarl plot adaptation RESULTS [RESULTS ...] [--out adaptation.png] [--by-group]
 
 ``training`` reads each run's ``metrics.csv`` and draws the mean return per episode
 before (dashed) and after (solid) adaptation per meta-iteration. ``adaptation`` reads
@@ -10,7 +10,9 @@ as ``<run>/eval`` holding ``adaptation_*.json``) and draws the mean return after
 0..K gradient steps. Runs are grouped by method (the run's ``algorithm``, or the
 results' label); several runs of one method (seeds) are averaged with a 95%
 Student-t band over runs, different methods are overlaid with a legend. Give a run
-its own legend name with ``NAME=PATH``.
+its own legend name with ``NAME=PATH``. Results with success rates (an env that reports
+``info["success"]``, such as Meta-World) get a second panel with them; ``--by-group`` draws
+one results file's task groups instead (Meta-World: one line per held-out environment).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import yaml
 
 from metarl.cli.arguments import ArgumentParser
 from metarl.evaluation.results import AdaptationResults
-from metarl.plots.figures import family_name, plot_adaptation, plot_training_runs
+from metarl.plots.figures import family_name, plot_adaptation, plot_groups, plot_training_runs
 from metarl.runs.folder import CONFIG_FILE
 from metarl.runs.logs import read_metrics
 from metarl.system.files import os_error_message
@@ -83,13 +85,14 @@ def _results_files(path: Path) -> list[Path]:
     return [path]
 
 
-def plot_adaptation_files(args: Sequence[str], out: Path, title: str | None) -> Path:
+def plot_adaptation_files(args: Sequence[str], out: Path, title: str | None, by_group: bool = False) -> Path:
     """Adaptation curves of the results files (or folders of them) ``args``.
 
     Args:
         args: Results files or folders of them.
         out: The figure's file.
         title: The figure's title (a default naming the env if ``None``).
+        by_group: Draw one results file's task groups (a Meta-World evaluation's environments) instead.
     """
     results = []
     for arg in args:
@@ -99,6 +102,10 @@ def plot_adaptation_files(args: Sequence[str], out: Path, title: str | None) -> 
             if name:
                 result = AdaptationResults(**{**result.__dict__, "label": name})
             results.append(result)
+    if by_group:
+        if len(results) != 1:
+            raise ValueError(f"--by-group draws the task groups of one results file, got {len(results)}")
+        return plot_groups(results[0], out)
     _warn_if_settings_differ(results)
     return plot_adaptation(results, out, title)
 
@@ -125,6 +132,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("paths", nargs="+", help="run folders (training) or results files/folders (adaptation)")
     parser.add_argument("--out", type=Path, help="PNG to write (default: training.png or adaptation.png)")
     parser.add_argument("--title", help="figure title (default names the task family)")
+    parser.add_argument(
+        "--by-group",
+        action="store_true",
+        help="adaptation: one line per task group of one results file (Meta-World: per environment)",
+    )
     args = parser.parse_args(argv)
     load_task_families()  # the shipped families' return bounds bound the bands
     out = args.out or Path(f"{args.kind}.png")
@@ -132,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.kind == "training":
             path = plot_training(args.paths, out, args.title)
         else:
-            path = plot_adaptation_files(args.paths, out, args.title)
+            path = plot_adaptation_files(args.paths, out, args.title, by_group=args.by_group)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -168,3 +168,15 @@ def test_the_group_figure_draws_each_group_of_tasks(tmp_path):
     assert plot_groups(result, tmp_path / "g.png").stat().st_size > 0
     with pytest.raises(ValueError, match="fewer than two"):
         groups_figure(AdaptationResults("maml-trpo", "x/Y-v0", returns, {}, groups=["a"] * 4))
+
+
+def test_plot_draws_one_results_files_groups(tmp_path, capsys):
+    from metarl.cli.plot import main
+
+    returns = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 8.0], [6.0, 9.0]])
+    groups = ["reach-v3", "reach-v3", "push-v3", "push-v3"]
+    path = AdaptationResults("maml-trpo", "metarl/ML10-v3", returns, {}, groups=groups).save(tmp_path / "r.json")
+    assert main(["adaptation", str(path), "--by-group", "--out", str(tmp_path / "g.png")]) == 0
+    assert (tmp_path / "g.png").stat().st_size > 0
+    assert main(["adaptation", str(path), str(path), "--by-group", "--out", str(tmp_path / "h.png")]) == 2
+    assert "one results file" in capsys.readouterr().err
