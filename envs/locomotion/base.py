@@ -54,6 +54,10 @@ class LocomotionTaskMixin:
         """Draw ``n`` tasks with the env's own ``np_random``."""
         return self.family.sample(n, self.np_random)
 
+    def task_group(self, task: Task) -> str | None:
+        """The family's group of ``task`` (the direction families: forward or backward; others: ``None``)."""
+        return self.family.group(task)
+
     def set_task(self, task: Any) -> None:
         """Make ``task`` the current task (it applies from the next step on)."""
         self._task = self.family.check(task)
@@ -163,6 +167,10 @@ class BatchedLocomotionEnv(BatchedMujocoTaskEnv[Task]):
     def task_features(self, task: Task) -> np.ndarray:
         """The task as the oracle sees it: the family's encoding (goal velocity, direction or goal)."""
         return self.family.encode([task])[0].astype(np.float32)
+
+    def task_group(self, task: Task) -> str | None:
+        """The family's group of ``task`` (the direction families: forward or backward; others: ``None``)."""
+        return self.family.group(task)
 
     @abc.abstractmethod
     def locomotion_reward(

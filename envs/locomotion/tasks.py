@@ -75,6 +75,10 @@ class TaskFamily(abc.ABC, Generic[TaskT]):
             xy: The torso's position after the step ``(..., 2)``.
         """
 
+    def group(self, task: TaskT) -> str | None:
+        """The group evaluation reports ``task`` in (``None``: the family has no groups)."""
+        return None
+
     def check(self, task: object) -> TaskT:
         """Return ``task`` if it has this family's type, else raise ``TypeError``."""
         if not isinstance(task, self.task_type):
@@ -127,6 +131,10 @@ class DirectionFamily(TaskFamily[DirectionTask]):
     def default_task(self) -> DirectionTask:
         """Forwards."""
         return DirectionTask(direction=1)
+
+    def group(self, task: DirectionTask) -> str:
+        """``"forward"`` or ``"backward"``: evaluation reports the two directions apart as well."""
+        return "forward" if self.check(task).direction > 0 else "backward"
 
     def encode(self, tasks: Sequence[DirectionTask]) -> np.ndarray:
         """``(n, 1)``: the directions."""

@@ -110,14 +110,15 @@ group as well (:func:`task_groups`)."""
 
 
 def task_groups(env: Any, tasks: Sequence[Task]) -> list[str]:
-    """Each task's group by the env's :data:`TASK_GROUP` method, or ``[]`` if the env has none.
+    """Each task's group by the env's :data:`TASK_GROUP` method, or ``[]`` if the env has none (or gives ``None``).
 
     Args:
         env: A batched (or single) task env.
         tasks: The tasks.
     """
     group = getattr(env, TASK_GROUP, None)
-    return [str(group(task)) for task in tasks] if callable(group) else []
+    groups = [group(task) for task in tasks] if callable(group) else []
+    return [] if any(g is None for g in groups) else [str(g) for g in groups]
 
 
 def heldout_sampler(env: Any) -> Any:

@@ -96,3 +96,18 @@ def test_short_locomotion_training_run(tmp_path: Path, preset: str, tasks: int, 
     assert rows[-1]["total_env_steps"] == sum(r["env_steps"] for r in rows)
     assert (run_dir / "checkpoints" / f"iter_{iterations:06d}.pt").is_file()
     assert load_config(run_dir / "config.yaml").env_id == PRESETS[preset]
+
+
+def test_the_direction_families_report_forward_and_backward_apart():
+    import numpy as np
+
+    from envs.locomotion.tasks import DirectionTask
+    from metarl.tasks.build import make_batched
+    from metarl.tasks.protocol import task_groups
+
+    tasks = [DirectionTask(1), DirectionTask(-1)]
+    for env_id in ("metarl/HalfCheetahDir-v0", "metarl/AntDir-v1"):
+        env = make_batched(env_id, num_envs=2, max_episode_steps=5)
+        assert task_groups(env, tasks) == ["forward", "backward"]
+    velocity = make_batched("metarl/HalfCheetahVel-v0", num_envs=2, max_episode_steps=5)
+    assert task_groups(velocity, velocity.sample_tasks(2, np.random.default_rng(0))) == []  # no groups
