@@ -170,7 +170,9 @@ def row_block(root: Path, row: PaperRow, s: RowSummary, page_dir: Path) -> str:
     if s.aggregate_mean is not None and s.aggregate_half_width is not None:
         done = sum(1 for x in s.seeds if x.reportable)
         cells = [_pm(m, h) for m, h in zip(s.aggregate_mean, s.aggregate_half_width, strict=True)]
-        lines.append(f"| **mean over {done} seed{"s" if done != 1 else ""}** | " + " | ".join(f"**{c}**" for c in cells) + " | | | | | |")
+        label = f"mean over {done} seed" + ("s" if done != 1 else "")
+        bold_cells = " | ".join(f"**{c}**" for c in cells)
+        lines.append(f"| **{label}** | {bold_cells} | | | | | |")
     if s.pretrained is not None and s.pretrained_training is not None:
         lines.append(
             f"| pretrained (TRPO on all tasks, seed 1; {_chosen(s.pretrained)}) | "
