@@ -20,6 +20,7 @@ in the second, which the meta-update differentiates through:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -33,6 +34,7 @@ from agents.mlp_products import InnerLossHessian
 from agents.policies import Params, Policy
 from metarl.config import ESTIMATORS, TrainConfig
 from metarl.learner.value_baseline import estimate_advantages
+from metarl.runs.logs import GROUP_MARK
 from metarl.sampling import Sampler
 from metarl.sampling.episodes import Episodes
 from metarl.tasks.registry import TaskEnvError
@@ -300,14 +302,29 @@ def sample_adaptation(
     return AdaptationBatch(episodes=episodes, advantages=advantages, params=used, hessians=hessians)
 
 
-def adaptation_metrics(batch: AdaptationBatch) -> dict[str, float]:
+def adaptation_metrics(batch: AdaptationBatch, groups: Sequence[str] = ()) -> dict[str, float]:
     """Mean return per episode before adaptation and after each inner step; episodes per task; success rates.
 
     ``success_before`` and ``success_after`` (the mean over tasks of the fraction of episodes that
-    succeeded) appear only for an env that reports ``info["success"]``.
+    succeeded) appear only for an env that reports ``info["success"]``. With ``groups`` (each
+    task's group, :func:`metarl.tasks.protocol.task_groups`), ``return_before@<group>`` and
+    ``return_after@<group>`` give the same means over each group's tasks: a training curve then
+    shows a meta-policy that adapts to one direction only.
+
+    Args:
+        batch: The episodes before and after each inner step.
+        groups: Each task's group, in the batch's task order; or none.
     """
     returns = [e.mean_return() for e in batch.episodes]
     metrics = {"return_before": returns[0], "return_after": returns[-1]}
+    for name in sorted(set(groups)):
+        rows = torch.tensor([g == name for g in groups])
+        for key, episodes in (("return_before", batch.episodes[0]), ("return_after", batch.episodes[-1])):
+            clean = episodes.present & ~episodes.nonfinite
+            clean[~rows] = False
+            metrics[f"{key}{GROUP_MARK}{name}"] = (
+                float(episodes.returns()[clean].mean()) if bool(clean.any()) else math.nan
+            )
     if len(returns) > 2:
         metrics.update({f"return_after_step{k}": r for k, r in enumerate(returns[1:], start=1)})
     metrics["nonfinite_episodes"] = float(sum(int(e.nonfinite.sum()) for e in batch.episodes))

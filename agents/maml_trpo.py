@@ -35,7 +35,7 @@ from agents.policies import Params, Policy
 from agents.surrogate import PostAdaptationObjective
 from metarl.learner.trpo import backtracking_line_search, natural_step
 from metarl.sampling import Sampler
-from metarl.tasks.protocol import Task
+from metarl.tasks.protocol import Task, task_groups
 
 log = logging.getLogger("metarl")
 
@@ -84,7 +84,7 @@ class MAMLTRPO:
         done = time.perf_counter()
         env_steps = sum(e.num_steps for e in batch.episodes)
         return {
-            **adaptation_metrics(batch),
+            **adaptation_metrics(batch, task_groups(self.sampler.env, tasks)),
             **update,
             "env_steps": float(env_steps),
             "sample_seconds": sampled - start,

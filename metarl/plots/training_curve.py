@@ -15,7 +15,7 @@ from matplotlib.ticker import MaxNLocator
 
 from metarl.plots.curves import Curve, draw_curves
 from metarl.runs.folder import CONFIG_FILE
-from metarl.runs.logs import read_metrics
+from metarl.runs.logs import GROUP_MARK, read_metrics
 from metarl.system.files import save_figure
 
 _STEP_KEY = re.compile(r"^return_after_step(\d+)$")
@@ -29,7 +29,13 @@ def _series_keys(rows: Sequence[Mapping[str, float]]) -> list[tuple[str, str]]:
     out += [(k, f"after {n} step{'s' if n != 1 else ''}") for n, k in steps]
     if "return_after" in keys:
         out.append(("return_after", "after adaptation"))
+    groups = sorted(k.partition(GROUP_MARK)[2] for k in keys if k.startswith(f"return_after{GROUP_MARK}"))
+    if len(groups) <= _MAX_GROUP_LINES:  # forward / backward; Meta-World's ten or more would crowd it
+        out += [(f"return_after{GROUP_MARK}{g}", f"after adaptation, {g} tasks") for g in groups]
     return out
+
+
+_MAX_GROUP_LINES = 4
 
 
 _SUCCESS_KEYS = (("success_before", "before adaptation"), ("success_after", "after adaptation"))
@@ -67,8 +73,9 @@ def plot_training_curve(
 
     ``source`` is a list of metric rows (with ``iteration``) or a run folder holding
     ``metrics.csv``. Keys drawn: ``return_before``, ``return_after_step<k>`` and
-    ``return_after``, and in a second panel ``success_before`` and ``success_after`` when the
-    run logged them. The default title names ``env_id`` (or the run's ``config.yaml``).
+    ``return_after`` (and ``return_after@<group>`` for up to four task groups), and in a second
+    panel ``success_before`` and ``success_after`` when the run logged them. The default title
+    names ``env_id`` (or the run's ``config.yaml``).
 
     Args:
         source: Metric rows or a run folder.

@@ -33,6 +33,10 @@ LOGGER_NAME = "metarl"
 logger = logging.getLogger(__name__)
 
 
+GROUP_MARK = "@"
+"""Joins a metric and a task group in a logged metric's name: ``return_after@forward``."""
+
+
 def _metrics_path(run_dir: str | Path) -> Path:
     p = Path(run_dir)
     return p if p.is_file() or p.suffix == ".csv" else p / METRICS_FILE

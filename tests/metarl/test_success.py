@@ -180,3 +180,23 @@ def test_plot_draws_one_results_files_groups(tmp_path, capsys):
     assert (tmp_path / "g.png").stat().st_size > 0
     assert main(["adaptation", str(path), str(path), "--by-group", "--out", str(tmp_path / "h.png")]) == 2
     assert "one results file" in capsys.readouterr().err
+
+
+def test_training_metrics_give_returns_per_task_group():
+    from agents.maml import AdaptationBatch, adaptation_metrics
+
+    torch.manual_seed(0)
+    env = make_batched("metarl-test/Countdown-v0", T * E, max_episode_steps=5)
+    policy = GaussianMLPPolicy(1, 1, hidden_sizes=(4,))
+    sampler = Sampler(env, policy, T, E)
+    sampler.set_tasks([2.0, 9.0])
+    before = sampler.sample(policy.task_params(T), np.random.default_rng(0))
+    after = sampler.sample(policy.task_params(T), np.random.default_rng(1))
+    batch = AdaptationBatch(episodes=[before, after], advantages=[], params=[])
+    metrics = adaptation_metrics(batch, ["short", "long"])
+    for key, episodes in (("return_before", before), ("return_after", after)):
+        per_task = episodes.returns().double().mean(1)
+        assert metrics[f"{key}@short"] == pytest.approx(float(per_task[0]))
+        assert metrics[f"{key}@long"] == pytest.approx(float(per_task[1]))
+        assert metrics[key] == pytest.approx(float(per_task.mean()))
+    assert not any("@" in k for k in adaptation_metrics(batch))
