@@ -198,6 +198,7 @@ def row_block(root: Path, row: PaperRow, s: RowSummary, page_dir: Path) -> str:
     else:
         lines.append(f"Not yet reproduced by the preset: {_progress(s)}.")
     lines.append("")
+    lines += _group_lines(s)
     figures = [name for name in (ADAPTATION_FIGURE, TRAINING_FIGURE) if (folder / name).is_file()]
     if figures:
         lines += [" ".join(f"![{row.title}: {name[:-4]}]({rel}/{name})" for name in figures), ""]
@@ -211,6 +212,22 @@ def row_block(root: Path, row: PaperRow, s: RowSummary, page_dir: Path) -> str:
     if comparisons:
         lines += ["", comparisons.rstrip("\n")]
     return "\n".join(lines) + "\n"
+
+
+def _group_lines(s: RowSummary) -> list[str]:
+    """Each reported seed's (and the pretrained baseline's) mean per task group after one step.
+
+    A direction family's seed that adapts one way only shows here, where the mean over both hides it.
+    """
+    evaluated = [(f"seed {x.seed}", x.evaluation) for x in s.seeds if x.reportable and x.evaluation is not None]
+    if s.pretrained is not None:
+        evaluated.append(("pretrained", s.pretrained))
+    parts = []
+    for label, ev in evaluated:
+        if ev.by_group and len(ev.mean) > 1:
+            groups = ", ".join(f"{name} {_pm(m[1], h[1])}" for name, (m, h) in sorted(ev.by_group.items()))
+            parts.append(f"{label}: {groups}")
+    return ["After one step, per task group: " + "; ".join(parts) + ".", ""] if parts else []
 
 
 def comparison_block(root: Path, row: PaperRow, page_dir: Path) -> str:

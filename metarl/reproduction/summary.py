@@ -75,6 +75,8 @@ class Evaluation:
         protocol_ok: whether it used the row's protocol (tasks, seed, steps, episodes, step-size choice).
         step_lrs: the inner learning rate of each step.
         lr_chosen: whether that rate was chosen on validation tasks.
+        by_group: per task group (a direction family's forward and backward), the mean over the
+            group's tasks after each step and its half-width; empty for an env without groups.
     """
 
     mean: list[float]
@@ -83,6 +85,7 @@ class Evaluation:
     protocol_ok: bool
     step_lrs: list[float] = field(default_factory=list)
     lr_chosen: bool = False
+    by_group: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -190,6 +193,10 @@ def read_evaluation(
         protocol_ok=protocol_ok,
         step_lrs=[float(v) for v in settings.get("step_lrs") or []],
         lr_chosen=bool(settings.get("lr_choice")),
+        by_group={
+            name: (list(map(float, group["mean"])), list(map(float, group["ci_half"])))
+            for name, group in results.by_group().items()
+        },
     )
 
 

@@ -72,6 +72,7 @@ def _fake_results(
     iteration: int | None = 2,
     method: str = "maml-trpo",
     lr_grid: tuple[float, ...] = (),
+    groups: list[str] | None = None,
 ) -> None:
     settings = {
         "num_tasks": len(returns),
@@ -84,7 +85,7 @@ def _fake_results(
         "step_lrs": [0.01 if lr_grid else 0.1] * (returns.shape[1] - 1),
         **({"lr_choice": {"grid": list(lr_grid), "chosen": 0.01}} if lr_grid else {}),
     }
-    AdaptationResults(method, "metarl/Navigation2D-v1", returns, settings).save(path)
+    AdaptationResults(method, "metarl/Navigation2D-v1", returns, settings, groups=groups or []).save(path)
 
 
 def _tasks(one_step_mean: float) -> np.ndarray:
@@ -216,6 +217,23 @@ def test_pages_are_regenerated_and_drift_is_named(tmp_path: Path):
     assert "| [Small navigation](#small-navigation) | 11.0 / 12.0 / 13.0 | **12.0 ± " in blocks["summary"]
     with pytest.raises(ValueError, match="'nothing'"):
         update_page("<!-- generated: nothing (scripts/results_pages.py) -->\n<!-- end generated: nothing -->", blocks)
+
+
+def test_a_seed_that_adapts_one_way_only_shows_per_task_group(tmp_path: Path):
+    row, root = _reproduction(tmp_path, {1: 10.0, 2: 12.0, 3: 14.0})
+    returns = _tasks(12.0)
+    returns[:20, 1] -= 10.0  # forward tasks 10 lower after one step, backward tasks 10 higher
+    returns[20:, 1] += 10.0
+    _fake_results(
+        results_file(seed_dir(root, row, 2), "maml-trpo"), returns, groups=["forward"] * 20 + ["backward"] * 20
+    )
+    s = summarise(root, row)
+    assert s.seeds[1].evaluation is not None and s.seeds[0].evaluation is not None
+    means = {name: mean[1] for name, (mean, _) in s.seeds[1].evaluation.by_group.items()}
+    assert means == pytest.approx({"forward": 12.0 - 10.0 - 0.5128, "backward": 12.0 + 10.0 + 0.5128}, abs=1e-3)
+    assert s.seeds[0].evaluation.by_group == {}
+    block = render_blocks(root, tmp_path, [row])["row:small"]
+    assert "After one step, per task group: seed 2: backward 22.5 ± 0.1, forward 1.5 ± 0.1." in block
 
 
 def test_adaptation_block_tabulates_each_results_file(tmp_path: Path):
