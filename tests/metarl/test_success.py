@@ -123,17 +123,22 @@ def test_the_adaptation_figure_draws_success_rates_beside_returns(tmp_path):
     assert plot_adaptation([with_success], tmp_path / "a.png").stat().st_size > 0
 
 
-def test_training_metrics_carry_success_rates_only_for_envs_that_report_them():
-    from agents.maml import AdaptationBatch, adaptation_metrics
-
+def _countdown_episodes(tasks_before: list[float], tasks_after: list[float]):
+    """Episodes of a small policy on the countdown env's tasks, before and "after" (a second sampling)."""
     torch.manual_seed(0)
     env = make_batched("metarl-test/Countdown-v0", T * E, max_episode_steps=5)
     policy = GaussianMLPPolicy(1, 1, hidden_sizes=(4,))
     sampler = Sampler(env, policy, T, E)
-    sampler.set_tasks([2.0, 9.0])
+    sampler.set_tasks(tasks_before)
     before = sampler.sample(policy.task_params(T), np.random.default_rng(0))
-    sampler.set_tasks([2.0, 3.0])
-    after = sampler.sample(policy.task_params(T), np.random.default_rng(1))
+    sampler.set_tasks(tasks_after)
+    return before, sampler.sample(policy.task_params(T), np.random.default_rng(1))
+
+
+def test_training_metrics_carry_success_rates_only_for_envs_that_report_them():
+    from agents.maml import AdaptationBatch, adaptation_metrics
+
+    before, after = _countdown_episodes([2.0, 9.0], [2.0, 3.0])
     metrics = adaptation_metrics(AdaptationBatch(episodes=[before, after], advantages=[], params=[]))
     assert (metrics["success_before"], metrics["success_after"]) == (0.5, 1.0)
     plain = dataclasses.replace(before, successes=None)
@@ -185,13 +190,7 @@ def test_plot_draws_one_results_files_groups(tmp_path, capsys):
 def test_training_metrics_give_returns_per_task_group():
     from agents.maml import AdaptationBatch, adaptation_metrics
 
-    torch.manual_seed(0)
-    env = make_batched("metarl-test/Countdown-v0", T * E, max_episode_steps=5)
-    policy = GaussianMLPPolicy(1, 1, hidden_sizes=(4,))
-    sampler = Sampler(env, policy, T, E)
-    sampler.set_tasks([2.0, 9.0])
-    before = sampler.sample(policy.task_params(T), np.random.default_rng(0))
-    after = sampler.sample(policy.task_params(T), np.random.default_rng(1))
+    before, after = _countdown_episodes([2.0, 9.0], [2.0, 9.0])
     batch = AdaptationBatch(episodes=[before, after], advantages=[], params=[])
     metrics = adaptation_metrics(batch, ["short", "long"])
     for key, episodes in (("return_before", before), ("return_after", after)):
