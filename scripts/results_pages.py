@@ -18,7 +18,14 @@ from pathlib import Path
 from envs.meta_world.expert_table import expert_table_block
 from metarl.cli.arguments import ArgumentParser
 from metarl.reproduction.benchmark_tables import benchmark_blocks
-from metarl.reproduction.pages import adaptation_block, block_names, render_blocks, stale_blocks, update_page
+from metarl.reproduction.pages import (
+    adaptation_block,
+    block_names,
+    render_blocks,
+    stale_blocks,
+    training_cost_block,
+    update_page,
+)
 from metarl.system.files import write_atomic
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -31,8 +38,12 @@ PAGES = (
 
 
 def _folder_blocks(text: str) -> dict[str, str]:
-    """The ``adaptation:<folder>`` and ``meta_world_experts:<folder>`` blocks ``text`` marks, each from its folder."""
-    makers = {"adaptation": adaptation_block, "meta_world_experts": expert_table_block}
+    """The ``adaptation:``, ``meta_world_experts:`` and ``training_cost:`` blocks in ``text``, each from its folder."""
+    makers = {
+        "adaptation": adaptation_block,
+        "meta_world_experts": expert_table_block,
+        "training_cost": training_cost_block,
+    }
     blocks = {}
     for name in block_names(text):
         kind, _, folder = name.partition(":")

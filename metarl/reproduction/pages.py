@@ -32,8 +32,17 @@ from metarl.reproduction.layout import (
     row_dir,
 )
 from metarl.reproduction.rows import EVAL_SEED, NUM_TASKS, ROWS, PaperRow
-from metarl.reproduction.summary import Evaluation, RowSummary, Training, episodes_per_step, read_evaluation, summarise
+from metarl.reproduction.summary import (
+    Evaluation,
+    RowSummary,
+    Training,
+    episodes_per_step,
+    read_evaluation,
+    read_training,
+    summarise,
+)
 from metarl.runs.folder import CONFIG_FILE
+from metarl.runs.logs import read_metrics
 
 COMPARISONS = "comparisons"
 """A row's folder of runs with other settings (``<row>/comparisons/<name>/``, each a run folder with ``eval/``)."""
@@ -363,6 +372,50 @@ def adaptation_block(folder: Path, shown_as: str) -> str:
         f"{first.get('episodes_per_step')} episodes per step; trained for {' / '.join(trained)} meta-iterations; "
         f"the results files are in `{shown_as}`.",
     ]
+    return "\n".join(lines) + "\n"
+
+
+def _days(seconds: float) -> str:
+    hours = seconds / 3600
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
+
+
+def training_cost_block(folder: Path, shown_as: str) -> str:
+    """What a meta-iteration of a preset costs, from short runs: one run folder per preset, named after it.
+
+    Each run is its preset unchanged but for ``num_iterations`` (and how it ran: threads,
+    folder); the table gives its env steps and its median wall-clock seconds per meta-iteration
+    (sampling and meta-update), and what the preset's own ``num_iterations`` take at that pace.
+
+    Args:
+        folder: The folder holding ``<preset>/config.yaml`` and ``<preset>/metrics.csv``.
+        shown_as: How the page names the folder.
+    """
+    lines = [
+        f"Short runs in `{shown_as}/`, each its preset unchanged but for `num_iterations` "
+        "(median over the iterations run; one torch thread):",
+        "",
+        "| preset | tasks × episodes × horizon | iterations run | env steps per iteration | "
+        "seconds per iteration (sampling + meta-update) | the preset's iterations at this pace | CPU |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for run in sorted(p for p in folder.iterdir() if (p / CONFIG_FILE).is_file()):
+        preset = load_config(run.name)
+        cfg = load_config(run / CONFIG_FILE)
+        training = read_training(run, preset)
+        other = sorted(k for k in training.differences if k != "num_iterations")
+        if other:
+            raise ValueError(f"{run}: not the preset {run.name!r} but for num_iterations: it differs in {other}")
+        rows = read_metrics(run)
+        sample = float(np.median([r["sample_seconds"] for r in rows]))
+        update = float(np.median([r["update_seconds"] for r in rows]))
+        steps = float(np.median([r["env_steps"] for r in rows]))
+        lines.append(
+            f"| `{run.name}` | {cfg.meta_batch_size} × {cfg.episodes_per_task} × {cfg.horizon} | "
+            f"{training.iterations} | {steps:,.0f} | {training.median_seconds:.0f} ({sample:.0f} + {update:.0f}) | "
+            f"{preset.num_iterations} × {training.median_seconds:.0f} s = "
+            f"{_days(preset.num_iterations * training.median_seconds)} | {_cpus(training)} |"
+        )
     return "\n".join(lines) + "\n"
 
 

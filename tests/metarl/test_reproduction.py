@@ -236,6 +236,24 @@ def test_a_seed_that_adapts_one_way_only_shows_per_task_group(tmp_path: Path):
     assert "After one step, per task group: seed 2: backward 22.5 ± 0.1, forward 1.5 ± 0.1." in block
 
 
+def test_training_cost_block_extrapolates_the_presets_own_iterations(tmp_path: Path):
+    from metarl.reproduction.pages import training_cost_block
+
+    run = tmp_path / "cost" / "2d-navigation"
+    cfg = load_config("2d-navigation", ["--num_iterations", "3", "--num_threads", "1"])
+    save_config(cfg, run / "config.yaml")
+    with RunLogger(run, tensorboard=False) as log:
+        for i, seconds in enumerate((40.0, 30.0, 50.0)):
+            timing = {"sample_seconds": seconds - 10, "update_seconds": 10.0, "seconds_per_iteration": seconds}
+            log.log(i, {"return_before": -1.0, "env_steps": 74000.0, "total_env_steps": 74000.0 * (i + 1), **timing})
+    record_session(run, 0, cfg)
+    block = training_cost_block(tmp_path / "cost", "cost")
+    assert "| `2d-navigation` | 20 × 20 × 100 | 3 | 74,000 | 40 (30 + 10) | 100 × 40 s = 1.1 h |" in block
+    save_config(load_config("2d-navigation", ["--num_iterations", "3", "--fast_lr", "0.2"]), run / "config.yaml")
+    with pytest.raises(ValueError, match="differs in \\['fast_lr'\\]"):
+        training_cost_block(tmp_path / "cost", "cost")
+
+
 def test_adaptation_block_tabulates_each_results_file(tmp_path: Path):
     rows = np.array([[-10.0, -4.0], [-12.0, -6.0], [-14.0, -8.0]])
     for method, shift in (("random", -50.0), ("maml-trpo", 0.0)):
