@@ -8,10 +8,12 @@ For ML1 environments (reach, push, pick-place) it measures, in one run, with ran
 drawn before timing and ``--num-envs`` sub-environments each:
 
 * ``metarl``: ``make_batched("metarl/ML1-v3", ...)``, the single env vectorised by metarl,
-  with the array version of ``touching_object`` (:mod:`envs.meta_world.compat`);
-* ``metarl, metaworld's contacts``: the same with metaworld's own ``touching_object``;
+  with the array version of ``touching_object`` and the plain-float object quaternion
+  (:mod:`envs.meta_world.compat`);
+* ``metarl, metaworld's own code``: the same with metaworld's own ``touching_object`` and
+  scipy's ``Rotation``;
 * ``sync`` / ``async``: Meta-World's own Gymnasium vector envs,
-  ``gym.make_vec("Meta-World/ML1-train", vector_strategy=...)`` (its own ``touching_object``);
+  ``gym.make_vec("Meta-World/ML1-train", vector_strategy=...)`` (metaworld's own code);
 * ``physics``: only the ``frame_skip`` MuJoCo steps of each step, on the same models and data,
   one sub-environment after another: what is left when the observation, reward and success
   code costs nothing;
@@ -40,17 +42,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import envs  # noqa: E402,F401  (registers metarl/ML1-v3)
 from benchmarks.outputs import save  # noqa: E402
-from envs.meta_world.compat import REPLACED, patch_metaworld, touching_object  # noqa: E402
+from envs.meta_world.compat import REPLACED, MatrixQuaternion, patch_metaworld, touching_object  # noqa: E402
 from metarl.tasks.build import make_batched  # noqa: E402
 
 ENVS = ("reach-v3", "push-v3", "pick-place-v3")
 
 
-def _own_contacts(own: bool) -> None:
-    """Use metaworld's own ``touching_object`` (``own``) or metarl's array version."""
+def _own_code(own: bool) -> None:
+    """Use metaworld's own ``touching_object`` and scipy's ``Rotation`` (``own``), or metarl's versions."""
     from metaworld.sawyer_xyz_env import SawyerXYZEnv
 
     SawyerXYZEnv.touching_object = REPLACED["touching_object"] if own else touching_object  # type: ignore[method-assign]
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("metaworld.envs.") and hasattr(module, "Rotation"):
+            module.Rotation = REPLACED["Rotation"] if own else MatrixQuaternion
 
 
 def _rate(step: Callable[[np.ndarray], object], actions: np.ndarray) -> float:
@@ -121,18 +126,18 @@ def main(argv: list[str] | None = None) -> int:
     patch_metaworld()
     n, steps = args.num_envs, args.steps
     actions = np.random.default_rng(0).uniform(-1, 1, (steps, n, 4)).astype(np.float32)
-    paths = ("metarl", "metarl, metaworld's contacts", "sync", "async", "physics", "batched physics")
+    paths = ("metarl", "metarl, metaworld's own code", "sync", "async", "physics", "batched physics")
     results = {}
     for name in args.envs:
         rates: dict[str, list[float]] = {path: [] for path in paths}
         for _ in range(args.repeats):
-            _own_contacts(False)
+            _own_code(False)
             rates["metarl"].append(_metarl(name, n, actions))
-            _own_contacts(True)
-            rates["metarl, metaworld's contacts"].append(_metarl(name, n, actions))
+            _own_code(True)
+            rates["metarl, metaworld's own code"].append(_metarl(name, n, actions))
             rates["sync"].append(_metaworld(name, n, actions, "sync"))
             rates["async"].append(_metaworld(name, n, actions, "async"))
-            _own_contacts(False)
+            _own_code(False)
             physics, batched = _physics(name, n, actions)
             rates["physics"].append(physics)
             rates["batched physics"].append(batched)

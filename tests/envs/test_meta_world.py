@@ -13,7 +13,14 @@ import pytest
 
 pytest.importorskip("metaworld", reason="the metaworld extra is not installed")
 
-from envs.meta_world.compat import REPLACED, WELD_ROW, patch_metaworld, reset_mocap_welds  # noqa: E402
+from envs.meta_world.compat import (  # noqa: E402
+    REPLACED,
+    WELD_ROW,
+    MatrixQuaternion,
+    matrix_quaternion,
+    patch_metaworld,
+    reset_mocap_welds,
+)
 from envs.meta_world.family import MetaWorldTask, MetaWorldTaskEnv, benchmark_tasks  # noqa: E402
 from metarl.evaluation.results import task_to_json  # noqa: E402
 from metarl.tasks.build import check_task_env, make_batched  # noqa: E402
@@ -49,6 +56,58 @@ def test_the_weld_patch_writes_metaworlds_row_and_keeps_the_rest():
     reset_mocap_welds(other)
     other.model.eq_data[0, 11:] = 1.0 - other.model.eq_data[0, 11:]
     np.testing.assert_array_equal(_weld_trajectory(env.model), _weld_trajectory(other.model))
+
+
+def test_the_quaternion_stand_in_is_scipys_conversion_bit_for_bit():
+    from scipy.spatial.transform import Rotation
+
+    matrices = Rotation.random(4000, rng=1).as_matrix()
+    branches = set()
+    for m in matrices:
+        np.testing.assert_array_equal(MatrixQuaternion.from_matrix(m).as_quat(), Rotation.from_matrix(m).as_quat())
+        branches.add(int(np.argmax([m[0, 0], m[1, 1], m[2, 2], np.trace(m)])))
+    assert branches == {0, 1, 2, 3}
+    # not a proper orthonormal matrix: scipy's own answer (orthogonalised) or its error
+    skewed = matrices[0] * 1.01
+    assert matrix_quaternion(skewed) is None
+    np.testing.assert_array_equal(
+        MatrixQuaternion.from_matrix(skewed).as_quat(), Rotation.from_matrix(skewed).as_quat()
+    )
+    with pytest.raises(ValueError, match="determinant"):
+        MatrixQuaternion.from_matrix(-matrices[0])
+    assert matrix_quaternion(matrices[:2]) is None  # a stack of matrices goes to scipy
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_name", ["reach-v3", "pick-place-v3", "door-open-v3"])
+def test_the_patched_quaternion_leaves_metaworlds_observations_unchanged(env_name):
+    patch_metaworld()
+    import metaworld
+    from metaworld.policies import ENV_POLICY_MAP
+
+    module = sys.modules[type(metaworld.MT1(env_name, seed=0).train_classes[env_name]()).__module__]
+    assert module.Rotation is MatrixQuaternion
+
+    def episode() -> np.ndarray:
+        bench = metaworld.MT1(env_name, seed=0)
+        env = bench.train_classes[env_name]()
+        env.set_task(bench.train_tasks[0])
+        policy = ENV_POLICY_MAP[env_name]()
+        obs, _ = env.reset(seed=0)
+        rows = [obs]
+        for _ in range(150):
+            obs, *_ = env.step(policy.get_action(obs))
+            rows.append(obs)
+        return np.array(rows)
+
+    patched = episode()
+    module.Rotation = REPLACED["Rotation"]
+    try:
+        original = episode()
+    finally:
+        module.Rotation = MatrixQuaternion
+    np.testing.assert_array_equal(patched, original)
+    assert np.ptp(patched[:, 7:11], axis=0).max() > 0 or env_name == "reach-v3"  # the quaternion moved
 
 
 @pytest.mark.slow
