@@ -308,8 +308,8 @@ def adaptation_metrics(batch: AdaptationBatch, groups: Sequence[str] = ()) -> di
     ``success_before`` and ``success_after`` (the mean over tasks of the fraction of episodes that
     succeeded) appear only for an env that reports ``info["success"]``. With ``groups`` (each
     task's group, :func:`metarl.tasks.protocol.task_groups`), ``return_before@<group>`` and
-    ``return_after@<group>`` give the same means over each group's tasks: a training curve then
-    shows a meta-policy that adapts to one direction only.
+    ``return_after@<group>`` give the same means over each group's tasks when there are two or
+    more groups: a training curve then shows a meta-policy that adapts to one direction only.
 
     Args:
         batch: The episodes before and after each inner step.
@@ -317,7 +317,8 @@ def adaptation_metrics(batch: AdaptationBatch, groups: Sequence[str] = ()) -> di
     """
     returns = [e.mean_return() for e in batch.episodes]
     metrics = {"return_before": returns[0], "return_after": returns[-1]}
-    for name in sorted(set(groups)):
+    names = sorted(set(groups))
+    for name in names if len(names) > 1 else []:  # one group (ML1's one environment) says nothing new
         rows = torch.tensor([g == name for g in groups])
         for key, episodes in (("return_before", batch.episodes[0]), ("return_after", batch.episodes[-1])):
             clean = episodes.present & ~episodes.nonfinite

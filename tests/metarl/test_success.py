@@ -199,3 +199,4 @@ def test_training_metrics_give_returns_per_task_group():
         assert metrics[f"{key}@long"] == pytest.approx(float(per_task[1]))
         assert metrics[key] == pytest.approx(float(per_task.mean()))
     assert not any("@" in k for k in adaptation_metrics(batch))
+    assert not any("@" in k for k in adaptation_metrics(batch, ["one", "one"]))  # a single group adds nothing
