@@ -68,7 +68,9 @@ def _pm(mean: float, half: float | None, digits: int = 1) -> str:
 
 def _duration(seconds: float) -> str:
     minutes = seconds / 60
-    return f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
+    if minutes < 90:
+        return f"{minutes:.0f} min"
+    return f"{minutes / 60:.1f} h" if minutes < 48 * 60 else f"{minutes / 1440:.1f} days"
 
 
 def _steps(value: int) -> str:
@@ -375,11 +377,6 @@ def adaptation_block(folder: Path, shown_as: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _days(seconds: float) -> str:
-    hours = seconds / 3600
-    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
-
-
 def training_cost_block(folder: Path, shown_as: str) -> str:
     """What a meta-iteration of a preset costs, from short runs: one run folder per preset, named after it.
 
@@ -393,11 +390,11 @@ def training_cost_block(folder: Path, shown_as: str) -> str:
     """
     lines = [
         f"Short runs in `{shown_as}/`, each its preset unchanged but for `num_iterations` "
-        "(median over the iterations run; one torch thread):",
+        "(median over the iterations run):",
         "",
         "| preset | tasks × episodes × horizon | iterations run | env steps per iteration | "
-        "seconds per iteration (sampling + meta-update) | the preset's iterations at this pace | CPU |",
-        "|---|---|---|---|---|---|---|",
+        "seconds per iteration (sampling + meta-update) | the preset's iterations at this pace | torch threads | CPU |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for run in sorted(p for p in folder.iterdir() if (p / CONFIG_FILE).is_file()):
         preset = load_config(run.name)
@@ -414,7 +411,7 @@ def training_cost_block(folder: Path, shown_as: str) -> str:
             f"| `{run.name}` | {cfg.meta_batch_size} × {cfg.episodes_per_task} × {cfg.horizon} | "
             f"{training.iterations} | {steps:,.0f} | {training.median_seconds:.0f} ({sample:.0f} + {update:.0f}) | "
             f"{preset.num_iterations} × {training.median_seconds:.0f} s = "
-            f"{_days(preset.num_iterations * training.median_seconds)} | {_cpus(training)} |"
+            f"{_duration(preset.num_iterations * training.median_seconds)} | {cfg.num_threads} | {_cpus(training)} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -248,7 +248,7 @@ def test_training_cost_block_extrapolates_the_presets_own_iterations(tmp_path: P
             log.log(i, {"return_before": -1.0, "env_steps": 74000.0, "total_env_steps": 74000.0 * (i + 1), **timing})
     record_session(run, 0, cfg)
     block = training_cost_block(tmp_path / "cost", "cost")
-    assert "| `2d-navigation` | 20 × 20 × 100 | 3 | 74,000 | 40 (30 + 10) | 100 × 40 s = 1.1 h |" in block
+    assert "| `2d-navigation` | 20 × 20 × 100 | 3 | 74,000 | 40 (30 + 10) | 100 × 40 s = 67 min | 1 |" in block
     save_config(load_config("2d-navigation", ["--num_iterations", "3", "--fast_lr", "0.2"]), run / "config.yaml")
     with pytest.raises(ValueError, match="differs in \\['fast_lr'\\]"):
         training_cost_block(tmp_path / "cost", "cost")
