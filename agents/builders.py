@@ -33,6 +33,7 @@ def make_policy(
     nonlinearity: str = "tanh",
     init_std: float = 1.0,
     env_name: str = "environment",
+    output_scale: float = 1.0,
 ) -> Policy:
     """A Gaussian policy for a Box action space, a categorical one for a Discrete space.
 
@@ -43,14 +44,17 @@ def make_policy(
         nonlinearity: The hidden layers' activation (``tanh`` or ``relu``).
         init_std: The Gaussian policy's initial standard deviation (unused for a categorical one).
         env_name: How error messages name the env.
+        output_scale: Factor on the output layer's initial Glorot weights (see :class:`Policy`).
     """
     if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
         raise ValueError(f"{env_name}: the MLP policies need a flat Box observation space, got {observation_space}")
     obs_dim = observation_space.shape[0]
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
-        return GaussianMLPPolicy(obs_dim, action_space.shape[0], hidden_sizes, nonlinearity, init_std)
+        return GaussianMLPPolicy(
+            obs_dim, action_space.shape[0], hidden_sizes, nonlinearity, init_std, output_scale=output_scale
+        )
     if isinstance(action_space, gym.spaces.Discrete):
-        return CategoricalMLPPolicy(obs_dim, int(action_space.n), hidden_sizes, nonlinearity)
+        return CategoricalMLPPolicy(obs_dim, int(action_space.n), hidden_sizes, nonlinearity, output_scale)
     raise ValueError(f"{env_name}: the MLP policies need a flat Box or a Discrete action space, got {action_space}")
 
 
@@ -63,6 +67,7 @@ def policy_for(cfg: TrainConfig, env: BatchedTaskEnv) -> Policy:
         cfg.nonlinearity,
         cfg.init_std,
         env_name=cfg.env_id,
+        output_scale=cfg.init_output_scale,
     )
 
 

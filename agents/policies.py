@@ -28,8 +28,27 @@ NONLINEARITIES = {"tanh": torch.tanh, "relu": torch.relu}
 class Policy(nn.Module, abc.ABC):
     """An MLP policy over per-task parameters: ``obs [T, ..., obs_dim]`` → distribution."""
 
-    def __init__(self, input_size: int, output_size: int, hidden_sizes: Sequence[int], nonlinearity: str):
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        hidden_sizes: Sequence[int],
+        nonlinearity: str,
+        output_scale: float = 1.0,
+    ):
+        """Glorot-uniform weights and zero biases; the output layer's weights times ``output_scale``.
+
+        Args:
+            input_size: The observation's width.
+            output_size: The MLP's output width (action dimension or number of actions).
+            hidden_sizes: Widths of the hidden layers (empty: a linear policy).
+            nonlinearity: The hidden layers' activation, ``tanh`` or ``relu``.
+            output_scale: Factor on the output layer's initial weights; a small one starts every
+                seed from near-zero action means (or near-uniform action probabilities).
+        """
         super().__init__()
+        if not output_scale > 0:
+            raise ValueError(f"output_scale must be > 0, got {output_scale!r}")
         if nonlinearity not in NONLINEARITIES:
             raise ValueError(f"nonlinearity must be one of {sorted(NONLINEARITIES)}, got {nonlinearity!r}")
         self.input_size = input_size
@@ -43,6 +62,8 @@ class Policy(nn.Module, abc.ABC):
             # Glorot-uniform weights stored as [in, out] so that x @ W needs no transpose.
             bound = math.sqrt(6.0 / (n_in + n_out))
             nn.init.uniform_(weight, -bound, bound)
+            if i == self.num_layers - 1:
+                weight.mul_(output_scale)
             self.register_parameter(f"w{i}", nn.Parameter(weight))
             self.register_parameter(f"b{i}", nn.Parameter(torch.zeros(n_out)))
 
@@ -123,8 +144,10 @@ class GaussianMLPPolicy(Policy):
         nonlinearity: str = "tanh",
         init_std: float = 1.0,
         min_std: float = 1e-6,
+        output_scale: float = 1.0,
     ):
-        super().__init__(obs_dim, action_dim, hidden_sizes, nonlinearity)
+        """See :class:`Policy`; ``init_std`` is the initial standard deviation, ``min_std`` its floor."""
+        super().__init__(obs_dim, action_dim, hidden_sizes, nonlinearity, output_scale)
         self.log_std = nn.Parameter(torch.full((action_dim,), math.log(init_std)))
         self.min_log_std = math.log(min_std)
 
@@ -177,8 +200,9 @@ class CategoricalMLPPolicy(Policy):
         num_actions: int,
         hidden_sizes: Sequence[int] = (64, 64),
         nonlinearity: str = "tanh",
+        output_scale: float = 1.0,
     ):
-        super().__init__(obs_dim, num_actions, hidden_sizes, nonlinearity)
+        super().__init__(obs_dim, num_actions, hidden_sizes, nonlinearity, output_scale)
 
     def head_outputs(self, trunk: Tensor, params: Mapping[str, Tensor]) -> tuple[Tensor]:
         """Logits of every row (the MLP's output), ``[T, ..., num_actions]``."""

@@ -43,6 +43,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 _INTERVALS: dict[str, tuple[str, Any]] = {
     "init_std": ("must be > 0", lambda v: v > 0),
+    "init_output_scale": ("must be > 0", lambda v: v > 0),
     "fast_lr": ("must be > 0", lambda v: v > 0),
     "max_kl": ("must be > 0", lambda v: v > 0),
     "cg_damping": ("must be >= 0", lambda v: v >= 0),

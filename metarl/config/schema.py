@@ -64,6 +64,9 @@ class TrainConfig:
     """Hidden-layer activation: ``tanh`` or ``relu``."""
     init_std: float = 1.0
     """Initial standard deviation of the Gaussian policy."""
+    init_output_scale: float = 1.0
+    """Factor on the policy's output-layer initial weights (Glorot-uniform): a small one
+    starts every seed from near-zero action means instead of a seed-specific gait."""
     fast_lr: float = 0.1
     """Inner-loop (adaptation) step size alpha."""
     num_inner_steps: int = 1
