@@ -24,6 +24,7 @@ import numpy as np
 from metarl.config import load_config
 from metarl.evaluation.results import AdaptationResults
 from metarl.evaluation.statistics import t_interval
+from metarl.reproduction.group_curves import WINDOW, GroupCurve, row_group_curves
 from metarl.reproduction.layout import (
     ADAPTATION_FIGURE,
     TRAINING_FIGURE,
@@ -222,6 +223,47 @@ def row_block(root: Path, row: PaperRow, s: RowSummary, page_dir: Path) -> str:
     comparisons = comparison_block(root, row, page_dir)
     if comparisons:
         lines += ["", comparisons.rstrip("\n")]
+    by_group = group_training_block(row_group_curves(root, row))
+    if by_group:
+        lines += ["", by_group.rstrip("\n")]
+    return "\n".join(lines) + "\n"
+
+
+def group_training_block(curves: Sequence[GroupCurve]) -> str:
+    """The runs' training-task returns per task group, before → after adaptation, side by side.
+
+    One line per window of :data:`WINDOW` iterations, one column per run; each cell gives the
+    groups' mean returns in the groups' order, before and after adaptation. Empty when no run
+    logged task groups.
+
+    Args:
+        curves: The runs' :class:`GroupCurve` (see :func:`metarl.reproduction.group_curves.row_group_curves`).
+    """
+    if not curves:
+        return ""
+    starts = sorted({start for c in curves for start in c.after})
+    order = " / ".join(curves[0].groups)
+    lines = [
+        f"Training, per task group ({order}): each run's mean return on its training tasks before → after "
+        f"adaptation, over the {WINDOW} iterations from the line's; from the runs' metrics.csv.",
+        "",
+        "| iterations | " + " | ".join(f"`{c.folder}`" for c in curves) + " |",
+        "|---|" + "---|" * len(curves),
+    ]
+    for start in starts:
+        cells = []
+        for c in curves:
+            if start in c.after:
+                before = "/".join(_num(c.before[start][g], 0) for g in c.groups)
+                after = "/".join(_num(c.after[start][g], 0) for g in c.groups)
+                cells.append(f"{before} → {after}")
+            else:
+                cells.append("")
+        lines.append(f"| {start}–{start + WINDOW - 1} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for c in curves:
+        described = "; ".join(f"{k} {_value(b)} (preset {_value(a)})" for k, (a, b) in c.differences.items())
+        lines.append(f"- `{c.folder}`: seed {c.seed}; {described or 'the preset'}.")
     return "\n".join(lines) + "\n"
 
 
@@ -443,6 +485,7 @@ __all__ = [
     "adaptation_block",
     "block_names",
     "comparison_block",
+    "group_training_block",
     "readme_block",
     "render_blocks",
     "row_block",

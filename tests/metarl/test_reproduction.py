@@ -236,6 +236,46 @@ def test_a_seed_that_adapts_one_way_only_shows_per_task_group(tmp_path: Path):
     assert "After one step, per task group: seed 2: backward 22.5 ± 0.1, forward 1.5 ± 0.1." in block
 
 
+def _grouped_run(run_dir: Path, cfg, iterations: int) -> None:
+    """A run whose training metrics have task groups: iteration i returns -i (backward) and i (forward)."""
+    save_config(cfg, run_dir / "config.yaml")
+    with RunLogger(run_dir, tensorboard=False) as log:
+        for i in range(iterations):
+            log.log(
+                i,
+                {
+                    "return_before": 0.0,
+                    "return_after": 1.0,
+                    "return_before@backward": -float(i),
+                    "return_before@forward": float(i),
+                    "return_after@backward": -float(i) + 100.0,
+                    "return_after@forward": float(i) + 200.0,
+                },
+            )
+
+
+def test_training_per_task_group_sets_seeds_and_comparisons_side_by_side(tmp_path: Path):
+    from metarl.reproduction.group_curves import row_group_curves
+
+    row, root = _reproduction(tmp_path, {1: 10.0})
+    preset = Path(row.preset)
+    _grouped_run(seed_dir(root, row, 2), load_config(preset, ["--seed", "2"]), 35)
+    comparison = root / "small" / "comparisons" / "lr-0.2"
+    _grouped_run(comparison, load_config(preset, ["--seed", "2", "--fast_lr", "0.2"]), 12)
+    curves = row_group_curves(root, row)
+    assert [c.folder for c in curves] == ["seed2", "comparisons/lr-0.2"]  # seed1 logged no task groups
+    # complete windows of 10 only: 0-9 and 20-29 of 35 iterations, 0-9 of 12
+    assert sorted(curves[0].after) == [0, 20] and sorted(curves[1].after) == [0]
+    assert curves[0].before[20] == {"backward": -24.5, "forward": 24.5}
+    assert curves[0].after[0] == {"backward": 95.5, "forward": 204.5}
+    assert curves[1].differences == {"fast_lr": (0.1, 0.2)}
+    block = render_blocks(root, tmp_path, [row])["row:small"]
+    assert "| iterations | `seed2` | `comparisons/lr-0.2` |" in block
+    assert "| 0–9 | −4/4 → 96/204 | −4/4 → 96/204 |" in block  # mean of 0..9 is 4.5: rounds to even
+    assert "| 20–29 | −24/24 → 76/224 |  |" in block
+    assert "- `comparisons/lr-0.2`: seed 2; fast_lr 0.2 (preset 0.1)." in block
+
+
 def test_training_cost_block_extrapolates_the_presets_own_iterations(tmp_path: Path):
     from metarl.reproduction.pages import training_cost_block
 
