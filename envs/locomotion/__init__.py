@@ -7,9 +7,11 @@
 | ``metarl/AntVel-v0``         | AntVelEnv           | BatchedAntVel           |
 | ``metarl/AntDir-v0``         | AntDirEnv           | BatchedAntDir           |
 | ``metarl/AntGoal-v0``        | AntGoalEnv          | BatchedAntGoal          |
+| ``-v1`` of each of them      | the same classes with ``paper_dynamics=True``  |
 
-The Ant ids also come as ``-v1`` (``paper_dynamics=True``): the MAML paper's Ant
-simulation, a 0.02 s control step from a crouched start (see :mod:`envs.locomotion.ant`).
+Every id also comes as ``-v1`` (``paper_dynamics=True``): the MAML paper's simulation,
+for the Ant a 0.02 s control step from a crouched start (see :mod:`envs.locomotion.ant`),
+for HalfCheetah a 0.01 s control step (see :mod:`envs.locomotion.half_cheetah`).
 
 >>> import gymnasium as gym, envs
 >>> env = gym.make("metarl/HalfCheetahVel-v0")
@@ -47,14 +49,13 @@ for _name, _module in _ENVS.items():
         batched_entry_point=f"{_module}:Batched{_name}",
         max_episode_steps=HORIZON,
     )
-    if _name.startswith("Ant"):  # the MAML paper's Ant simulation: dt 0.02 s, crouched start
-        register_task_env(
-            f"metarl/{_name}-v1",
-            entry_point=f"{_module}:{_name}Env",
-            batched_entry_point=f"{_module}:Batched{_name}",
-            max_episode_steps=HORIZON,
-            kwargs={"paper_dynamics": True},
-        )
+    register_task_env(  # the MAML paper's simulation: one physics step per control step
+        f"metarl/{_name}-v1",
+        entry_point=f"{_module}:{_name}Env",
+        batched_entry_point=f"{_module}:Batched{_name}",
+        max_episode_steps=HORIZON,
+        kwargs={"paper_dynamics": True},
+    )
 
 _EXPORTS = {f"{name}Env": module for name, module in _ENVS.items()}
 _EXPORTS.update({f"Batched{name}": module for name, module in _ENVS.items()})

@@ -6,9 +6,15 @@ environment on ``mujoco.batch`` that agrees with it step for step.
 
 Versions (Gymnasium style):
 
-* ``metarl/HalfCheetahVel-v0``, ``metarl/HalfCheetahDir-v0``: the first and current
-  versions. Rendering (``render_mode="rgb_array"``) follows the torso with a tracking
-  camera; that changes no observation, reward or dynamics.
+* ``metarl/HalfCheetahVel-v0``, ``metarl/HalfCheetahDir-v0``: HalfCheetah-v5's
+  simulation, a control step of 5 physics steps of 0.01 s (``dt = 0.05`` s, 10 s
+  episodes of 200 steps). Rendering (``render_mode="rgb_array"``) follows the torso
+  with a tracking camera; that changes no observation, reward or dynamics.
+* ``-v1`` (``paper_dynamics=True``): the MAML paper's simulation. Its rllab HalfCheetah
+  (``half_cheetah.xml`` with a 0.01 s timestep and no ``frame_skip``) stepped the physics
+  once per control step, so ``dt = 0.01`` s and a 200-step episode lasts 2 s. The same
+  model, observation, reset and reward otherwise (rllab also clipped the action before its
+  control cost, observed the torso's centre of mass, and rewarded its velocity).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 from gymnasium.utils import EzPickle
 
 from envs.locomotion.base import BatchedLocomotionEnv, LocomotionTaskMixin
-from envs.locomotion.models import FRAME_SKIP, TRACKING_CAMERA, gym_asset, half_cheetah_model
+from envs.locomotion.models import TRACKING_CAMERA, gym_asset, half_cheetah_frame_skip, half_cheetah_model
 from envs.locomotion.tasks import DirectionFamily, GoalVelocityFamily
 from metarl.tasks.mujoco_family import finite_float32
 
@@ -78,7 +84,8 @@ _SPACES_DOC = """
 
     ``task`` (the initial task), ``ctrl_cost_weight`` (0.05),
     ``reset_noise_scale`` (0.1), ``exclude_current_positions_from_observation``
-    (True), and HalfCheetah-v5's rendering arguments.
+    (True), ``paper_dynamics`` (False for ``-v0``, True for ``-v1``: one 0.01 s physics
+    step per control step), and HalfCheetah-v5's rendering arguments.
 """
 
 
@@ -87,7 +94,8 @@ class HalfCheetahTaskEnv(LocomotionTaskMixin, HalfCheetahEnv):  # type: ignore[m
 
     The reward is ``task_term(v) - ctrl_cost_weight * ||a||^2``, where ``v`` is the
     torso's x velocity over the control step: the change of ``qpos[0]`` over
-    ``dt = 0.05`` s (5 physics steps of 0.01 s). Override :meth:`_get_rew` to change it.
+    ``dt = 0.05`` s (5 physics steps of 0.01 s; with ``paper_dynamics``, 0.01 s, one
+    physics step). Override :meth:`_get_rew` to change it.
     """
 
     def __init__(
@@ -97,12 +105,14 @@ class HalfCheetahTaskEnv(LocomotionTaskMixin, HalfCheetahEnv):  # type: ignore[m
         ctrl_cost_weight: float = CTRL_COST_WEIGHT,
         reset_noise_scale: float = 0.1,
         exclude_current_positions_from_observation: bool = True,
+        paper_dynamics: bool = False,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("default_camera_config", TRACKING_CAMERA)
+        self.paper_dynamics = bool(paper_dynamics)
         super().__init__(
             xml_file=gym_asset("half_cheetah.xml"),
-            frame_skip=FRAME_SKIP,
+            frame_skip=half_cheetah_frame_skip(self.paper_dynamics),
             ctrl_cost_weight=ctrl_cost_weight,
             reset_noise_scale=reset_noise_scale,
             exclude_current_positions_from_observation=exclude_current_positions_from_observation,
@@ -114,6 +124,7 @@ class HalfCheetahTaskEnv(LocomotionTaskMixin, HalfCheetahEnv):  # type: ignore[m
             ctrl_cost_weight=ctrl_cost_weight,
             reset_noise_scale=reset_noise_scale,
             exclude_current_positions_from_observation=exclude_current_positions_from_observation,
+            paper_dynamics=paper_dynamics,
             **kwargs,
         )
         assert self.observation_space.shape is not None
@@ -150,7 +161,8 @@ class HalfCheetahVelEnv(HalfCheetahTaskEnv):
     ## Rewards
 
     ``reward = -|v - v_goal| - 0.05 * ||a||^2``, with ``v`` the torso's x velocity
-    over the control step (change of ``qpos[0]`` divided by ``dt = 0.05`` s).
+    over the control step (change of ``qpos[0]`` divided by ``dt``: 0.05 s, or 0.01 s
+    with ``paper_dynamics``).
     """
 
     family = GoalVelocityFamily(low=0.0, high=2.0)
@@ -169,7 +181,8 @@ class HalfCheetahDirEnv(HalfCheetahTaskEnv):
     ## Rewards
 
     ``reward = direction * v - 0.05 * ||a||^2``, with ``v`` the torso's x velocity
-    over the control step (change of ``qpos[0]`` divided by ``dt = 0.05`` s).
+    over the control step (change of ``qpos[0]`` divided by ``dt``: 0.05 s, or 0.01 s
+    with ``paper_dynamics``).
     """
 
     family = DirectionFamily()
@@ -194,9 +207,11 @@ class BatchedHalfCheetah(BatchedLocomotionEnv):
         ctrl_cost_weight: float = CTRL_COST_WEIGHT,
         reset_noise_scale: float = 0.1,
         exclude_current_positions_from_observation: bool = True,
+        paper_dynamics: bool = False,
         nthread: int | None = None,
     ) -> None:
         model = half_cheetah_model()
+        self.paper_dynamics = bool(paper_dynamics)
         self.ctrl_cost_weight = float(ctrl_cost_weight)
         self._skip = 1 if exclude_current_positions_from_observation else 0
         super().__init__(
@@ -205,6 +220,7 @@ class BatchedHalfCheetah(BatchedLocomotionEnv):
             model=model,
             observation_size=model.nq - self._skip + model.nv,
             reset_noise_scale=reset_noise_scale,
+            frame_skip=half_cheetah_frame_skip(self.paper_dynamics),
             nthread=nthread,
         )
 

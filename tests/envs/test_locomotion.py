@@ -25,6 +25,8 @@ from metarl.tasks.registry import task_env_ids
 IDS = {
     "metarl/HalfCheetahVel-v0": (17, 6),
     "metarl/HalfCheetahDir-v0": (17, 6),
+    "metarl/HalfCheetahVel-v1": (17, 6),
+    "metarl/HalfCheetahDir-v1": (17, 6),
     "metarl/AntVel-v0": (105, 8),
     "metarl/AntDir-v0": (105, 8),
     "metarl/AntGoal-v0": (107, 8),
@@ -34,6 +36,7 @@ IDS = {
 }
 DT = 0.05  # 5 physics steps of 0.01 s
 PAPER_DT = 0.02  # the paper's Ant (-v1): one physics step of 0.02 s
+PAPER_CHEETAH_DT = 0.01  # the paper's HalfCheetah (-v1): one physics step of 0.01 s
 
 
 def _actions(rng: np.random.Generator, n: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -178,6 +181,30 @@ def test_paper_ant_steps_once_per_control_step_from_the_crouched_pose() -> None:
         costs = 0.005 * float(a @ a) + 5e-4 * float(np.sum(np.clip(replay.cfrc_ext, -1.0, 1.0) ** 2))
         assert reward == pytest.approx(-abs(v - 0.7) + 1.0 + 0.05 - costs, rel=1e-9, abs=1e-12)
         assert not terminated
+
+
+@pytest.mark.parametrize("task", [VelocityTask(goal_velocity=1.3), DirectionTask(direction=-1)])
+def test_paper_half_cheetah_steps_once_per_control_step(task: object) -> None:
+    family = "Vel" if isinstance(task, VelocityTask) else "Dir"
+    env = gym.make(f"metarl/HalfCheetah{family}-v1").unwrapped
+    env.set_task(task)
+    assert env.model.opt.timestep == PAPER_CHEETAH_DT and env.frame_skip == 1
+    assert env.dt == pytest.approx(PAPER_CHEETAH_DT)
+    env.reset(seed=5)
+    rng = np.random.default_rng(3)
+    for action in _actions(rng, 20, (6,)):
+        x_before = float(env.data.qpos[0])
+        replay, _ = _replay(env, action, nstep=1)
+        _, reward, terminated, _, info = env.step(action)
+        np.testing.assert_array_equal(env.data.qpos, replay.qpos)
+        v = (replay.qpos[0] - x_before) / PAPER_CHEETAH_DT
+        assert info["x_velocity"] == pytest.approx(v, rel=1e-12)
+        a = action.astype(np.float64)
+        task_reward = -abs(v - 1.3) if isinstance(task, VelocityTask) else -v
+        assert reward == pytest.approx(task_reward - 0.05 * float(a @ a), rel=1e-9, abs=1e-12)
+        assert not terminated
+    batched = make_batched(f"metarl/HalfCheetah{family}-v1", 2, max_episode_steps=5, nthread=1)
+    assert batched.frame_skip == 1 and batched.dt == pytest.approx(PAPER_CHEETAH_DT)
 
 
 @pytest.mark.slow
