@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import gymnasium as gym
@@ -159,6 +160,21 @@ def test_ant_reward_from_simulator(env_cls: type, task: object) -> None:
     assert len(contact_costs) >= 10 and max(contact_costs) > 1e-3  # contact forces are computed
 
 
+def _assert_one_physics_step_per_control_step(
+    env: gym.Env, dt: float, rng: np.random.Generator, expected: Callable[[float, np.ndarray, mujoco.MjData], float]
+) -> None:
+    """20 random steps of ``env`` each match one hand-made physics step; ``expected(v, a, replay)`` gives the reward."""
+    for action in _actions(rng, 20, env.action_space.shape):
+        x_before = float(env.data.qpos[0])
+        replay, _ = _replay(env, action, nstep=1)
+        _, reward, terminated, _, info = env.step(action)
+        np.testing.assert_array_equal(env.data.qpos, replay.qpos)
+        v = (replay.qpos[0] - x_before) / dt
+        assert info["x_velocity"] == pytest.approx(v, rel=1e-12)
+        assert reward == pytest.approx(expected(v, action.astype(np.float64), replay), rel=1e-9, abs=1e-12)
+        assert not terminated
+
+
 def test_paper_ant_steps_once_per_control_step_from_the_crouched_pose() -> None:
     env = gym.make("metarl/AntVel-v1").unwrapped
     env.set_task(VelocityTask(goal_velocity=0.7))
@@ -169,18 +185,12 @@ def test_paper_ant_steps_once_per_control_step_from_the_crouched_pose() -> None:
     assert np.abs(env.data.qpos - pose).max() <= 0.1  # Ant-v5's U[-0.1, 0.1] noise around the pose
     low, high = env.model.jnt_range[1:].T
     assert np.all((pose[7:] >= low) & (pose[7:] <= high))  # every joint inside its range, unlike qpos0
-    rng = np.random.default_rng(2)
-    for action in _actions(rng, 20, (8,)):
-        x_before = float(env.data.qpos[0])
-        replay, _ = _replay(env, action, nstep=1)
-        _, reward, terminated, _, info = env.step(action)
-        np.testing.assert_array_equal(env.data.qpos, replay.qpos)
-        v = (replay.qpos[0] - x_before) / PAPER_DT
-        assert info["x_velocity"] == pytest.approx(v, rel=1e-12)
-        a = action.astype(np.float64)
+
+    def expected(v: float, a: np.ndarray, replay: mujoco.MjData) -> float:
         costs = 0.005 * float(a @ a) + 5e-4 * float(np.sum(np.clip(replay.cfrc_ext, -1.0, 1.0) ** 2))
-        assert reward == pytest.approx(-abs(v - 0.7) + 1.0 + 0.05 - costs, rel=1e-9, abs=1e-12)
-        assert not terminated
+        return -abs(v - 0.7) + 1.0 + 0.05 - costs
+
+    _assert_one_physics_step_per_control_step(env, PAPER_DT, np.random.default_rng(2), expected)
 
 
 @pytest.mark.parametrize("task", [VelocityTask(goal_velocity=1.3), DirectionTask(direction=-1)])
@@ -191,18 +201,11 @@ def test_paper_half_cheetah_steps_once_per_control_step(task: object) -> None:
     assert env.model.opt.timestep == PAPER_CHEETAH_DT and env.frame_skip == 1
     assert env.dt == pytest.approx(PAPER_CHEETAH_DT)
     env.reset(seed=5)
-    rng = np.random.default_rng(3)
-    for action in _actions(rng, 20, (6,)):
-        x_before = float(env.data.qpos[0])
-        replay, _ = _replay(env, action, nstep=1)
-        _, reward, terminated, _, info = env.step(action)
-        np.testing.assert_array_equal(env.data.qpos, replay.qpos)
-        v = (replay.qpos[0] - x_before) / PAPER_CHEETAH_DT
-        assert info["x_velocity"] == pytest.approx(v, rel=1e-12)
-        a = action.astype(np.float64)
-        task_reward = -abs(v - 1.3) if isinstance(task, VelocityTask) else -v
-        assert reward == pytest.approx(task_reward - 0.05 * float(a @ a), rel=1e-9, abs=1e-12)
-        assert not terminated
+
+    def expected(v: float, a: np.ndarray, replay: mujoco.MjData) -> float:
+        return (-abs(v - 1.3) if isinstance(task, VelocityTask) else -v) - 0.05 * float(a @ a)
+
+    _assert_one_physics_step_per_control_step(env, PAPER_CHEETAH_DT, np.random.default_rng(3), expected)
     batched = make_batched(f"metarl/HalfCheetah{family}-v1", 2, max_episode_steps=5, nthread=1)
     assert batched.frame_skip == 1 and batched.dt == pytest.approx(PAPER_CHEETAH_DT)
 
