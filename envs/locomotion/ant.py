@@ -35,7 +35,7 @@ from gymnasium.envs.mujoco.ant_v5 import AntEnv
 from gymnasium.utils import EzPickle
 
 from envs.locomotion.base import BatchedLocomotionEnv, LocomotionTaskMixin
-from envs.locomotion.models import TRACKING_CAMERA, ant_frame_skip, ant_initial_qpos, ant_model, gym_asset
+from envs.locomotion.models import TRACKING_CAMERA, ant_initial_qpos, ant_model, control_frame_skip, gym_asset
 from envs.locomotion.tasks import DirectionFamily, GoalPositionFamily, GoalVelocityFamily
 from metarl.tasks.mujoco_family import finite_float32
 
@@ -199,7 +199,7 @@ class AntTaskEnv(LocomotionTaskMixin, AntEnv):  # type: ignore[misc]  # the mixi
         rest.setdefault("default_camera_config", TRACKING_CAMERA)
         super().__init__(
             xml_file=gym_asset("ant.xml"),
-            frame_skip=ant_frame_skip(self.paper_dynamics),
+            frame_skip=control_frame_skip(self.paper_dynamics),
             ctrl_cost_weight=settings.ctrl_cost_weight,
             contact_cost_weight=settings.contact_cost_weight,
             healthy_reward=settings.healthy_reward,
@@ -346,7 +346,7 @@ class BatchedAnt(BatchedLocomotionEnv):
             observation_size=model.nq - self._skip + model.nv + 6 * (model.nbody - 1),
             reset_noise_scale=settings.reset_noise_scale,
             nthread=nthread,
-            frame_skip=ant_frame_skip(self.paper_dynamics),
+            frame_skip=control_frame_skip(self.paper_dynamics),
             init_qpos=ant_initial_qpos(model, self.paper_dynamics),
         )
 

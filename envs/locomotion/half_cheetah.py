@@ -28,7 +28,7 @@ from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
 from gymnasium.utils import EzPickle
 
 from envs.locomotion.base import BatchedLocomotionEnv, LocomotionTaskMixin
-from envs.locomotion.models import TRACKING_CAMERA, gym_asset, half_cheetah_frame_skip, half_cheetah_model
+from envs.locomotion.models import TRACKING_CAMERA, control_frame_skip, gym_asset, half_cheetah_model
 from envs.locomotion.tasks import DirectionFamily, GoalVelocityFamily
 from metarl.tasks.mujoco_family import finite_float32
 
@@ -112,7 +112,7 @@ class HalfCheetahTaskEnv(LocomotionTaskMixin, HalfCheetahEnv):  # type: ignore[m
         self.paper_dynamics = bool(paper_dynamics)
         super().__init__(
             xml_file=gym_asset("half_cheetah.xml"),
-            frame_skip=half_cheetah_frame_skip(self.paper_dynamics),
+            frame_skip=control_frame_skip(self.paper_dynamics),
             ctrl_cost_weight=ctrl_cost_weight,
             reset_noise_scale=reset_noise_scale,
             exclude_current_positions_from_observation=exclude_current_positions_from_observation,
@@ -220,7 +220,7 @@ class BatchedHalfCheetah(BatchedLocomotionEnv):
             model=model,
             observation_size=model.nq - self._skip + model.nv,
             reset_noise_scale=reset_noise_scale,
-            frame_skip=half_cheetah_frame_skip(self.paper_dynamics),
+            frame_skip=control_frame_skip(self.paper_dynamics),
             nthread=nthread,
         )
 

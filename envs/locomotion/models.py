@@ -63,11 +63,6 @@ def half_cheetah_model() -> mujoco.MjModel:
     return model
 
 
-def half_cheetah_frame_skip(paper_dynamics: bool) -> int:
-    """Physics steps of 0.01 s per control step: 1 for the paper's HalfCheetah (rllab's), else :data:`FRAME_SKIP`."""
-    return 1 if paper_dynamics else FRAME_SKIP
-
-
 def ant_model(paper_dynamics: bool = False) -> mujoco.MjModel:
     """Gymnasium's ``ant.xml`` (Ant-v5) plus an accelerometer in the torso.
 
@@ -94,8 +89,10 @@ def ant_model(paper_dynamics: bool = False) -> mujoco.MjModel:
     return spec.compile()
 
 
-def ant_frame_skip(paper_dynamics: bool) -> int:
-    """Physics steps per control step: 1 for the paper's Ant, else :data:`FRAME_SKIP`."""
+def control_frame_skip(paper_dynamics: bool) -> int:
+    """Physics steps per control step: 1 for the paper's simulations (rllab stepped its
+    HalfCheetah's 0.01 s and its Ant's 0.02 s physics once per control step), else :data:`FRAME_SKIP`.
+    """
     return 1 if paper_dynamics else FRAME_SKIP
 
 

@@ -15,7 +15,7 @@ from matplotlib.ticker import MaxNLocator
 
 from metarl.plots.curves import Curve, draw_curves
 from metarl.runs.folder import CONFIG_FILE
-from metarl.runs.logs import GROUP_MARK, read_metrics
+from metarl.runs.logs import GROUP_MARK, metric_groups, read_metrics
 from metarl.system.files import save_figure
 
 _STEP_KEY = re.compile(r"^return_after_step(\d+)$")
@@ -29,7 +29,7 @@ def _series_keys(rows: Sequence[Mapping[str, float]]) -> list[tuple[str, str]]:
     out += [(k, f"after {n} step{'s' if n != 1 else ''}") for n, k in steps]
     if "return_after" in keys:
         out.append(("return_after", "after adaptation"))
-    groups = sorted(k.partition(GROUP_MARK)[2] for k in keys if k.startswith(f"return_after{GROUP_MARK}"))
+    groups = metric_groups(keys)
     if len(groups) <= _MAX_GROUP_LINES:  # forward / backward; Meta-World's ten or more would crowd it
         out += [(f"return_after{GROUP_MARK}{g}", f"after adaptation, {g} tasks") for g in groups]
     return out

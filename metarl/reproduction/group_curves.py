@@ -16,7 +16,7 @@ from metarl.config import load_config
 from metarl.reproduction.layout import differences_from_preset, preset_config, row_dir
 from metarl.reproduction.rows import PaperRow
 from metarl.runs.folder import CONFIG_FILE, METRICS_FILE
-from metarl.runs.logs import GROUP_MARK, read_metrics
+from metarl.runs.logs import GROUP_MARK, metric_groups, read_metrics
 
 WINDOW = 10
 """Iterations averaged into one figure: ``[start, start + WINDOW)``."""
@@ -59,11 +59,10 @@ def run_group_curve(run_dir: Path, row: PaperRow, label: str) -> GroupCurve | No
     if not (run_dir / METRICS_FILE).is_file() or not (run_dir / CONFIG_FILE).is_file():
         return None
     rows = read_metrics(run_dir)
-    prefix = f"return_after{GROUP_MARK}"
-    groups = tuple(sorted({k[len(prefix) :] for r in rows for k in r if k.startswith(prefix)}))
+    groups = tuple(metric_groups(k for r in rows for k in r))
     if len(groups) < 2:
         return None
-    by_iteration = {int(r["iteration"]): r for r in rows if all(f"{prefix}{g}" in r for g in groups)}
+    by_iteration = {int(r["iteration"]): r for r in rows if all(f"return_after{GROUP_MARK}{g}" in r for g in groups)}
     before: dict[int, dict[str, float]] = {}
     after: dict[int, dict[str, float]] = {}
     last = max(by_iteration, default=-1)

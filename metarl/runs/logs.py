@@ -19,7 +19,7 @@ import os
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -35,6 +35,12 @@ logger = logging.getLogger(__name__)
 
 GROUP_MARK = "@"
 """Joins a metric and a task group in a logged metric's name: ``return_after@forward``."""
+
+
+def metric_groups(keys: Iterable[str], metric: str = "return_after") -> list[str]:
+    """The task groups ``keys`` log ``metric`` for (``return_after@forward`` → ``forward``), sorted."""
+    prefix = f"{metric}{GROUP_MARK}"
+    return sorted({k[len(prefix) :] for k in keys if k.startswith(prefix)})
 
 
 def _metrics_path(run_dir: str | Path) -> Path:

@@ -1,5 +1,7 @@
 """The policies' initialisation: Glorot-uniform layers, the output layer scaled by ``init_output_scale``."""
 
+from types import SimpleNamespace
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -38,14 +40,18 @@ def test_small_output_scale_starts_near_zero_action_means():
 
 
 def test_config_threads_init_output_scale_to_the_policy():
-    cfg = load_config("2d-navigation", ["--init_output_scale", "0.01"])
-    space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
-    torch.manual_seed(0)
-    small = agents.make_policy(space, gym.spaces.Box(-1, 1, (2,)), cfg.hidden_sizes, output_scale=cfg.init_output_scale)
-    torch.manual_seed(0)
-    plain = agents.make_policy(space, gym.spaces.Box(-1, 1, (2,)), cfg.hidden_sizes)
+    env = SimpleNamespace(
+        single_observation_space=gym.spaces.Box(-np.inf, np.inf, (2,), np.float32),
+        single_action_space=gym.spaces.Box(-1, 1, (2,), np.float32),
+    )
+    policies = []
+    for overrides in (["--init_output_scale", "0.01"], []):
+        torch.manual_seed(0)
+        policies.append(agents.policy_for(load_config("2d-navigation", overrides), env))  # type: ignore[arg-type]
+    small, plain = policies
     last = f"w{plain.num_layers - 1}"
     torch.testing.assert_close(getattr(small, last), getattr(plain, last) * 0.01, rtol=0, atol=0)
+    torch.testing.assert_close(small.w0, plain.w0, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("scale", [0.0, -1.0])
