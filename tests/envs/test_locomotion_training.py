@@ -15,8 +15,8 @@ from metarl.runs.logs import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 PRESETS = {
-    "halfcheetah-vel": "metarl/HalfCheetahVel-v0",
-    "halfcheetah-dir": "metarl/HalfCheetahDir-v0",
+    "halfcheetah-vel": "metarl/HalfCheetahVel-v1",
+    "halfcheetah-dir": "metarl/HalfCheetahDir-v1",
     "ant-vel": "metarl/AntVel-v1",
     "ant-dir": "metarl/AntDir-v1",
     "ant-goal": "metarl/AntGoal-v1",
