@@ -286,7 +286,8 @@ def _group_lines(s: RowSummary) -> list[str]:
 def comparison_block(root: Path, row: PaperRow, page_dir: Path) -> str:
     """Runs of the row with other settings (``<row>/comparisons/*``), grouped by how they differ from the preset.
 
-    A group of several seeds shows the mean over seeds with its 95 % interval over seeds.
+    A group of several seeds shows the mean over seeds with its 95 % interval over seeds, and each seed's
+    return after one step; under the table, each run's return after one step per task group.
 
     Args:
         root: The reproduction's root folder.
@@ -298,7 +299,7 @@ def comparison_block(root: Path, row: PaperRow, page_dir: Path) -> str:
     if not runs:
         return ""
     preset = preset_config(row)
-    groups: dict[tuple[str, int | None], list[tuple[int, Evaluation]]] = {}
+    groups: dict[tuple[str, int | None], list[tuple[int, str, Evaluation]]] = {}
     for run in runs:
         cfg = load_config(run / CONFIG_FILE)
         diff = differences_from_preset(cfg, preset)
@@ -306,29 +307,38 @@ def comparison_block(root: Path, row: PaperRow, page_dir: Path) -> str:
         files = sorted((run / "eval").glob("adaptation_*.json")) if (run / "eval").is_dir() else []
         ev = read_evaluation(files[-1], row, episodes_per_step(row)) if files else None
         if ev is not None:
-            groups.setdefault((described, ev.checkpoint_iteration), []).append((cfg.seed, ev))
+            groups.setdefault((described, ev.checkpoint_iteration), []).append((cfg.seed, run.name, ev))
     if not groups:  # none evaluated yet (a comparison in training)
         return ""
     lines = [
         f"Runs with other settings (folder `{_relative(folder, page_dir)}/`), on the same held-out tasks; "
         "several seeds: their mean and its interval over seeds:",
         "",
-        "| differs from the preset in | seeds | iterations | 0 steps | 1 step | 2 steps | 3 steps |",
-        "|---|---|---|---|---|---|---|",
+        "| differs from the preset in | seeds | seeds after 1 step | iterations "
+        "| 0 steps | 1 step | 2 steps | 3 steps |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    by_group: list[str] = []
     for (described, iterations), members in groups.items():
         if len(members) == 1:
-            cells = _evaluation_cells(members[0][1])
+            cells = _evaluation_cells(members[0][2])
         else:
-            mean, half = t_interval(np.array([ev.mean for _, ev in members]))
+            mean, half = t_interval(np.array([ev.mean for _, _, ev in members]))
             cells = [_pm(float(m), float(h)) for m, h in zip(mean, half, strict=True)]
-        protocol = "" if all(ev.protocol_ok for _, ev in members) else " (another evaluation protocol)"
-        seeds = ", ".join(str(seed) for seed, _ in members)
+        protocol = "" if all(ev.protocol_ok for _, _, ev in members) else " (another evaluation protocol)"
+        seeds = ", ".join(str(seed) for seed, _, _ in members)
+        after_one = ", ".join(_num(ev.mean[1]) if len(ev.mean) > 1 else "" for _, _, ev in members)
         lines.append(
-            f"| {described}{protocol} | {seeds} | {iterations if iterations is not None else ''} | "
+            f"| {described}{protocol} | {seeds} | {after_one} | {iterations if iterations is not None else ''} | "
             + " | ".join(cells)
             + " |"
         )
+        for _, name, ev in members:
+            if ev.by_group and len(ev.mean) > 1:
+                groups_text = ", ".join(f"{g} {_pm(m[1], h[1])}" for g, (m, h) in sorted(ev.by_group.items()))
+                by_group.append(f"`{name}`: {groups_text}")
+    if by_group:
+        lines += ["", "After one step, per task group: " + "; ".join(by_group) + "."]
     return "\n".join(lines) + "\n"
 
 

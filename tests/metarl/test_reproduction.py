@@ -236,6 +236,26 @@ def test_a_seed_that_adapts_one_way_only_shows_per_task_group(tmp_path: Path):
     assert "After one step, per task group: seed 2: backward 22.5 ± 0.1, forward 1.5 ± 0.1." in block
 
 
+def test_comparisons_show_each_seed_and_each_runs_task_groups(tmp_path: Path):
+    row, root = _reproduction(tmp_path, {1: 10.0})
+    preset = Path(row.preset)
+    groups = ["forward"] * 20 + ["backward"] * 20
+    for seed, one_step in ((1, 30.0), (2, 10.0)):
+        run = root / "small" / "comparisons" / f"lr-0.2-seed{seed}"
+        _fake_run(run, load_config(preset, ["--seed", str(seed), "--fast_lr", "0.2"]), 2)
+        returns = _tasks(one_step)
+        returns[:20, 1] -= 10.0  # forward tasks 10 below the mean after one step, backward 10 above
+        returns[20:, 1] += 10.0
+        _fake_results(results_file(run, "maml-trpo"), returns, groups=groups)
+    block = render_blocks(root, tmp_path, [row])["row:small"]
+    # one line for the two seeds of the same settings: each seed's value, then the mean over seeds
+    assert "| fast_lr 0.2 (preset 0.1) | 1, 2 | 30.0, 10.0 | 2 | 15.0 ± 127.1 | 20.0 ± 127.1 |" in block
+    assert (
+        "After one step, per task group: `lr-0.2-seed1`: backward 40.5 ± 0.1, forward 19.5 ± 0.1; "
+        "`lr-0.2-seed2`: backward 20.5 ± 0.1, forward −0.5 ± 0.1." in block
+    )
+
+
 def _grouped_run(run_dir: Path, cfg, iterations: int) -> None:
     """A run whose training metrics have task groups: iteration i returns -i (backward) and i (forward)."""
     save_config(cfg, run_dir / "config.yaml")
