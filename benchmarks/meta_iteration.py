@@ -286,6 +286,7 @@ def main() -> None:
             {
                 "config": args.config,
                 "overrides": args.override,
+                "env_id": cfg.env_id,
                 "meta_batch_size": cfg.meta_batch_size,
                 "episodes_per_task": cfg.episodes_per_task,
                 "horizon": cfg.horizon,

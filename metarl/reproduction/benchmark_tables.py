@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from metarl.config import load_config
+
 
 def _machine(result: Mapping[str, Any]) -> str:
     m = result.get("machine", {})
@@ -46,20 +48,32 @@ def _seconds(value: float | None) -> str:
 
 
 def _meta_iteration(results: list[Mapping[str, Any]]) -> str:
-    """One row per preset measured by ``benchmarks/meta_iteration.py --save``."""
+    """One row per preset measured by ``benchmarks/meta_iteration.py --save``.
+
+    Raises:
+        ValueError: a result was measured on another environment than its preset's today.
+    """
     lines = [
-        "| preset | batch (tasks × episodes × horizon) | per meta-iteration | sampling | meta-update | "
+        "| preset | environment | batch (tasks × episodes × horizon) | per meta-iteration | sampling | meta-update | "
         "physics of its samples | iteration / physics | threads (torch, MuJoCo) |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     machines = []
     for r in sorted(results, key=lambda r: r["settings"]["config"]):
         s = r["settings"]
+        env_id = load_config(s["config"], list(s.get("overrides") or [])).env_id
+        if s.get("env_id", env_id) != env_id:
+            raise ValueError(
+                f"meta_iteration_{s['config']}: measured on {s['env_id']}, the preset now trains on {env_id}: "
+                f"run benchmarks/meta_iteration.py --config {s['config']} --save"
+            )
         physics = r.get("sample_physics_seconds") or r.get("physics_seconds")
         ratio = f"**{r['seconds_per_iteration'] / physics:.2f}×**" if physics else "—"
         overrides = f" {' '.join(s['overrides'])}" if s.get("overrides") else ""
+        measured_on = f"`{s['env_id']}`" if "env_id" in s else "—"
         lines.append(
-            f"| `{s['config']}`{overrides} | {s['meta_batch_size']} × {s['episodes_per_task']} × {s['horizon']} | "
+            f"| `{s['config']}`{overrides} | {measured_on} | "
+            f"{s['meta_batch_size']} × {s['episodes_per_task']} × {s['horizon']} | "
             f"{_seconds(r['seconds_per_iteration'])} | {_seconds(r['sampling_seconds'])} | "
             f"{_seconds(r['meta_update_seconds'])} | {_seconds(physics)} | {ratio} | "
             f"{s['torch_threads']}, {s.get('mujoco_threads') or '—'} |"

@@ -356,3 +356,27 @@ def test_benchmark_tables_come_from_the_benchmarks_outputs(tmp_path: Path):
     table = benchmark_blocks(tmp_path)["benchmark:mujoco_family"]
     assert "| the family's `BatchedMujocoTaskEnv` | 4,500 |" in table and "**0.90×** (target ≥ 0.8×)" in table
     assert "Some CPU (AVX2), 2 cores" in table
+
+
+def test_a_meta_iteration_benchmark_of_another_environment_than_the_presets_is_refused(tmp_path: Path):
+    from metarl.reproduction.benchmark_tables import benchmark_blocks
+
+    settings = {"config": "halfcheetah-dir", "meta_batch_size": 40, "episodes_per_task": 20, "horizon": 200}
+    result = {
+        "machine": {"cpu": "Some CPU (AVX2)", "cores": 2, "torch": "2", "mujoco": "4"},
+        "date": "2026-01-01",
+        "settings": {**settings, "repeats": 3, "torch_threads": 2, "mujoco_threads": 2, "env_id": "x"},
+        "seconds_per_iteration": 10.0,
+        "sampling_seconds": 8.0,
+        "meta_update_seconds": 2.0,
+        "sample_physics_seconds": 5.0,
+    }
+    path = tmp_path / "meta_iteration_halfcheetah-dir.json"
+    result["settings"]["env_id"] = load_config("halfcheetah-dir").env_id
+    path.write_text(json.dumps(result))
+    table = benchmark_blocks(tmp_path)["benchmark:meta_iteration"]
+    assert f"| `halfcheetah-dir` | `{load_config('halfcheetah-dir').env_id}` | 40 × 20 × 200 | 10.00 s |" in table
+    result["settings"]["env_id"] = "metarl/HalfCheetahDir-v0"
+    path.write_text(json.dumps(result))
+    with pytest.raises(ValueError, match="measured on metarl/HalfCheetahDir-v0, the preset now trains on"):
+        benchmark_blocks(tmp_path)
