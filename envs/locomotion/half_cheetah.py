@@ -85,7 +85,9 @@ _SPACES_DOC = """
     ``task`` (the initial task), ``ctrl_cost_weight`` (0.05),
     ``reset_noise_scale`` (0.1), ``exclude_current_positions_from_observation``
     (True), ``paper_dynamics`` (False for ``-v0``, True for ``-v1``: one 0.01 s physics
-    step per control step), and HalfCheetah-v5's rendering arguments.
+    step per control step), ``clip_control_cost`` (False: the control cost of the action as
+    given; True: of the action clipped to its bounds, as the paper's rllab HalfCheetah
+    computed it — the physics clips it either way), and HalfCheetah-v5's rendering arguments.
 """
 
 
@@ -106,10 +108,12 @@ class HalfCheetahTaskEnv(LocomotionTaskMixin, HalfCheetahEnv):  # type: ignore[m
         reset_noise_scale: float = 0.1,
         exclude_current_positions_from_observation: bool = True,
         paper_dynamics: bool = False,
+        clip_control_cost: bool = False,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("default_camera_config", TRACKING_CAMERA)
         self.paper_dynamics = bool(paper_dynamics)
+        self.clip_control_cost = bool(clip_control_cost)
         super().__init__(
             xml_file=gym_asset("half_cheetah.xml"),
             frame_skip=control_frame_skip(self.paper_dynamics),
@@ -125,6 +129,7 @@ class HalfCheetahTaskEnv(LocomotionTaskMixin, HalfCheetahEnv):  # type: ignore[m
             reset_noise_scale=reset_noise_scale,
             exclude_current_positions_from_observation=exclude_current_positions_from_observation,
             paper_dynamics=paper_dynamics,
+            clip_control_cost=clip_control_cost,
             **kwargs,
         )
         assert self.observation_space.shape is not None
@@ -145,6 +150,8 @@ class HalfCheetahTaskEnv(LocomotionTaskMixin, HalfCheetahEnv):  # type: ignore[m
         # HalfCheetah moves in the x-z plane: its position in the ground plane is (x, 0)
         xy = np.array([self.data.qpos[0], 0.0])
         task_reward = float(self.family.reward(self._params, np.asarray(x_velocity, dtype=np.float64), xy))
+        if self.clip_control_cost:
+            action = np.clip(action, self.action_space.low, self.action_space.high)
         ctrl_cost = float(self.control_cost(action))
         return task_reward - ctrl_cost, {"reward_task": task_reward, "reward_ctrl": -ctrl_cost}
 
@@ -208,10 +215,12 @@ class BatchedHalfCheetah(BatchedLocomotionEnv):
         reset_noise_scale: float = 0.1,
         exclude_current_positions_from_observation: bool = True,
         paper_dynamics: bool = False,
+        clip_control_cost: bool = False,
         nthread: int | None = None,
     ) -> None:
         model = half_cheetah_model()
         self.paper_dynamics = bool(paper_dynamics)
+        self.clip_control_cost = bool(clip_control_cost)
         self.ctrl_cost_weight = float(ctrl_cost_weight)
         self._skip = 1 if exclude_current_positions_from_observation else 0
         super().__init__(
@@ -241,6 +250,8 @@ class BatchedHalfCheetah(BatchedLocomotionEnv):
         xy = np.zeros((self.num_envs, 2))
         xy[:, 0] = self.qpos[:, 0]
         task_reward = self.family.reward(self.task_params, x_velocity, xy)
+        if self.clip_control_cost:
+            action = np.clip(action, self.model.actuator_ctrlrange[:, 0], self.model.actuator_ctrlrange[:, 1])
         ctrl_cost = self.ctrl_cost_weight * np.sum(np.square(action), axis=-1)
         return task_reward - ctrl_cost, {"reward_task": task_reward, "reward_ctrl": -ctrl_cost}
 

@@ -210,6 +210,24 @@ def test_paper_half_cheetah_steps_once_per_control_step(task: object) -> None:
     assert batched.frame_skip == 1 and batched.dt == pytest.approx(PAPER_CHEETAH_DT)
 
 
+def test_clip_control_cost_charges_the_clipped_action_single_and_batched() -> None:
+    """The paper's rllab HalfCheetah charged the control cost of the action clipped to [-1, 1]."""
+    action = np.array([3.0, -2.0, 0.5, 1.0, -0.25, 4.0])
+    raw, clipped = 0.05 * float(action @ action), 0.05 * float(np.sum(np.clip(action, -1.0, 1.0) ** 2))
+    for clip, cost in ((False, raw), (True, clipped)):
+        env = gym.make("metarl/HalfCheetahDir-v1", clip_control_cost=clip).unwrapped
+        env.reset(seed=1)
+        assert env.step(action)[4]["reward_ctrl"] == pytest.approx(-cost)
+    rewards = {}
+    for clip in (False, True):
+        batched = make_batched("metarl/HalfCheetahDir-v1", 2, max_episode_steps=5, nthread=1, clip_control_cost=clip)
+        batched.set_tasks([DirectionTask(direction=1), DirectionTask(direction=-1)])
+        batched.reset(seed=7)
+        rewards[clip] = batched.step(np.stack([action, np.clip(action, -1.0, 1.0)]))[1]
+    # the same physics (MuJoCo clips the control): the rewards differ by the cost of the clipped-off part only
+    assert rewards[True] - rewards[False] == pytest.approx([raw - clipped, 0.0], abs=1e-9)
+
+
 @pytest.mark.slow
 def test_paper_ant_survives_random_actions_longer() -> None:
     """Under the same random torques, v1 ants stay healthy for more of a 200-step episode."""
