@@ -84,12 +84,17 @@ def preset_config(row: PaperRow, *, pretrained: bool = False) -> TrainConfig:
 
 
 def differences_from_preset(cfg: TrainConfig, preset: TrainConfig) -> dict[str, tuple[Any, Any]]:
-    """``{field: (preset's value, run's value)}`` for every way ``cfg`` is not ``preset`` but for how it ran."""
+    """``{field: (preset's value, run's value)}`` for every way ``cfg`` is not ``preset`` but for how it ran.
+
+    ``env_kwargs`` compare without the keyword arguments that set how fast, not what, is simulated.
+    """
     diff = {k: v for k, v in config_diff(preset, cfg).items() if k not in HOW_FIELDS}
     if "env_kwargs" in diff:
         fixed = [{k: v for k, v in c.env_kwargs.items() if k not in RESUMABLE_ENV_KWARGS} for c in (preset, cfg)]
         if fixed[0] == fixed[1]:
             del diff["env_kwargs"]
+        else:
+            diff["env_kwargs"] = (fixed[0], fixed[1])
     return diff
 
 

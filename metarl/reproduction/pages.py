@@ -344,7 +344,11 @@ def comparison_block(root: Path, row: PaperRow, page_dir: Path) -> str:
 
 def _value(value: object) -> str:
     if isinstance(value, tuple | list):
-        return "[" + ", ".join(map(str, value)) + "]"
+        return "[" + ", ".join(map(_value, value)) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, bool):
+        return str(value).lower()
     return f"{value}"
 
 

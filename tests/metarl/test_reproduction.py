@@ -380,3 +380,13 @@ def test_a_meta_iteration_benchmark_of_another_environment_than_the_presets_is_r
     path.write_text(json.dumps(result))
     with pytest.raises(ValueError, match="measured on metarl/HalfCheetahDir-v0, the preset now trains on"):
         benchmark_blocks(tmp_path)
+
+
+def test_a_runs_differences_leave_out_the_thread_count_of_its_env_kwargs():
+    from metarl.reproduction.layout import differences_from_preset
+
+    preset = load_config("halfcheetah-dir")
+    threads_only = load_config("halfcheetah-dir", ["--env_kwargs", "{nthread: 1}", "--num_threads", "1"])
+    assert differences_from_preset(threads_only, preset) == {}
+    clipped = load_config("halfcheetah-dir", ["--env_kwargs", "{nthread: 1, clip_control_cost: true}"])
+    assert differences_from_preset(clipped, preset) == {"env_kwargs": ({}, {"clip_control_cost": True})}
