@@ -59,10 +59,19 @@ class MAMLTRPO:
     ):
         self.policy = policy
         self.sampler = sampler
-        self.settings = settings
         self.advantage = advantage
-        self.path = meta_update_path(policy, settings)
+        self.settings = settings  # builds self.path
         self._described = False
+
+    @property
+    def settings(self) -> MetaUpdateSettings:
+        """The meta-update's settings; assigning new ones rebuilds the meta-update path from them."""
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: MetaUpdateSettings) -> None:
+        self._settings = settings
+        self.path = meta_update_path(self.policy, settings)
 
     @property
     def inner_lrs(self) -> Sequence[float]:

@@ -132,3 +132,15 @@ def test_packed_steps_give_the_padded_layouts_meta_update(monkeypatch):
     assert packed[4] < padded[4] == H * E
     for a, b in zip(packed[:4], padded[:4], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_new_settings_rebuild_the_meta_update_path():
+    """Benchmarks compare meta-updates by assigning settings: the path must follow them."""
+    from agents.meta_update_paths import ExactMetaUpdate, FastMetaUpdate
+
+    policy = GaussianMLPPolicy(OBS, 2, (5,)).double()
+    learner = MAMLTRPO(policy, None, MetaUpdateSettings(fast_lr=0.5), AdvantageSettings())
+    assert isinstance(learner.path, ExactMetaUpdate)
+    fast = MetaUpdateSettings(fast_lr=0.5, fvp_transition_fraction=0.1)
+    learner.settings = fast
+    assert isinstance(learner.path, FastMetaUpdate) and learner.path.settings is fast
