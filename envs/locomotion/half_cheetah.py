@@ -151,7 +151,7 @@ class HalfCheetahTaskEnv(LocomotionTaskMixin, HalfCheetahEnv):  # type: ignore[m
         xy = np.array([self.data.qpos[0], 0.0])
         task_reward = float(self.family.reward(self._params, np.asarray(x_velocity, dtype=np.float64), xy))
         if self.clip_control_cost:
-            action = np.clip(action, self.action_space.low, self.action_space.high)
+            action = np.clip(action, self.model.actuator_ctrlrange[:, 0], self.model.actuator_ctrlrange[:, 1])
         ctrl_cost = float(self.control_cost(action))
         return task_reward - ctrl_cost, {"reward_task": task_reward, "reward_ctrl": -ctrl_cost}
 
