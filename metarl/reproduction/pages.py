@@ -267,6 +267,11 @@ def group_training_block(curves: Sequence[GroupCurve]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _after_one_step_by_group(ev: Evaluation) -> str:
+    """``ev``'s mean return after one step on each task group, with its interval, e.g. ``backward 1.0 ± 0.1``."""
+    return ", ".join(f"{name} {_pm(m[1], h[1])}" for name, (m, h) in sorted(ev.by_group.items()))
+
+
 def _group_lines(s: RowSummary) -> list[str]:
     """Each reported seed's (and the pretrained baseline's) mean per task group after one step.
 
@@ -278,8 +283,7 @@ def _group_lines(s: RowSummary) -> list[str]:
     parts = []
     for label, ev in evaluated:
         if ev.by_group and len(ev.mean) > 1:
-            groups = ", ".join(f"{name} {_pm(m[1], h[1])}" for name, (m, h) in sorted(ev.by_group.items()))
-            parts.append(f"{label}: {groups}")
+            parts.append(f"{label}: {_after_one_step_by_group(ev)}")
     return ["After one step, per task group: " + "; ".join(parts) + ".", ""] if parts else []
 
 
@@ -335,8 +339,7 @@ def comparison_block(root: Path, row: PaperRow, page_dir: Path) -> str:
         )
         for _, name, ev in members:
             if ev.by_group and len(ev.mean) > 1:
-                groups_text = ", ".join(f"{g} {_pm(m[1], h[1])}" for g, (m, h) in sorted(ev.by_group.items()))
-                by_group.append(f"`{name}`: {groups_text}")
+                by_group.append(f"`{name}`: {_after_one_step_by_group(ev)}")
     if by_group:
         lines += ["", "After one step, per task group: " + "; ".join(by_group) + "."]
     return "\n".join(lines) + "\n"
