@@ -19,7 +19,8 @@ parameters (and, with ``bf16``, the inner-loop Hessians its sampler would have k
 recomputed from them, so that its objective is the one it would train on. Then, per
 option, the matmul FLOPs of one meta-update (``torch.utils.flop_counter``) and its
 achieved GFLOP/s, next to the fp32 and bf16 batched-matmul peaks measured in the same run
-on the policy's own layer shape.
+on the policy's own layer shape. ``--save`` writes the medians to
+``results/fast_meta_update_<config>.json``, BENCHMARKS.md's "Meta-update: exact and fast".
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import statistics
 import time
 
 import numpy as np
+import outputs
 import torch
 from learner_setup import build
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
@@ -129,6 +131,9 @@ def main() -> None:
     parser.add_argument("--num_threads", type=int, default=2)
     parser.add_argument("--checkpoint", default=None, help="start from this checkpoint's θ (the config's architecture)")
     parser.add_argument("--no-flops", dest="flops", action="store_false", help="skip the FLOP count and peaks")
+    parser.add_argument(
+        "--save", action="store_true", help="write results/fast_meta_update_<config>.json (BENCHMARKS.md's table)"
+    )
     parser.add_argument("override", nargs="*", help="config overrides: --key value pairs after --")
     args = parser.parse_args()
     args.options = ["exact", *(o for o in args.options if o != "exact")]  # the reference comes first
@@ -205,6 +210,36 @@ def main() -> None:
         "per batch: "
         + "; ".join(f"{o}: gain " + "/".join(f"{r['improvement']:.4f}" for r in rows[o]) for o in args.options)
     )
+    if args.save:
+        outputs.save(
+            f"fast_meta_update_{args.config}",
+            {
+                "config": args.config,
+                "overrides": args.override,
+                "env_id": cfg.env_id,
+                "checkpoint": args.checkpoint,
+                "meta_batch_size": cfg.meta_batch_size,
+                "episodes_per_task": cfg.episodes_per_task,
+                "horizon": cfg.horizon,
+                "batches": args.batches,
+                "torch_threads": args.num_threads,
+            },
+            {
+                "options": {
+                    o: {
+                        "update_seconds": med(o, "seconds"),
+                        "speedup": exact_seconds / med(o, "seconds"),
+                        "cosine": med(o, "cos"),
+                        "cosine_min": min(r["cos"] for r in rows[o]),
+                        "surrogate_gain": med(o, "improvement"),
+                        "gain_over_exact": med(o, "improvement") / med("exact", "improvement"),
+                        "kl_after": med(o, "kl"),
+                        "ls_steps": med(o, "ls_steps"),
+                    }
+                    for o in args.options
+                }
+            },
+        )
     if not args.flops:
         return
 

@@ -47,6 +47,16 @@ def _seconds(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f} s"
 
 
+def _check_environment(benchmark: str, settings: Mapping[str, Any]) -> None:
+    """Raise ValueError if ``settings`` were measured on another environment than their preset's today."""
+    env_id = load_config(settings["config"], list(settings.get("overrides") or [])).env_id
+    if settings.get("env_id", env_id) != env_id:
+        raise ValueError(
+            f"{benchmark}_{settings['config']}: measured on {settings['env_id']}, the preset now trains on {env_id}: "
+            f"run benchmarks/{benchmark}.py --config {settings['config']} --save"
+        )
+
+
 def _meta_iteration(results: list[Mapping[str, Any]]) -> str:
     """One row per preset measured by ``benchmarks/meta_iteration.py --save``.
 
@@ -61,12 +71,7 @@ def _meta_iteration(results: list[Mapping[str, Any]]) -> str:
     machines = []
     for r in sorted(results, key=lambda r: r["settings"]["config"]):
         s = r["settings"]
-        env_id = load_config(s["config"], list(s.get("overrides") or [])).env_id
-        if s.get("env_id", env_id) != env_id:
-            raise ValueError(
-                f"meta_iteration_{s['config']}: measured on {s['env_id']}, the preset now trains on {env_id}: "
-                f"run benchmarks/meta_iteration.py --config {s['config']} --save"
-            )
+        _check_environment("meta_iteration", s)
         physics = r.get("sample_physics_seconds") or r.get("physics_seconds")
         ratio = f"**{r['seconds_per_iteration'] / physics:.2f}×**" if physics else "—"
         overrides = f" {' '.join(s['overrides'])}" if s.get("overrides") else ""
@@ -83,6 +88,37 @@ def _meta_iteration(results: list[Mapping[str, Any]]) -> str:
     where = "; ".join(sorted(set(machines)))
     lines += ["", f"Medians of {'/'.join(repeats)} iterations after a warm-up; {where}."]
     return "\n".join(lines) + "\n"
+
+
+def _fast_meta_update(results: list[Mapping[str, Any]]) -> str:
+    """One table per preset measured by ``benchmarks/fast_meta_update.py --save``: each option against ``exact``.
+
+    Raises:
+        ValueError: a result was measured on another environment than its preset's today.
+    """
+    parts = []
+    for r in sorted(results, key=lambda r: r["settings"]["config"]):
+        s = r["settings"]
+        _check_environment("fast_meta_update", s)
+        overrides = f" {' '.join(s['overrides'])}" if s.get("overrides") else ""
+        theta = f"θ of `{s['checkpoint']}`" if s.get("checkpoint") else "θ at initialisation (seed 0)"
+        lines = [
+            f"`{s['config']}`{overrides} on `{s['env_id']}`, {s['meta_batch_size']} × {s['episodes_per_task']} × "
+            f"{s['horizon']}, {theta}; medians over {s['batches']} meta-batches, {s['torch_threads']} torch "
+            f"threads ({_machine(r)}):",
+            "",
+            "| option | meta-update | speed-up | cosine to the exact step (lowest) | surrogate gain (of exact's) | "
+            "KL after | line-search steps |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, o in r["options"].items():
+            lines.append(
+                f"| `{name}` | {o['update_seconds']:.2f} s | {o['speedup']:.2f}× | {o['cosine']:.4f} "
+                f"({o['cosine_min']:.4f}) | {o['surrogate_gain']:.5f} ({o['gain_over_exact']:.0%}) | "
+                f"{o['kl_after']:.5f} | {o['ls_steps']:g} |"
+            )
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)
 
 
 def _peer_comparison(result: Mapping[str, Any]) -> str:
@@ -134,7 +170,10 @@ RENDERERS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "meta_world_envs": _meta_world_envs,
 }
 """The table of each benchmark whose one output BENCHMARKS.md quotes."""
-GROUPED: dict[str, Callable[[list[Mapping[str, Any]]], str]] = {"meta_iteration": _meta_iteration}
+GROUPED: dict[str, Callable[[list[Mapping[str, Any]]], str]] = {
+    "meta_iteration": _meta_iteration,
+    "fast_meta_update": _fast_meta_update,
+}
 """Benchmarks with one output per configuration (``<name>_<config>.json``), quoted as one table."""
 
 
