@@ -228,11 +228,9 @@ def main() -> None:
                 "options": {
                     o: {
                         "update_seconds": med(o, "seconds"),
-                        "speedup": exact_seconds / med(o, "seconds"),
                         "cosine": med(o, "cos"),
                         "cosine_min": min(r["cos"] for r in rows[o]),
                         "surrogate_gain": med(o, "improvement"),
-                        "gain_over_exact": med(o, "improvement") / med("exact", "improvement"),
                         "kl_after": med(o, "kl"),
                         "ls_steps": med(o, "ls_steps"),
                     }

@@ -111,10 +111,12 @@ def _fast_meta_update(results: list[Mapping[str, Any]]) -> str:
             "KL after | line-search steps |",
             "|---|---|---|---|---|---|---|",
         ]
+        exact = r["options"]["exact"]
         for name, o in r["options"].items():
             lines.append(
-                f"| `{name}` | {o['update_seconds']:.2f} s | {o['speedup']:.2f}× | {o['cosine']:.4f} "
-                f"({o['cosine_min']:.4f}) | {o['surrogate_gain']:.5f} ({o['gain_over_exact']:.0%}) | "
+                f"| `{name}` | {o['update_seconds']:.2f} s | {exact['update_seconds'] / o['update_seconds']:.2f}× | "
+                f"{o['cosine']:.4f} ({o['cosine_min']:.4f}) | {o['surrogate_gain']:.5f} "
+                f"({o['surrogate_gain'] / exact['surrogate_gain']:.0%}) | "
                 f"{o['kl_after']:.5f} | {o['ls_steps']:g} |"
             )
         parts.append("\n".join(lines) + "\n")
