@@ -38,7 +38,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 import agents
 import envs  # noqa: F401
 from agents.surrogate import PostAdaptationObjective
-from metarl.config import load_config
+from metarl.config import config_to_dict, load_config
 from metarl.system.memory import restart_with_tuned_malloc
 from metarl.tasks.build import make_batched
 
@@ -294,6 +294,7 @@ def main() -> None:
                 "torch_threads": args.num_threads,
                 "policy_threads": learner.sampler.policy_threads,
                 "mujoco_threads": getattr(env, "nthread", None),
+                "config_values": config_to_dict(cfg),
             },
             {
                 "seconds_per_iteration": total,

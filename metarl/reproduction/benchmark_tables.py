@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from metarl.config import load_config
+from metarl.config import config_from_dict, load_config
+from metarl.reproduction.layout import differences_from_preset
 
 
 def _machine(result: Mapping[str, Any]) -> str:
@@ -57,11 +58,28 @@ def _check_environment(benchmark: str, settings: Mapping[str, Any]) -> None:
         )
 
 
+def _check_preset(benchmark: str, settings: Mapping[str, Any]) -> None:
+    """Raise ValueError unless ``settings`` record the whole configuration measured and it is the preset's today.
+
+    The preset may differ only in how it runs (:data:`~metarl.reproduction.layout.HOW_FIELDS`) and in
+    ``num_iterations``, which a benchmark of single iterations does not use.
+    """
+    rerun = f"run benchmarks/{benchmark}.py --config {settings['config']} --save"
+    if "config_values" not in settings:
+        raise ValueError(f"{benchmark}_{settings['config']}: the output records no configuration: {rerun}")
+    preset = load_config(settings["config"], list(settings.get("overrides") or []))
+    measured = config_from_dict(settings["config_values"], f"{benchmark}_{settings['config']}")
+    diff = {k: v for k, v in differences_from_preset(measured, preset).items() if k != "num_iterations"}
+    if diff:
+        changes = ", ".join(f"{k} {old!r} (preset now {new!r})" for k, (new, old) in sorted(diff.items()))
+        raise ValueError(f"{benchmark}_{settings['config']}: measured with {changes}: {rerun}")
+
+
 def _meta_iteration(results: list[Mapping[str, Any]]) -> str:
     """One row per preset measured by ``benchmarks/meta_iteration.py --save``.
 
     Raises:
-        ValueError: a result was measured on another environment than its preset's today.
+        ValueError: a result was measured with other settings than its preset's today (or records none).
     """
     lines = [
         "| preset | environment | batch (tasks × episodes × horizon) | per meta-iteration | sampling | meta-update | "
@@ -72,6 +90,7 @@ def _meta_iteration(results: list[Mapping[str, Any]]) -> str:
     for r in sorted(results, key=lambda r: r["settings"]["config"]):
         s = r["settings"]
         _check_environment("meta_iteration", s)
+        _check_preset("meta_iteration", s)
         physics = r.get("sample_physics_seconds") or r.get("physics_seconds")
         ratio = f"**{r['seconds_per_iteration'] / physics:.2f}×**" if physics else "—"
         overrides = f" {' '.join(s['overrides'])}" if s.get("overrides") else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from metarl.config import load_config, save_config
+from metarl.config import config_to_dict, load_config, save_config
 from metarl.evaluation.results import AdaptationResults
 from metarl.evaluation.statistics import student_t_ppf
 from metarl.reproduction.layout import preset_config, pretrained_dir, random_results, results_file, seed_dir
@@ -373,12 +374,42 @@ def test_a_meta_iteration_benchmark_of_another_environment_than_the_presets_is_r
     }
     path = tmp_path / "meta_iteration_halfcheetah-dir.json"
     result["settings"]["env_id"] = load_config("halfcheetah-dir").env_id
+    result["settings"]["config_values"] = config_to_dict(load_config("halfcheetah-dir"))
     path.write_text(json.dumps(result))
     table = benchmark_blocks(tmp_path)["benchmark:meta_iteration"]
     assert f"| `halfcheetah-dir` | `{load_config('halfcheetah-dir').env_id}` | 40 × 20 × 200 | 10.00 s |" in table
     result["settings"]["env_id"] = "metarl/HalfCheetahDir-v0"
     path.write_text(json.dumps(result))
     with pytest.raises(ValueError, match="measured on metarl/HalfCheetahDir-v0, the preset now trains on"):
+        benchmark_blocks(tmp_path)
+
+
+def test_a_meta_iteration_benchmark_of_other_settings_than_the_presets_is_refused(tmp_path: Path):
+    from metarl.reproduction.benchmark_tables import benchmark_blocks
+
+    preset = load_config("halfcheetah-dir")
+    settings = {"config": "halfcheetah-dir", "env_id": preset.env_id, "meta_batch_size": 40}
+    result = {
+        "machine": {"cpu": "Some CPU (AVX2)", "cores": 2, "torch": "2", "mujoco": "4"},
+        "date": "2026-01-01",
+        "settings": settings | {"episodes_per_task": 20, "horizon": 200, "repeats": 3, "torch_threads": 2},
+        "seconds_per_iteration": 10.0,
+        "sampling_seconds": 8.0,
+        "meta_update_seconds": 2.0,
+    }
+    path = tmp_path / "meta_iteration_halfcheetah-dir.json"
+    path.write_text(json.dumps(result))
+    with pytest.raises(ValueError, match="records no configuration: run benchmarks/meta_iteration.py"):
+        benchmark_blocks(tmp_path)
+    # how it ran (threads, seed, folder) and the run's length may differ; a learning setting may not
+    how = dataclasses.replace(preset, num_threads=1, seed=7, num_iterations=3, out_dir="elsewhere")
+    result["settings"]["config_values"] = config_to_dict(how)
+    path.write_text(json.dumps(result))
+    assert "| `halfcheetah-dir` |" in benchmark_blocks(tmp_path)["benchmark:meta_iteration"]
+    other = dataclasses.replace(preset, fvp_inner_fraction=0.1)
+    result["settings"]["config_values"] = config_to_dict(other)
+    path.write_text(json.dumps(result))
+    with pytest.raises(ValueError, match=r"measured with fvp_inner_fraction 0.1 \(preset now 1.0\)"):
         benchmark_blocks(tmp_path)
 
 
