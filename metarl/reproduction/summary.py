@@ -46,7 +46,8 @@ class Training:
         env_steps: environment steps over all iterations.
         seconds: the sum of the iterations' wall-clock seconds.
         median_seconds: median seconds per iteration.
-        cpus: the CPU kinds of its training sessions (``sessions.jsonl``); ``[]`` if unrecorded.
+        cpus: the CPU kinds of its training sessions (``sessions.jsonl``), each with the iterations it ran
+            (metrics.csv's numbering) when there were several kinds; ``[]`` if unrecorded.
         differences: fields in which its config is not the shipped preset (``{field: [preset, run]}``).
     """
 
@@ -140,12 +141,44 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else math.nan
 
 
+def cpu_spans(sessions: list[dict[str, Any]], iterations: int) -> list[str]:
+    """The CPU kinds that trained a run, as ``"kind for iterations a–b"`` when there were several.
+
+    A session ran from its ``first_iteration`` to the next session's start (a session resumed from an
+    earlier checkpoint redoes what it overlaps); sessions that completed no iteration are left out,
+    and consecutive spans on one kind are merged.
+
+    Args:
+        sessions: the run's session records (:func:`~metarl.runs.folder.read_sessions`), in order.
+        iterations: the run's completed iterations (rows of ``metrics.csv``).
+    """
+    spans: list[list[Any]] = []  # [cpu, first, last]
+    for i, session in enumerate(sessions):
+        first = int(session["first_iteration"])
+        end = int(sessions[i + 1]["first_iteration"]) if i + 1 < len(sessions) else iterations
+        end = min(end, iterations)
+        while spans and spans[-1][1] >= first:  # redone from an earlier checkpoint
+            spans.pop()
+        if spans and spans[-1][2] >= first:
+            spans[-1][2] = first - 1
+        if end <= first:
+            continue
+        cpu = str(session.get("cpu", "")) or "unrecorded"
+        if spans and spans[-1][0] == cpu and spans[-1][2] == first - 1:
+            spans[-1][2] = end - 1
+        else:
+            spans.append([cpu, first, end - 1])
+    if len({cpu for cpu, _, _ in spans}) <= 1:
+        return [spans[0][0]] if spans else list(dict.fromkeys(str(s.get("cpu", "")) for s in sessions))
+    return [f"{cpu} for iterations {first}–{last}" for cpu, first, last in spans]
+
+
 def read_training(run_dir: Path, preset_cfg: Any) -> Training:
     """The :class:`Training` of ``run_dir`` (its config compared with ``preset_cfg``)."""
     cfg = load_config(run_dir / CONFIG_FILE)
     rows = read_metrics(run_dir) if (run_dir / METRICS_FILE).is_file() else []
     seconds = [float(r["seconds_per_iteration"]) for r in rows if "seconds_per_iteration" in r]
-    cpus = list(dict.fromkeys(str(s.get("cpu", "")) for s in read_sessions(run_dir)))
+    cpus = cpu_spans(read_sessions(run_dir), len(rows))
     return Training(
         iterations=len(rows),
         target=cfg.num_iterations,
@@ -259,6 +292,7 @@ __all__ = [
     "RowSummary",
     "SeedResult",
     "Training",
+    "cpu_spans",
     "episodes_per_step",
     "read_evaluation",
     "read_training",

@@ -125,6 +125,25 @@ def test_aggregate_over_seeds_and_the_papers_checks(tmp_path: Path):
     assert s.random is not None and s.random.mean[1] == pytest.approx(-20.0)
 
 
+def test_a_run_trained_on_several_cpu_kinds_names_the_iterations_of_each():
+    from metarl.reproduction.summary import cpu_spans
+
+    def session(first: int, cpu: str) -> dict:
+        return {"first_iteration": first, "cpu": cpu}
+
+    one_kind = [session(0, "A"), session(40, "A"), session(90, "A")]
+    assert cpu_spans(one_kind, 100) == ["A"]
+    # a session that completed nothing is left out; consecutive spans of one kind merge
+    mixed = [session(0, "A"), session(50, "A"), session(50, "B"), session(120, "B"), session(182, "A")]
+    assert cpu_spans(mixed, 200) == ["A for iterations 0–49", "B for iterations 50–181", "A for iterations 182–199"]
+    # resumed from an earlier checkpoint: the later session redoes the overlap
+    redone = [session(0, "A"), session(60, "B"), session(40, "A")]
+    assert cpu_spans(redone, 100) == ["A"]
+    redone = [session(0, "A"), session(60, "B"), session(70, "A"), session(65, "A")]
+    assert cpu_spans(redone, 100) == ["A for iterations 0–59", "B for iterations 60–64", "A for iterations 65–99"]
+    assert cpu_spans([], 10) == []
+
+
 def test_a_failing_seed_and_a_baseline_above_maml_fail_their_checks(tmp_path: Path):
     row, root = _reproduction(tmp_path, {1: 8.7, 2: 14.0, 3: 14.0}, pretrained=13.0)  # bound 0.8 * 11 = 8.8
     s = summarise(root, row)
