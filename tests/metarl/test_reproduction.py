@@ -354,6 +354,17 @@ def test_committed_pages_match_the_committed_runs():
     assert load_script("results_pages").main(["--check"]) == 0
 
 
+def test_a_stale_benchmark_output_stops_the_pages_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    script = load_script("results_pages")
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    stale = {"settings": {"config": "halfcheetah-dir", "meta_batch_size": 40}, "seconds_per_iteration": 1.0}
+    (tmp_path / "benchmarks" / "results" / "meta_iteration_halfcheetah-dir.json").write_text(json.dumps(stale))
+    script.REPOSITORY = tmp_path
+    assert script.main(["--check"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "meta_iteration_halfcheetah-dir: the output records no configuration" in err
+
+
 def test_every_row_names_a_shipped_preset():
     for row in ROWS:
         assert preset_config(row).num_iterations > 0
