@@ -73,6 +73,10 @@ class MAMLTRPO:
         self._settings = settings
         self.path = meta_update_path(self.policy, settings)
 
+    def arithmetic(self) -> dict[str, str]:
+        """The precision of the Fisher-vector products and of the inner step, as resolved for this CPU."""
+        return {"products": self.settings.fisher_precision, "inner_step": self.settings.adaptation_precision}
+
     @property
     def inner_lrs(self) -> Sequence[float]:
         """The inner learning rate of each adaptation step."""

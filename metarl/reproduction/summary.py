@@ -141,12 +141,25 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else math.nan
 
 
+def _machine_and_arithmetic(session: dict[str, Any]) -> str:
+    """``"CPU kind"``, with the learner's precision where the session recorded it (``"CPU kind, bf16"``)."""
+    cpu = str(session.get("cpu", "")) or "unrecorded CPU"
+    arithmetic = session.get("arithmetic")
+    if not isinstance(arithmetic, dict) or not arithmetic:
+        return cpu
+    values = {str(v) for v in arithmetic.values()}
+    if len(values) == 1:
+        return f"{cpu}, {values.pop()}"
+    return f"{cpu}, " + ", ".join(f"{str(k).replace('_', ' ')} {v}" for k, v in arithmetic.items())
+
+
 def cpu_spans(sessions: list[dict[str, Any]], iterations: int) -> list[str]:
-    """The CPU kinds that trained a run, as ``"kind for iterations a–b"`` when there were several.
+    """The CPU kinds (and recorded precisions) that trained a run, as ``"kind for iterations a–b"`` when
+    there were several.
 
     A session ran from its ``first_iteration`` to the next session's start (a session resumed from an
     earlier checkpoint redoes what it overlaps); sessions that completed no iteration are left out,
-    and consecutive spans on one kind are merged.
+    and consecutive spans on one kind and precision are merged.
 
     Args:
         sessions: the run's session records (:func:`~metarl.runs.folder.read_sessions`), in order.
@@ -163,13 +176,13 @@ def cpu_spans(sessions: list[dict[str, Any]], iterations: int) -> list[str]:
             spans[-1][2] = first - 1
         if end <= first:
             continue
-        cpu = str(session.get("cpu", "")) or "unrecorded"
+        cpu = _machine_and_arithmetic(session)
         if spans and spans[-1][0] == cpu and spans[-1][2] == first - 1:
             spans[-1][2] = end - 1
         else:
             spans.append([cpu, first, end - 1])
     if len({cpu for cpu, _, _ in spans}) <= 1:
-        return [spans[0][0]] if spans else list(dict.fromkeys(str(s.get("cpu", "")) for s in sessions))
+        return [spans[0][0]] if spans else list(dict.fromkeys(_machine_and_arithmetic(s) for s in sessions))
     return [f"{cpu} for iterations {first}–{last}" for cpu, first, last in spans]
 
 

@@ -226,17 +226,22 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
         )
 
 
-def record_session(run_dir: Path, first_iteration: int, cfg: TrainConfig) -> dict[str, Any]:
+def record_session(
+    run_dir: Path, first_iteration: int, cfg: TrainConfig, arithmetic: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Append this training session to ``run_dir/sessions.jsonl``; returns the record.
 
     A record holds the first iteration the session runs, when it started, the machine
-    (:func:`metarl.system.machine.machine_record`) and the thread counts, so that the seconds in
-    ``metrics.csv`` can be attributed to the CPU that spent them.
+    (:func:`metarl.system.machine.machine_record`), the thread counts and the learner's arithmetic,
+    so that the seconds in ``metrics.csv`` can be attributed to the CPU that spent them and each
+    iteration to the precision it was computed in.
 
     Args:
         run_dir: the run folder.
         first_iteration: the iteration the session starts at (0, or where it resumed).
         cfg: the session's config (its thread counts are recorded).
+        arithmetic: the precision of each part of the learner's update on this CPU
+            (:meth:`~metarl.training.run_state.MetaLearner.arithmetic`), if known.
     """
     record = {
         "first_iteration": int(first_iteration),
@@ -245,6 +250,8 @@ def record_session(run_dir: Path, first_iteration: int, cfg: TrainConfig) -> dic
         "num_threads": cfg.num_threads,
         "env_nthread": cfg.env_kwargs.get("nthread"),
     }
+    if arithmetic:
+        record["arithmetic"] = dict(arithmetic)
     append_line(Path(run_dir) / SESSIONS_FILE, json.dumps(record))
     return record
 

@@ -57,6 +57,11 @@ class MetaLearner(Protocol):
     def close(self) -> None:
         """Release what the learner holds beyond the env (its sampler's workers)."""
 
+    def arithmetic(self) -> dict[str, str]:
+        """The precision each part of its update computes in on this CPU (``auto`` resolved), for the session
+        record: ``{"products": "bf16", "inner_step": "fp32"}``, say.
+        """
+
 
 @dataclass
 class RunState:

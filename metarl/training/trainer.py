@@ -162,7 +162,7 @@ def _train_in(run_dir: Path, cfg: TrainConfig, build_learner: LearnerFactory, *,
         if initialised is not None:
             log.info("learner initialised from %s", initialised)
         log.info("training %s for %d iterations in %s", cfg.env_id, cfg.num_iterations, run_dir)
-        session = record_session(run_dir, state.iteration, cfg)
+        session = record_session(run_dir, state.iteration, cfg, learner.arithmetic())
         trust_run(run_dir, cfg.env_id)  # the user named (or vouched for) its module: later commands need not ask
         log.info(
             "machine: %s, %d cores; torch %s, mujoco %s; %d torch threads",

@@ -142,6 +142,12 @@ def test_a_run_trained_on_several_cpu_kinds_names_the_iterations_of_each():
     redone = [session(0, "A"), session(60, "B"), session(70, "A"), session(65, "A")]
     assert cpu_spans(redone, 100) == ["A for iterations 0–59", "B for iterations 60–64", "A for iterations 65–99"]
     assert cpu_spans([], 10) == []
+    # the learner's precision, where a session recorded it, is part of the span
+    bf16, fp32 = {"products": "bf16", "inner_step": "bf16"}, {"products": "fp32", "inner_step": "fp32"}
+    sessions = [session(0, "A") | {"arithmetic": fp32}, session(30, "B") | {"arithmetic": bf16}]
+    assert cpu_spans(sessions, 50) == ["A, fp32 for iterations 0–29", "B, bf16 for iterations 30–49"]
+    mixed_parts = [session(0, "B") | {"arithmetic": {"products": "bf16", "inner_step": "fp32"}}]
+    assert cpu_spans(mixed_parts, 5) == ["B, products bf16, inner step fp32"]
 
 
 def test_a_failing_seed_and_a_baseline_above_maml_fail_their_checks(tmp_path: Path):

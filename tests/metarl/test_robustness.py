@@ -539,6 +539,14 @@ def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(
 
 
 @pytest.mark.slow
+def test_a_session_records_the_machine_and_the_precision_its_learner_computes_in(reference: Path) -> None:
+    from metarl.runs.folder import read_sessions
+
+    (session,) = read_sessions(reference)
+    assert session["first_iteration"] == 0 and session["cpu"] and session["num_threads"] >= 1
+    assert session["arithmetic"] == {"products": "fp32", "inner_step": "fp32"}  # 2d-navigation's fisher_precision
+
+
 def test_same_seed_same_metrics_and_parameters(reference: Path, tmp_path: Path) -> None:
     assert _train(tmp_path, "again", 3) == 0
     _assert_same_metrics(tmp_path / "again", reference, 3)
