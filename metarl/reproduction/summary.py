@@ -165,25 +165,22 @@ def cpu_spans(sessions: list[dict[str, Any]], iterations: int) -> list[str]:
         sessions: the run's session records (:func:`~metarl.runs.folder.read_sessions`), in order.
         iterations: the run's completed iterations (rows of ``metrics.csv``).
     """
-    spans: list[list[Any]] = []  # [cpu, first, last]
-    for i, session in enumerate(sessions):
+    owned: list[tuple[str, int, int]] = []  # (kind, first, last), latest session first
+    limit = iterations  # where the iterations of the sessions after this one begin
+    for session in reversed(sessions):
         first = int(session["first_iteration"])
-        end = int(sessions[i + 1]["first_iteration"]) if i + 1 < len(sessions) else iterations
-        end = min(end, iterations)
-        while spans and spans[-1][1] >= first:  # redone from an earlier checkpoint
-            spans.pop()
-        if spans and spans[-1][2] >= first:
-            spans[-1][2] = first - 1
-        if end <= first:
-            continue
-        cpu = _machine_and_arithmetic(session)
-        if spans and spans[-1][0] == cpu and spans[-1][2] == first - 1:
-            spans[-1][2] = end - 1
+        if first < limit:
+            owned.append((_machine_and_arithmetic(session), first, limit - 1))
+        limit = min(limit, first)
+    spans: list[list[Any]] = []  # [kind, first, last], consecutive spans of one kind merged
+    for kind, first, last in reversed(owned):
+        if spans and spans[-1][0] == kind:
+            spans[-1][2] = last
         else:
-            spans.append([cpu, first, end - 1])
-    if len({cpu for cpu, _, _ in spans}) <= 1:
+            spans.append([kind, first, last])
+    if len({kind for kind, _, _ in spans}) <= 1:
         return [spans[0][0]] if spans else list(dict.fromkeys(_machine_and_arithmetic(s) for s in sessions))
-    return [f"{cpu} for iterations {first}–{last}" for cpu, first, last in spans]
+    return [f"{kind} for iterations {first}–{last}" for kind, first, last in spans]
 
 
 def read_training(run_dir: Path, preset_cfg: Any) -> Training:
